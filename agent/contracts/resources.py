@@ -1,0 +1,413 @@
+"""Resource models of DESIGN §7 (Application, Service, Volume, Configuration, Secret) on the wire.
+
+Field names follow Baetyl's specV1 JSON (camelCase) so that its users recognise them. These are the
+values the cloud stores and serves over `resources/get` and that the agent's engine applies; the
+validators here refuse specs that no backend could run, before they reach a node.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections import Counter
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+
+from agent.contracts import names, selectors
+from agent.contracts.wire import WireModel
+
+CONFIG_DATA_MAX_BYTES = 1024 * 1024
+SECRET_DATA_MAX_BYTES = 64 * 1024
+SECRET_TYPE_LABEL = "secret-type"  # noqa: S105 - a label name, not a password
+SECRET_TYPES = ("config", "certificate", "registry")
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONFIG_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
+_FUNCTION_NAME_RE = re.compile(r"^[A-Za-z_][-A-Za-z0-9_]{0,62}$")
+_HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_QUANTITY_RE = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[mkMGTPE])?$")
+
+
+class ResourceKind(enum.StrEnum):
+    """The kinds an agent fetches with `resources/get`."""
+
+    APPLICATION = "application"
+    CONFIGURATION = "configuration"
+    SECRET = "secret"  # noqa: S105 - a kind name, not a password
+
+
+def _selector_text(text: str) -> str:
+    selectors.parse(text)  # raises SelectorError (a ValueError) that points at the bad part
+    return text
+
+
+def _env_name(name: str) -> str:
+    if not _ENV_NAME_RE.match(name):
+        raise ValueError(f"environment variable name {name!r} must match {_ENV_NAME_RE.pattern}")
+    return name
+
+
+def _config_key(key: str) -> str:
+    if not _CONFIG_KEY_RE.match(key) or key in {".", ".."}:
+        raise ValueError(
+            f"data key {key!r} must be letters, digits, '-', '_' and '.' (a file name)"
+        )
+    return key
+
+
+def _quantity(value: str) -> str:
+    if not _QUANTITY_RE.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as '250m', '1.5' or '512Mi'")
+    return value
+
+
+def _mount_path(path: str) -> str:
+    if not path or "\x00" in path:
+        raise ValueError("mountPath must be a non-empty path")
+    if ".." in path.split("/"):
+        raise ValueError(f"mountPath {path!r} must not contain '..'")
+    return path
+
+
+Name = Annotated[str, AfterValidator(names.check_name)]
+AppName = Annotated[str, AfterValidator(names.check_app_name)]
+ServiceName = Annotated[str, AfterValidator(names.check_service_name)]
+Namespace = Annotated[str, AfterValidator(names.check_namespace)]
+Labels = Annotated[dict[str, str], AfterValidator(names.check_labels)]
+SelectorText = Annotated[str, StringConstraints(max_length=4096), AfterValidator(_selector_text)]
+Version = Annotated[str, StringConstraints(max_length=64, pattern=r"^[-._a-zA-Z0-9]*$")]
+Description = Annotated[str, StringConstraints(max_length=1024)]
+Quantity = Annotated[str, AfterValidator(_quantity)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class EnvVar(WireModel):
+    """One environment variable of a service."""
+
+    name: Annotated[str, AfterValidator(_env_name)]
+    value: str = ""
+
+
+class ContainerPort(WireModel):
+    """A port a service listens on, optionally published on the host or as a NodePort."""
+
+    container_port: Port
+    host_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    service_type: Literal["ClusterIP", "NodePort"] | None = None
+    node_port: Annotated[int, Field(ge=30000, le=32767)] | None = None
+
+    @model_validator(mode="after")
+    def _node_port_matches_type(self) -> ContainerPort:
+        if self.service_type == "NodePort" and self.node_port is None:
+            raise ValueError("serviceType NodePort needs a nodePort (30000-32767)")
+        if self.node_port is not None and self.service_type != "NodePort":
+            raise ValueError("nodePort is only allowed with serviceType NodePort")
+        return self
+
+
+class VolumeMount(WireModel):
+    """Where a declared volume appears in a service (under its instance directory when native)."""
+
+    name: Name
+    mount_path: Annotated[str, AfterValidator(_mount_path)]
+    read_only: bool = False
+    sub_path: str = ""
+
+
+class ResourceRequirements(WireModel):
+    """CPU/memory limits and requests as Kubernetes quantities."""
+
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class Security(WireModel):
+    """Security settings of a service."""
+
+    privileged: bool = False
+
+
+class ExecAction(WireModel):
+    """Probe by running a command; exit status 0 is healthy."""
+
+    command: Annotated[list[str], Field(min_length=1)]
+
+
+class HTTPGetAction(WireModel):
+    """Probe by an HTTP GET; a 2xx/3xx answer is healthy."""
+
+    path: str = "/"
+    port: Port
+    host: str | None = None
+    scheme: Literal["HTTP", "HTTPS"] = "HTTP"
+
+
+class TCPSocketAction(WireModel):
+    """Probe by opening a TCP connection."""
+
+    port: Port
+    host: str | None = None
+
+
+class Probe(WireModel):
+    """A liveness or readiness probe with Kubernetes' field names and defaults."""
+
+    exec: ExecAction | None = None
+    http_get: HTTPGetAction | None = None
+    tcp_socket: TCPSocketAction | None = None
+    initial_delay_seconds: Annotated[int, Field(ge=0)] = 0
+    period_seconds: Annotated[int, Field(ge=1)] = 10
+    timeout_seconds: Annotated[int, Field(ge=1)] = 1
+    success_threshold: Annotated[int, Field(ge=1)] = 1
+    failure_threshold: Annotated[int, Field(ge=1)] = 3
+
+    @model_validator(mode="after")
+    def _exactly_one_action(self) -> Probe:
+        given = [a for a in (self.exec, self.http_get, self.tcp_socket) if a is not None]
+        if len(given) != 1:
+            raise ValueError("a probe needs exactly one of exec, httpGet or tcpSocket")
+        return self
+
+
+class FunctionConfig(WireModel):
+    """The runtime a function service runs on (for example `python3`)."""
+
+    name: str = ""
+    runtime: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+
+
+class Function(WireModel):
+    """One function of a function service: invoked as `/{app}/{name}`, run as `handler`."""
+
+    name: Annotated[str, StringConstraints(pattern=_FUNCTION_NAME_RE.pattern)]
+    handler: Annotated[str, StringConstraints(pattern=_HANDLER_RE.pattern)]
+    codedir: str = ""
+
+
+class Service(WireModel):
+    """One service of an application: a process (native) or a container (kube), `replica` times."""
+
+    name: ServiceName
+    image: str = ""
+    command: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+    working_dir: str = ""
+    ports: list[ContainerPort] = Field(default_factory=list)
+    volume_mounts: list[VolumeMount] = Field(default_factory=list)
+    resources: ResourceRequirements | None = None
+    security: Security | None = None
+    replica: Annotated[int, Field(ge=0)] | None = None
+    liveness_probe: Probe | None = None
+    readiness_probe: Probe | None = None
+    function_config: FunctionConfig | None = None
+    functions: list[Function] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_env_and_functions(self) -> Service:
+        _refuse_duplicates("environment variable", [e.name for e in self.env], where=self.name)
+        _refuse_duplicates("function", [f.name for f in self.functions], where=self.name)
+        return self
+
+
+class ObjectRef(WireModel):
+    """A reference to a configuration or secret; an empty version means "the current one"."""
+
+    name: Name
+    version: Version = ""
+
+
+class HostPathVolume(WireModel):
+    """A directory or file of the host."""
+
+    path: Annotated[str, StringConstraints(pattern=r"^/")]
+    type: Literal[
+        "",
+        "DirectoryOrCreate",
+        "Directory",
+        "FileOrCreate",
+        "File",
+        "Socket",
+        "CharDevice",
+        "BlockDevice",
+    ] = ""
+
+
+class EmptyDirVolume(WireModel):
+    """A scratch directory that lives as long as the service instance."""
+
+    medium: Literal["", "Memory"] = ""
+    size_limit: Quantity | None = None
+
+
+class Volume(WireModel):
+    """A named volume: exactly one of config, secret, hostPath or emptyDir."""
+
+    name: Name
+    config: ObjectRef | None = None
+    secret: ObjectRef | None = None
+    host_path: HostPathVolume | None = None
+    empty_dir: EmptyDirVolume | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Volume:
+        sources = [self.config, self.secret, self.host_path, self.empty_dir]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError(
+                f"volume {self.name!r} needs exactly one of config, secret, hostPath or emptyDir"
+            )
+        return self
+
+
+class JobConfig(WireModel):
+    """Run-to-completion settings for `workload: job`."""
+
+    completions: Annotated[int, Field(ge=1)] = 1
+    parallelism: Annotated[int, Field(ge=1)] = 1
+    backoff_limit: Annotated[int, Field(ge=0)] = 6
+    restart_policy: Literal["Never", "OnFailure"] = "Never"
+
+
+class Application(WireModel):
+    """A deployable app: services and the volumes they mount, matched to nodes by selector."""
+
+    name: AppName
+    namespace: Namespace | None = None
+    version: Version = ""
+    type: Literal["container", "function"] = "container"
+    mode: Literal["native", "kube"] = "kube"
+    labels: Labels = Field(default_factory=dict)
+    selector: SelectorText = ""
+    node_selector: SelectorText = ""
+    description: Description = ""
+    system: bool = False
+    replica: Annotated[int, Field(ge=0)] = 1
+    workload: Literal["deployment", "daemonset", "statefulset", "job"] = "deployment"
+    job_config: JobConfig | None = None
+    host_network: bool = False
+    init_services: list[Service] = Field(default_factory=list)
+    services: Annotated[list[Service], Field(min_length=1)]
+    volumes: list[Volume] = Field(default_factory=list)
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Application:
+        every = [*self.init_services, *self.services]
+        _refuse_duplicates("service", [s.name for s in every], where=self.name)
+        _refuse_duplicates("volume", [v.name for v in self.volumes], where=self.name)
+        declared = {v.name for v in self.volumes}
+        for service in every:
+            for mount in service.volume_mounts:
+                if mount.name not in declared:
+                    raise ValueError(
+                        f"service {service.name!r} mounts volume {mount.name!r}, "
+                        "which the application does not declare"
+                    )
+            self._check_service_kind(service)
+        self._check_host_ports(every)
+        return self
+
+    def _check_service_kind(self, service: Service) -> None:
+        if self.type == "function":
+            if service.function_config is None:
+                raise ValueError(f"function app: service {service.name!r} needs functionConfig")
+            return
+        if service.function_config is not None or service.functions:
+            raise ValueError(
+                f"container app: service {service.name!r} must not have functionConfig or functions"
+            )
+        if self.mode == "kube" and not service.image:
+            raise ValueError(f"kube app: service {service.name!r} needs an image")
+        if self.mode == "native" and not service.command:
+            raise ValueError(f"native app: service {service.name!r} needs a command")
+
+    def _check_host_ports(self, services: list[Service]) -> None:
+        used = [(p.protocol, p.host_port) for s in services for p in s.ports if p.host_port]
+        for (protocol, port), count in Counter(used).items():
+            if count > 1:
+                raise ValueError(f"host port {port}/{protocol} is published more than once")
+        if used and self.replica > 1:
+            raise ValueError("an app that publishes host ports cannot have replica > 1")
+
+    def references(self) -> list[tuple[ResourceKind, ObjectRef]]:
+        """The configurations and secrets this app's volumes need, in declaration order."""
+        refs: list[tuple[ResourceKind, ObjectRef]] = []
+        for volume in self.volumes:
+            if volume.config is not None:
+                refs.append((ResourceKind.CONFIGURATION, volume.config))
+            elif volume.secret is not None:
+                refs.append((ResourceKind.SECRET, volume.secret))
+        return refs
+
+
+def _config_data_size(data: dict[str, str]) -> int:
+    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+ConfigData = dict[Annotated[str, AfterValidator(_config_key)], str]
+
+
+class Configuration(WireModel):
+    """Named text files (key = file name) that apps mount as a volume."""
+
+    name: Name
+    namespace: Namespace | None = None
+    version: Version = ""
+    labels: Labels = Field(default_factory=dict)
+    description: Description = ""
+    system: bool = False
+    data: ConfigData = Field(default_factory=dict)
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Configuration:
+        size = _config_data_size(self.data)
+        if size > CONFIG_DATA_MAX_BYTES:
+            raise ValueError(f"data is {size} bytes, over the limit of {CONFIG_DATA_MAX_BYTES}")
+        return self
+
+
+class Secret(WireModel):
+    """Like a configuration, but encrypted at rest, mounted mode 0600, never listed with its data.
+
+    The `secret-type` label says what it holds: `config` (generic), `certificate` or `registry`.
+    """
+
+    name: Name
+    namespace: Namespace | None = None
+    version: Version = ""
+    labels: Labels = Field(default_factory=dict)
+    description: Description = ""
+    system: bool = False
+    data: ConfigData = Field(default_factory=dict)
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+
+    @model_validator(mode="after")
+    def _bounded_and_typed(self) -> Secret:
+        size = _config_data_size(self.data)
+        if size > SECRET_DATA_MAX_BYTES:
+            raise ValueError(f"data is {size} bytes, over the limit of {SECRET_DATA_MAX_BYTES}")
+        kind = self.labels.get(SECRET_TYPE_LABEL, "config")
+        if kind not in SECRET_TYPES:
+            raise ValueError(
+                f"label {SECRET_TYPE_LABEL}={kind!r} must be one of {', '.join(SECRET_TYPES)}"
+            )
+        return self
+
+    @property
+    def secret_type(self) -> str:
+        """`config`, `certificate` or `registry`: the `secret-type` label (default `config`)."""
+        return self.labels.get(SECRET_TYPE_LABEL, "config")
+
+
+def _refuse_duplicates(what: str, items: list[str], *, where: str) -> None:
+    repeated = sorted(name for name, count in Counter(items).items() if count > 1)
+    if repeated:
+        raise ValueError(f"{where}: {what} names must be unique, repeated: {', '.join(repeated)}")

@@ -1,0 +1,1 @@
+"""baetyl-core: the edge agent process (node, sync and engine modules)."""

@@ -1,0 +1,1 @@
+"""baetyl-init: activates a node, writes its certificates and config, starts baetyl-core."""

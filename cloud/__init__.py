@@ -1,0 +1,1 @@
+"""Baetyl-Py cloud management suite: REST facade, store, shadow service, MQTT bridge and PKI."""

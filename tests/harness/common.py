@@ -1,0 +1,106 @@
+"""Helpers shared by the test harness: free ports, waiting with deadlines, stopping processes."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+class HarnessError(RuntimeError):
+    """A test dependency (broker, database) could not be set up; the message says what to do."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free on `host` a moment ago.
+
+    Another process may take it before the caller binds it; callers that start servers retry on
+    "address in use" rather than trust this blindly.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    *,
+    timeout: float,
+    interval: float = 0.02,
+    alive: Callable[[], bool] | None = None,
+) -> bool:
+    """Poll `condition` until true or `timeout` seconds passed; give up early once not `alive()`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if alive is not None and not alive():
+            return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def wait_for_port(host: str, port: int, *, timeout: float = 10.0) -> None:
+    """Wait until something accepts TCP connections on host:port, or raise HarnessError."""
+
+    def accepting() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    if not wait_until(accepting, timeout=timeout, interval=0.05):
+        raise HarnessError(f"nothing accepted connections on {host}:{port} within {timeout} s")
+
+
+def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 5.0) -> None:
+    """SIGTERM the process, SIGKILL it if it has not exited after `timeout` seconds, and reap it."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The last `lines` lines of a text file, or a note that it is missing (for error messages)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def service_account(name: str) -> pwd.struct_passwd | None:
+    """The system account a root-started service must run as, or None when we are not root.
+
+    As root, servers either refuse to run (PostgreSQL) or drop to their own user (Mosquitto), so
+    their files must belong to that user; as anyone else they simply run as us.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise HarnessError(
+            f"running as root but the system user {name!r} does not exist; "
+            "install the Debian package that creates it with `make system-deps`"
+        ) from None
+
+
+def give_to(account: pwd.struct_passwd | None, *paths: Path) -> None:
+    """Hand `paths` to `account` (no-op when None), so a service dropped to it can use them."""
+    if account is None:
+        return
+    for path in paths:
+        os.chown(path, account.pw_uid, account.pw_gid)
