@@ -19,7 +19,7 @@ from pydantic import AfterValidator, Field, StringConstraints, model_validator
 from agent.contracts import names, selectors
 from agent.contracts.wire import WireModel
 
-CONFIG_DATA_MAX_BYTES = 1024 * 1024
+CONFIG_DATA_MAX_BYTES = 4 * 1024 * 1024 - 1  # "< 4 MiB", as in Baetyl
 SECRET_DATA_MAX_BYTES = 64 * 1024
 SECRET_TYPE_LABEL = "secret-type"  # noqa: S105 - a label name, not a password
 SECRET_TYPES = ("config", "certificate", "registry")
@@ -369,7 +369,9 @@ class Configuration(WireModel):
     def _bounded(self) -> Configuration:
         size = _config_data_size(self.data)
         if size > CONFIG_DATA_MAX_BYTES:
-            raise ValueError(f"data is {size} bytes, over the limit of {CONFIG_DATA_MAX_BYTES}")
+            raise ValueError(
+                f"data is {size} bytes; it must be under 4 MiB ({size} > {CONFIG_DATA_MAX_BYTES})"
+            )
         return self
 
 

@@ -25,8 +25,9 @@ _MQTT_USER_FORBIDDEN = frozenset("+#%/")
 
 # The largest messages are `shadow/get/accepted` (desired, reported and delta, each at most
 # 128 KiB, plus per-leaf metadata that can outweigh a section of many small leaves) and
-# `resources/get/accepted` carrying one configuration of up to 1 MiB (agent.contracts.resources).
-DEFAULT_MESSAGE_SIZE_LIMIT = 4 * 1024 * 1024
+# `resources/get/accepted` carrying one configuration of just under 4 MiB
+# (agent.contracts.resources), with headroom for the envelope.
+DEFAULT_MESSAGE_SIZE_LIMIT = 6 * 1024 * 1024
 
 
 @dataclass(frozen=True)

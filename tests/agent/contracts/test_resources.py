@@ -219,8 +219,8 @@ def test_configuration_round_trips_and_checks_keys_and_size() -> None:
         validate(Configuration, {"name": "cfg", "data": {"a/b": "x"}})
     with pytest.raises(PayloadError, match=r"data key '\.\.'"):
         validate(Configuration, {"name": "cfg", "data": {"..": "x"}})
-    with pytest.raises(PayloadError, match="over the limit"):
-        validate(Configuration, {"name": "cfg", "data": {"big": "x" * (1024 * 1024)}})
+    with pytest.raises(PayloadError, match="must be under 4 MiB"):
+        validate(Configuration, {"name": "cfg", "data": {"big": "x" * (4 * 1024 * 1024)}})
     with pytest.raises(PayloadError, match="data"):
         validate(Configuration, {"name": "cfg", "data": {"n": 1}})
 
