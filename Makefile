@@ -9,7 +9,7 @@ CACHE_DIR ?= $(HOME)/.cache/baetyl-py
 export PIP_CACHE_DIR ?= $(CACHE_DIR)/pip
 PYTEST_ARGS ?=
 
-.PHONY: help venv install system-deps test test-sqlite test-postgres lint demo clean
+.PHONY: help venv install system-deps test lint demo migrations clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -33,6 +33,8 @@ system-deps:  ## install mosquitto and postgresql with apt-get when missing
 
 test: install system-deps  ## run the whole suite (real Mosquitto, SQLite and PostgreSQL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "==> the REST API suite again on PostgreSQL (one database backend per process)"
+	BAETYL_TEST_DB=postgres $(BIN)/python -m pytest tests/cloud/api $(PYTEST_ARGS)
 
 lint: install  ## ruff, mypy --strict and the import rules of DESIGN §2
 	$(BIN)/ruff check agent cloud function_proxy tests bench
@@ -44,6 +46,9 @@ demo: install  ## cloud + agent + an example app (arrives with issue 7)
 	@echo "make demo: the end-to-end demo (cloud + agent + example app) is not built yet;" >&2
 	@echo "it arrives with issue 7. Nothing was started." >&2
 	@exit 1
+
+migrations: install  ## write a migration for model changes (NAME=short_name)
+	$(BIN)/tortoise -c cloud.store.migration_config.TORTOISE_ORM makemigrations $(if $(NAME),-n $(NAME))
 
 clean:  ## remove the venv, caches and build output
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,57 @@
+"""The aiohttp application of the cloud: `create_app(settings) -> web.Application`.
+
+The store (Tortoise), the secret key and the first-start tenant are one `cleanup_ctx` entry, so
+they open when the server starts and close when it stops, in tests as in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+
+from aiohttp import web
+
+from cloud.api import system, tokens
+from cloud.api.auth import auth_middleware
+from cloud.api.http import MAX_BODY_BYTES, error_middleware
+from cloud.api.keys import ALL_ROUTES, CONTEXT, ROUTES
+from cloud.api.routing import RouteTable
+from cloud.services.bootstrap import ensure_default_tenant, prepare_data_dir
+from cloud.services.context import CloudContext, DesiredListener
+from cloud.settings import CloudSettings
+from cloud.store.db import close_store, open_store
+
+ROUTE_MODULES = (system, tokens)
+
+
+def create_app(
+    settings: CloudSettings, *, desired_listeners: Iterable[DesiredListener] = ()
+) -> web.Application:
+    """Build the REST application; nothing is opened until the app starts."""
+    app = web.Application(
+        middlewares=[system.metrics_middleware, error_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    table = RouteTable()
+    for module in ROUTE_MODULES:
+        table.extend(module.routes)
+    app[ROUTES] = table.install(app)
+    app[ALL_ROUTES] = list(table.routes)
+    app[system.METRICS] = system.Metrics()
+    app.cleanup_ctx.append(_store_context(settings, list(desired_listeners)))
+    return app
+
+
+def _store_context(
+    settings: CloudSettings, listeners: list[DesiredListener]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def store(app: web.Application) -> AsyncIterator[None]:
+        secrets = prepare_data_dir(settings.data_dir)
+        await open_store(settings.database_url)
+        try:
+            await ensure_default_tenant(settings.data_dir)
+            app[CONTEXT] = CloudContext(settings, secrets, listeners)
+            yield
+        finally:
+            await close_store()
+
+    return store

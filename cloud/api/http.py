@@ -1,0 +1,101 @@
+"""Request plumbing shared by every handler: request ids, the error mapping, parsing, rendering.
+
+Handlers parse with `read_body` / `read_query`, call a service, and answer with `reply`. Every
+error — ours, a bad body, a bug — leaves through `error_middleware` as Baetyl's error body
+`{"code", "message", "requestId"}`, with the request id also in the `X-Request-Id` header.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from agent.contracts.wire import PayloadError, describe_errors
+from cloud.api.keys import REQUEST_ID
+from cloud.errors import CloudError, Invalid
+
+log = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=BaseModel)
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a configuration may hold just under 4 MiB of data
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Give every request an id and turn every failure into the error body of DESIGN §6."""
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    try:
+        response: web.StreamResponse = await handler(request)
+    except CloudError as exc:
+        response = _error(exc.status, exc.code, exc.message, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = "ErrRequestMethodNotFound" if exc.status in (404, 405) else "ErrRequestParamInvalid"
+        response = _error(exc.status, code, exc.reason, request_id)
+    except Exception:
+        log.exception("request failed", extra={"request_id": request_id, "path": request.path})
+        response = _error(500, "UnknownError", "internal error; see the cloud log", request_id)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def _error(status: int, code: str, message: str, request_id: str) -> web.Response:
+    body = {"code": code, "message": message, "requestId": request_id}
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
+    """Parse the JSON body as `model`; Invalid names every problem."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise Invalid(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise Invalid(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        raise Invalid("request body is empty; a JSON object is required")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise Invalid("invalid request body: " + "; ".join(describe_errors(exc))) from exc
+
+
+def read_query(request: web.Request, model: type[ModelT]) -> ModelT:
+    """Parse the query string as `model` (values are strings; the model converts them)."""
+    try:
+        return model.model_validate(dict(request.query), strict=False)
+    except ValidationError as exc:
+        raise Invalid("invalid query: " + "; ".join(describe_errors(exc))) from exc
+
+
+def payload_invalid(exc: PayloadError) -> Invalid:
+    """An Invalid carrying a PayloadError's problems."""
+    return Invalid("; ".join(exc.problems))
+
+
+def reply(
+    value: BaseModel | dict[str, Any] | list[Any] | None, *, status: int = 200
+) -> web.Response:
+    """A JSON response; models are rendered with their wire (camelCase) names."""
+    if value is None:
+        return web.json_response({"success": True}, status=status, dumps=_dumps)
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return web.json_response(value, status=status, dumps=_dumps)
+
+
+def path_param(request: web.Request, name: str) -> str:
+    """A path parameter (always present when the route matched)."""
+    return request.match_info[name]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,37 @@
+"""First start of a cloud: the `default` namespace, its admin token file and the secret key."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from cloud.secretbox import SecretBox
+from cloud.services import tokens
+from cloud.store import tokens as store
+
+log = logging.getLogger(__name__)
+DEFAULT_NAMESPACE = "default"
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name
+SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name
+
+
+def prepare_data_dir(data_dir: Path) -> SecretBox:
+    """Create the data directory (0700) and load or create the secret key."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return SecretBox.load_or_create(data_dir / SECRET_KEY_FILE)
+
+
+async def ensure_default_tenant(data_dir: Path) -> None:
+    """Create namespace `default` and write an admin token to `admin.token` (0600) if absent."""
+    await store.ensure_namespace(DEFAULT_NAMESPACE)
+    path = data_dir / ADMIN_TOKEN_FILE
+    if path.exists():
+        return
+    _, plain = await tokens.issue(DEFAULT_NAMESPACE, "admin", description="first-start admin token")
+    temporary = path.with_name(f".{path.name}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(plain + "\n")
+    temporary.replace(path)
+    log.info("wrote the admin token of namespace default", extra={"path": str(path)})

@@ -1,0 +1,46 @@
+"""The cloud's settings: one typed tree, built and validated once from the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.contracts.shadow import DEFAULT_LIMITS, ShadowLimits
+
+
+@dataclass(frozen=True)
+class QuotaDefaults:
+    """Per-namespace limits used when a namespace has no quota row of its own (0 = unlimited)."""
+
+    max_node_count: int = 0
+    max_app_count: int = 0
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """Everything `baetyl-cloud serve` runs with.
+
+    Attributes:
+        data_dir: holds `cloud.db` (SQLite default), `admin.token` and `secret.key`.
+        db_url: database URL; None means SQLite in `data_dir/cloud.db`.
+        host, port: where the REST API listens.
+        mqtt: whether the MQTT side runs (it arrives with a later issue; False for now).
+        quotas: default namespace quotas.
+        shadow_limits: size, depth and key limits of shadow sections.
+        report_interval: the agents' report interval in seconds; a node whose last report is
+            older than three of these counts as offline when no presence is known.
+    """
+
+    data_dir: Path
+    db_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 9004
+    mqtt: bool = False
+    quotas: QuotaDefaults = field(default_factory=QuotaDefaults)
+    shadow_limits: ShadowLimits = DEFAULT_LIMITS
+    report_interval: float = 20.0
+
+    @property
+    def database_url(self) -> str:
+        """The database URL actually used."""
+        return self.db_url or f"sqlite://{self.data_dir / 'cloud.db'}"

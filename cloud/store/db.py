@@ -1,0 +1,80 @@
+"""Opening and closing the store: Tortoise configuration, migrations at start-up.
+
+The schema is owned by the migrations in `cloud.store.migrations` (Tortoise's native migrations),
+applied when the store opens; `generate_schemas` is never used outside tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tortoise import Tortoise
+from tortoise.exceptions import BaseORMException
+from tortoise.migrations.api import migrate
+
+APP_LABEL = "baetyl"
+MODELS_MODULE = "cloud.store.models"
+MIGRATIONS_MODULE = "cloud.store.migrations"
+
+
+class StoreError(RuntimeError):
+    """The store could not be opened (bad URL, unreachable database, failed migration)."""
+
+
+def sqlite_url(path: Path) -> str:
+    """The database URL of a SQLite file."""
+    return f"sqlite://{path}"
+
+
+def check_url(url: str) -> str:
+    """Return `url` if it names a supported database (sqlite:// or postgres://), else StoreError."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite" or scheme in {"postgres", "postgresql", "asyncpg"}:
+        return url
+    raise StoreError(f"unsupported database URL {url!r}: use sqlite:///path or postgres://…")
+
+
+def tortoise_config(url: str) -> dict[str, Any]:
+    """The Tortoise configuration for `url` (one connection, one app, our migrations)."""
+    check_url(url)
+    if url.startswith("postgresql://"):
+        url = "postgres://" + url[len("postgresql://") :]
+    return {
+        "connections": {"default": url},
+        "apps": {
+            APP_LABEL: {
+                "models": [MODELS_MODULE],
+                "migrations": MIGRATIONS_MODULE,
+                "default_connection": "default",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def open_store(url: str) -> None:
+    """Apply pending migrations and leave Tortoise initialised on `url`."""
+    config = tortoise_config(url)
+    try:
+        await migrate(config=config)
+        # The migration run registers historical model states; start afresh with the real models.
+        await Tortoise.close_connections()
+        await Tortoise.init(config=config)
+    except (OSError, ValueError, BaseORMException) as exc:
+        await Tortoise.close_connections()
+        raise StoreError(f"cannot open the store at {_redact(url)}: {exc}") from exc
+
+
+async def close_store() -> None:
+    """Close every database connection."""
+    await Tortoise.close_connections()
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url

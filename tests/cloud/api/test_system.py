@@ -1,0 +1,64 @@
+"""Health, errors, request ids, OpenAPI and metrics of a real cloud server."""
+
+from __future__ import annotations
+
+import stat
+
+from tests.harness.cloud import CloudServer
+
+
+async def test_health_needs_no_token(cloud: CloudServer) -> None:
+    answer = await cloud.call("GET", "/health", anonymous=True)
+    assert (answer.status, answer.body) == (200, {"success": True})
+
+
+async def test_first_start_writes_an_admin_token_and_a_secret_key_readable_only_by_the_owner(
+    cloud: CloudServer,
+) -> None:
+    for name in ("admin.token", "secret.key"):
+        mode = (cloud.data_dir / name).stat().st_mode
+        assert stat.S_IMODE(mode) == 0o600, name
+    assert cloud.admin_token.startswith("bt_")
+
+
+async def test_unknown_route_gets_the_error_body_and_a_request_id(cloud: CloudServer) -> None:
+    answer = await cloud.call("GET", "/v1/no-such-thing")
+    assert answer.status == 404
+    assert answer.body["code"] == "ErrRequestMethodNotFound"
+    assert answer.body["requestId"] == answer.headers["X-Request-Id"]
+
+
+async def test_a_given_request_id_is_echoed(cloud: CloudServer) -> None:
+    answer = await cloud.call("GET", "/health", anonymous=True, headers={"X-Request-Id": "req-42"})
+    assert answer.headers["X-Request-Id"] == "req-42"
+
+
+async def test_a_bad_request_id_is_replaced(cloud: CloudServer) -> None:
+    answer = await cloud.call("GET", "/health", anonymous=True, headers={"X-Request-Id": "a b"})
+    assert answer.headers["X-Request-Id"] != "a b"
+    assert len(answer.headers["X-Request-Id"]) == 32
+
+
+async def test_openapi_describes_every_route_with_schemas(cloud: CloudServer) -> None:
+    answer = await cloud.call("GET", "/v1/openapi.json", anonymous=True)
+    assert answer.status == 200
+    document = answer.body
+    assert document["openapi"] == "3.1.0"
+    assert "/v1/tokens" in document["paths"]
+    post = document["paths"]["/v1/tokens"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/TokenRequest"
+    }
+    schemas = document["components"]["schemas"]
+    assert "createTime" in schemas["TokenView"]["properties"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert operation["summary"], (method, path)
+
+
+async def test_metrics_count_requests_by_route(cloud: CloudServer) -> None:
+    await cloud.call("GET", "/v1/tokens")
+    text = (await cloud.call("GET", "/metrics", anonymous=True)).body
+    assert (
+        'baetyl_cloud_http_requests_total{method="GET",route="/v1/tokens",status="200"} 1.0' in text
+    )
