@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from aiohttp import web
 
-from cloud.api import system, tokens
+from cloud.api import apps, system, tokens
 from cloud.api.auth import auth_middleware
 from cloud.api.http import MAX_BODY_BYTES, error_middleware
 from cloud.api.keys import ALL_ROUTES, CONTEXT, ROUTES
@@ -20,7 +20,7 @@ from cloud.services.context import CloudContext, DesiredListener
 from cloud.settings import CloudSettings
 from cloud.store.db import close_store, open_store
 
-ROUTE_MODULES = (system, tokens)
+ROUTE_MODULES = (system, tokens, apps)
 
 
 def create_app(

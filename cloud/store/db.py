@@ -6,6 +6,7 @@ applied when the store opens; `generate_schemas` is never used outside tests.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 from tortoise import Tortoise
 from tortoise.exceptions import BaseORMException
 from tortoise.migrations.api import migrate
+from tortoise.transactions import in_transaction
 
 APP_LABEL = "baetyl"
 MODELS_MODULE = "cloud.store.models"
@@ -78,3 +80,12 @@ def _redact(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@")
     return url
+
+
+def transaction() -> AbstractAsyncContextManager[object]:
+    """A database transaction; every store call inside the `async with` runs in it.
+
+    Tortoise binds the transaction's connection to the current task's context, so callers above
+    the store never see a connection object.
+    """
+    return in_transaction()

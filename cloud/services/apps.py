@@ -1,0 +1,199 @@
+"""Application use cases: create, update, delete, read; every change re-places the app on nodes.
+
+Each write is one transaction: the app row, its resource index and the desired state of every
+affected node change together, and the desired-changed listeners hear of it after the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.contracts import selectors
+from agent.contracts.resources import Application
+from agent.contracts.wire import PayloadError, validate
+from cloud.errors import Conflict, Invalid, NotFound, QuotaExceeded
+from cloud.services import desired
+from cloud.services.app_spec import (
+    ApplicationView,
+    Resolved,
+    referenced,
+    resource_refs,
+    to_spec,
+    to_view,
+)
+from cloud.services.context import Caller, CloudContext
+from cloud.services.tokens import require_admin
+from cloud.store import apps as store
+from cloud.store.db import transaction
+from cloud.store.models import Application as AppRow
+
+KIND = "application"
+
+
+@dataclass(frozen=True)
+class AppPage:
+    """Apps of one list page and how many matched in all."""
+
+    total: int
+    items: list[ApplicationView]
+
+
+async def create(ctx: CloudContext, caller: Caller, view: ApplicationView) -> ApplicationView:
+    """Store a new app and place it on the nodes it matches."""
+    require_admin(caller)
+    namespace = caller.namespace
+    _refuse_baetyl_name(view.name)
+    async with transaction():
+        await store.lock_namespace(namespace)
+        if await store.get(namespace, view.name) is not None:
+            raise Conflict(f"application {view.name!r} already exists")
+        limit = ctx.settings.quotas.max_app_count
+        if limit and await store.count(namespace) >= limit:
+            raise QuotaExceeded(
+                f"Check (maxAppCount) quota failed, the limited number is ({limit})"
+            )
+        spec = await _resolve(namespace, view)
+        await _save(namespace, spec)
+        changed = await desired.recompute_for_apps(namespace, [spec.name])
+    await ctx.desired_changed(changed)
+    return await get(caller, view.name)
+
+
+async def update(
+    ctx: CloudContext, caller: Caller, name: str, view: ApplicationView
+) -> ApplicationView:
+    """Replace an app; its version changes only when what nodes run changes."""
+    require_admin(caller)
+    namespace = caller.namespace
+    if view.name != name:
+        raise Invalid(f"the body names application {view.name!r}, the path {name!r}")
+    changed: list[str] = []
+    async with transaction():
+        await store.lock_namespace(namespace)
+        row = await store.get(namespace, name)
+        if row is None:
+            raise NotFound(KIND, name, namespace)
+        spec = await _resolve(namespace, view)
+        if spec.version != row.version or _routing(spec) != (row.selector, row.system, row.labels):
+            await _save(namespace, spec)
+            changed = await desired.recompute_for_apps(namespace, [name])
+    await ctx.desired_changed(changed)
+    return await get(caller, name)
+
+
+async def delete(ctx: CloudContext, caller: Caller, name: str) -> None:
+    """Remove an app from the store and from every node's desired state."""
+    require_admin(caller)
+    namespace = caller.namespace
+    async with transaction():
+        await store.lock_namespace(namespace)
+        if await store.get(namespace, name) is None:
+            raise NotFound(KIND, name, namespace)
+        await store.delete(namespace, name)
+        changed = await desired.recompute_for_apps(namespace, [name])
+    await ctx.desired_changed(changed)
+
+
+async def get(caller: Caller, name: str) -> ApplicationView:
+    """One app as the REST API shows it."""
+    row = await store.get(caller.namespace, name)
+    if row is None:
+        raise NotFound(KIND, name, caller.namespace)
+    return (await _views(caller.namespace, [row]))[0]
+
+
+async def listing(
+    caller: Caller, *, selector: str, name: str, offset: int, limit: int | None
+) -> AppPage:
+    """A page of the namespace's apps, newest first, filtered by label selector and name."""
+    namespace = caller.namespace
+    if selector.strip():
+        match = selectors.parse(selector)
+        ids = [
+            i for i, labels in await store.all_labels(namespace, name=name) if match.matches(labels)
+        ]
+        window = ids[offset : offset + limit if limit is not None else None]
+        rows = await store.by_ids(window)
+        total = len(ids)
+    else:
+        total, rows = await store.page(namespace, name=name, offset=offset, limit=limit)
+    return AppPage(total, await _views(namespace, rows))
+
+
+async def references(
+    caller: Caller, name: str, *, kind: str, secret_type: str | None
+) -> list[tuple[str, str]]:
+    """(name, current version) of the configs (kind `configuration`) or the secrets of one type
+    (kind `secret`, `secret_type` config, certificate or registry) that the app references."""
+    namespace = caller.namespace
+    if await store.get(namespace, name) is None:
+        raise NotFound(KIND, name, namespace)
+    wanted = [n for k, n in await store.resources_of(namespace, name) if k == kind]
+    if kind == "configuration":
+        configs, _ = await store.resource_versions(namespace, wanted, ())
+        return sorted(configs.items())
+    _, secrets = await store.resource_versions(namespace, (), wanted)
+    return sorted((n, v) for n, (v, t) in secrets.items() if t == secret_type)
+
+
+async def nodes_of(caller: Caller, name: str) -> list[str]:
+    """Names of the nodes the app goes to."""
+    if await store.get(caller.namespace, name) is None:
+        raise NotFound(KIND, name, caller.namespace)
+    return sorted(await store.nodes_of_apps(caller.namespace, [name]))
+
+
+async def _resolve(namespace: str, view: ApplicationView) -> Application:
+    configs, secrets = referenced(view)
+    found_configs, found_secrets = await store.resource_versions(namespace, configs, secrets)
+    spec = to_spec(view, Resolved(found_configs, found_secrets))
+    spec.namespace = namespace
+    spec.version = desired.app_version(spec)
+    return spec
+
+
+async def _save(namespace: str, spec: Application) -> None:
+    spec.create_time = None  # the row keeps the times; the spec holds what nodes run
+    spec.update_time = None
+    selector, system, labels = _routing(spec)
+    await store.save(
+        namespace,
+        spec.name,
+        version=spec.version,
+        selector=selector,
+        system=system,
+        labels=labels,
+        spec=spec.to_wire(),
+    )
+    await store.set_resources(namespace, spec.name, resource_refs(spec))
+
+
+def _routing(spec: Application) -> tuple[str, bool, dict[str, str]]:
+    return spec.selector, spec.system, dict(spec.labels)
+
+
+async def _views(namespace: str, rows: list[AppRow]) -> list[ApplicationView]:
+    parsed = [_stored(row) for row in rows]
+    secret_names = {
+        ref.name for app in parsed for v in app.volumes if (ref := v.secret) is not None
+    }
+    _, secrets = await store.resource_versions(namespace, (), secret_names)
+    types = {name: kind for name, (_, kind) in secrets.items()}
+    return [to_view(app, types) for app in parsed]
+
+
+def _stored(row: AppRow) -> Application:
+    try:
+        app = validate(Application, row.spec)
+    except PayloadError as exc:  # a stored spec that no longer validates is a bug, not a 400
+        raise RuntimeError(f"stored application {row.name!r} is invalid: {exc}") from exc
+    app.create_time = row.create_time
+    app.update_time = row.update_time
+    return app
+
+
+def _refuse_baetyl_name(name: str) -> None:
+    if "baetyl" in name:
+        raise Invalid(
+            f"application name {name!r} must not contain 'baetyl' (reserved for system apps)"
+        )
