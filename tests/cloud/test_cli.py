@@ -1,0 +1,134 @@
+"""`baetyl-cloud` as a user runs it: a real process serving, stopping on SIGTERM, making tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.harness.common import free_port
+
+BIN = Path(sys.executable).parent / "baetyl-cloud"
+
+
+async def run(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        BIN, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def wait_healthy(url: str, deadline: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url + "/health") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            if loop.time() > end:
+                raise AssertionError(f"{url} never became healthy")
+            await asyncio.sleep(0.1)
+
+
+async def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    data_dir = tmp_path / "cloud"
+    process = await asyncio.create_subprocess_exec(
+        BIN,
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--no-mqtt",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}")
+        token = (data_dir / "admin.token").read_text().strip()
+        async with aiohttp.ClientSession() as session:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with session.get(f"http://127.0.0.1:{port}/v1/tokens", headers=headers) as answer:
+                assert answer.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert process.stderr is not None
+        log = (await process.stderr.read()).decode()
+        assert '"message": "baetyl-cloud serving"' in log
+        assert '"message": "baetyl-cloud stopping"' in log
+        assert (data_dir / "cloud.db").exists()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_token_create_prints_a_token_the_server_accepts(tmp_path: Path) -> None:
+    data_dir = tmp_path / "cloud"
+    code, out, err = await run(
+        "token", "create", "--data-dir", str(data_dir), "--namespace", "tenant-a", "--role", "read"
+    )
+    assert code == 0, err
+    token = out.strip()
+    assert token.startswith("bt_")
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        BIN,
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--no-mqtt",
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}")
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+            async with session.get(f"http://127.0.0.1:{port}/v1/tokens") as answer:
+                body = await answer.json()
+                assert [item["namespace"] for item in body["items"]] == ["tenant-a"]
+            async with session.post(f"http://127.0.0.1:{port}/v1/tokens", json={}) as answer:
+                assert answer.status == 403
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["serve", "--data-dir", "x"], 2, "pass --no-mqtt"),
+        (["serve", "--data-dir", "x", "--no-mqtt", "--listen", "nohost"], 2, "expected HOST:PORT"),
+        (
+            ["serve", "--data-dir", "x", "--no-mqtt", "--db", "mysql://h/db"],
+            2,
+            "unsupported database URL",
+        ),
+        (["serve", "--no-mqtt"], 2, "--data-dir"),
+        (["token", "create", "--data-dir", "x", "--role", "root"], 2, "invalid choice"),
+        (
+            ["token", "create", "--data-dir", "{tmp}", "--namespace", "Bad_NS"],
+            1,
+            "namespace 'Bad_NS'",
+        ),
+        ([], 2, "required"),
+    ],
+)
+async def test_bad_arguments_get_a_clear_error(
+    tmp_path: Path, args: list[str], code: int, fragment: str
+) -> None:
+    got, _, err = await run(*[a.replace("{tmp}", str(tmp_path / "d")) for a in args])
+    assert got == code
+    assert fragment in err
+    assert "Traceback" not in err
