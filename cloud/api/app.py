@@ -10,17 +10,38 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from aiohttp import web
 
-from cloud.api import apps, system, tokens
+from cloud.api import (
+    apps,
+    certificates,
+    configs,
+    misc,
+    namespace,
+    nodes,
+    registries,
+    secrets,
+    system,
+    tokens,
+)
 from cloud.api.auth import auth_middleware
 from cloud.api.http import MAX_BODY_BYTES, error_middleware
 from cloud.api.keys import ALL_ROUTES, CONTEXT, ROUTES
 from cloud.api.routing import RouteTable
-from cloud.services.bootstrap import ensure_default_tenant, prepare_data_dir
-from cloud.services.context import CloudContext, DesiredListener
+from cloud.services import bootstrap
+from cloud.services.context import DesiredListener
 from cloud.settings import CloudSettings
-from cloud.store.db import close_store, open_store
 
-ROUTE_MODULES = (system, tokens, apps)
+ROUTE_MODULES = (
+    system,
+    tokens,
+    apps,
+    nodes,
+    namespace,
+    misc,
+    configs,
+    secrets,
+    certificates,
+    registries,
+)
 
 
 def create_app(
@@ -45,13 +66,10 @@ def _store_context(
     settings: CloudSettings, listeners: list[DesiredListener]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def store(app: web.Application) -> AsyncIterator[None]:
-        secrets = prepare_data_dir(settings.data_dir)
-        await open_store(settings.database_url)
+        app[CONTEXT] = await bootstrap.start(settings, listeners)
         try:
-            await ensure_default_tenant(settings.data_dir)
-            app[CONTEXT] = CloudContext(settings, secrets, listeners)
             yield
         finally:
-            await close_store()
+            await bootstrap.stop()
 
     return store

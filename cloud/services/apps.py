@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from agent.contracts import selectors
 from agent.contracts.resources import Application
 from agent.contracts.wire import PayloadError, validate
-from cloud.errors import Conflict, Invalid, NotFound, QuotaExceeded
-from cloud.services import desired
+from cloud.errors import Conflict, Invalid, NotFound
+from cloud.services import desired, quotas
 from cloud.services.app_spec import (
     ApplicationView,
     Resolved,
@@ -47,11 +47,8 @@ async def create(ctx: CloudContext, caller: Caller, view: ApplicationView) -> Ap
         await store.lock_namespace(namespace)
         if await store.get(namespace, view.name) is not None:
             raise Conflict(f"application {view.name!r} already exists")
-        limit = ctx.settings.quotas.max_app_count
-        if limit and await store.count(namespace) >= limit:
-            raise QuotaExceeded(
-                f"Check (maxAppCount) quota failed, the limited number is ({limit})"
-            )
+        if not view.system:  # system apps are the platform's own, outside the tenant's quota
+            await quotas.check(ctx.settings.quotas, namespace, quotas.APPS)
         spec = await _resolve(namespace, view)
         await _save(namespace, spec)
         changed = await desired.recompute_for_apps(namespace, [spec.name])

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from cloud.secretbox import SecretBox
 from cloud.services import tokens
+from cloud.services.context import CloudContext, DesiredListener
+from cloud.settings import CloudSettings
 from cloud.store import tokens as store
+from cloud.store.db import close_store, open_store
 
 log = logging.getLogger(__name__)
 DEFAULT_NAMESPACE = "default"
@@ -35,3 +38,20 @@ async def ensure_default_tenant(data_dir: Path) -> None:
         handle.write(plain + "\n")
     temporary.replace(path)
     log.info("wrote the admin token of namespace default", extra={"path": str(path)})
+
+
+async def start(settings: CloudSettings, listeners: list[DesiredListener]) -> CloudContext:
+    """Open everything a serving cloud needs: data dir, secret key, store, first-start tenant."""
+    secrets = prepare_data_dir(settings.data_dir)
+    await open_store(settings.database_url)
+    try:
+        await ensure_default_tenant(settings.data_dir)
+    except BaseException:
+        await close_store()
+        raise
+    return CloudContext(settings, secrets, listeners)
+
+
+async def stop() -> None:
+    """Close the store."""
+    await close_store()

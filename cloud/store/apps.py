@@ -47,11 +47,6 @@ async def get_many(namespace: str, names: Iterable[str]) -> list[Application]:
     return await Application.filter(namespace=namespace, name__in=list(names))
 
 
-async def count(namespace: str) -> int:
-    """How many apps the namespace has."""
-    return await Application.filter(namespace=namespace).count()
-
-
 async def page(
     namespace: str, *, name: str, offset: int, limit: int | None
 ) -> tuple[int, list[Application]]:

@@ -1,0 +1,43 @@
+"""`/v1/namespace`: the caller's own namespace (tenant), named by its token, never by the URL."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agent.contracts.wire import WireModel
+from cloud.api.auth import caller_of
+from cloud.api.http import reply
+from cloud.api.routing import RouteTable
+from cloud.services import namespaces
+
+routes = RouteTable(prefix="/v1")
+TAGS = ("namespace",)
+
+
+class NamespaceView(WireModel):
+    """A namespace."""
+
+    name: str
+
+
+@routes.route(
+    "POST", "/namespace", summary="Create the caller's namespace", response=NamespaceView, tags=TAGS
+)
+async def create_namespace(request: web.Request) -> web.Response:
+    """Create the namespace of the caller's token (idempotent; any body is ignored, as Baetyl)."""
+    return reply(NamespaceView(name=await namespaces.create(caller_of(request))))
+
+
+@routes.route(
+    "GET", "/namespace", summary="Get the caller's namespace", response=NamespaceView, tags=TAGS
+)
+async def get_namespace(request: web.Request) -> web.Response:
+    """The caller's namespace, or 404 once it was deleted."""
+    return reply(NamespaceView(name=await namespaces.get(caller_of(request))))
+
+
+@routes.route("DELETE", "/namespace", summary="Delete the caller's namespace", tags=TAGS)
+async def delete_namespace(request: web.Request) -> web.Response:
+    """Delete every resource of the caller's namespace (its tokens stay valid)."""
+    await namespaces.delete(caller_of(request))
+    return reply(None)

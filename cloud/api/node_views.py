@@ -1,0 +1,354 @@
+"""Request and response models of the node routes, and rendering of node states into views.
+
+Views keep Baetyl's NodeView shape: the shadow's `{name: version}` app maps are shown as lists of
+`{name, version}` sorted by name, so Baetyl users and scripts find what they know.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+from agent.contracts import names, shadow
+from agent.contracts.resources import Description, Labels
+from agent.contracts.wire import WireModel
+from cloud.api.listing import ListQuery, Page
+from cloud.services.nodes import NODEPROPS, NodeApp, NodeState
+
+BATCH_MAX = 20  # Baetyl's limit on names per batch request
+NodeMode = Literal["native", "kube"]
+
+
+def _node_name(name: str) -> str:
+    return names.check_name(name, kind="node")
+
+
+def _annotations(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        names.check_label_key(key)
+    return value
+
+
+NodeName = Annotated[str, AfterValidator(_node_name)]
+Annotations = Annotated[
+    dict[str, Annotated[str, StringConstraints(max_length=4096)]],
+    Field(max_length=64),
+    AfterValidator(_annotations),
+]
+PropKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class NodeCreate(WireModel):
+    """A node to create; `baetyl-node-name=<name>` is added to its labels."""
+
+    name: NodeName
+    labels: Labels = Field(default_factory=dict)
+    description: Description = ""
+    annotations: Annotations = Field(default_factory=dict)
+    node_mode: NodeMode = "native"
+
+
+class NodeUpdate(WireModel):
+    """A node update: absent fields keep their value; `name` and `nodeMode` cannot change."""
+
+    name: NodeName | None = None
+    labels: Labels | None = None
+    description: Description | None = None
+    annotations: Annotations | None = None
+    node_mode: NodeMode | None = None
+
+
+class AppRef(WireModel):
+    """An app in a desired or reported state."""
+
+    name: str
+    version: str
+
+
+class DesireView(WireModel):
+    """What the cloud wants on the node."""
+
+    apps: list[AppRef] = Field(default_factory=list)
+    sysapps: list[AppRef] = Field(default_factory=list)
+    nodeprops: dict[str, str] = Field(default_factory=dict)
+
+
+class NodeView(WireModel):
+    """A node with its readiness, desired state and last report (Baetyl's NodeView)."""
+
+    namespace: str
+    name: str
+    version: str
+    create_time: datetime
+    update_time: datetime
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    description: str
+    node_mode: str
+    ready: Annotated[int, Field(ge=0, le=2)]
+    mode: str
+    desire: DesireView | None = None
+    report: dict[str, Any] | None = None
+
+
+class NodeQuery(ListQuery):
+    """Node list filters: Baetyl's `ready` (online/offline/uninstall) and `createSort`."""
+
+    ready: Literal["online", "offline", "uninstall"] | None = None
+    create_sort: Annotated[Literal["asc", "desc"], Field(alias="createSort")] = "desc"
+
+
+class NodePage(Page[NodeView]):
+    """A page of nodes (without their desired state, as Baetyl)."""
+
+
+class NodeNames(WireModel):
+    """The nodes a batch request is about."""
+
+    names: Annotated[list[NodeName], Field(min_length=1, max_length=BATCH_MAX)]
+
+
+class NodeBatch(WireModel):
+    """The named nodes that exist, in the order asked."""
+
+    total: int
+    items: list[NodeView]
+
+
+class NodeModeRequest(WireModel):
+    """Sync mode: `cloud` (the cloud drives the node) or `local`."""
+
+    mode: Literal["cloud", "local"]
+
+
+class NodeAppItem(WireModel):
+    """An app a node receives (Baetyl's application list item)."""
+
+    name: str
+    namespace: str
+    version: str
+    labels: dict[str, str]
+    selector: str
+    node_selector: str = ""
+    description: str = ""
+    system: bool
+    type: str = ""
+    mode: str = ""
+    create_time: datetime
+    update_time: datetime
+
+
+class NodeAppList(WireModel):
+    """Every app in a node's desired state, system apps included."""
+
+    total: int
+    items: list[NodeAppItem]
+
+
+class InitQuery(WireModel):
+    """How the install command should install: backend mode and download tool."""
+
+    mode: NodeMode | None = None
+    method: Literal["curl", "wget"] = "curl"
+
+
+class InitCommand(WireModel):
+    """The command that installs the node."""
+
+    cmd: str
+
+
+class PropertiesState(WireModel):
+    """Node properties: what the cloud wants (`desire`) and what the node reported."""
+
+    report: dict[str, Any] = Field(default_factory=dict)
+    desire: dict[str, str] = Field(default_factory=dict)
+
+
+class PropertiesMeta(WireModel):
+    """When each property key was last written (RFC 3339, UTC)."""
+
+    report: dict[str, str] = Field(default_factory=dict)
+    desire: dict[str, str] = Field(default_factory=dict)
+
+
+class NodeProperties(WireModel):
+    """Baetyl's node properties document."""
+
+    state: PropertiesState
+    metadata: PropertiesMeta
+
+
+class DesiredProps(WireModel):
+    """The desired side of a properties update; `report` is read-only and ignored, as Baetyl."""
+
+    desire: dict[PropKey, str]
+    report: dict[str, Any] | None = None
+
+
+class NodePropertiesUpdate(WireModel):
+    """`{"state": {"desire": {key: string}}}`: the complete desired properties."""
+
+    state: DesiredProps
+    metadata: dict[str, Any] | None = None
+
+
+class ShadowState(WireModel):
+    """The sections of a shadow; `delta` is what the node still has to apply."""
+
+    desired: dict[str, Any]
+    reported: dict[str, Any]
+    delta: dict[str, Any]
+
+
+class ShadowMetadata(WireModel):
+    """`{"timestamp": t}` for every leaf of each writable section."""
+
+    desired: dict[str, Any]
+    reported: dict[str, Any]
+
+
+class ShadowView(WireModel):
+    """A full shadow document (DESIGN §5)."""
+
+    state: ShadowState
+    metadata: ShadowMetadata
+    version: int
+    timestamp: float
+
+
+class DesiredPatch(WireModel):
+    """Desired keys the REST API may write: only `nodeprops` (apps come from matching)."""
+
+    nodeprops: dict[PropKey, str | None] | None = None
+
+
+class ShadowPatchState(WireModel):
+    """The section a shadow PATCH writes."""
+
+    desired: DesiredPatch
+
+
+class ShadowPatch(WireModel):
+    """A merge patch of the desired `nodeprops`: objects merge, null deletes a key."""
+
+    state: ShadowPatchState
+
+
+def app_list(value: object) -> list[AppRef]:
+    """A `{name: version}` map as a name-sorted list of `{name, version}`."""
+    if not isinstance(value, dict):
+        return []
+    return [AppRef(name=k, version=str(v)) for k, v in sorted(value.items())]
+
+
+def _string_map(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(v, str)}
+
+
+def rfc3339(epoch: float) -> str:
+    """An epoch time as RFC 3339 in UTC, as Baetyl shows times."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def desire_view(state: NodeState) -> DesireView:
+    """The desired section as Baetyl shows it."""
+    section = state.document["state"][shadow.DESIRED]
+    return DesireView(
+        apps=app_list(section.get("apps")),
+        sysapps=app_list(section.get("sysapps")),
+        nodeprops=_string_map(section.get(NODEPROPS)),
+    )
+
+
+def report_view(state: NodeState) -> dict[str, Any]:
+    """The reported section with app maps and app stats as name-sorted lists, plus `time`."""
+    section = dict(state.document["state"][shadow.REPORTED])
+    for key in ("apps", "sysapps"):
+        if key in section:
+            section[key] = [ref.to_wire() for ref in app_list(section[key])]
+    for key in ("appstats", "sysappstats"):
+        stats = section.get(key)
+        if isinstance(stats, dict):
+            section[key] = [stats[name] for name in sorted(stats)]
+    if state.report_time is not None:
+        section["time"] = rfc3339(state.report_time)
+    return section
+
+
+def node_view(state: NodeState, *, desire: bool = True, report: bool = True) -> NodeView:
+    """A NodeView; Baetyl leaves `desire` out of lists and `report` out of a fresh node."""
+    record = state.record
+    return NodeView(
+        namespace=record.namespace,
+        name=record.name,
+        version=state.version,
+        create_time=record.create_time,
+        update_time=record.update_time,
+        labels=record.labels,
+        annotations=state.annotations,
+        description=record.description,
+        node_mode=record.node_mode,
+        ready=int(state.ready),
+        mode=record.sync_mode,
+        desire=desire_view(state) if desire else None,
+        report=report_view(state) if report else None,
+    )
+
+
+def properties_view(state: NodeState) -> NodeProperties:
+    """Baetyl's node properties document, from the shadow's `nodeprops` and their metadata."""
+    doc = state.document
+
+    def stamps(section: str) -> dict[str, str]:
+        meta = doc["metadata"][section].get(NODEPROPS)
+        if not isinstance(meta, dict):
+            return {}
+        return {
+            key: rfc3339(float(leaf["timestamp"]))
+            for key, leaf in meta.items()
+            if isinstance(leaf, dict) and isinstance(leaf.get("timestamp"), int | float)
+        }
+
+    reported = doc["state"][shadow.REPORTED].get(NODEPROPS)
+    return NodeProperties(
+        state=PropertiesState(
+            report=dict(reported) if isinstance(reported, dict) else {},
+            desire=_string_map(doc["state"][shadow.DESIRED].get(NODEPROPS)),
+        ),
+        metadata=PropertiesMeta(report=stamps(shadow.REPORTED), desire=stamps(shadow.DESIRED)),
+    )
+
+
+def shadow_view(state: NodeState) -> ShadowView:
+    """The full shadow document."""
+    doc = state.document
+    return ShadowView(
+        state=ShadowState(**doc["state"]),
+        metadata=ShadowMetadata(**doc["metadata"]),
+        version=doc["version"],
+        timestamp=doc["timestamp"],
+    )
+
+
+def app_item(namespace: str, app: NodeApp) -> NodeAppItem:
+    """An app summary as an application list item."""
+    spec = app.spec
+    return NodeAppItem(
+        name=app.name,
+        namespace=namespace,
+        version=app.version,
+        labels=app.labels,
+        selector=app.selector,
+        node_selector=str(spec.get("nodeSelector") or ""),
+        description=str(spec.get("description") or ""),
+        system=app.system,
+        type=str(spec.get("type") or ""),
+        mode=str(spec.get("mode") or ""),
+        create_time=app.create_time,
+        update_time=app.update_time,
+    )

@@ -1,0 +1,253 @@
+"""What each `baetylctl` command does, in two steps: read and check the local input, then talk
+to the server.
+
+A handler gets the parsed arguments and the console, reads files and stdin and checks them, and
+returns the coroutine function that makes the requests. So a bad manifest or a missing file is
+reported before the token is even looked up, and nothing is sent half-checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cloud.ctlkit.client import Client, path
+from cloud.ctlkit.console import Console
+from cloud.ctlkit.errors import ApiError, UsageError
+from cloud.ctlkit.manifests import Document, config_body, read_documents, read_text, to_map
+from cloud.ctlkit.output import Result, nothing_found
+
+Call = Callable[[Client], Awaitable[Result]]
+Handler = Callable[[argparse.Namespace, Console], Call]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A resource kind: the word users type and the REST collection it lives in."""
+
+    word: str
+    collection: str
+
+
+NODE = Kind("node", "nodes")
+APP = Kind("app", "apps")
+CONFIG = Kind("config", "configs")
+SECRET = Kind("secret", "secrets")
+REGISTRY = Kind("registry", "registries")
+CERTIFICATE = Kind("certificate", "certificates")
+KINDS = (NODE, APP, CONFIG, SECRET, REGISTRY, CERTIFICATE)
+
+
+def done(kind: Kind, name: str, what: str) -> str:
+    """kubectl's one-line report of a change: `app/hello created`."""
+    return f"{kind.word}/{name} {what}"
+
+
+# Generic commands, the same for every kind.
+
+
+def listing(kind: Kind) -> Handler:
+    """`<kind> list [-l SELECTOR] [--name TEXT]`: one page holding every match."""
+
+    def handler(args: argparse.Namespace, console: Console) -> Call:
+        query = {"selector": args.selector or "", "name": args.name or ""}
+        query = {key: value for key, value in query.items() if value}
+
+        async def call(api: Client) -> Result:
+            page = await api.get(path(kind.collection), query=query)
+            return Result(kind.word, page, empty=nothing_found(kind.word))
+
+        return call
+
+    return handler
+
+
+def getter(kind: Kind) -> Handler:
+    """`<kind> get NAME`."""
+
+    def handler(args: argparse.Namespace, console: Console) -> Call:
+        async def call(api: Client) -> Result:
+            return Result(kind.word, await api.get(path(kind.collection, args.name)))
+
+        return call
+
+    return handler
+
+
+def deleter(kind: Kind) -> Handler:
+    """`<kind> delete NAME`."""
+
+    def handler(args: argparse.Namespace, console: Console) -> Call:
+        async def call(api: Client) -> Result:
+            answer = await api.delete(path(kind.collection, args.name))
+            return Result(kind.word, answer, messages=(done(kind, args.name, "deleted"),))
+
+        return call
+
+    return handler
+
+
+def creator(kind: Kind, body: Callable[[argparse.Namespace, Console], Document]) -> Handler:
+    """`<kind> create NAME ...`: POST the body built (and checked) from the arguments."""
+
+    def handler(args: argparse.Namespace, console: Console) -> Call:
+        document = body(args, console)
+
+        async def call(api: Client) -> Result:
+            created = await api.post(path(kind.collection), document)
+            return Result(kind.word, created, messages=(done(kind, args.name, "created"),))
+
+        return call
+
+    return handler
+
+
+def applier(kind: Kind, shape: Callable[[Document, str], Document] | None = None) -> Handler:
+    """`<kind> apply -f FILE`: create what is absent, replace what exists, document by document.
+
+    A failed document does not stop the others (as with kubectl); it is reported and makes
+    the exit status 1.
+    """
+
+    def handler(args: argparse.Namespace, console: Console) -> Call:
+        label = "stdin" if args.filename == "-" else args.filename
+        documents = read_documents(args.filename, console.stdin)
+        if shape is not None:
+            documents = [
+                shape(document, f"{label}, document {number}")
+                for number, document in enumerate(documents, start=1)
+            ]
+
+        async def call(api: Client) -> Result:
+            applied: list[Any] = []
+            messages: list[str] = []
+            errors: list[str] = []
+            for document in documents:
+                try:
+                    answer, what = await _apply_one(api, kind, document)
+                except ApiError as exc:
+                    errors.append(f"{kind.word}/{document['name']}: {exc.message}")
+                    continue
+                applied.append(answer)
+                messages.append(done(kind, document["name"], what))
+            data: Any = applied
+            if not applied:
+                data = None
+            elif len(documents) == 1:
+                data = applied[0]
+            return Result(kind.word, data, messages=tuple(messages), errors=tuple(errors))
+
+        return call
+
+    return handler
+
+
+async def _apply_one(api: Client, kind: Kind, document: Document) -> tuple[Any, str]:
+    """(answer, "created" | "configured" | "unchanged") for one document."""
+    name = document["name"]
+    try:
+        before = await api.get(path(kind.collection, name))
+    except ApiError as exc:
+        if not exc.not_found:
+            raise
+        return await api.post(path(kind.collection), document), "created"
+    after = await api.put(path(kind.collection, name), document)
+    same = isinstance(before, dict) and isinstance(after, dict)
+    unchanged = same and before.get("version") == after.get("version")
+    return after, "unchanged" if unchanged else "configured"
+
+
+# Nodes.
+
+
+def node_body(args: argparse.Namespace, console: Console) -> Document:
+    """POST /v1/nodes: name, labels, and the optional description and mode."""
+    body = _described({"name": args.name}, args)
+    if args.mode is not None:
+        body["nodeMode"] = args.mode
+    return body
+
+
+def node_label(args: argparse.Namespace, console: Console) -> Call:
+    """`node label NAME k=v k-`: read the node, edit its labels, write them back."""
+    sets: dict[str, str] = {}
+    removes: set[str] = set()
+    for key, value in args.edits:
+        if key in sets or key in removes:
+            raise UsageError(f"label {key!r} given more than once")
+        if value is None:
+            removes.add(key)
+        else:
+            sets[key] = value
+
+    async def call(api: Client) -> Result:
+        node = await api.get(path(NODE.collection, args.name))
+        current = node.get("labels") if isinstance(node, dict) else None
+        labels = dict(current) if isinstance(current, dict) else {}
+        for key in sorted(removes - labels.keys()):
+            console.warn(f"node {args.name} has no label {key!r} to remove")
+        labels = {k: v for k, v in labels.items() if k not in removes} | sets
+        # A PUT without description or annotations keeps them: only the labels change.
+        updated = await api.put(path(NODE.collection, args.name), {"labels": labels})
+        return Result(NODE.word, updated, messages=(done(NODE, args.name, "labeled"),))
+
+    return call
+
+
+# Configurations, secrets, registries, certificates.
+
+
+def config_shape(document: Document, where: str) -> Document:
+    """Accept both data shapes in config files (see manifests.config_body)."""
+    return config_body(document, where=where)
+
+
+def secret_body(args: argparse.Namespace, console: Console) -> Document:
+    """POST /v1/secrets: data from `--from-literal k=v` and `--from-file [k=]PATH`."""
+    data = to_map(args.literals, what="key")
+    for key, file in args.files or []:
+        if key in data:
+            raise UsageError(f"key {key!r} given more than once")
+        data[key] = read_text(file, what="file")
+    if not data:
+        raise UsageError("a secret needs data: give --from-literal KEY=VALUE or --from-file")
+    return _described({"name": args.name, "data": data}, args)
+
+
+def registry_body(args: argparse.Namespace, console: Console) -> Document:
+    """POST /v1/registries; the password comes from stdin unless given (and warned about)."""
+    if args.password_stdin:
+        password = console.stdin.read().rstrip("\r\n")
+    else:
+        console.warn("--password leaves the password in the shell history; use --password-stdin")
+        password = args.password
+    if not password:
+        raise UsageError("the registry password is empty")
+    body = {
+        "name": args.name,
+        "address": args.address,
+        "username": args.username,
+        "password": password,
+    }
+    return _described(body, args)
+
+
+def certificate_body(args: argparse.Namespace, console: Console) -> Document:
+    """POST /v1/certificates: the PEM certificate (chain) and its private key."""
+    data = {
+        "certificate": read_text(args.cert, what="certificate"),
+        "key": read_text(args.key, what="private key"),
+    }
+    return _described({"name": args.name, "data": data}, args)
+
+
+def _described(body: Document, args: argparse.Namespace) -> Document:
+    """`body` with the labels and description given on the command line, if any."""
+    labels = to_map(args.labels, what="label")
+    if labels:
+        body["labels"] = labels
+    if args.description is not None:
+        body["description"] = args.description
+    return body

@@ -1,0 +1,34 @@
+"""The caller's namespace (tenant): create, show, and delete with everything it owns.
+
+The namespace always comes from the caller's token. Issuing a token already creates its
+namespace, so creating is idempotent; deleting removes every resource of the namespace in one
+transaction but keeps its tokens, so the tenant can start over with `POST /v1/namespace`.
+"""
+
+from __future__ import annotations
+
+from cloud.errors import NotFound
+from cloud.services.context import Caller
+from cloud.store import namespaces as store
+from cloud.store.db import transaction
+
+
+async def create(caller: Caller) -> str:
+    """Create the caller's namespace if it does not exist yet; returns its name."""
+    await store.ensure(caller.namespace)
+    return caller.namespace
+
+
+async def get(caller: Caller) -> str:
+    """The caller's namespace name, or NotFound after it was deleted."""
+    if not await store.exists(caller.namespace):
+        raise NotFound("namespace", caller.namespace)
+    return caller.namespace
+
+
+async def delete(caller: Caller) -> None:
+    """Delete every resource of the caller's namespace, then the namespace itself."""
+    if not await store.exists(caller.namespace):
+        raise NotFound("namespace", caller.namespace)
+    async with transaction():
+        await store.purge(caller.namespace)

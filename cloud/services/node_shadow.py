@@ -1,0 +1,112 @@
+"""Writes of the desired `nodeprops` of node shadows: Baetyl's properties PUT and our PATCH.
+
+The cloud writes no other desired key here (apps and sysapps come from matching). Both writes go
+through `agent.contracts.shadow.apply_update` and the store's version-checked save, so a write
+computed from a stale document never lands: the PATCH names its version (`If-Match`) and gets
+409 when it is stale; the properties PUT names none and simply retries on a concurrent write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeVar
+
+from agent.contracts import shadow
+from cloud.errors import Conflict, Invalid, NotFound
+from cloud.services import nodes
+from cloud.services.context import Caller, CloudContext
+from cloud.services.nodes import NODEPROPS, NodeState
+from cloud.store import shadows
+from cloud.store.db import transaction
+
+WRITE_ATTEMPTS: Final = 3
+Document = dict[str, Any]
+T = TypeVar("T")
+
+
+async def set_properties(
+    ctx: CloudContext, caller: Caller, name: str, props: Mapping[str, str]
+) -> NodeState:
+    """Make the desired `nodeprops` exactly `props`; only changed keys get a new timestamp."""
+    namespace = caller.namespace
+
+    async def attempt() -> bool:
+        async with transaction():
+            await nodes.require(namespace, name)
+            doc = await _document(namespace, name)
+            current = doc["state"][shadow.DESIRED].get(NODEPROPS)
+            current = current if isinstance(current, dict) else {}
+            patch: dict[str, str | None] = {k: v for k, v in props.items() if current.get(k) != v}
+            patch.update({key: None for key in current if key not in props})
+            if not patch:
+                return False
+            await _write(ctx, namespace, name, doc, {NODEPROPS: patch}, version=None)
+            return True
+
+    if await _retry_on_conflict(attempt):
+        await ctx.desired_changed([nodes.nid(namespace, name)])
+    return await nodes.get(ctx, caller, name)
+
+
+async def patch_shadow(
+    ctx: CloudContext, caller: Caller, name: str, patch: Mapping[str, Any], *, if_match: int
+) -> NodeState:
+    """Merge `patch` (only `nodeprops`) into the desired section if the shadow is at `if_match`.
+
+    Like every accepted shadow update, this raises the version by one even when nothing changed.
+    """
+    unknown = sorted(set(patch) - {NODEPROPS})
+    if unknown:
+        raise Invalid(f"state.desired: only {NODEPROPS} may be written, not {', '.join(unknown)}")
+    namespace = caller.namespace
+    async with transaction():
+        await nodes.require(namespace, name)
+        doc = await _document(namespace, name)
+        new_doc = await _write(ctx, namespace, name, doc, dict(patch), version=if_match)
+    if new_doc["state"][shadow.DESIRED] != doc["state"][shadow.DESIRED]:
+        await ctx.desired_changed([nodes.nid(namespace, name)])
+    return await nodes.get(ctx, caller, name)
+
+
+async def _write(
+    ctx: CloudContext,
+    namespace: str,
+    name: str,
+    doc: Document,
+    patch: Document,
+    *,
+    version: int | None,
+) -> Document:
+    try:
+        new_doc = shadow.apply_update(
+            doc,
+            shadow.DESIRED,
+            patch,
+            version=version,
+            now=time.time(),
+            limits=ctx.settings.shadow_limits,
+        )
+    except shadow.ShadowError as exc:
+        if exc.code == 409:
+            raise Conflict(exc.message) from exc
+        raise Invalid(f"state.desired: {exc.message}") from exc
+    await shadows.save_document(namespace, name, new_doc, expected_version=doc["version"])
+    return new_doc
+
+
+async def _retry_on_conflict(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run `attempt` again when a concurrent shadow writer won (a bounded number of times)."""
+    for _ in range(WRITE_ATTEMPTS - 1):
+        try:
+            return await attempt()
+        except Conflict:
+            continue
+    return await attempt()
+
+
+async def _document(namespace: str, name: str) -> Document:
+    doc = await shadows.load_document(namespace, name, for_update=True)
+    if doc is None:  # only a node written outside cloud.services.nodes could lack one
+        raise NotFound("shadow", name, namespace)
+    return doc

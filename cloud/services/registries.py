@@ -1,0 +1,98 @@
+"""Registry credential use cases: address, username and password, stored as a `registry` secret.
+
+Nodes need all three to pull images, so all three are sealed; address and username are also
+kept in `info` to be shown, the password never is. `refresh` swaps the password alone, which
+gives the registry a new version that reaches every app using it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cloud.errors import Invalid
+from cloud.services import secrets
+from cloud.services.context import Caller, CloudContext
+from cloud.services.resource_rules import AppUse, Window
+from cloud.services.secrets import SecretDraft, SecretMeta, SecretPage
+
+REGISTRY = "registry"
+ADDRESS, USERNAME, PASSWORD = "address", "username", "password"  # the data keys
+
+
+@dataclass(frozen=True)
+class RegistryDraft:
+    """Registry credentials as a request gives them; `password` None means "keep the stored one"."""
+
+    name: str
+    address: str
+    username: str
+    password: str | None = field(default=None, repr=False)
+    labels: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+async def create(ctx: CloudContext, caller: Caller, draft: RegistryDraft) -> SecretMeta:
+    """Store new registry credentials (address, username and password are all required)."""
+    if not draft.password:
+        raise Invalid("password: a registry needs a password")
+    return await secrets.create_typed(ctx, caller, REGISTRY, _sealable(draft, draft.password))
+
+
+async def replace(ctx: CloudContext, caller: Caller, name: str, draft: RegistryDraft) -> SecretMeta:
+    """Replace a registry's address, username, labels and description (and password if given)."""
+
+    def revise(_current: SecretMeta, data: dict[str, str]) -> SecretDraft:
+        return _sealable(draft, draft.password or data.get(PASSWORD, ""))
+
+    return await secrets.replace_typed(ctx, caller, REGISTRY, name, revise)
+
+
+async def refresh(ctx: CloudContext, caller: Caller, name: str, password: str) -> SecretMeta:
+    """Set a new password; apps using the registry get a new version."""
+    if not password:
+        raise Invalid("password: the new password must not be empty")
+
+    def revise(current: SecretMeta, data: dict[str, str]) -> SecretDraft:
+        return SecretDraft(
+            name=current.name,
+            labels=current.labels,
+            description=current.description,
+            data={**data, PASSWORD: password},
+            info=current.info,
+        )
+
+    return await secrets.replace_typed(ctx, caller, REGISTRY, name, revise)
+
+
+async def get(caller: Caller, name: str) -> SecretMeta:
+    """A registry's shown facts (address and username in `info`); the data is never opened."""
+    return await secrets.meta_typed(caller, REGISTRY, name)
+
+
+async def listing(caller: Caller, window: Window) -> SecretPage:
+    """A page of registries."""
+    return await secrets.listing(caller, REGISTRY, window)
+
+
+async def delete(caller: Caller, name: str) -> None:
+    """Remove registry credentials no app uses."""
+    await secrets.delete(caller, REGISTRY, name)
+
+
+async def users(caller: Caller, name: str) -> list[AppUse]:
+    """The apps that pull with these credentials."""
+    return await secrets.users(caller, REGISTRY, name)
+
+
+def _sealable(draft: RegistryDraft, password: str) -> SecretDraft:
+    if not draft.address.strip():
+        raise Invalid("address: a registry needs an address (such as registry.example.com:5000)")
+    if not draft.username:
+        raise Invalid("username: a registry needs a username")
+    return SecretDraft(
+        name=draft.name,
+        labels=draft.labels,
+        description=draft.description,
+        data={ADDRESS: draft.address, USERNAME: draft.username, PASSWORD: password},
+        info={ADDRESS: draft.address, USERNAME: draft.username},
+    )
