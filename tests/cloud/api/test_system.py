@@ -62,3 +62,39 @@ async def test_metrics_count_requests_by_route(cloud: CloudServer) -> None:
     assert (
         'baetyl_cloud_http_requests_total{method="GET",route="/v1/tokens",status="200"} 1.0' in text
     )
+
+
+def _refs(value: object) -> list[str]:
+    if isinstance(value, dict):
+        found = [value["$ref"]] if isinstance(value.get("$ref"), str) else []
+        return found + [ref for item in value.values() for ref in _refs(item)]
+    if isinstance(value, list):
+        return [ref for item in value for ref in _refs(item)]
+    return []
+
+
+async def test_openapi_covers_every_route_and_every_reference_resolves(cloud: CloudServer) -> None:
+    document = (await cloud.call("GET", "/v1/openapi.json", anonymous=True)).body
+    operations = {
+        (method.upper(), path) for path, ops in document["paths"].items() for method in ops
+    }
+    for method, path in [
+        ("GET", "/v1/nodes"),
+        ("POST", "/v1/nodes"),
+        ("PATCH", "/v1/nodes/{name}/shadow"),
+        ("GET", "/v1/apps/{name}/registries"),
+        ("POST", "/v1/registries/{name}/refresh"),
+        ("PUT", "/v1/configs/{name}"),
+        ("DELETE", "/v1/certificates/{name}"),
+        ("GET", "/v1/quotas"),
+        ("POST", "/v1/namespace"),
+        ("GET", "/v1/properties/{name}"),
+    ]:
+        assert (method, path) in operations, (method, path)
+    components = document["components"]
+    for ref in _refs(document):
+        assert ref.startswith("#/components/"), ref
+        group, name = ref.removeprefix("#/components/").split("/", 1)
+        assert name in components[group], ref
+    ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
