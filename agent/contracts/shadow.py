@@ -89,7 +89,7 @@ def delta(desired: JSONObject, reported: JSONObject) -> JSONObject:
     result: JSONObject = {}
     for key, want in desired.items():
         if key not in reported:
-            result[key] = copy.deepcopy(want)
+            result[key] = want  # shared, not copied: documents are immutable values
             continue
         have = reported[key]
         if isinstance(want, dict) and isinstance(have, dict):
@@ -97,7 +97,7 @@ def delta(desired: JSONObject, reported: JSONObject) -> JSONObject:
             if sub:
                 result[key] = sub
         elif not _json_equal(want, have):
-            result[key] = copy.deepcopy(want)
+            result[key] = want
     return result
 
 

@@ -1,17 +1,29 @@
 """Bulk reads and writes of node shadows for recomputing desired states (one app → many nodes).
 
 An app that matches 10,000 nodes rewrites 10,000 shadows in one transaction: rows are locked
-(PostgreSQL) and read in one query, and written back with `bulk_update` in batches.
+(PostgreSQL) and read in batched queries, and written back with one prepared UPDATE executed for
+every row (the driver's executemany); Tortoise's bulk_update spends seconds building SQL text.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
+
+from tortoise import connections
 
 from cloud.store.models import Shadow
 
 BATCH = 500
+_UPDATE_SQLITE = (
+    'UPDATE "baetyl_node_shadow" SET "desired" = ?, "desired_meta" = ?, "version" = ?, '
+    '"timestamp" = ? WHERE "id" = ?'
+)
+_UPDATE_PG = (
+    'UPDATE "baetyl_node_shadow" SET "desired" = $1, "desired_meta" = $2, "version" = $3, '
+    '"timestamp" = $4 WHERE "id" = $5'
+)
 
 
 class ShadowRows:
@@ -46,13 +58,20 @@ class ShadowRows:
 
     async def save(self) -> None:
         """Write every staged shadow."""
-        if self._dirty:
-            await Shadow.bulk_update(
-                self._dirty,
-                fields=["desired", "desired_meta", "version", "timestamp"],
-                batch_size=BATCH,
-            )
-            self._dirty.clear()
+        if not self._dirty:
+            return
+        connection = connections.get("default")  # the transaction's, inside `transaction()`
+        sql = _UPDATE_PG if connection.capabilities.dialect == "postgres" else _UPDATE_SQLITE
+        values = [
+            [_json(row.desired), _json(row.desired_meta), row.version, row.timestamp, row.id]
+            for row in self._dirty
+        ]
+        await connection.execute_many(sql, values)
+        self._dirty.clear()
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 async def load_for_update(namespace: str, nodes: Iterable[str]) -> ShadowRows:
