@@ -60,6 +60,13 @@ def tortoise_config(url: str) -> dict[str, Any]:
 async def open_store(url: str) -> None:
     """Apply pending migrations and leave Tortoise initialised on `url`."""
     config = tortoise_config(url)
+    if url.startswith("sqlite://"):
+        # aiosqlite never returns when the file's directory is missing: refuse up front.
+        directory = Path(url[len("sqlite://") :]).parent
+        if not directory.is_dir():
+            raise StoreError(
+                f"cannot open the store at {url}: directory {directory} does not exist"
+            )
     try:
         await migrate(config=config)
         # The migration run registers historical model states; start afresh with the real models.

@@ -16,6 +16,7 @@ from tortoise import connections
 from cloud.store.models import Shadow
 
 BATCH = 500
+_COLUMNS = ("id", "name", "desired", "desired_meta", "version", "timestamp")
 _UPDATE_SQLITE = (
     'UPDATE "baetyl_node_shadow" SET "desired" = ?, "desired_meta" = ?, "version" = ?, '
     '"timestamp" = ? WHERE "id" = ?'
@@ -38,11 +39,16 @@ class ShadowRows:
         return sorted(self._rows)
 
     def document(self, node: str) -> dict[str, Any]:
-        """The shadow document of `node` (delta left empty: apply_update recomputes it)."""
+        """The desired half of `node`'s shadow document.
+
+        The reported section (up to 128 KiB per node) is neither read nor written here: only
+        desired, its metadata, the version and the timestamp are saved, and the delta is computed
+        whenever a document is read, so the empty reported stand-in never reaches storage.
+        """
         row = self._rows[node]
         return {
-            "state": {"desired": row.desired, "reported": row.reported, "delta": {}},
-            "metadata": {"desired": row.desired_meta, "reported": row.reported_meta},
+            "state": {"desired": row.desired, "reported": {}, "delta": {}},
+            "metadata": {"desired": row.desired_meta, "reported": {}},
             "version": row.version,
             "timestamp": row.timestamp,
         }
@@ -83,6 +89,7 @@ async def load_for_update(namespace: str, nodes: Iterable[str]) -> ShadowRows:
         rows.extend(
             await Shadow.filter(namespace=namespace, name__in=chunk)
             .select_for_update()
+            .only(*_COLUMNS)
             .order_by("name")
         )
     return ShadowRows(rows)
