@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 db_url=args.db,
                 host=host,
                 port=port,
-                mqtt=False,
+                mqtt=None,
                 quotas=QuotaDefaults(max_node_count=args.max_nodes, max_app_count=args.max_apps),
             )
             asyncio.run(serve(settings))

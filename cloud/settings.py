@@ -17,6 +17,33 @@ class QuotaDefaults:
 
 
 @dataclass(frozen=True)
+class MqttSettings:
+    """How the cloud reaches its MQTT broker (mutual TLS, DESIGN §10).
+
+    Attributes:
+        host, port: the broker's TLS listener.
+        ca_file: CA that signed the broker's server certificate (the cloud CA).
+        cert_file, key_file: this replica's client certificate, CN `baetyl-cloud:<replica>`.
+        replica: this replica's name (the CN suffix); also the MQTT client id.
+        share_group: the `$share/<group>/…` name of the request subscriptions. Nodes must not
+            know it (docs/decisions.md, "Shared subscriptions"): use a random one in production,
+            the same on every replica.
+        keepalive: MQTT keepalive in seconds.
+        max_messages_per_second: per node; messages beyond it are rejected with 429.
+    """
+
+    host: str
+    port: int
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    replica: str = "cloud-0"
+    share_group: str = "baetyl-cloud"
+    keepalive: int = 30
+    max_messages_per_second: float = 20.0
+
+
+@dataclass(frozen=True)
 class CloudSettings:
     """Everything `baetyl-cloud serve` runs with.
 
@@ -24,7 +51,7 @@ class CloudSettings:
         data_dir: holds `cloud.db` (SQLite default), `admin.token` and `secret.key`.
         db_url: database URL; None means SQLite in `data_dir/cloud.db`.
         host, port: where the REST API listens.
-        mqtt: whether the MQTT side runs (it arrives with a later issue; False for now).
+        mqtt: the broker to talk to edge nodes through; None runs the REST API only.
         quotas: default namespace quotas.
         shadow_limits: size, depth and key limits of shadow sections.
         report_interval: the agents' report interval in seconds; a node whose last report is
@@ -35,7 +62,7 @@ class CloudSettings:
     db_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 9004
-    mqtt: bool = False
+    mqtt: MqttSettings | None = None
     quotas: QuotaDefaults = field(default_factory=QuotaDefaults)
     shadow_limits: ShadowLimits = DEFAULT_LIMITS
     report_interval: float = 20.0
