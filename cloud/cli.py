@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from agent.contracts.version import VERSION
 from cloud import logs
 from cloud.errors import CloudError
+from cloud.mqtt.link import tls_context
 from cloud.secretbox import SecretBoxError
 from cloud.serve import serve
 from cloud.services import tokens
 from cloud.services.bootstrap import prepare_data_dir
-from cloud.settings import CloudSettings, QuotaDefaults
+from cloud.settings import CloudSettings, MqttSettings, QuotaDefaults
 from cloud.store.db import StoreError, check_url, close_store, open_store
 
 
@@ -31,6 +34,39 @@ def _db_url(text: str) -> str:
         return check_url(text)
     except StoreError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _mqtt_url(text: str) -> tuple[str, int]:
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected mqtts://HOST:PORT, got {text!r}: {exc}"
+        ) from exc
+    if parts.scheme != "mqtts" or not parts.hostname or port is None:
+        raise argparse.ArgumentTypeError(
+            f"expected mqtts://HOST:PORT (TLS with a client certificate), got {text!r}"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise argparse.ArgumentTypeError(f"expected only mqtts://HOST:PORT, got {text!r}")
+    return parts.hostname, port
+
+
+def _group(text: str) -> str:
+    if not text or any(c in text for c in "/+#") or not text.isprintable() or " " in text:
+        raise argparse.ArgumentTypeError(
+            f"a share group is a non-empty name without '/', '+', '#' or spaces, got {text!r}"
+        )
+    return text
+
+
+def _replica(text: str) -> str:
+    if not text or not all(c.isalnum() or c in "-_." for c in text):
+        raise argparse.ArgumentTypeError(
+            f"a replica name uses letters, digits, '-', '_' and '.', got {text!r}"
+        )
+    return text
 
 
 def _count(text: str) -> int:
@@ -66,7 +102,32 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument(
         "--no-mqtt",
         action="store_true",
-        help="run without the MQTT side (required in this release: MQTT arrives with a later one)",
+        help="run the REST API only, without the MQTT side",
+    )
+    mqtt = serve_cmd.add_argument_group(
+        "external MQTT broker", "mutual TLS to a broker given by URL (docs/api.md, MQTT)"
+    )
+    mqtt.add_argument(
+        "--mqtt-url", type=_mqtt_url, metavar="mqtts://HOST:PORT", help="the broker's TLS listener"
+    )
+    mqtt.add_argument("--mqtt-ca", type=Path, metavar="FILE", help="CA of the broker certificate")
+    mqtt.add_argument(
+        "--mqtt-cert", type=Path, metavar="FILE", help="this replica's client certificate"
+    )
+    mqtt.add_argument("--mqtt-key", type=Path, metavar="FILE", help="its private key")
+    mqtt.add_argument(
+        "--mqtt-replica",
+        type=_replica,
+        default="cloud-0",
+        metavar="NAME",
+        help="replica name; its certificate's CN is baetyl-cloud:NAME (default cloud-0)",
+    )
+    mqtt.add_argument(
+        "--mqtt-share-group",
+        type=_group,
+        default="baetyl-cloud",
+        metavar="NAME",
+        help="shared-subscription group, the same on every replica; keep it secret from nodes",
     )
     serve_cmd.add_argument(
         "--max-nodes",
@@ -123,6 +184,49 @@ async def _create_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mqtt_settings(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> MqttSettings | None:
+    """The external broker settings from the serve flags (None with --no-mqtt), checked."""
+    tls = {"--mqtt-ca": args.mqtt_ca, "--mqtt-cert": args.mqtt_cert, "--mqtt-key": args.mqtt_key}
+    if args.no_mqtt:
+        if args.mqtt_url is not None:
+            parser.error("--no-mqtt and --mqtt-url exclude each other")
+        return None
+    if args.mqtt_url is None:
+        parser.error(
+            "give the MQTT broker with --mqtt-url mqtts://HOST:PORT --mqtt-ca F --mqtt-cert F "
+            "--mqtt-key F, or pass --no-mqtt to run the REST API only"
+        )
+    missing = [flag for flag, value in tls.items() if value is None]
+    if missing:
+        parser.error(f"--mqtt-url needs {', '.join(missing)}")
+    host, port = args.mqtt_url
+    settings = MqttSettings(
+        host=host,
+        port=port,
+        ca_file=args.mqtt_ca,
+        cert_file=args.mqtt_cert,
+        key_file=args.mqtt_key,
+        replica=args.mqtt_replica,
+        share_group=args.mqtt_share_group,
+    )
+    for flag, path in tls.items():
+        if not path.is_file():
+            raise MqttConfigError(f"{flag} {path}: no such file")
+    try:
+        tls_context(settings)
+    except (ssl.SSLError, ValueError) as exc:
+        raise MqttConfigError(
+            f"--mqtt-ca/--mqtt-cert/--mqtt-key: unusable TLS files: {exc}"
+        ) from exc
+    return settings
+
+
+class MqttConfigError(Exception):
+    """The MQTT flags name files that cannot be used."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = build_parser()
@@ -130,21 +234,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         if args.command == "serve":
-            if not args.no_mqtt:
-                parser.error("the MQTT side is not available in this release yet; pass --no-mqtt")
+            mqtt = _mqtt_settings(parser, args)
             host, port = args.listen
             settings = CloudSettings(
                 data_dir=args.data_dir,
                 db_url=args.db,
                 host=host,
                 port=port,
-                mqtt=None,
+                mqtt=mqtt,
                 quotas=QuotaDefaults(max_node_count=args.max_nodes, max_app_count=args.max_apps),
             )
             asyncio.run(serve(settings))
             return 0
         return asyncio.run(_create_token(args))
-    except (StoreError, SecretBoxError, CloudError, OSError) as exc:
+    except (StoreError, SecretBoxError, CloudError, MqttConfigError, OSError) as exc:
         sys.stderr.write(f"baetyl-cloud: error: {exc}\n")
         return 1
     except KeyboardInterrupt:

@@ -1,7 +1,8 @@
 """The aiohttp application of the cloud: `create_app(settings) -> web.Application`.
 
 The store (Tortoise), the secret key and the first-start tenant are one `cleanup_ctx` entry, so
-they open when the server starts and close when it stops, in tests as in production.
+they open when the server starts and close when it stops, in tests as in production; the MQTT
+bridge, when configured, is the next entry (started after the store, stopped before it).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from cloud.api import (
 )
 from cloud.api.auth import auth_middleware
 from cloud.api.http import MAX_BODY_BYTES, error_middleware
-from cloud.api.keys import ALL_ROUTES, CONTEXT, ROUTES
+from cloud.api.keys import ALL_ROUTES, BRIDGE, CONTEXT, ROUTES
 from cloud.api.routing import RouteTable
+from cloud.mqtt.bridge import Bridge
 from cloud.services import bootstrap
 from cloud.services.context import DesiredListener
 from cloud.settings import CloudSettings
@@ -58,7 +60,14 @@ def create_app(
     app[ROUTES] = table.install(app)
     app[ALL_ROUTES] = list(table.routes)
     app[system.METRICS] = system.Metrics()
-    app.cleanup_ctx.append(_store_context(settings, list(desired_listeners)))
+    listeners = list(desired_listeners)
+    bridge = None if settings.mqtt is None else Bridge(settings.mqtt)
+    if bridge is not None:
+        listeners.append(bridge.desired_changed)
+    app.cleanup_ctx.append(_store_context(settings, listeners))
+    if bridge is not None:
+        app[BRIDGE] = bridge
+        app.cleanup_ctx.append(_bridge_context(bridge))
     return app
 
 
@@ -73,3 +82,16 @@ def _store_context(
             await bootstrap.stop()
 
     return store
+
+
+def _bridge_context(bridge: Bridge) -> Callable[[web.Application], AsyncIterator[None]]:
+    # After the store context, so the bridge starts after the store opens and stops before it
+    # closes (aiohttp unwinds cleanup contexts in reverse order).
+    async def mqtt(app: web.Application) -> AsyncIterator[None]:
+        bridge.start(app[CONTEXT])
+        try:
+            yield
+        finally:
+            await bridge.stop()
+
+    return mqtt

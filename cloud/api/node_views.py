@@ -88,6 +88,7 @@ class NodeView(WireModel):
     description: str
     node_mode: str
     ready: Annotated[int, Field(ge=0, le=2)]
+    last_seen: str | None = None
     mode: str
     desire: DesireView | None = None
     report: dict[str, Any] | None = None
@@ -294,6 +295,7 @@ def node_view(state: NodeState, *, desire: bool = True, report: bool = True) -> 
         description=record.description,
         node_mode=record.node_mode,
         ready=int(state.ready),
+        last_seen=None if state.last_seen is None else rfc3339(state.last_seen),
         mode=record.sync_mode,
         desire=desire_view(state) if desire else None,
         report=report_view(state) if report else None,

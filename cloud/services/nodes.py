@@ -25,6 +25,7 @@ from cloud.store import nodes as store
 from cloud.store import shadows
 from cloud.store.db import transaction
 from cloud.store.nodes import AppSummary, NodeRecord
+from cloud.store.shadows import Liveness
 
 KIND: Final = "node"
 NODE_NAME_LABEL: Final = "baetyl-node-name"
@@ -87,6 +88,7 @@ class NodeState:
     document: Document
     report_time: float | None
     ready: Ready
+    last_seen: float | None = None
 
     @property
     def annotations(self) -> dict[str, str]:
@@ -113,13 +115,21 @@ def node_version(record: NodeRecord) -> str:
     )
 
 
-def ready_of(report_time: float | None, *, now: float, report_interval: float) -> Ready:
-    """Readiness from the age of the last report (presence over MQTT arrives later)."""
-    if report_time is None:
+def ready_of(seen: Liveness, *, now: float, report_interval: float) -> Ready:
+    """Readiness from MQTT presence; from the age of the last report when no presence is known."""
+    if seen.online is not None:
+        return Ready.ONLINE if seen.online else Ready.OFFLINE
+    if seen.report_time is None:
         return Ready.NEVER
-    if now - report_time < OFFLINE_AFTER_REPORTS * report_interval:
+    if now - seen.report_time < OFFLINE_AFTER_REPORTS * report_interval:
         return Ready.ONLINE
     return Ready.OFFLINE
+
+
+def last_seen(seen: Liveness) -> float | None:
+    """When the node was last heard of: its latest report or presence message."""
+    times = [t for t in (seen.report_time, seen.presence_time) if t is not None]
+    return max(times) if times else None
 
 
 def with_node_name_label(name: str, labels: Mapping[str, str]) -> dict[str, str]:
@@ -269,13 +279,14 @@ async def listing(
     if wanted.selector is not None:
         entries = [entry for entry in entries if wanted.selector.matches(entry.labels)]
     if wanted.ready is not None:
-        times = await shadows.report_times(namespace)
+        seen = await shadows.liveness(namespace)
         now = time.time()
         interval = ctx.settings.report_interval
         entries = [
             entry
             for entry in entries
-            if ready_of(times.get(entry.name), now=now, report_interval=interval) == wanted.ready
+            if ready_of(seen.get(entry.name, Liveness()), now=now, report_interval=interval)
+            == wanted.ready
         ]
     end = None if wanted.limit is None else wanted.offset + wanted.limit
     window = entries[wanted.offset : end]
@@ -335,11 +346,12 @@ async def require(namespace: str, name: str, *, for_update: bool = False) -> Nod
 
 async def states(ctx: CloudContext, namespace: str, records: list[NodeRecord]) -> list[NodeState]:
     """Attach shadows and readiness to node records with one query."""
-    loaded = await shadows.load_with_report_times(namespace, [r.name for r in records])
+    loaded = await shadows.load_with_liveness(namespace, [r.name for r in records])
     now = time.time()
     interval = ctx.settings.report_interval
     states = []
     for record in records:
-        doc, at = loaded.get(record.name, (shadow.new_document(0.0), None))
-        states.append(NodeState(record, doc, at, ready_of(at, now=now, report_interval=interval)))
+        doc, seen = loaded.get(record.name, (shadow.new_document(0.0), Liveness()))
+        ready = ready_of(seen, now=now, report_interval=interval)
+        states.append(NodeState(record, doc, seen.report_time, ready, last_seen(seen)))
     return states

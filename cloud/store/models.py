@@ -68,6 +68,8 @@ class Shadow(Model):
     version = fields.BigIntField(default=1)
     timestamp = fields.FloatField(default=0.0)
     report_time = fields.FloatField(null=True)
+    online = fields.BooleanField(null=True)
+    presence_time = fields.FloatField(null=True)
 
     class Meta:
         table = "baetyl_node_shadow"

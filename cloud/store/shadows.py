@@ -10,6 +10,7 @@ and recomputes.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from agent.contracts import shadow
@@ -17,6 +18,26 @@ from cloud.errors import Conflict
 from cloud.store.models import Shadow
 
 Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """What the cloud knows of a node's connection: its last report and its MQTT presence.
+
+    `online` is None until a presence message arrived; `presence_time` is when it arrived.
+    """
+
+    report_time: float | None = None
+    online: bool | None = None
+    presence_time: float | None = None
+
+
+def _liveness(row: Shadow) -> Liveness:
+    return Liveness(
+        report_time=None if row.report_time is None else float(row.report_time),
+        online=row.online,
+        presence_time=None if row.presence_time is None else float(row.presence_time),
+    )
 
 
 def _document(row: Shadow) -> Document:
@@ -79,15 +100,15 @@ async def load_documents(namespace: str, names: Iterable[str]) -> dict[str, Docu
     return {row.name: _document(row) for row in rows}
 
 
-async def load_with_report_times(
+async def load_with_liveness(
     namespace: str, names: Iterable[str]
-) -> dict[str, tuple[Document, float | None]]:
-    """Like load_documents, plus when each node last reported (None: never), for `ready`."""
+) -> dict[str, tuple[Document, Liveness]]:
+    """Like load_documents, plus each node's last report and presence, for `ready`."""
     wanted = sorted(set(names))
     if not wanted:
         return {}
     rows = await Shadow.filter(namespace=namespace, name__in=wanted)
-    return {row.name: (_document(row), row.report_time) for row in rows}
+    return {row.name: (_document(row), _liveness(row)) for row in rows}
 
 
 async def save_document(
@@ -128,7 +149,27 @@ async def delete_namespace(namespace: str) -> None:
     await Shadow.filter(namespace=namespace).delete()
 
 
-async def report_times(namespace: str) -> dict[str, float | None]:
-    """When each node of the namespace last reported (None: never), for the `ready` filter."""
-    rows = await Shadow.filter(namespace=namespace).values_list("name", "report_time")
-    return {str(name): (None if at is None else float(at)) for name, at in rows}
+async def liveness(namespace: str) -> dict[str, Liveness]:
+    """Report and presence times of every node of the namespace, for the `ready` filter."""
+    rows = await Shadow.filter(namespace=namespace).values_list(
+        "name", "report_time", "online", "presence_time"
+    )
+    return {
+        str(name): Liveness(
+            report_time=None if reported is None else float(reported),
+            online=None if online is None else bool(online),
+            presence_time=None if seen is None else float(seen),
+        )
+        for name, reported, online, seen in rows
+    }
+
+
+async def set_presence(namespace: str, name: str, *, online: bool, at: float) -> bool:
+    """Record a node's MQTT presence (not a shadow write: the version does not move).
+
+    Returns False when the node has no shadow (unknown or deleted node).
+    """
+    updated = await Shadow.filter(namespace=namespace, name=name).update(
+        online=online, presence_time=at
+    )
+    return bool(updated)

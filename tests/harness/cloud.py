@@ -7,6 +7,7 @@ over real HTTP. The database is SQLite in a temp dir, or PostgreSQL when BAETYL_
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,13 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from cloud.api.app import create_app
+from cloud.api.keys import BRIDGE
 from cloud.services import tokens
-from cloud.settings import CloudSettings, QuotaDefaults
+from cloud.settings import CloudSettings, MqttSettings, QuotaDefaults
 from tests.harness.common import free_port
 
 TEST_DB_ENV = "BAETYL_TEST_DB"
+MQTT_CONNECT_TIMEOUT = 10.0
 
 
 def backend() -> str:
@@ -94,9 +97,16 @@ class CloudServer:
 
 
 async def start_cloud(
-    data_dir: Path, db_url: str | None, *, quotas: QuotaDefaults | None = None
+    data_dir: Path,
+    db_url: str | None,
+    *,
+    quotas: QuotaDefaults | None = None,
+    mqtt: MqttSettings | None = None,
 ) -> tuple[web.AppRunner, CloudServer]:
-    """Start a cloud server; the caller must `runner.cleanup()` and close the session."""
+    """Start a cloud server; the caller must `runner.cleanup()` and close the session.
+
+    With `mqtt`, the server's MQTT bridge is connected and subscribed when this returns.
+    """
     port = free_port()
     settings = CloudSettings(
         data_dir=data_dir,
@@ -104,12 +114,20 @@ async def start_cloud(
         host="127.0.0.1",
         port=port,
         quotas=quotas or QuotaDefaults(),
+        mqtt=mqtt,
     )
     changes: list[list[str]] = []
     app = create_app(settings, desired_listeners=[changes.append])
     runner = web.AppRunner(app, shutdown_timeout=2)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    if mqtt is not None:
+        try:
+            async with asyncio.timeout(MQTT_CONNECT_TIMEOUT):
+                await app[BRIDGE].link.wait_connected()
+        except BaseException:
+            await runner.cleanup()
+            raise
     token = (data_dir / "admin.token").read_text(encoding="ascii").strip()
     session = aiohttp.ClientSession()
     return runner, CloudServer(f"http://127.0.0.1:{port}", data_dir, token, session, changes)

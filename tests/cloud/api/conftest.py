@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness.cloud import CloudServer, backend, start_cloud
-from tests.harness.postgres import PostgresCluster
-
-
-@pytest.fixture
-def cloud_db_url(tmp_path: Path, postgres: PostgresCluster) -> Iterator[str | None]:
-    """None (SQLite in the data dir) or a fresh PostgreSQL database, per BAETYL_TEST_DB."""
-    if backend() == "sqlite":
-        yield None
-        return
-    name = f"cloud_{uuid.uuid4().hex[:12]}"
-    dsn = postgres.create_database(name)
-    try:
-        yield dsn
-    finally:
-        postgres.drop_database(name)
+from tests.harness.cloud import CloudServer, start_cloud
 
 
 @pytest.fixture

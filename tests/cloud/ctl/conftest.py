@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cloud.api.conftest import cloud, cloud_db_url  # noqa: F401
+from tests.cloud.api.conftest import cloud  # noqa: F401
 from tests.harness.cloud import CloudServer
 
 BAETYLCTL = Path(sys.executable).parent / "baetylctl"

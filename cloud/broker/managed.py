@@ -1,0 +1,508 @@
+"""Run and supervise the embedded Mosquitto of `baetyl-cloud serve` (DESIGN §10-§11).
+
+The broker's files live in `DATA_DIR/mosquitto/`, rendered from the same templates as
+`deploy/mosquitto/`; its TLS material comes from `DATA_DIR/pki/` (cloud.broker.pki_files).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pwd
+import random
+import shutil
+import signal
+import ssl
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from cloud.broker.mosquitto_config import (
+    CLOUD_USER_PREFIX,
+    MosquittoSettings,
+    check_cloud_user,
+    render_acl,
+    render_config,
+)
+from cloud.broker.pki_files import CloudPKIFiles, ensure_cloud_pki
+from cloud.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+BROKER_USER = "mosquitto"
+"""The account Mosquitto drops to when started as root; its files must belong to it."""
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+RELOAD_TIMEOUT = 5.0
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+STABLE_AFTER = 60.0
+"""A broker that stayed up this long (seconds) restarts with the shortest delay again."""
+_POLL = 0.05
+_RELOAD_LINE = b"Reloading config."
+# MQTT 3.1.1 CONNECT: protocol "MQTT" level 4, clean session, keepalive 10 s, empty client id
+# (the broker sets the client id to the certificate CN anyway).
+_CONNECT = bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 0x02, 0, 10, 0, 0])
+_CONNACK_ACCEPTED = bytes([0x20, 2, 0, 0])
+_DISCONNECT = bytes([0xE0, 0])
+_UNSPECIFIED = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared, not bound
+
+
+class BrokerError(RuntimeError):
+    """The managed broker cannot be prepared, started or reloaded; the message says why."""
+
+
+def find_mosquitto() -> str:
+    """Path of the mosquitto binary (PATH, then /usr/sbin), or a BrokerError saying what to do."""
+    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise BrokerError(
+            "mosquitto is not installed (looked in PATH and /usr/sbin): install it with "
+            "`apt-get install mosquitto`, or use an external broker with --mqtt-url"
+        )
+    return found
+
+
+def backoff_delay(failures: int, *, rand: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before restart number `failures` + 1: doubling from 0.5 s up to 30 s, ±20 %.
+
+    The jitter keeps several replicas on one machine from restarting their brokers in lockstep.
+    """
+    base = min(BACKOFF_BASE * 2.0 ** min(failures, 16), BACKOFF_CAP)
+    return min(base * (0.8 + 0.4 * rand()), BACKOFF_CAP)
+
+
+class ManagedBroker:
+    """A local Mosquitto with mutual TLS and the platform ACL, restarted whenever it dies.
+
+    Use as `async with ManagedBroker(data_dir=..., port=...) as broker:`; entering creates what
+    is missing (CA, certificates, config, ACL), starts the broker and returns once it accepts a
+    mutual-TLS MQTT connection; leaving stops it (SIGTERM, SIGKILL after STOP_TIMEOUT).
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 8883,
+        replica: str = "cloud-0",
+        server_names: Iterable[str] = (),
+        denied_nids: Iterable[str] = (),
+    ) -> None:
+        """Check the arguments; nothing is written or started before `async with`.
+
+        `server_names` are extra DNS names or IPs nodes use to reach the broker (its certificate
+        always covers `host`, `localhost` and `127.0.0.1`); `denied_nids` are deleted nodes to
+        shut out from the start (see `reload_acl`).
+        """
+        self._data_dir = data_dir.absolute()
+        self._pki_dir = self._data_dir / "pki"
+        self._dir = self._data_dir / "mosquitto"
+        self._replica = replica
+        self._user = check_cloud_user(f"{CLOUD_USER_PREFIX}{replica}")
+        self._server_names = tuple(server_names)
+        self._denied = tuple(denied_nids)
+        render_acl(cloud_users=[self._user], denied_nids=self._denied)  # validates the nids
+        self._settings = MosquittoSettings(
+            cafile=self._dir / "ca.pem",
+            certfile=self._dir / "server.pem",
+            keyfile=self._dir / "server.key",
+            acl_file=self._dir / "acl",
+            pid_file=self._dir / "mosquitto.pid",
+            log_file=self._dir / "mosquitto.log",
+            persistence_dir=self._dir / "data",
+            bind_address=host,
+            port=port,
+            user=BROKER_USER,
+        )
+        self._config_file = self._dir / "mosquitto.conf"
+        self._stdio_file = self._dir / "stdio.log"
+        # Clients dial a concrete address; a wildcard listener is reachable on loopback.
+        self._client_host = "127.0.0.1" if host in _UNSPECIFIED else host
+        self._binary = ""
+        self._account: pwd.struct_passwd | None = None
+        self._pki: CloudPKIFiles | None = None
+        self._probe_context: ssl.SSLContext | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._started_at = 0.0
+        self._restarts = 0
+        self._supervisor: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the running broker process, None while it is down."""
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
+
+    @property
+    def restarts(self) -> int:
+        """How many times the supervisor restarted the broker after it died."""
+        return self._restarts
+
+    @property
+    def directory(self) -> Path:
+        """`DATA_DIR/mosquitto/`: config, ACL, certificates copy, log, pid and persistence."""
+        return self._dir
+
+    def mqtt_settings(self) -> MqttSettings:
+        """How this replica's MQTT bridge reaches the broker (its own client certificate)."""
+        if self._pki is None:
+            raise BrokerError("the managed broker is not started: use it inside `async with`")
+        return MqttSettings(
+            host=self._client_host,
+            port=self._settings.port,
+            ca_file=self._pki.ca_file,
+            cert_file=self._pki.client_cert_file,
+            key_file=self._pki.client_key_file,
+            replica=self._replica,
+        )
+
+    async def __aenter__(self) -> ManagedBroker:
+        """Prepare the files, start the broker, wait until it serves, start the supervisor."""
+        self._binary = find_mosquitto()
+        self._account = await asyncio.to_thread(_broker_account)
+        await self._start()
+        self._supervisor = asyncio.create_task(
+            self._supervise(), name=f"managed-broker:{self._replica}"
+        )
+        log.info(
+            "managed broker started",
+            extra={
+                "listen": f"{self._settings.bind_address}:{self._settings.port}",
+                "broker_pid": self.pid,
+                "directory": str(self._dir),
+            },
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Cancel the supervisor, then stop the broker."""
+        supervisor, self._supervisor = self._supervisor, None
+        try:
+            if supervisor is not None:
+                supervisor.cancel()
+                await asyncio.wait([supervisor])
+                if not supervisor.cancelled() and supervisor.exception() is not None:
+                    log.error("broker supervisor failed", exc_info=supervisor.exception())
+        finally:
+            if self._process is not None:
+                await _stop(self._process)
+                log.info("managed broker stopped", extra={"exit_code": self._process.returncode})
+
+    async def reload_acl(self, denied_nids: Iterable[str]) -> None:
+        """Shut out `denied_nids` (deleted nodes) and make the running broker apply it now.
+
+        The ACL is rewritten and the broker gets SIGHUP; this returns once the broker logged the
+        reload, so messages it handles afterwards see the new ACL. The list replaces the previous
+        one and is kept for restarts. Raises ValueError for an invalid nid (nothing changes) and
+        BrokerError if the broker does not confirm the reload within RELOAD_TIMEOUT.
+        """
+        denied = tuple(denied_nids)
+        text = render_acl(cloud_users=[self._user], denied_nids=denied)
+        self._denied = denied
+        await asyncio.to_thread(self._write, self._settings.acl_file, text.encode())
+        process = self._process
+        if process is None or process.returncode is not None:
+            return  # the supervisor's next start reads the new file
+        offset = await asyncio.to_thread(_size, self._settings.log_file)
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        exited = asyncio.ensure_future(process.wait())
+        try:
+            while not exited.done():
+                if await asyncio.to_thread(_contains_after, self._settings.log_file, offset):
+                    log.info("broker ACL reloaded", extra={"denied_nids": list(denied)})
+                    return
+                if time.monotonic() >= deadline:
+                    raise BrokerError(
+                        f"mosquitto did not confirm the ACL reload within {RELOAD_TIMEOUT} s\n"
+                        f"{await self._logs()}"
+                    )
+                await asyncio.wait([exited], timeout=_POLL)
+        finally:
+            exited.cancel()
+
+    async def _start(self) -> None:
+        """(Re)write every file, spawn the broker and wait until it accepts mutual TLS."""
+        await asyncio.to_thread(self._prepare)
+        stdio = await asyncio.to_thread(_open_append, self._stdio_file)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self._binary,
+                "-c",
+                str(self._config_file),
+                stdin=subprocess.DEVNULL,
+                stdout=stdio,
+                stderr=subprocess.STDOUT,
+                # A Ctrl-C in the terminal must reach the cloud only, which then stops the broker
+                # in order, instead of the supervisor seeing it die and restarting it.
+                start_new_session=True,
+            )
+        finally:
+            stdio.close()
+        self._process = process
+        self._started_at = time.monotonic()
+        try:
+            await self._wait_ready(process)
+        except BaseException:
+            await _stop(process)
+            raise
+
+    async def _wait_ready(self, process: asyncio.subprocess.Process) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        exited = asyncio.ensure_future(process.wait())
+        try:
+            await self._poll_ready(process, exited, deadline)
+        finally:
+            exited.cancel()
+
+    async def _poll_ready(
+        self, process: asyncio.subprocess.Process, exited: asyncio.Future[int], deadline: float
+    ) -> None:
+        while True:
+            if process.returncode is not None:
+                raise BrokerError(
+                    f"mosquitto exited with code {process.returncode} before accepting "
+                    f"connections on {self._client_host}:{self._settings.port}\n"
+                    f"{await self._logs()}"
+                )
+            if await self._accepts_mqtt():
+                return
+            if time.monotonic() >= deadline:
+                raise BrokerError(
+                    f"mosquitto did not accept a mutual-TLS MQTT connection on "
+                    f"{self._client_host}:{self._settings.port} within {START_TIMEOUT} s\n"
+                    f"{await self._logs()}"
+                )
+            await asyncio.wait([exited], timeout=_POLL)
+
+    async def _accepts_mqtt(self) -> bool:
+        assert self._probe_context is not None
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self._client_host,
+                    self._settings.port,
+                    ssl=self._probe_context,
+                    server_hostname=self._client_host,
+                ),
+                timeout=1,
+            )
+        except (OSError, ssl.SSLError, TimeoutError):
+            return False
+        try:
+            writer.write(_CONNECT)
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.readexactly(len(_CONNACK_ACCEPTED)), timeout=2)
+            if answer != _CONNACK_ACCEPTED:
+                raise BrokerError(
+                    f"mosquitto refused the start probe: CONNACK {answer.hex()}\n"
+                    f"{await self._logs()}"
+                )
+            writer.write(_DISCONNECT)
+            await writer.drain()
+        except (OSError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError):
+            return False
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+        return True
+
+    async def _supervise(self) -> None:
+        """Wait for the broker to die and start it again, with backoff, for as long as we run."""
+        failures = 0
+        while True:
+            process = self._process
+            assert process is not None
+            code = await process.wait()
+            uptime = time.monotonic() - self._started_at
+            if uptime >= STABLE_AFTER:
+                failures = 0
+            log.warning(
+                "mosquitto exited unexpectedly",
+                extra={"broker_pid": process.pid, "exit_code": code, "uptime": round(uptime, 1)},
+            )
+            while True:
+                delay = backoff_delay(failures)
+                failures += 1
+                log.info(
+                    "restarting mosquitto",
+                    extra={"restart_delay": round(delay, 3), "attempt": failures},
+                )
+                await asyncio.sleep(delay)
+                try:
+                    await self._start()
+                except Exception:
+                    log.exception("mosquitto restart failed", extra={"attempt": failures})
+                    continue
+                break
+            self._restarts += 1
+            log.warning(
+                "mosquitto restarted",
+                extra={"broker_pid": self.pid, "restarts": self._restarts},
+            )
+
+    def _prepare(self) -> None:
+        """Blocking: the PKI, then `DATA_DIR/mosquitto/` usable by the broker's account."""
+        pki = ensure_cloud_pki(
+            self._pki_dir,
+            broker_host=self._settings.bind_address,
+            replica=self._replica,
+            extra_names=self._server_names,
+        )
+        self._pki = pki
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki.ca_file))
+        context.load_cert_chain(pki.probe_cert_file, pki.probe_key_file)
+        self._probe_context = context
+        account = self._account
+        self._dir.mkdir(mode=0o700, exist_ok=True)
+        if account is not None:
+            _let_search(account, self._data_dir)
+            _check_reachable(account, self._data_dir, self._dir)
+            os.chown(self._dir, account.pw_uid, account.pw_gid)
+        # Copies rather than references: the broker's account reads them (also on SIGHUP)
+        # without being given access to the PKI directory and the CA key in it.
+        for target, source in (
+            (self._settings.cafile, pki.ca_file),
+            (self._settings.certfile, pki.broker_cert_file),
+            (self._settings.keyfile, pki.broker_key_file),
+        ):
+            self._write(target, source.read_bytes())
+        acl = render_acl(cloud_users=[self._user], denied_nids=self._denied)
+        self._write(self._settings.acl_file, acl.encode())
+        self._write(self._config_file, render_config(self._settings).encode())
+        assert self._settings.persistence_dir is not None
+        self._settings.persistence_dir.mkdir(mode=0o700, exist_ok=True)
+        # Created up front so it belongs to the broker's account whichever side opens it first.
+        self._settings.log_file.touch(mode=0o600, exist_ok=True)
+        if account is not None:
+            for path in (self._settings.persistence_dir, self._settings.log_file):
+                os.chown(path, account.pw_uid, account.pw_gid)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        # Write-then-rename, so a broker reloading at that moment never reads half a file; a
+        # unique temporary name because a restart and an ACL reload may write at the same time.
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                if self._account is not None:
+                    os.fchown(handle.fileno(), self._account.pw_uid, self._account.pw_gid)
+                handle.write(data)
+            Path(name).replace(path)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+
+    async def _logs(self) -> str:
+        def read() -> str:
+            return (
+                f"--- {self._stdio_file} ---\n{_tail(self._stdio_file, 10)}\n"
+                f"--- {self._settings.log_file} ---\n{_tail(self._settings.log_file, 30)}"
+            )
+
+        return await asyncio.to_thread(read)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, SIGKILL after STOP_TIMEOUT, and reap the process."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("mosquitto ignored SIGTERM, killing it", extra={"broker_pid": process.pid})
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+    await process.wait()
+
+
+def _broker_account() -> pwd.struct_passwd | None:
+    """The account Mosquitto drops to when we are root, None otherwise (it then runs as us)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(BROKER_USER)
+    except KeyError:
+        raise BrokerError(
+            f"running as root, but the system user {BROKER_USER!r} that mosquitto drops to does "
+            "not exist: install the Debian package with `apt-get install mosquitto`"
+        ) from None
+
+
+def _can_search(account: pwd.struct_passwd, path: Path) -> bool:
+    info = path.stat()
+    if info.st_uid == account.pw_uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid in os.getgrouplist(account.pw_name, account.pw_gid):
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
+
+
+def _let_search(account: pwd.struct_passwd, data_dir: Path) -> None:
+    """Let the broker's account pass through the (0700) data directory, and nothing more.
+
+    Group search permission only: it cannot list the directory, and the cloud's own files in it
+    keep their modes.
+    """
+    if _can_search(account, data_dir):
+        return
+    os.chown(data_dir, -1, account.pw_gid)
+    data_dir.chmod(stat.S_IMODE(data_dir.stat().st_mode) | stat.S_IXGRP)
+    log.info(
+        "gave the broker's group search permission on the data directory",
+        extra={"data_dir": str(data_dir), "group_id": account.pw_gid},
+    )
+
+
+def _check_reachable(account: pwd.struct_passwd, data_dir: Path, target: Path) -> None:
+    for directory in (data_dir, *data_dir.parents):
+        if not _can_search(account, directory):
+            mode = stat.S_IMODE(directory.stat().st_mode)
+            raise BrokerError(
+                f"mosquitto drops to user {account.pw_name!r} when started as root and could not "
+                f"reach {target}: {directory} (mode {mode:o}) is closed to it; choose a "
+                f"--data-dir it can reach, or run `chmod o+x {directory}`"
+            )
+
+
+def _open_append(path: Path) -> BinaryIO:
+    return path.open("ab")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _contains_after(path: Path, offset: int) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return _RELOAD_LINE in handle.read()
+    except FileNotFoundError:
+        return False
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,137 @@
+"""The MQTT bridge of a cloud replica: the link, request workers and delta pushes, as one unit.
+
+Received messages are sharded by node id over a few worker queues, so one node's messages are
+handled in order while different nodes proceed in parallel. Desired changes committed by the REST
+side are queued (`desired_changed`) and pushed by a task of their own, so a request never waits
+for the broker. `start` spawns every task, `stop` ends them in order within a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections import defaultdict
+from typing import Final
+
+from agent.contracts import topics
+from agent.contracts.topics import Channel
+from cloud.mqtt.handlers import Handlers, delta_message
+from cloud.mqtt.link import Incoming, Link, LinkDown
+from cloud.mqtt.ratelimit import RateLimiter
+from cloud.services import edge
+from cloud.services.context import CloudContext
+from cloud.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+WORKERS: Final = 8
+QUEUE_SIZE: Final = 1000
+STOP_TIMEOUT: Final = 5.0
+
+
+class Bridge:
+    """Build it anywhere; `start(ctx)` in the running loop, `stop()` before the store closes."""
+
+    def __init__(self, settings: MqttSettings) -> None:
+        self.settings = settings
+        self._pending: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._queues: list[asyncio.Queue[Incoming]] = []
+        self._changed: asyncio.Event | None = None
+        self._link: Link | None = None
+        self._handlers: Handlers | None = None
+
+    @property
+    def link(self) -> Link:
+        """The broker link (only after `start`)."""
+        if self._link is None:
+            raise LinkDown("the MQTT bridge is not started")
+        return self._link
+
+    def start(self, ctx: CloudContext) -> None:
+        """Spawn the link, the workers and the delta pusher as named tasks."""
+        self._link = Link(self.settings, self._enqueue)
+        limiter = RateLimiter(self.settings.max_messages_per_second)
+        self._handlers = Handlers(ctx, self._link.publish, limiter)
+        self._changed = asyncio.Event()
+        if self._pending:
+            self._changed.set()
+        self._queues = [asyncio.Queue(QUEUE_SIZE) for _ in range(WORKERS)]
+        self._tasks = [asyncio.create_task(self._link.run(), name="mqtt-link")]
+        self._tasks += [
+            asyncio.create_task(self._work(queue), name=f"mqtt-worker-{n}")
+            for n, queue in enumerate(self._queues)
+        ]
+        self._tasks.append(asyncio.create_task(self._push_deltas(), name="mqtt-delta-push"))
+
+    async def stop(self) -> None:
+        """Stop receiving, then cancel the workers and the pusher; wait at most STOP_TIMEOUT."""
+        if self._link is not None:
+            self._link.stop()
+        for task in reversed(self._tasks):
+            task.cancel()
+        if self._tasks:
+            _done, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+            for task in stuck:
+                log.error("MQTT bridge task did not stop in time", extra={"task": task.get_name()})
+        self._tasks = []
+
+    def desired_changed(self, nids: list[str]) -> None:
+        """Listener of CloudContext: queue delta pushes for these nodes (never blocks)."""
+        self._pending.update(nids)
+        if self._changed is not None:
+            self._changed.set()
+
+    async def _enqueue(self, message: Incoming) -> None:
+        # Shard by the topic's node segment so one node's messages keep their order.
+        node = message.topic.split("/", 3)[2] if message.topic.count("/") >= 3 else ""
+        shard = zlib.crc32(node.encode()) % len(self._queues)
+        await self._queues[shard].put(message)
+
+    async def _work(self, queue: asyncio.Queue[Incoming]) -> None:
+        assert self._handlers is not None
+        while True:
+            message = await queue.get()
+            try:
+                await self._handlers.handle(message)
+            finally:
+                queue.task_done()
+
+    async def _push_deltas(self) -> None:
+        assert self._changed is not None
+        link = self.link
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            await link.wait_connected()
+            nids, self._pending = self._pending, set()
+            try:
+                failed = await self._push(nids)
+            except Exception:
+                log.exception("delta push failed", extra={"nodes": len(nids)})
+                failed = nids
+            if failed:
+                self._pending |= failed
+                self._changed.set()
+                # Pause before retrying so a broken broker does not turn this into a busy loop.
+                await asyncio.sleep(1.0)
+
+    async def _push(self, nids: set[str]) -> set[str]:
+        """Publish the delta of each node that has one; return the nodes whose publish failed."""
+        by_namespace: dict[str, list[str]] = defaultdict(list)
+        for nid in nids:
+            namespace, _, name = nid.partition(".")
+            by_namespace[namespace].append(name)
+        failed: set[str] = set()
+        for namespace, names in by_namespace.items():
+            pushes = await edge.deltas(namespace, names)
+            for name, push in pushes.items():
+                nid = f"{namespace}.{name}"
+                try:
+                    await self.link.publish(
+                        topics.build(nid, Channel.SHADOW_UPDATE_DELTA), delta_message(push)
+                    )
+                except LinkDown as exc:
+                    log.warning("delta push failed", extra={"nid": nid, "error": str(exc)})
+                    failed.add(nid)
+        return failed

@@ -1,0 +1,142 @@
+"""The cloud's one MQTT connection: mutual TLS, subscriptions, QoS 1 publishing, reconnect.
+
+The aiomqtt client is created inside the running loop on every (re)connect; messages go to the
+`deliver` callback in arrival order. A dropped connection is retried with jittered exponential
+backoff (1 s → 60 s); publishing while disconnected raises `LinkDown`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import aiomqtt
+
+from agent.contracts import topics
+from cloud.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+BACKOFF_BASE: Final = 1.0
+BACKOFF_CAP: Final = 60.0
+QOS: Final = 1
+PUBLISH_TIMEOUT: Final = 10.0
+
+
+class LinkDown(Exception):
+    """The broker connection is not up (or dropped while publishing)."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One received message, detached from the MQTT library."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+Deliver = Callable[[Incoming], Awaitable[None]]
+
+
+def backoff(failures: int, *, rng: random.Random | None = None) -> float:
+    """Seconds to wait after `failures` failed attempts in a row: jittered, 1 s → 60 s."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, failures - 1))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def tls_context(settings: MqttSettings) -> ssl.SSLContext:
+    """Client TLS: trust the cloud CA, present this replica's certificate."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(settings.ca_file))
+    context.load_cert_chain(settings.cert_file, settings.key_file)
+    return context
+
+
+class Link:
+    """Owns the aiomqtt client of one cloud replica."""
+
+    def __init__(self, settings: MqttSettings, deliver: Deliver) -> None:
+        self._settings = settings
+        self._deliver = deliver
+        self._filters = topics.cloud_subscriptions(group=settings.share_group)
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is connected and subscribed."""
+        return self._client is not None
+
+    async def wait_connected(self) -> None:
+        """Return once connected and subscribed (callers bound it with a timeout)."""
+        await self._connected.wait()
+
+    async def run(self) -> None:
+        """Connect, subscribe and deliver messages until stopped; reconnect on every failure."""
+        context = tls_context(self._settings)
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self._session(context)
+                failures = 0
+            except aiomqtt.MqttError as exc:
+                failures += 1
+                log.warning(
+                    "MQTT link down",
+                    extra={"broker": self._address, "error": str(exc), "failures": failures},
+                )
+            if self._stopping.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff(max(failures, 1)))
+
+    def stop(self) -> None:
+        """Ask `run` to end; the caller then cancels or awaits its task."""
+        self._stopping.set()
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish with QoS 1 and wait for the broker's PUBACK, or raise LinkDown."""
+        client = self._client
+        if client is None:
+            raise LinkDown(f"not connected to the MQTT broker at {self._address}")
+        try:
+            await client.publish(topic, payload, qos=QOS, timeout=PUBLISH_TIMEOUT)
+        except aiomqtt.MqttError as exc:
+            raise LinkDown(f"publish to {topic} failed: {exc}") from exc
+
+    async def _session(self, context: ssl.SSLContext) -> None:
+        settings = self._settings
+        client = aiomqtt.Client(
+            settings.host,
+            settings.port,
+            identifier=f"baetyl-cloud:{settings.replica}",
+            protocol=aiomqtt.ProtocolVersion.V311,
+            clean_session=True,
+            keepalive=settings.keepalive,
+            tls_context=context,
+            timeout=PUBLISH_TIMEOUT,
+        )
+        async with client:
+            for topic_filter in self._filters:
+                await client.subscribe(topic_filter, qos=QOS)
+            self._client = client
+            self._connected.set()
+            log.info("MQTT link up", extra={"broker": self._address})
+            try:
+                async for message in client.messages:
+                    await self._deliver(
+                        Incoming(message.topic.value, bytes(message.payload), message.retain)
+                    )
+            finally:
+                self._client = None
+                self._connected.clear()
+
+    @property
+    def _address(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"

@@ -1,0 +1,177 @@
+"""Bad input on every request channel: the right rejection code, nothing stored, bridge alive."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from agent.contracts.topics import Channel
+from tests.cloud.mqtt.conftest import AgentFactory, make_node, unique
+from tests.harness.cloud import CloudServer
+
+UPDATE = Channel.SHADOW_UPDATE
+GET = Channel.SHADOW_GET
+RESOURCES = Channel.RESOURCES_GET
+ANSWERS = {
+    UPDATE: (Channel.SHADOW_UPDATE_ACCEPTED, Channel.SHADOW_UPDATE_REJECTED),
+    GET: (Channel.SHADOW_GET_ACCEPTED, Channel.SHADOW_GET_REJECTED),
+    RESOURCES: (Channel.RESOURCES_GET_ACCEPTED, Channel.RESOURCES_GET_REJECTED),
+}
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"x": value}
+    return value
+
+
+def _reported(value: Any, **extra: Any) -> bytes:
+    return json.dumps({"state": {"reported": value}, **extra}).encode()
+
+
+REF = {"kind": "application", "name": "some-app", "version": "1"}
+CASES: list[tuple[str, Channel, bytes, int]] = [
+    ("not JSON", UPDATE, b"{not json", 400),
+    ("empty payload", UPDATE, b"", 400),
+    ("not UTF-8", UPDATE, b"\xff\xfe{}", 400),
+    ("JSON array", UPDATE, b"[1, 2]", 400),
+    ("JSON string", UPDATE, b'"state"', 400),
+    ("no section", UPDATE, b'{"state": {}}', 400),
+    ("no state", UPDATE, b'{"clientToken": "c"}', 400),
+    ("section not an object", UPDATE, _reported(5), 400),
+    ("version as string", UPDATE, _reported({}, version="3"), 400),
+    ("version zero", UPDATE, _reported({}, version=0), 400),
+    ("version boolean", UPDATE, _reported({}, version=True), 400),
+    ("extra field", UPDATE, _reported({}, extra=1), 400),
+    ("writes delta", UPDATE, b'{"state": {"delta": {}}}', 400),
+    ("NaN value", UPDATE, b'{"state": {"reported": {"a": NaN}}}', 400),
+    ("clientToken with a space", UPDATE, _reported({}, clientToken="a b"), 400),
+    ("clientToken too long", UPDATE, _reported({}, clientToken="x" * 65), 400),
+    ("clientToken a number", UPDATE, _reported({}, clientToken=7), 400),
+    ("too deep", UPDATE, _reported(_nested(9)), 400),
+    ("key too long", UPDATE, _reported({"k" * 129: 1}), 400),
+    ("section too large", UPDATE, _reported({"blob": "x" * 140_000}), 413),
+    ("payload far too large", UPDATE, _reported({"blob": "x" * 400_000}), 413),
+    ("writes desired", UPDATE, b'{"state": {"desired": {"apps": {}}}}', 403),
+    ("writes desired and reported", UPDATE, b'{"state": {"desired": {}, "reported": {}}}', 403),
+    ("stale version", UPDATE, _reported({"a": 1}, version=7), 409),
+    ("get with a bad token", GET, b'{"clientToken": 5}', 400),
+    ("get with an extra field", GET, b'{"what": "all"}', 400),
+    ("get not JSON", GET, b"get", 400),
+    ("no resources", RESOURCES, b'{"clientToken": "r", "resources": []}', 400),
+    (
+        "unknown resource kind",
+        RESOURCES,
+        json.dumps({"clientToken": "r", "resources": [{**REF, "kind": "volume"}]}).encode(),
+        400,
+    ),
+    (
+        "too many resources",
+        RESOURCES,
+        json.dumps({"clientToken": "r", "resources": [REF] * 65}).encode(),
+        400,
+    ),
+    ("resources without a version", RESOURCES, b'{"clientToken": "r", "resources": [{}]}', 400),
+]
+
+
+@pytest.mark.parametrize(("what", "channel", "payload", "code"), CASES, ids=[c[0] for c in CASES])
+async def test_a_bad_request_is_rejected_and_changes_nothing(
+    cloud: CloudServer,
+    agent: AgentFactory,
+    what: str,
+    channel: Channel,
+    payload: bytes,
+    code: int,
+) -> None:
+    nid = await make_node(cloud)
+    name = nid.split(".", 1)[1]
+    async with agent(nid) as node:
+        answer_channel, answer = await node.ask(channel, payload, ANSWERS[channel])
+        assert answer_channel is ANSWERS[channel][1], (what, answer)
+        assert answer["code"] == code, (what, answer)
+        assert answer["message"]
+        sent = json.loads(payload) if code != 413 and _is_json(payload) else None
+        token = sent.get("clientToken") if isinstance(sent, dict) else None
+        if isinstance(token, str) and " " not in token and len(token) <= 64:
+            assert answer.get("clientToken") == token
+        else:
+            assert "clientToken" not in answer or channel is RESOURCES
+
+        doc = await cloud.ok("GET", f"/v1/nodes/{name}/shadow")
+        assert (doc["version"], doc["state"]["reported"]) == (1, {}), what
+
+        good = _reported({"ok": True}, clientToken="good")
+        answer_channel, answer = await node.ask(UPDATE, good, ANSWERS[UPDATE])
+        assert answer_channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
+        assert (answer["version"], answer["clientToken"]) == (2, "good")
+
+
+def _is_json(payload: bytes) -> bool:
+    try:
+        json.loads(payload)
+    except ValueError:
+        return False
+    return True
+
+
+async def test_an_unknown_node_is_answered_404_and_nothing_is_stored(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    nid = f"default.{unique('ghost')}"
+    async with agent(nid) as node:
+        for channel, payload in (
+            (UPDATE, _reported({"a": 1}, clientToken="u")),
+            (GET, b'{"clientToken": "g"}'),
+            (RESOURCES, json.dumps({"clientToken": "r", "resources": [REF]}).encode()),
+        ):
+            answer_channel, answer = await node.ask(channel, payload, ANSWERS[channel])
+            assert answer_channel is ANSWERS[channel][1]
+            assert answer["code"] == 404
+    missing = await cloud.call("GET", f"/v1/nodes/{nid.split('.', 1)[1]}")
+    assert missing.status == 404
+
+
+async def test_a_deleted_node_is_answered_404(cloud: CloudServer, agent: AgentFactory) -> None:
+    nid = await make_node(cloud)
+    await cloud.ok("DELETE", f"/v1/nodes/{nid.split('.', 1)[1]}")
+    async with agent(nid) as node:
+        answer_channel, answer = await node.ask(UPDATE, _reported({"a": 1}), ANSWERS[UPDATE])
+    assert (answer_channel, answer["code"]) == (Channel.SHADOW_UPDATE_REJECTED, 404)
+
+
+async def test_a_flooding_node_is_rate_limited_and_others_are_not(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    flooder, calm = await make_node(cloud), await make_node(cloud)
+    async with agent(flooder) as node, agent(calm) as other:
+        sent = 150  # three times the fixture's 50 messages a second, sent in well under a second
+        for step in range(sent):
+            await node.publish(GET, {"clientToken": f"f{step}"})
+        codes: list[int] = []
+        accepted = 0
+        while accepted + len(codes) < sent:
+            channel, answer = await node.next_of(ANSWERS[GET])
+            if channel is Channel.SHADOW_GET_ACCEPTED:
+                accepted += 1
+            else:
+                codes.append(answer["code"])
+        assert codes
+        assert set(codes) == {429}
+        assert accepted >= 50
+        channel, _ = await other.ask(GET, {"clientToken": "calm"}, ANSWERS[GET])
+        assert channel is Channel.SHADOW_GET_ACCEPTED
+
+
+async def test_unknown_topic_suffixes_are_dropped_and_the_bridge_keeps_serving(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    nid = await make_node(cloud)
+    async with agent(nid) as node:
+        await node.client.publish(f"baetyl/v1/{nid}/shadow/bogus", b"{}", qos=1)
+        await node.client.publish(f"baetyl/v1/{nid}/cmd/response", b"{", qos=1)
+        channel, answer = await node.ask(UPDATE, _reported({"a": 1}), ANSWERS[UPDATE])
+    assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer

@@ -1,0 +1,142 @@
+"""Shadow reports, reads and delta pushes through the real bridge and a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agent.contracts.topics import Channel
+from tests.cloud.mqtt.conftest import AgentFactory, make_node, native_app, unique
+from tests.harness.cloud import CloudServer
+
+UPDATE_ANSWERS = (Channel.SHADOW_UPDATE_ACCEPTED, Channel.SHADOW_UPDATE_REJECTED)
+GET_ANSWERS = (Channel.SHADOW_GET_ACCEPTED, Channel.SHADOW_GET_REJECTED)
+
+
+async def test_a_report_is_accepted_with_the_merged_state_and_the_next_version(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    nid = await make_node(cloud)
+    name = nid.split(".", 1)[1]
+    async with agent(nid) as node:
+        report = {"state": {"reported": {"core": {"version": "1.0"}}}, "clientToken": "t-1"}
+        channel, answer = await node.ask(Channel.SHADOW_UPDATE, report, UPDATE_ANSWERS)
+        assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
+        assert answer["state"] == {"reported": {"core": {"version": "1.0"}}}
+        assert answer["version"] == 2
+        assert answer["clientToken"] == "t-1"
+        assert set(answer["metadata"]["reported"]["core"]["version"]) == {"timestamp"}
+
+    stored = await cloud.ok("GET", f"/v1/nodes/{name}/shadow")
+    assert stored["state"]["reported"] == {"core": {"version": "1.0"}}
+    assert stored["version"] == 2
+    view = await cloud.ok("GET", f"/v1/nodes/{name}")
+    assert view["ready"] == 1  # reported just now, no presence known
+
+
+async def test_versions_stay_contiguous_over_many_reports(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    nid = await make_node(cloud)
+    async with agent(nid) as node:
+        versions = []
+        for step in range(10):
+            report = {"state": {"reported": {"step": step}}, "clientToken": f"s{step}"}
+            channel, answer = await node.ask(Channel.SHADOW_UPDATE, report, UPDATE_ANSWERS)
+            assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
+            assert answer["clientToken"] == f"s{step}"
+            versions.append(answer["version"])
+    assert versions == list(range(2, 12))
+
+
+async def test_a_report_naming_the_current_version_is_accepted(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    nid = await make_node(cloud)
+    async with agent(nid) as node:
+        report = {"state": {"reported": {"a": 1}}, "version": 1}
+        channel, answer = await node.ask(Channel.SHADOW_UPDATE, report, UPDATE_ANSWERS)
+        assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
+        assert answer["version"] == 2
+
+
+async def test_an_app_created_over_rest_pushes_a_delta_to_exactly_the_matched_nodes(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    label = unique("role")
+    matched = [await make_node(cloud, {"role": label}) for _ in range(2)]
+    other = await make_node(cloud, {"role": "elsewhere"})
+    async with agent(matched[0]) as first, agent(matched[1]) as second, agent(other) as third:
+        app = await cloud.ok("POST", "/v1/apps", native_app(unique("app"), f"role={label}"))
+        for node in (first, second):
+            delta = await node.next(Channel.SHADOW_UPDATE_DELTA)
+            assert delta["state"] == {"apps": {app["name"]: app["version"]}}
+            assert delta["version"] >= 2
+            assert set(delta["metadata"]["apps"][app["name"]]) == {"timestamp"}
+        # The unmatched node's answer to its own request comes after any delta the cloud had
+        # queued for it, so an empty queue here means none was sent.
+        await third.ask(Channel.SHADOW_GET, {"clientToken": "probe"}, GET_ANSWERS)
+        assert third.pending(Channel.SHADOW_UPDATE_DELTA) == 0
+
+
+async def test_a_report_that_leaves_desired_unmet_is_followed_by_a_delta(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    label = unique("role")
+    nid = await make_node(cloud, {"role": label})
+    app = await cloud.ok("POST", "/v1/apps", native_app(unique("app"), f"role={label}"))
+    async with agent(nid) as node:
+        report = {"state": {"reported": {"apps": {}}}}
+        channel, answer = await node.ask(Channel.SHADOW_UPDATE, report, UPDATE_ANSWERS)
+        assert channel is Channel.SHADOW_UPDATE_ACCEPTED
+        delta = await node.next(Channel.SHADOW_UPDATE_DELTA)
+        assert delta["state"] == {"apps": {app["name"]: app["version"]}}
+        assert delta["version"] == answer["version"]
+
+        caught_up = {"state": {"reported": {"apps": {app["name"]: app["version"]}}}}
+        channel, _ = await node.ask(Channel.SHADOW_UPDATE, caught_up, UPDATE_ANSWERS)
+        assert channel is Channel.SHADOW_UPDATE_ACCEPTED
+        await node.ask(Channel.SHADOW_GET, {}, GET_ANSWERS)
+        assert node.pending(Channel.SHADOW_UPDATE_DELTA) == 0
+
+
+async def test_get_after_reconnect_returns_the_current_document(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    label = unique("role")
+    nid = await make_node(cloud, {"role": label})
+    async with agent(nid) as node:
+        report = {"state": {"reported": {"core": {"version": "1"}}}}
+        _, accepted = await node.ask(Channel.SHADOW_UPDATE, report, UPDATE_ANSWERS)
+    app = await cloud.ok("POST", "/v1/apps", native_app(unique("app"), f"role={label}"))
+    async with agent(nid) as node:
+        channel, doc = await node.ask(Channel.SHADOW_GET, {"clientToken": "after"}, GET_ANSWERS)
+    assert channel is Channel.SHADOW_GET_ACCEPTED, doc
+    assert doc["clientToken"] == "after"
+    assert doc["state"]["reported"] == {"core": {"version": "1"}}
+    assert doc["state"]["desired"]["apps"] == {app["name"]: app["version"]}
+    assert doc["state"]["delta"] == {"apps": {app["name"]: app["version"]}}
+    assert doc["version"] == accepted["version"] + 1
+    assert set(doc["metadata"]) == {"desired", "reported"}
+
+
+async def test_concurrent_reports_from_many_nodes_all_land(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    nids = [await make_node(cloud) for _ in range(5)]
+
+    async def run(nid: str) -> list[int]:
+        async with agent(nid) as node:
+            got = []
+            for step in range(4):
+                report = {"state": {"reported": {"step": step}}}
+                channel, answer = await node.ask(Channel.SHADOW_UPDATE, report, UPDATE_ANSWERS)
+                assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
+                got.append(answer["version"])
+            return got
+
+    results = await asyncio.gather(*(run(nid) for nid in nids))
+    assert all(versions == [2, 3, 4, 5] for versions in results)
+    for nid in nids:
+        doc = await cloud.ok("GET", f"/v1/nodes/{nid.split('.', 1)[1]}/shadow")
+        assert doc["state"]["reported"] == {"step": 3}
+        assert doc["version"] == 5
