@@ -24,6 +24,7 @@ from cloud.services.app_spec import (
 from cloud.services.context import Caller, CloudContext
 from cloud.services.tokens import require_admin
 from cloud.store import apps as store
+from cloud.store import namespaces as namespace_store
 from cloud.store.db import transaction
 from cloud.store.models import Application as AppRow
 
@@ -44,7 +45,7 @@ async def create(ctx: CloudContext, caller: Caller, view: ApplicationView) -> Ap
     namespace = caller.namespace
     _refuse_baetyl_name(view.name)
     async with transaction():
-        await store.lock_namespace(namespace)
+        await namespace_store.lock(namespace)
         if await store.get(namespace, view.name) is not None:
             raise Conflict(f"application {view.name!r} already exists")
         if not view.system:  # system apps are the platform's own, outside the tenant's quota
@@ -66,7 +67,7 @@ async def update(
         raise Invalid(f"the body names application {view.name!r}, the path {name!r}")
     changed: list[str] = []
     async with transaction():
-        await store.lock_namespace(namespace)
+        await namespace_store.lock(namespace)
         row = await store.get(namespace, name)
         if row is None:
             raise NotFound(KIND, name, namespace)
@@ -83,7 +84,7 @@ async def delete(ctx: CloudContext, caller: Caller, name: str) -> None:
     require_admin(caller)
     namespace = caller.namespace
     async with transaction():
-        await store.lock_namespace(namespace)
+        await namespace_store.lock(namespace)
         if await store.get(namespace, name) is None:
             raise NotFound(KIND, name, namespace)
         await store.delete(namespace, name)

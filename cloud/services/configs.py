@@ -29,8 +29,8 @@ from cloud.services.resource_rules import (
 )
 from cloud.services.tokens import require_admin
 from cloud.services.versions import content_version
-from cloud.store import apps as app_store
 from cloud.store import configs as store
+from cloud.store import namespaces as namespace_store
 from cloud.store.db import transaction
 
 KIND = "config"  # the resource name in Baetyl's "The (config) resource (x) is not found."
@@ -68,7 +68,7 @@ async def create(caller: Caller, draft: ConfigDraft) -> Configuration:
         raise Invalid("system: system configurations are created by the cloud, not over the API")
     config = _checked(draft, caller.namespace)
     async with transaction():
-        await app_store.lock_namespace(caller.namespace)
+        await namespace_store.lock(caller.namespace)
         return await store.insert(caller.namespace, config)
 
 
@@ -98,7 +98,7 @@ async def replace(
     wanted = _checked(draft, namespace)
     changed_nodes: list[str] = []
     async with transaction():
-        await app_store.lock_namespace(namespace)
+        await namespace_store.lock(namespace)
         current = await store.get(namespace, name)
         if current is None:
             raise NotFound(KIND, name, namespace)
@@ -125,7 +125,7 @@ async def delete(caller: Caller, name: str) -> None:
     refuse_reserved_name(name, "configuration")
     namespace = caller.namespace
     async with transaction():
-        await app_store.lock_namespace(namespace)
+        await namespace_store.lock(namespace)
         await refuse_if_used(namespace, ResourceKind.CONFIGURATION, name, "configuration")
         if not await store.delete(namespace, name):
             raise NotFound(KIND, name, namespace)

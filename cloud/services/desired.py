@@ -19,6 +19,7 @@ from agent.contracts.wire import validate
 from cloud.services.versions import content_version
 from cloud.store import apps as app_store
 from cloud.store import desired as shadow_store
+from cloud.store import namespaces as namespace_store
 from cloud.store.apps import AppTarget
 
 APPS = "apps"
@@ -57,7 +58,7 @@ def desired_patch(
 
 async def recompute_for_nodes(namespace: str, nodes: Iterable[str]) -> list[str]:
     """Recompute the desired apps of `nodes` (after a node was created or relabelled)."""
-    await app_store.lock_namespace(namespace)
+    await namespace_store.lock(namespace)
     wanted_nodes = sorted(set(nodes))
     rows = await shadow_store.load_for_update(namespace, wanted_nodes)
     labels = await app_store.node_labels(namespace, wanted_nodes)
@@ -79,7 +80,7 @@ async def recompute_for_nodes(namespace: str, nodes: Iterable[str]) -> list[str]
 
 async def recompute_for_apps(namespace: str, apps: Iterable[str]) -> list[str]:
     """Place `apps` (created, updated or deleted) on exactly the nodes they now match."""
-    await app_store.lock_namespace(namespace)
+    await namespace_store.lock(namespace)
     app_names = sorted(set(apps))
     targets = {t.name: t for t in await app_store.targets(namespace, app_names)}
     labels = await app_store.node_labels(namespace)
@@ -111,7 +112,7 @@ async def propagate_resource(
     Rewriting the volume reference changes the app's content, hence its version, which then
     flows into the desired state of every node the app goes to.
     """
-    await app_store.lock_namespace(namespace)
+    await namespace_store.lock(namespace)
     using = await app_store.apps_using(namespace, kind.value, name)
     changed_apps = []
     for row in await app_store.get_many(namespace, using):

@@ -32,7 +32,7 @@ from cloud.services.resource_rules import (
 )
 from cloud.services.tokens import require_admin
 from cloud.services.versions import content_version
-from cloud.store import apps as app_store
+from cloud.store import namespaces as namespace_store
 from cloud.store import secrets as store
 from cloud.store.db import transaction
 from cloud.store.secrets import StoredSecret
@@ -122,7 +122,7 @@ async def create_typed(
         sealed=sealed,
     )
     async with transaction():
-        await app_store.lock_namespace(namespace)
+        await namespace_store.lock(namespace)
         return _meta(await store.insert(row))
 
 
@@ -159,7 +159,7 @@ async def replace_typed(
     namespace = caller.namespace
     changed_nodes: list[str] = []
     async with transaction():
-        await app_store.lock_namespace(namespace)
+        await namespace_store.lock(namespace)
         current = await _find(namespace, secret_type, name)
         old_data = _open(ctx, current)
         draft = revise(_meta(current), old_data)
@@ -212,7 +212,7 @@ async def delete(caller: Caller, secret_type: str, name: str) -> None:
     refuse_reserved_name(name, what)
     namespace = caller.namespace
     async with transaction():
-        await app_store.lock_namespace(namespace)
+        await namespace_store.lock(namespace)
         await _find(namespace, secret_type, name)
         await refuse_if_used(namespace, ResourceKind.SECRET, name, what)
         await store.delete(namespace, name, secret_type)

@@ -11,7 +11,6 @@ from cloud.store.models import (
     AppNode,
     AppResource,
     Configuration,
-    Namespace,
     Node,
     Secret,
 )
@@ -25,16 +24,6 @@ class AppTarget:
     version: str
     selector: str
     system: bool
-
-
-async def lock_namespace(namespace: str) -> None:
-    """Serialize desired-changing transactions of one namespace (PostgreSQL row lock).
-
-    App changes read node labels and label changes read app selectors; without one lock per
-    namespace two concurrent transactions could each miss the other's change. SQLite runs one
-    transaction at a time anyway, and ignores FOR UPDATE.
-    """
-    await Namespace.filter(name=namespace).select_for_update().values_list("name", flat=True)
 
 
 async def get(namespace: str, name: str) -> Application | None:

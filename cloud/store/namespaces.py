@@ -36,10 +36,12 @@ async def exists(name: str) -> bool:
 async def lock(name: str) -> None:
     """Hold the namespace row until the transaction ends (PostgreSQL; SQLite is serial anyway).
 
-    Creates that count against a quota take this lock first, so two of them cannot both see
-    the last free slot.
+    Every transaction that changes desired states or counts against a quota takes it first:
+    an app change reads node labels and a label change reads app selectors, and two creates
+    must not both see the last free quota slot. (Only a model query locks: Tortoise drops
+    FOR UPDATE from values_list queries.)
     """
-    await Namespace.filter(name=name).select_for_update().values_list("name", flat=True)
+    await Namespace.filter(name=name).select_for_update()
 
 
 async def purge(name: str) -> None:
