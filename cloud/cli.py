@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import ssl
 import sys
 from collections.abc import Sequence
@@ -12,10 +13,12 @@ from urllib.parse import urlsplit
 
 from agent.contracts.version import VERSION
 from cloud import logs
+from cloud.broker.managed import BrokerError
 from cloud.errors import CloudError
 from cloud.mqtt.link import tls_context
+from cloud.pki.ca import PKIError
 from cloud.secretbox import SecretBoxError
-from cloud.serve import serve
+from cloud.serve import ManagedBrokerOptions, serve
 from cloud.services import tokens
 from cloud.services.bootstrap import prepare_data_dir
 from cloud.settings import CloudSettings, MqttSettings, QuotaDefaults
@@ -105,7 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the REST API only, without the MQTT side",
     )
     mqtt = serve_cmd.add_argument_group(
-        "external MQTT broker", "mutual TLS to a broker given by URL (docs/api.md, MQTT)"
+        "MQTT broker",
+        "by default the cloud runs and supervises its own Mosquitto (--mqtt-listen); "
+        "--mqtt-url uses an external broker over mutual TLS instead (docs/operations.md)",
+    )
+    mqtt.add_argument(
+        "--mqtt-listen",
+        type=_listen,
+        default=("127.0.0.1", 8883),
+        metavar="HOST:PORT",
+        help="where the managed broker listens for nodes (default 127.0.0.1:8883)",
     )
     mqtt.add_argument(
         "--mqtt-url", type=_mqtt_url, metavar="mqtts://HOST:PORT", help="the broker's TLS listener"
@@ -194,10 +206,9 @@ def _mqtt_settings(
             parser.error("--no-mqtt and --mqtt-url exclude each other")
         return None
     if args.mqtt_url is None:
-        parser.error(
-            "give the MQTT broker with --mqtt-url mqtts://HOST:PORT --mqtt-ca F --mqtt-cert F "
-            "--mqtt-key F, or pass --no-mqtt to run the REST API only"
-        )
+        if any(value is not None for value in tls.values()):
+            parser.error("--mqtt-ca/--mqtt-cert/--mqtt-key go with --mqtt-url")
+        return None  # the managed broker: main() builds its settings once it runs
     missing = [flag for flag, value in tls.items() if value is None]
     if missing:
         parser.error(f"--mqtt-url needs {', '.join(missing)}")
@@ -234,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         if args.command == "serve":
+            # Everything the server writes (database, keys, tokens) is for its own user only;
+            # the managed broker's files are handed to its account explicitly.
+            os.umask(0o077)
             mqtt = _mqtt_settings(parser, args)
             host, port = args.listen
             settings = CloudSettings(
@@ -244,10 +258,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 mqtt=mqtt,
                 quotas=QuotaDefaults(max_node_count=args.max_nodes, max_app_count=args.max_apps),
             )
-            asyncio.run(serve(settings))
+            managed = None
+            if mqtt is None and not args.no_mqtt:
+                listen_host, listen_port = args.mqtt_listen
+                managed = ManagedBrokerOptions(
+                    host=listen_host,
+                    port=listen_port,
+                    replica=args.mqtt_replica,
+                    share_group=args.mqtt_share_group,
+                )
+            asyncio.run(serve(settings, managed=managed))
             return 0
         return asyncio.run(_create_token(args))
-    except (StoreError, SecretBoxError, CloudError, MqttConfigError, OSError) as exc:
+    except (
+        StoreError,
+        SecretBoxError,
+        CloudError,
+        MqttConfigError,
+        BrokerError,
+        PKIError,
+        OSError,
+    ) as exc:
         sys.stderr.write(f"baetyl-cloud: error: {exc}\n")
         return 1
     except KeyboardInterrupt:

@@ -1,21 +1,52 @@
-"""Running the cloud server until SIGTERM/SIGINT, then stopping it within a deadline."""
+"""Running the cloud server until SIGTERM/SIGINT, then stopping it within a deadline.
+
+With a managed broker the cloud first brings up its own Mosquitto (PKI, config, supervision)
+and talks to it as any external broker; the broker stops after the REST server.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from cloud.api.app import create_app
+from cloud.broker.managed import ManagedBroker
+from cloud.services.bootstrap import prepare_data_dir
 from cloud.settings import CloudSettings
 
 log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT = 10.0
 
 
-async def serve(settings: CloudSettings) -> None:
+@dataclass(frozen=True)
+class ManagedBrokerOptions:
+    """Where the managed Mosquitto listens and who this replica is."""
+
+    host: str
+    port: int
+    replica: str = "cloud-0"
+    share_group: str = "baetyl-cloud"
+
+
+async def serve(settings: CloudSettings, *, managed: ManagedBrokerOptions | None = None) -> None:
+    """Serve until a stop signal, with a managed broker when `managed` is given."""
+    if managed is None:
+        await _serve(settings)
+        return
+    await asyncio.to_thread(prepare_data_dir, settings.data_dir)
+    async with ManagedBroker(
+        data_dir=settings.data_dir, host=managed.host, port=managed.port, replica=managed.replica
+    ) as broker:
+        mqtt = dataclasses.replace(broker.mqtt_settings(), share_group=managed.share_group)
+        await _serve(dataclasses.replace(settings, mqtt=mqtt))
+
+
+async def _serve(settings: CloudSettings) -> None:
     """Serve the REST API until a stop signal; open requests get SHUTDOWN_TIMEOUT to finish."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

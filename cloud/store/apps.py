@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tortoise import connections
+
 from cloud.store.models import (
     Application,
     AppNode,
@@ -13,6 +15,20 @@ from cloud.store.models import (
     Configuration,
     Node,
     Secret,
+)
+
+_DELETE_INDEX_SQLITE = (
+    'DELETE FROM "baetyl_index_application_node" WHERE "namespace" = ? AND "app" = ? AND "node" = ?'
+)
+_DELETE_INDEX_PG = (
+    'DELETE FROM "baetyl_index_application_node" '
+    'WHERE "namespace" = $1 AND "app" = $2 AND "node" = $3'
+)
+_INSERT_INDEX_SQLITE = (
+    'INSERT INTO "baetyl_index_application_node" ("namespace", "app", "node") VALUES (?, ?, ?)'
+)
+_INSERT_INDEX_PG = (
+    'INSERT INTO "baetyl_index_application_node" ("namespace", "app", "node") VALUES ($1, $2, $3)'
 )
 
 
@@ -143,13 +159,19 @@ async def apps_of_node(namespace: str, node: str) -> list[str]:
 async def set_node_index(
     namespace: str, *, added: Iterable[tuple[str, str]], removed: Iterable[tuple[str, str]]
 ) -> None:
-    """Apply (app, node) index changes."""
-    gone = list(removed)
-    for app, node in gone:
-        await AppNode.filter(namespace=namespace, app=app, node=node).delete()
-    new = [AppNode(namespace=namespace, app=app, node=node) for app, node in added]
+    """Apply (app, node) index changes, each kind in one prepared statement run per row.
+
+    An app that matches (or leaves) 10,000 nodes changes 10,000 rows; building that SQL with
+    the ORM costs more than the database work.
+    """
+    connection = connections.get("default")  # the transaction's, inside `transaction()`
+    postgres = connection.capabilities.dialect == "postgres"
+    gone = [[namespace, app, node] for app, node in removed]
+    if gone:
+        await connection.execute_many(_DELETE_INDEX_PG if postgres else _DELETE_INDEX_SQLITE, gone)
+    new = [[namespace, app, node] for app, node in added]
     if new:
-        await AppNode.bulk_create(new, batch_size=1000)
+        await connection.execute_many(_INSERT_INDEX_PG if postgres else _INSERT_INDEX_SQLITE, new)
 
 
 async def set_resources(namespace: str, app: str, refs: Iterable[tuple[str, str]]) -> None:

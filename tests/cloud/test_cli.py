@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
+import stat
 import sys
+import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -108,7 +111,7 @@ async def test_token_create_prints_a_token_the_server_accepts(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("args", "code", "fragment"),
     [
-        (["serve", "--data-dir", "x"], 2, "pass --no-mqtt"),
+        (["serve", "--data-dir", "x", "--mqtt-ca", "ca.pem"], 2, "go with --mqtt-url"),
         (["serve", "--data-dir", "x", "--no-mqtt", "--listen", "nohost"], 2, "expected HOST:PORT"),
         (
             ["serve", "--data-dir", "x", "--no-mqtt", "--db", "mysql://h/db"],
@@ -168,3 +171,42 @@ async def test_bad_arguments_get_a_clear_error(
     assert got == code
     assert fragment in err
     assert "Traceback" not in err
+
+
+async def test_serve_runs_and_stops_its_own_broker_by_default(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Without --mqtt-url or --no-mqtt the cloud makes its PKI, starts Mosquitto, and the broker
+    goes away with the cloud."""
+    port, mqtt_port = free_port(), free_port()
+    # Not under pytest's tmp_path: its 0700 parents would keep the broker's account out.
+    data_dir = Path(tempfile.mkdtemp(prefix="baetyl-cloud-test-"))
+    request.addfinalizer(lambda: shutil.rmtree(data_dir, ignore_errors=True))
+    process = await asyncio.create_subprocess_exec(
+        BIN,
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--mqtt-listen",
+        f"127.0.0.1:{mqtt_port}",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}")
+        assert (data_dir / "pki" / "ca.pem").is_file()
+        assert stat.S_IMODE((data_dir / "pki" / "ca.key").stat().st_mode) == 0o600
+        assert stat.S_IMODE((data_dir / "cloud.db").stat().st_mode) == 0o600
+        reader, writer = await asyncio.open_connection("127.0.0.1", mqtt_port)  # broker is up
+        writer.close()
+        await writer.wait_closed()
+        del reader
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", mqtt_port)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
