@@ -286,11 +286,32 @@ def test_delta_is_empty_exactly_when_every_desired_leaf_is_reported_equal(
     desired: dict[str, Any], reported: dict[str, Any]
 ) -> None:
     all_present = all(
-        found and _json_same(value, leaf) and type(value) is type(leaf)
+        found and _satisfies(value, leaf)
         for path, leaf in _leaves(desired).items()
         for found, value in [_lookup(reported, path)]
     )
     assert (shadow.delta(desired, reported) == {}) == all_present
+
+
+@pytest.mark.parametrize(
+    ("desired", "reported", "expected"),
+    [
+        ({"a": {}}, {"a": {"a": False}}, {}),  # an empty desired object asks nothing of its keys
+        ({"a": {}}, {"a": 1}, {"a": {}}),  # but it does ask for an object
+        ({"a": {}}, {}, {"a": {}}),
+    ],
+)
+def test_an_empty_desired_object_is_satisfied_by_any_reported_object(
+    desired: dict[str, Any], reported: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    assert shadow.delta(desired, reported) == expected
+
+
+def _satisfies(reported: Any, desired_leaf: Any) -> bool:
+    """Whether a reported value meets a desired leaf (an empty object is met by any object)."""
+    if isinstance(desired_leaf, dict):
+        return isinstance(reported, dict)
+    return _json_same(reported, desired_leaf) and type(reported) is type(desired_leaf)
 
 
 @given(SECTIONS, SECTIONS)
