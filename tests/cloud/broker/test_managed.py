@@ -25,11 +25,6 @@ from cloud.broker.pki_files import ensure_cloud_pki
 from cloud.pki.ca import CertificateAuthority, write_certificate_files
 from tests.harness.common import free_port
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("mosquitto", path=f"{os.environ.get('PATH', '')}:/usr/sbin") is None,
-    reason="mosquitto is not installed (make system-deps)",
-)
-
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
