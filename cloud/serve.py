@@ -17,6 +17,7 @@ from aiohttp import web
 from cloud.api.app import create_app
 from cloud.broker.managed import ManagedBroker
 from cloud.services.bootstrap import prepare_data_dir
+from cloud.services.context import AccessListener
 from cloud.settings import CloudSettings
 
 log = logging.getLogger(__name__)
@@ -43,16 +44,17 @@ async def serve(settings: CloudSettings, *, managed: ManagedBrokerOptions | None
         data_dir=settings.data_dir, host=managed.host, port=managed.port, replica=managed.replica
     ) as broker:
         mqtt = dataclasses.replace(broker.mqtt_settings(), share_group=managed.share_group)
-        await _serve(dataclasses.replace(settings, mqtt=mqtt))
+        await _serve(dataclasses.replace(settings, mqtt=mqtt), access=[broker.reload_acl])
 
 
-async def _serve(settings: CloudSettings) -> None:
+async def _serve(settings: CloudSettings, *, access: list[AccessListener] | None = None) -> None:
     """Serve the REST API until a stop signal; open requests get SHUTDOWN_TIMEOUT to finish."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(create_app(settings), shutdown_timeout=SHUTDOWN_TIMEOUT)
+    app = create_app(settings, access_listeners=access or ())
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)

@@ -29,7 +29,7 @@ from cloud.api.keys import ALL_ROUTES, BRIDGE, CONTEXT, ROUTES
 from cloud.api.routing import RouteTable
 from cloud.mqtt.bridge import Bridge
 from cloud.services import bootstrap
-from cloud.services.context import DesiredListener
+from cloud.services.context import AccessListener, DesiredListener
 from cloud.settings import CloudSettings
 
 ROUTE_MODULES = (
@@ -47,7 +47,10 @@ ROUTE_MODULES = (
 
 
 def create_app(
-    settings: CloudSettings, *, desired_listeners: Iterable[DesiredListener] = ()
+    settings: CloudSettings,
+    *,
+    desired_listeners: Iterable[DesiredListener] = (),
+    access_listeners: Iterable[AccessListener] = (),
 ) -> web.Application:
     """Build the REST application; nothing is opened until the app starts."""
     app = web.Application(
@@ -64,7 +67,7 @@ def create_app(
     bridge = None if settings.mqtt is None else Bridge(settings.mqtt)
     if bridge is not None:
         listeners.append(bridge.desired_changed)
-    app.cleanup_ctx.append(_store_context(settings, listeners))
+    app.cleanup_ctx.append(_store_context(settings, listeners, list(access_listeners)))
     if bridge is not None:
         app[BRIDGE] = bridge
         app.cleanup_ctx.append(_bridge_context(bridge))
@@ -72,10 +75,10 @@ def create_app(
 
 
 def _store_context(
-    settings: CloudSettings, listeners: list[DesiredListener]
+    settings: CloudSettings, listeners: list[DesiredListener], access: list[AccessListener]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def store(app: web.Application) -> AsyncIterator[None]:
-        app[CONTEXT] = await bootstrap.start(settings, listeners)
+        app[CONTEXT] = await bootstrap.start(settings, listeners, access)
         try:
             yield
         finally:

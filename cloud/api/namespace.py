@@ -7,6 +7,7 @@ from aiohttp import web
 from agent.contracts.wire import WireModel
 from cloud.api.auth import caller_of
 from cloud.api.http import reply
+from cloud.api.keys import CONTEXT
 from cloud.api.routing import RouteTable
 from cloud.services import namespaces
 
@@ -39,5 +40,5 @@ async def get_namespace(request: web.Request) -> web.Response:
 @routes.route("DELETE", "/namespace", summary="Delete the caller's namespace", tags=TAGS)
 async def delete_namespace(request: web.Request) -> web.Response:
     """Delete every resource of the caller's namespace (its tokens stay valid)."""
-    await namespaces.delete(caller_of(request))
+    await namespaces.delete(request.app[CONTEXT], caller_of(request))
     return reply(None)

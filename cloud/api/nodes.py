@@ -121,7 +121,7 @@ async def update_node(request: web.Request) -> web.Response:
 @routes.route("DELETE", "/nodes/{name}", summary="Delete a node", tags=TAGS)
 async def delete_node(request: web.Request) -> web.Response:
     """Delete a node, its shadow and its app index; the apps themselves stay."""
-    await nodes.delete(caller_of(request), path_param(request, "name"))
+    await nodes.delete(request.app[CONTEXT], caller_of(request), path_param(request, "name"))
     return reply(None)
 
 

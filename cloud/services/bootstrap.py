@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cloud.secretbox import SecretBox
 from cloud.services import tokens
-from cloud.services.context import CloudContext, DesiredListener
+from cloud.services.context import AccessListener, CloudContext, DesiredListener
 from cloud.settings import CloudSettings
 from cloud.store import tokens as store
 from cloud.store.db import close_store, open_store
@@ -40,16 +40,26 @@ async def ensure_default_tenant(data_dir: Path) -> None:
     log.info("wrote the admin token of namespace default", extra={"path": str(path)})
 
 
-async def start(settings: CloudSettings, listeners: list[DesiredListener]) -> CloudContext:
-    """Open everything a serving cloud needs: data dir, secret key, store, first-start tenant."""
+async def start(
+    settings: CloudSettings,
+    listeners: list[DesiredListener],
+    access_listeners: list[AccessListener] | None = None,
+) -> CloudContext:
+    """Open everything a serving cloud needs: data dir, secret key, store, first-start tenant.
+
+    Access listeners hear the stored deny list once here, so a broker started before the store
+    opened shuts out deleted nodes from the beginning.
+    """
     secrets = prepare_data_dir(settings.data_dir)
     await open_store(settings.database_url)
     try:
         await ensure_default_tenant(settings.data_dir)
+        context = CloudContext(settings, secrets, listeners, list(access_listeners or ()))
+        await context.access_changed()
     except BaseException:
         await close_store()
         raise
-    return CloudContext(settings, secrets, listeners)
+    return context
 
 
 async def stop() -> None:

@@ -10,10 +10,12 @@ from typing import Literal
 
 from cloud.secretbox import SecretBox
 from cloud.settings import CloudSettings
+from cloud.store import denied as denied_store
 
 log = logging.getLogger(__name__)
 Role = Literal["admin", "read"]
 DesiredListener = Callable[[list[str]], Awaitable[None] | None]
+AccessListener = Callable[[list[str]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,27 @@ class CloudContext:
     """Cloud-wide collaborators handed to services.
 
     `desired_listeners` are called after a commit that changed node desires, with the nids of
-    the affected nodes; the MQTT bridge subscribes here to push deltas.
+    the affected nodes; the MQTT bridge subscribes here to push deltas. `access_listeners` get
+    the whole deny list (nids of deleted nodes) after it changed, and once at start-up; the
+    managed broker subscribes here to rewrite its ACL.
     """
 
     settings: CloudSettings
     secrets: SecretBox
     desired_listeners: list[DesiredListener] = field(default_factory=list)
+    access_listeners: list[AccessListener] = field(default_factory=list)
+
+    async def access_changed(self) -> None:
+        """Give every access listener the current deny list (after the commit)."""
+        if not self.access_listeners:
+            return
+        denied = await denied_store.all_nids()
+        for listener in self.access_listeners:
+            try:
+                await listener(denied)
+            except Exception:
+                # The node is deleted either way; the broker catches up at its next reload.
+                log.exception("access listener failed", extra={"denied": len(denied)})
 
     async def desired_changed(self, nids: Iterable[str]) -> None:
         """Tell every listener which nodes got a new desired state (after the commit)."""

@@ -8,7 +8,9 @@ transaction but keeps its tokens, so the tenant can start over with `POST /v1/na
 from __future__ import annotations
 
 from cloud.errors import NotFound
-from cloud.services.context import Caller
+from cloud.services.context import Caller, CloudContext
+from cloud.store import apps as app_store
+from cloud.store import denied as denied_store
 from cloud.store import namespaces as store
 from cloud.store.db import transaction
 
@@ -26,9 +28,16 @@ async def get(caller: Caller) -> str:
     return caller.namespace
 
 
-async def delete(caller: Caller) -> None:
-    """Delete every resource of the caller's namespace, then the namespace itself."""
+async def delete(ctx: CloudContext, caller: Caller) -> None:
+    """Delete every resource of the caller's namespace, then the namespace itself.
+
+    Its nodes go on the broker's deny list, as single node deletions do.
+    """
     if not await store.exists(caller.namespace):
         raise NotFound("namespace", caller.namespace)
     async with transaction():
+        nodes = list(await app_store.node_labels(caller.namespace))
         await store.purge(caller.namespace)
+        await denied_store.add(caller.namespace, nodes)
+    if nodes:
+        await ctx.access_changed()

@@ -20,6 +20,7 @@ from cloud.errors import Conflict, Invalid, NotFound
 from cloud.services import desired, properties, quotas
 from cloud.services.context import Caller, CloudContext
 from cloud.services.versions import content_version
+from cloud.store import denied as denied_store
 from cloud.store import namespaces as namespace_store
 from cloud.store import nodes as store
 from cloud.store import shadows
@@ -169,6 +170,9 @@ async def create(ctx: CloudContext, caller: Caller, spec: NodeSpec) -> NodeState
         )
         await shadows.create(namespace, spec.name, shadow.new_document(time.time()))
         changed = await desired.recompute_for_nodes(namespace, [spec.name])
+        readmitted = await denied_store.remove(namespace, spec.name)
+    if readmitted:
+        await ctx.access_changed()
     await ctx.desired_changed(changed)
     return await get(ctx, caller, spec.name)
 
@@ -233,8 +237,11 @@ async def set_sync_mode(caller: Caller, name: str, mode: str) -> None:
             )
 
 
-async def delete(caller: Caller, name: str) -> None:
-    """Delete a node with its shadow and app index rows (the apps themselves stay)."""
+async def delete(ctx: CloudContext, caller: Caller, name: str) -> None:
+    """Delete a node with its shadow and app index rows (the apps themselves stay).
+
+    The node goes on the broker's deny list: its certificate may still be valid.
+    """
     namespace = caller.namespace
     async with transaction():
         # Under the namespace lock, so a concurrent app placement cannot index the node again.
@@ -242,6 +249,8 @@ async def delete(caller: Caller, name: str) -> None:
         if not await store.delete(namespace, name):
             raise NotFound(KIND, name, namespace)
         await shadows.delete(namespace, [name])
+        await denied_store.add(namespace, [name])
+    await ctx.access_changed()
 
 
 async def get(ctx: CloudContext, caller: Caller, name: str) -> NodeState:

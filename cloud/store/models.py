@@ -191,3 +191,20 @@ class Quota(Model):
     class Meta:
         table = "baetyl_quota"
         unique_together = (("namespace", "name"),)
+
+
+class DeniedNode(Model):
+    """A deleted node whose certificate the broker must refuse (ACL topic deny), DESIGN 10.
+
+    Its client certificate may still be valid, so deletion alone would leave it able to connect
+    and publish. A node created again under the same name is removed from this list.
+    """
+
+    id = fields.IntField(primary_key=True)
+    namespace = fields.CharField(max_length=63)
+    name = fields.CharField(max_length=63)
+    create_time = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "baetyl_denied_node"
+        unique_together = (("namespace", "name"),)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from multidict import CIMultiDict
 from cloud.api.app import create_app
 from cloud.api.keys import BRIDGE
 from cloud.services import tokens
+from cloud.services.context import AccessListener
 from cloud.settings import CloudSettings, MqttSettings, QuotaDefaults
 from tests.harness.common import free_port
 
@@ -102,6 +104,7 @@ async def start_cloud(
     *,
     quotas: QuotaDefaults | None = None,
     mqtt: MqttSettings | None = None,
+    access_listeners: Sequence[AccessListener] = (),
 ) -> tuple[web.AppRunner, CloudServer]:
     """Start a cloud server; the caller must `runner.cleanup()` and close the session.
 
@@ -117,7 +120,9 @@ async def start_cloud(
         mqtt=mqtt,
     )
     changes: list[list[str]] = []
-    app = create_app(settings, desired_listeners=[changes.append])
+    app = create_app(
+        settings, desired_listeners=[changes.append], access_listeners=access_listeners
+    )
     runner = web.AppRunner(app, shutdown_timeout=2)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

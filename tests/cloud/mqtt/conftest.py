@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,10 @@ import pytest
 
 from agent.contracts import topics
 from agent.contracts.topics import Channel
+from cloud.broker.managed import ManagedBroker
 from cloud.settings import MqttSettings
 from tests.harness.cloud import CloudServer, start_cloud
+from tests.harness.common import free_port
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
 
@@ -178,3 +182,22 @@ def native_app(name: str, selector: str, **extra: Any) -> dict[str, Any]:
         "services": [{"name": "main", "command": ["sleep", "infinity"]}],
         **extra,
     }
+
+
+@pytest.fixture
+def managed_data_dir() -> Iterator[Path]:
+    """A broker data dir whose parent the broker's account can pass through (not tmp_path)."""
+    directory = Path(tempfile.mkdtemp(prefix="baetyl-managed-"))
+    directory.chmod(0o711)
+    (directory / "cloud").mkdir(mode=0o700)
+    try:
+        yield directory / "cloud"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+async def managed_broker(managed_data_dir: Path) -> AsyncIterator[ManagedBroker]:
+    """A managed Mosquitto of this test alone (its own CA, port and files)."""
+    async with ManagedBroker(data_dir=managed_data_dir, port=free_port()) as running:
+        yield running

@@ -8,37 +8,20 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import ssl
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiomqtt
-import pytest
 
 from agent.contracts import topics
 from agent.contracts.topics import Channel
 from cloud.broker.managed import ManagedBroker
 from cloud.pki.ca import CertificateAuthority, write_certificate_files
 from tests.harness.cloud import start_cloud
-from tests.harness.common import free_port
 
 NID = "default.edge-1"
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A broker data dir whose parent the broker's account can pass through (not tmp_path)."""
-    directory = Path(tempfile.mkdtemp(prefix="baetyl-reconnect-"))
-    directory.chmod(0o711)
-    (directory / "cloud").mkdir(mode=0o700)
-    try:
-        yield directory / "cloud"
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def node_tls(data_dir: Path) -> ssl.SSLContext:
@@ -75,15 +58,10 @@ async def next_delta(client: aiomqtt.Client) -> dict[str, object]:
     raise AssertionError("message stream ended")
 
 
-@pytest.fixture
-async def broker(data_dir: Path) -> AsyncIterator[ManagedBroker]:
-    async with ManagedBroker(data_dir=data_dir, port=free_port()) as running:
-        yield running
-
-
 async def test_after_a_broker_crash_deltas_still_reach_the_node(
-    broker: ManagedBroker, data_dir: Path
+    managed_broker: ManagedBroker, managed_data_dir: Path
 ) -> None:
+    broker, data_dir = managed_broker, managed_data_dir
     settings = dataclasses.replace(broker.mqtt_settings(), share_group=f"g{uuid.uuid4().hex}")
     runner, cloud = await start_cloud(data_dir.parent / "rest", None, mqtt=settings)
     agent = None
