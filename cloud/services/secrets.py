@@ -8,6 +8,7 @@ digest of a short password could be checked against guesses offline.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -273,15 +274,5 @@ def _binding(namespace: str, name: str) -> str:
 
 
 def _meta(row: StoredSecret) -> SecretMeta:
-    return SecretMeta(
-        name=row.name,
-        namespace=row.namespace,
-        version=row.version,
-        secret_type=row.secret_type,
-        labels=dict(row.labels),
-        description=row.description,
-        system=row.system,
-        info=dict(row.info),
-        create_time=row.create_time,
-        update_time=row.update_time,
-    )
+    # Every field of SecretMeta is a field of the stored row; only the sealed data stays behind.
+    return SecretMeta(**{f.name: getattr(row, f.name) for f in dataclasses.fields(SecretMeta)})

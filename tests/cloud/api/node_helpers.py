@@ -36,11 +36,22 @@ async def node(
     return created
 
 
-def native_app(name: str, selector: str) -> dict[str, Any]:
-    """A minimal native app body for `POST /v1/apps`."""
-    return {
+def native_app(name: str, selector: str = "", **extra: Any) -> dict[str, Any]:
+    """A minimal native app body for `POST /v1/apps`, with any top-level fields added."""
+    spec: dict[str, Any] = {
         "name": name,
         "mode": "native",
         "selector": selector,
         "services": [{"name": "main", "command": ["sleep", "infinity"]}],
     }
+    spec.update(extra)
+    return spec
+
+
+def app_mounting(
+    name: str, volume: dict[str, Any], *, mount_path: str, selector: str = ""
+) -> dict[str, Any]:
+    """A native app whose one service mounts `volume` at `mount_path`."""
+    spec = native_app(name, selector, volumes=[volume])
+    spec["services"][0]["volumeMounts"] = [{"name": volume["name"], "mountPath": mount_path}]
+    return spec

@@ -9,6 +9,7 @@ import pytest
 
 from cloud.pki.certinfo import read_certificate
 from cloud.store import secrets as secret_store
+from tests.cloud.api.node_helpers import app_mounting
 from tests.cloud.pki.selfsigned import Pair, key_text, make_pair, new_key
 from tests.harness.cloud import CloudServer, Reply, backend
 
@@ -35,19 +36,8 @@ def assert_no_key(pair: Pair, *answers: Reply | Any) -> None:
 
 
 def app_using(name: str, cert_name: str, selector: str = "") -> dict[str, Any]:
-    return {
-        "name": name,
-        "mode": "native",
-        "selector": selector,
-        "services": [
-            {
-                "name": "main",
-                "command": ["sleep", "infinity"],
-                "volumeMounts": [{"name": "tls", "mountPath": "tls"}],
-            }
-        ],
-        "volumes": [{"name": "tls", "certificate": {"name": cert_name}}],
-    }
+    volume = {"name": "tls", "certificate": {"name": cert_name}}
+    return app_mounting(name, volume, mount_path="tls", selector=selector)
 
 
 async def test_a_certificate_is_shown_with_its_facts_and_never_its_key(

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from agent.contracts.resources import CONFIG_DATA_MAX_BYTES
+from tests.cloud.api.node_helpers import app_mounting
 from tests.harness.cloud import CloudServer
 
 # aiohttp's client warns about any body over 1 MiB; the 4 MiB limit tests send such bodies.
@@ -23,19 +24,8 @@ def config(name: str = "settings", text: str = "level: 1", **extra: Any) -> dict
 
 
 def app_using(name: str, config_name: str, selector: str = "") -> dict[str, Any]:
-    return {
-        "name": name,
-        "mode": "native",
-        "selector": selector,
-        "services": [
-            {
-                "name": "main",
-                "command": ["sleep", "infinity"],
-                "volumeMounts": [{"name": "conf", "mountPath": "etc"}],
-            }
-        ],
-        "volumes": [{"name": "conf", "config": {"name": config_name}}],
-    }
+    volume = {"name": "conf", "config": {"name": config_name}}
+    return app_mounting(name, volume, mount_path="etc", selector=selector)
 
 
 async def test_a_configuration_round_trips_in_baetyls_view(cloud: CloudServer) -> None:

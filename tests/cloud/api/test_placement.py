@@ -8,18 +8,8 @@ import random
 from typing import Any
 
 from agent.contracts import selectors
+from tests.cloud.api.node_helpers import native_app
 from tests.harness.cloud import CloudServer
-
-
-def native_app(name: str, selector: str, **extra: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": name,
-        "mode": "native",
-        "selector": selector,
-        "services": [{"name": "main", "command": ["sleep", "infinity"]}],
-    }
-    spec.update(extra)
-    return spec
 
 
 async def node(

@@ -11,6 +11,7 @@ import pytest
 from agent.contracts.resources import SECRET_DATA_MAX_BYTES
 from cloud.services.versions import content_version
 from cloud.store import secrets as secret_store
+from tests.cloud.api.node_helpers import app_mounting
 from tests.harness.cloud import CloudServer, backend
 
 PLAIN = "correct-horse-battery-staple"
@@ -23,19 +24,8 @@ def secret(name: str = "db-pass", value: str = PLAIN, **extra: Any) -> dict[str,
 
 
 def app_using(name: str, secret_name: str, selector: str = "") -> dict[str, Any]:
-    return {
-        "name": name,
-        "mode": "native",
-        "selector": selector,
-        "services": [
-            {
-                "name": "main",
-                "command": ["sleep", "infinity"],
-                "volumeMounts": [{"name": "creds", "mountPath": "creds"}],
-            }
-        ],
-        "volumes": [{"name": "creds", "secret": {"name": secret_name}}],
-    }
+    volume = {"name": "creds", "secret": {"name": secret_name}}
+    return app_mounting(name, volume, mount_path="creds", selector=selector)
 
 
 async def test_a_secret_is_shown_with_its_data_only_by_get(cloud: CloudServer) -> None:
