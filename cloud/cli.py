@@ -7,7 +7,7 @@ import asyncio
 import os
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -78,6 +78,23 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _bounded(low: float, high: float, *, integer: bool = False) -> Callable[[str], float]:
+    kind = "a whole number" if integer else "a number"
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected {kind} from {low:g} to {high:g}, got {text}"
+            )
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -140,6 +157,27 @@ def build_parser() -> argparse.ArgumentParser:
         default="baetyl-cloud",
         metavar="NAME",
         help="shared-subscription group, the same on every replica; keep it secret from nodes",
+    )
+    mqtt.add_argument(
+        "--mqtt-keepalive",
+        type=_bounded(5, 3600, integer=True),
+        default=30,
+        metavar="SECONDS",
+        help="MQTT keepalive of the cloud's own connection (default 30)",
+    )
+    mqtt.add_argument(
+        "--mqtt-rate-limit",
+        type=_bounded(0.1, 100_000),
+        default=20.0,
+        metavar="N",
+        help="messages per second one node may send; more are rejected with 429 (default 20)",
+    )
+    mqtt.add_argument(
+        "--command-timeout",
+        type=_bounded(0.1, 300),
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a REST call waits for a node to answer, e.g. for logs (default 10)",
     )
     serve_cmd.add_argument(
         "--max-nodes",
@@ -221,6 +259,8 @@ def _mqtt_settings(
         key_file=args.mqtt_key,
         replica=args.mqtt_replica,
         share_group=args.mqtt_share_group,
+        keepalive=args.mqtt_keepalive,
+        max_messages_per_second=args.mqtt_rate_limit,
     )
     for flag, path in tls.items():
         if not path.is_file():
@@ -257,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=port,
                 mqtt=mqtt,
                 quotas=QuotaDefaults(max_node_count=args.max_nodes, max_app_count=args.max_apps),
+                command_timeout=args.command_timeout,
             )
             managed = None
             if mqtt is None and not args.no_mqtt:
@@ -266,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     port=listen_port,
                     replica=args.mqtt_replica,
                     share_group=args.mqtt_share_group,
+                    keepalive=args.mqtt_keepalive,
+                    max_messages_per_second=args.mqtt_rate_limit,
                 )
             asyncio.run(serve(settings, managed=managed))
             return 0

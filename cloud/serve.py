@@ -32,6 +32,8 @@ class ManagedBrokerOptions:
     port: int
     replica: str = "cloud-0"
     share_group: str = "baetyl-cloud"
+    keepalive: int = 30
+    max_messages_per_second: float = 20.0
 
 
 async def serve(settings: CloudSettings, *, managed: ManagedBrokerOptions | None = None) -> None:
@@ -43,7 +45,12 @@ async def serve(settings: CloudSettings, *, managed: ManagedBrokerOptions | None
     async with ManagedBroker(
         data_dir=settings.data_dir, host=managed.host, port=managed.port, replica=managed.replica
     ) as broker:
-        mqtt = dataclasses.replace(broker.mqtt_settings(), share_group=managed.share_group)
+        mqtt = dataclasses.replace(
+            broker.mqtt_settings(),
+            share_group=managed.share_group,
+            keepalive=managed.keepalive,
+            max_messages_per_second=managed.max_messages_per_second,
+        )
         await _serve(dataclasses.replace(settings, mqtt=mqtt), access=[broker.reload_acl])
 
 

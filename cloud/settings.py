@@ -56,6 +56,7 @@ class CloudSettings:
         shadow_limits: size, depth and key limits of shadow sections.
         report_interval: the agents' report interval in seconds; a node whose last report is
             older than three of these counts as offline when no presence is known.
+        command_timeout: how long a REST call waits for a node to answer a command (logs).
     """
 
     data_dir: Path
@@ -66,6 +67,7 @@ class CloudSettings:
     quotas: QuotaDefaults = field(default_factory=QuotaDefaults)
     shadow_limits: ShadowLimits = DEFAULT_LIMITS
     report_interval: float = 20.0
+    command_timeout: float = 10.0
 
     @property
     def database_url(self) -> str:

@@ -68,6 +68,8 @@ _TO_AGENT: Final = frozenset(
         Channel.CMD_REQUEST,
     }
 )
+_PLAIN: Final = frozenset({Channel.CMD_RESPONSE, Channel.PRESENCE})
+"""Channels every cloud replica subscribes to without the shared group."""
 _BY_SUFFIX: Final = {channel.value: channel for channel in Channel}
 
 
@@ -121,8 +123,9 @@ def agent_subscriptions(nid: str) -> tuple[str, ...]:
 def cloud_subscriptions(*, group: str = SHARED_GROUP) -> tuple[str, ...]:
     """The topic filters a cloud replica subscribes to.
 
-    Request channels use a shared subscription so that replicas split the load; presence is
-    subscribed plainly because shared subscriptions receive no retained messages.
+    Request channels use a shared subscription so that replicas split the load. Presence is
+    subscribed plainly because shared subscriptions receive no retained messages, and so is
+    `cmd/response`: the answer must reach the replica that sent the command, whichever it is.
     """
     if not group or _WILDCARDS & set(group) or "/" in group:
         raise TopicError(
@@ -131,9 +134,9 @@ def cloud_subscriptions(*, group: str = SHARED_GROUP) -> tuple[str, ...]:
     filters = [
         f"$share/{group}/{PREFIX}/+/{channel.value}"
         for channel in Channel
-        if channel.direction is Direction.TO_CLOUD and channel is not Channel.PRESENCE
+        if channel.direction is Direction.TO_CLOUD and channel not in _PLAIN
     ]
-    filters.append(f"{PREFIX}/+/{Channel.PRESENCE.value}")
+    filters += [f"{PREFIX}/+/{channel.value}" for channel in Channel if channel in _PLAIN]
     return tuple(filters)
 
 

@@ -155,6 +155,17 @@ class InitQuery(WireModel):
     method: Literal["curl", "wget"] = "curl"
 
 
+MAX_TAIL_LINES = 10_000
+MAX_SINCE_SECONDS = 30 * 24 * 3600
+
+
+class LogsQuery(WireModel):
+    """Which part of an app's log to fetch (Kubernetes' names; both optional)."""
+
+    tail_lines: Annotated[int, Field(ge=1, le=MAX_TAIL_LINES)] | None = None
+    since_seconds: Annotated[int, Field(ge=1, le=MAX_SINCE_SECONDS)] | None = None
+
+
 class InitCommand(WireModel):
     """The command that installs the node."""
 

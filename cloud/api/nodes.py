@@ -16,7 +16,7 @@ from cloud.api.http import path_param, read_body, read_query, reply
 from cloud.api.keys import CONTEXT
 from cloud.api.routing import RouteTable
 from cloud.errors import Invalid
-from cloud.services import node_shadow, nodes
+from cloud.services import commands, node_shadow, nodes
 from cloud.services.nodes import NodeChanges, NodeFilter, NodeSpec, NodeState, Ready
 
 routes = RouteTable(prefix="/v1")
@@ -150,6 +150,26 @@ async def node_apps(request: web.Request) -> web.Response:
 async def node_stats(request: web.Request) -> web.Response:
     """The node view without its desired state: readiness and the last report."""
     return reply(views.node_view(await _state(request), desire=False))
+
+
+@routes.route(
+    "GET",
+    "/nodes/{name}/apps/{app}/logs",
+    summary="Get recent log lines of an app on a node (text/plain, fetched from the node)",
+    query=views.LogsQuery,
+    tags=TAGS,
+)
+async def app_logs(request: web.Request) -> web.Response:
+    """Ask the node's agent over MQTT; 409 when the node is offline, 504 when it does not answer."""
+    query = read_query(request, views.LogsQuery)
+    text = await commands.app_logs(
+        request.app[CONTEXT],
+        caller_of(request),
+        path_param(request, "name"),
+        path_param(request, "app"),
+        commands.LogQuery(tail_lines=query.tail_lines, since_seconds=query.since_seconds),
+    )
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
 @routes.route(

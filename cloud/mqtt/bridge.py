@@ -12,14 +12,17 @@ import asyncio
 import logging
 import zlib
 from collections import defaultdict
-from typing import Final
+from typing import Any, Final
 
 from agent.contracts import topics
+from agent.contracts.messages import CommandName
 from agent.contracts.topics import Channel
+from cloud.mqtt.commands import Commands
 from cloud.mqtt.handlers import Handlers, delta_message
 from cloud.mqtt.link import Incoming, Link, LinkDown
 from cloud.mqtt.ratelimit import RateLimiter
 from cloud.services import edge
+from cloud.services.commands import CommandOutcome, NoBroker
 from cloud.services.context import CloudContext
 from cloud.settings import MqttSettings
 
@@ -40,6 +43,7 @@ class Bridge:
         self._changed: asyncio.Event | None = None
         self._link: Link | None = None
         self._handlers: Handlers | None = None
+        self._commands: Commands | None = None
 
     @property
     def link(self) -> Link:
@@ -49,10 +53,12 @@ class Bridge:
         return self._link
 
     def start(self, ctx: CloudContext) -> None:
-        """Spawn the link, the workers and the delta pusher as named tasks."""
+        """Spawn the link, the workers and the delta pusher; offer node commands to `ctx`."""
         self._link = Link(self.settings, self._enqueue)
         limiter = RateLimiter(self.settings.max_messages_per_second)
-        self._handlers = Handlers(ctx, self._link.publish, limiter)
+        self._commands = Commands(self._link.publish)
+        self._handlers = Handlers(ctx, self._link.publish, limiter, self._commands)
+        ctx.commands = self
         self._changed = asyncio.Event()
         if self._pending:
             self._changed.set()
@@ -75,6 +81,15 @@ class Bridge:
             for task in stuck:
                 log.error("MQTT bridge task did not stop in time", extra={"task": task.get_name()})
         self._tasks = []
+
+    async def call(self, nid: str, cmd: CommandName, args: dict[str, Any]) -> CommandOutcome:
+        """CommandSender of the REST side: one command to one node, until answered or cancelled."""
+        if self._commands is None or self._link is None or not self._link.connected:
+            raise NoBroker("the cloud is not connected to its MQTT broker")
+        try:
+            return await self._commands.call(nid, cmd, args)
+        except LinkDown as exc:
+            raise NoBroker(f"could not send the command to node {nid}: {exc}") from None
 
     def desired_changed(self, nids: list[str]) -> None:
         """Listener of CloudContext: queue delta pushes for these nodes (never blocks)."""

@@ -16,6 +16,7 @@ from typing import Final
 from agent.contracts import topics, wire
 from agent.contracts.messages import (
     PAYLOADS,
+    CommandResponse,
     Presence,
     Rejected,
     ResourcesGet,
@@ -31,6 +32,7 @@ from agent.contracts.messages import (
 from agent.contracts.shadow import REPORTED
 from agent.contracts.topics import Channel
 from cloud.errors import CloudError
+from cloud.mqtt.commands import Commands
 from cloud.mqtt.link import Incoming, LinkDown
 from cloud.mqtt.ratelimit import RateLimiter
 from cloud.services import edge
@@ -50,10 +52,13 @@ _TOKEN: Final = re.compile(r"^[\x21-\x7e]{1,64}$")
 class Handlers:
     """Dispatch of received messages by channel."""
 
-    def __init__(self, ctx: CloudContext, publish: Publish, limiter: RateLimiter) -> None:
+    def __init__(
+        self, ctx: CloudContext, publish: Publish, limiter: RateLimiter, commands: Commands
+    ) -> None:
         self._ctx = ctx
         self._publish = publish
         self._limiter = limiter
+        self._commands = commands
         limits = ctx.settings.shadow_limits
         # Far above any acceptable update; refused before JSON parsing spends time on it.
         self._max_payload = 2 * limits.max_section_bytes + 64 * 1024
@@ -77,6 +82,9 @@ class Handlers:
         channel = topic.channel
         if channel is Channel.PRESENCE:
             await self._presence(topic, payload)
+            return
+        if channel is Channel.CMD_RESPONSE:
+            self._command_response(topic, payload)
             return
         if channel not in REJECTED:
             log.debug("ignored a message", extra={"topic": str(topic)})
@@ -142,6 +150,19 @@ class Handlers:
             log.warning("dropped a bad presence", extra={"nid": topic.nid, "error": str(exc)})
         except CloudError as exc:
             log.info("dropped a presence", extra={"nid": topic.nid, "error": exc.message})
+
+    def _command_response(self, topic: topics.Topic, payload: bytes) -> None:
+        # Every replica receives every answer (decision #39); most are some other replica's.
+        if len(payload) > self._max_payload:
+            log.warning("dropped an oversized command answer", extra={"nid": topic.nid})
+            return
+        try:
+            response = CommandResponse.decode(payload)
+        except wire.PayloadError as exc:
+            log.warning("dropped a bad command answer", extra={"nid": topic.nid, "error": str(exc)})
+            return
+        if not self._commands.resolve(topic.nid, response):
+            log.debug("ignored a command answer of another replica", extra={"nid": topic.nid})
 
     async def _reject(
         self, topic: topics.Topic, code: int, message: str, token: str | None

@@ -6,11 +6,14 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cloud.secretbox import SecretBox
 from cloud.settings import CloudSettings
 from cloud.store import denied as denied_store
+
+if TYPE_CHECKING:
+    from cloud.services.commands import CommandSender
 
 log = logging.getLogger(__name__)
 Role = Literal["admin", "read"]
@@ -34,13 +37,15 @@ class CloudContext:
     `desired_listeners` are called after a commit that changed node desires, with the nids of
     the affected nodes; the MQTT bridge subscribes here to push deltas. `access_listeners` get
     the whole deny list (nids of deleted nodes) after it changed, and once at start-up; the
-    managed broker subscribes here to rewrite its ACL.
+    managed broker subscribes here to rewrite its ACL. `commands` reaches nodes over MQTT (the
+    bridge sets it when it starts; None in REST-only mode).
     """
 
     settings: CloudSettings
     secrets: SecretBox
     desired_listeners: list[DesiredListener] = field(default_factory=list)
     access_listeners: list[AccessListener] = field(default_factory=list)
+    commands: CommandSender | None = None
 
     async def access_changed(self) -> None:
         """Give every access listener the current deny list (after the commit)."""

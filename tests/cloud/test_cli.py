@@ -155,6 +155,11 @@ async def test_token_create_prints_a_token_the_server_accepts(tmp_path: Path) ->
             1,
             "no such file",
         ),
+        (["serve", "--data-dir", "x", "--mqtt-keepalive", "2"], 2, "from 5 to 3600, got 2"),
+        (["serve", "--data-dir", "x", "--mqtt-keepalive", "1.5"], 2, "expected a whole number"),
+        (["serve", "--data-dir", "x", "--mqtt-rate-limit", "0"], 2, "from 0.1 to 100000"),
+        (["serve", "--data-dir", "x", "--mqtt-rate-limit", "many"], 2, "expected a number"),
+        (["serve", "--data-dir", "x", "--command-timeout", "nan"], 2, "from 0.1 to 300"),
         (["token", "create", "--data-dir", "x", "--role", "root"], 2, "invalid choice"),
         (
             ["token", "create", "--data-dir", "{tmp}", "--namespace", "Bad_NS"],

@@ -105,6 +105,7 @@ async def start_cloud(
     quotas: QuotaDefaults | None = None,
     mqtt: MqttSettings | None = None,
     access_listeners: Sequence[AccessListener] = (),
+    command_timeout: float = 10.0,
 ) -> tuple[web.AppRunner, CloudServer]:
     """Start a cloud server; the caller must `runner.cleanup()` and close the session.
 
@@ -118,6 +119,7 @@ async def start_cloud(
         port=port,
         quotas=quotas or QuotaDefaults(),
         mqtt=mqtt,
+        command_timeout=command_timeout,
     )
     changes: list[list[str]] = []
     app = create_app(

@@ -107,10 +107,12 @@ def mqtt_settings(mosquitto: MosquittoBroker, pki: HarnessPKI) -> MqttSettings:
 
 @asynccontextmanager
 async def running_cloud(
-    data_dir: Path, db_url: str | None, settings: MqttSettings
+    data_dir: Path, db_url: str | None, settings: MqttSettings, *, command_timeout: float = 10.0
 ) -> AsyncIterator[CloudServer]:
     """A cloud with its MQTT bridge connected; stopped afterwards."""
-    runner, server = await start_cloud(data_dir, db_url, mqtt=settings)
+    runner, server = await start_cloud(
+        data_dir, db_url, mqtt=settings, command_timeout=command_timeout
+    )
     try:
         yield server
     finally:
