@@ -95,9 +95,14 @@ class Rejected(WireModel):
 
 
 class ShadowDelta(WireModel):
-    """`shadow/update/delta`: what desired holds that reported lacks, pushed when non-empty."""
+    """`shadow/update/delta`: what desired holds that reported lacks.
 
-    state: Annotated[JSONObject, Field(min_length=1)]
+    Pushed after a report that leaves the delta non-empty, and after every change of the node's
+    desired state even when the delta is empty: a removal (an app taken off the node) leaves no
+    trace in the delta, so the push is also the signal to read the whole document again.
+    """
+
+    state: JSONObject
     metadata: JSONObject
     version: DocVersion
     timestamp: Timestamp

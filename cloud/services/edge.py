@@ -125,18 +125,23 @@ async def document(namespace: str, name: str) -> Document:
 
 def delta_push(doc: Document) -> DeltaPush | None:
     """The delta message of a document, or None when desired and reported agree."""
-    state = doc["state"][shadow.DELTA]
-    if not state:
-        return None
-    metadata = _mirror(doc["metadata"][shadow.DESIRED], state)
-    return DeltaPush(state, metadata, int(doc["version"]), float(doc["timestamp"]))
+    return _delta_of(doc) if doc["state"][shadow.DELTA] else None
 
 
 async def deltas(namespace: str, names: Iterable[str]) -> dict[str, DeltaPush]:
-    """The non-empty deltas of these nodes, by node name."""
+    """The deltas of these nodes after a desired change, by node name, empty ones included.
+
+    An empty delta still tells the node that its desired state moved on — the change may be a
+    removal, which a delta cannot show — so the node reads its document again (decision #41).
+    """
     loaded = await shadows.load_documents(namespace, names)
-    found = {name: delta_push(doc) for name, doc in loaded.items()}
-    return {name: push for name, push in found.items() if push is not None}
+    return {name: _delta_of(doc) for name, doc in loaded.items()}
+
+
+def _delta_of(doc: Document) -> DeltaPush:
+    state = doc["state"][shadow.DELTA]
+    metadata = _mirror(doc["metadata"][shadow.DESIRED], state)
+    return DeltaPush(state, metadata, int(doc["version"]), float(doc["timestamp"]))
 
 
 async def presence(namespace: str, name: str, *, online: bool) -> None:

@@ -6,10 +6,11 @@ applied when the store opens; `generate_schemas` is never used outside tests.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise
 from tortoise.exceptions import BaseORMException
@@ -19,6 +20,17 @@ from tortoise.transactions import in_transaction
 APP_LABEL = "baetyl"
 MODELS_MODULE = "cloud.store.models"
 MIGRATIONS_MODULE = "cloud.store.migrations"
+# pg_advisory_lock key held while migrating ("baetyl" in ASCII), so replicas migrate one by one.
+MIGRATION_LOCK_KEY: Final = 0x62616574796C
+_LIBPQ_QUERY: Final = frozenset({"sslmode", "application_name", "connect_timeout"})
+_PG_ERRORS: tuple[type[BaseException], ...] = ()
+try:
+    import asyncpg  # type: ignore[import-untyped]  # the postgres extra
+
+    _PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError)
+except ImportError:  # a SQLite-only install
+    asyncpg = None
+_OPEN_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, BaseORMException, *_PG_ERRORS)
 
 
 class StoreError(RuntimeError):
@@ -68,13 +80,41 @@ async def open_store(url: str) -> None:
                 f"cannot open the store at {url}: directory {directory} does not exist"
             )
     try:
-        await migrate(config=config)
+        async with _migration_lock(url):
+            await migrate(config=config)
         # The migration run registers historical model states; start afresh with the real models.
         await Tortoise.close_connections()
         await Tortoise.init(config=config)
-    except (OSError, ValueError, BaseORMException) as exc:
+    except _OPEN_ERRORS as exc:
         await Tortoise.close_connections()
         raise StoreError(f"cannot open the store at {_redact(url)}: {exc}") from exc
+
+
+@asynccontextmanager
+async def _migration_lock(url: str) -> AsyncIterator[None]:
+    """On PostgreSQL, hold an advisory lock while migrating.
+
+    Replicas started together would otherwise create the same tables at once and all but one
+    would fail; with the lock the later ones wait and then find nothing left to do.
+    """
+    if url.startswith("sqlite://"):
+        yield
+        return
+    if asyncpg is None:
+        raise StoreError("PostgreSQL needs asyncpg: install baetyl-py[postgres]")
+    connection = await asyncpg.connect(_libpq_dsn(url))
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        yield
+    finally:
+        await connection.close()  # ends the session, which releases the lock
+
+
+def _libpq_dsn(url: str) -> str:
+    """The URL for a plain asyncpg connection: Tortoise-only query options removed."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k in _LIBPQ_QUERY]
+    return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
 
 
 async def close_store() -> None:

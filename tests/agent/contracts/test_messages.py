@@ -134,7 +134,7 @@ INVALID: list[tuple[Channel, Any, str]] = [
     (Channel.SHADOW_UPDATE_REJECTED, {"code": 200, "message": "ok"}, "code"),
     (
         Channel.SHADOW_UPDATE_DELTA,
-        {"state": {}, "metadata": {}, "version": 2, "timestamp": 1},
+        {"state": [], "metadata": {}, "version": 2, "timestamp": 1},
         "state",
     ),
     (

@@ -78,6 +78,22 @@ async def test_an_app_created_over_rest_pushes_a_delta_to_exactly_the_matched_no
         assert third.pending(Channel.SHADOW_UPDATE_DELTA) == 0
 
 
+async def test_removing_an_app_pushes_an_empty_delta_that_moves_the_version(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    label = unique("role")
+    nid = await make_node(cloud, {"role": label})
+    app = await cloud.ok("POST", "/v1/apps", native_app(unique("app"), f"role={label}"))
+    async with agent(nid) as node:
+        caught_up = {"state": {"reported": {"apps": {app["name"]: app["version"]}}}}
+        _, accepted = await node.ask(Channel.SHADOW_UPDATE, caught_up, UPDATE_ANSWERS)
+        await cloud.ok("DELETE", f"/v1/apps/{app['name']}")
+        delta = await node.next(Channel.SHADOW_UPDATE_DELTA)
+    # Nothing desired is missing, but the node must learn that the app is gone.
+    assert delta["state"] == {}
+    assert delta["version"] > accepted["version"]
+
+
 async def test_a_report_that_leaves_desired_unmet_is_followed_by_a_delta(
     cloud: CloudServer, agent: AgentFactory
 ) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from tortoise.migrations.autodetector import MigrationAutodetector
 
 from cloud.store import db, models
 from cloud.store.db import sqlite_url, tortoise_config
+from tests.harness.postgres import PostgresCluster
 
 
 async def test_the_models_need_no_migration_beyond_the_shipped_ones(tmp_path: Path) -> None:
@@ -57,3 +61,37 @@ async def test_a_bad_database_url_is_a_store_error(tmp_path: Path) -> None:
         await db.open_store("mysql://localhost/x")
     with pytest.raises(db.StoreError, match="does not exist"):
         await db.open_store(sqlite_url(tmp_path / "missing-dir" / "deeper" / "cloud.db"))
+
+
+_OPEN_AND_CLOSE = """
+import asyncio, sys
+from cloud.store.db import close_store, open_store
+
+async def main() -> None:
+    await open_store(sys.argv[1])
+    await close_store()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.postgres
+async def test_replicas_starting_together_on_an_empty_database_both_open_it(
+    postgres: PostgresCluster,
+) -> None:
+    # Without the migration lock one of them fails on a duplicate table or type.
+    for attempt in range(3):
+        name = f"together_{uuid.uuid4().hex[:8]}_{attempt}"
+        url = postgres.create_database(name)
+        try:
+            processes = [
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", _OPEN_AND_CLOSE, url, stderr=asyncio.subprocess.PIPE
+                )
+                for _ in range(3)
+            ]
+            results = [await process.communicate() for process in processes]
+            codes = [process.returncode for process in processes]
+            assert codes == [0, 0, 0], [err.decode()[-500:] for _, err in results]
+        finally:
+            postgres.drop_database(name)
