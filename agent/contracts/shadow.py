@@ -96,7 +96,7 @@ def delta(desired: JSONObject, reported: JSONObject) -> JSONObject:
             sub = delta(want, have)
             if sub:
                 result[key] = sub
-        elif not _json_equal(want, have):
+        elif not json_equal(want, have):
             result[key] = want
     return result
 
@@ -230,14 +230,14 @@ def _compact(value: JSONObject) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _json_equal(a: object, b: object) -> bool:
+def json_equal(a: object, b: object) -> bool:
     """Equality as JSON sees it: `true` is not `1`, although Python says True == 1."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict | list) or isinstance(b, dict | list):
         return False
     return a == b

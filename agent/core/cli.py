@@ -3,33 +3,75 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from agent.contracts.version import VERSION
+from agent.core import logsetup
+from agent.core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, node_identity
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; its commands grow with the agent (sync, engine, local API)."""
+    """The argument parser."""
     parser = argparse.ArgumentParser(
         prog="baetyl-core",
         description=(
             "The Baetyl-Py edge agent: keeps the node's shadow in sync with the cloud over MQTT "
-            "and runs the desired applications as native processes or on Kubernetes."
+            "and runs the desired applications as native processes. Apps keep running when the "
+            "agent stops; the next start adopts them."
         ),
-        epilog="The run command arrives in a later release: this build reports its version only.",
+        epilog="Configuration reference: docs/agent.md.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        metavar="FILE",
+        help=f"the core.yml to run with (default {DEFAULT_CONFIG_PATH})",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the configuration and the node certificate, print the node id, and exit",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_usage(sys.stderr)
-    sys.stderr.write("baetyl-core: no command to run yet in this build; see --help\n")
-    return 2
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        identity = node_identity(config)
+    except ConfigError as exc:
+        sys.stderr.write(f"baetyl-core: {exc}\n")
+        return 2
+    if args.check:
+        sys.stdout.write(f"{args.config}: ok, node {identity.nid}\n")
+        return 0
+    logsetup.configure(config.log.level, config.log.format)
+    os.umask(0o077)
+    from agent.core.app import Core  # noqa: PLC0415 - `--help` and `--check` stay light
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await Core(config, identity=identity).run_until(stop)
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        sys.stderr.write(f"baetyl-core: {exc}\n")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -80,11 +80,15 @@ class MosquittoBroker:
         self._config_file = self._directory / "mosquitto.conf"
         self._data_directory = self._directory / "data"
 
-    def start(self) -> None:
-        """Start the broker and wait until it accepts an MQTT connection over mutual TLS."""
+    def start(self, *, same_port: bool = False) -> None:
+        """Start the broker and wait until it accepts an MQTT connection over mutual TLS.
+
+        With `same_port` it comes back where it was (after `halt`), so clients reconnect.
+        """
         self._prepare_directory()
-        for _attempt in range(3):
-            self.port = free_port(self.host)
+        for _attempt in range(1 if same_port else 3):
+            if not same_port:
+                self.port = free_port(self.host)
             self._write_config()
             with self._stdio_file.open("ab") as stdio:
                 self._process = subprocess.Popen(
@@ -108,6 +112,12 @@ class MosquittoBroker:
         raise HarnessError(
             f"mosquitto on {self.host}:{self.port} {what}\n--- broker output ---\n{self._logs()}"
         )
+
+    def halt(self) -> None:
+        """Stop the broker process only (an outage); `start(same_port=True)` brings it back."""
+        if self._process is not None:
+            stop_process(self._process)
+            self._process = None
 
     def stop(self) -> None:
         """Stop the broker (SIGTERM, SIGKILL after a deadline) and remove its directory."""

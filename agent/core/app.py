@@ -1,0 +1,211 @@
+"""baetyl-core assembled: one asyncio process with named root tasks (DESIGN §8).
+
+Built and stopped in one place. Start order: local store → last desired state → backend (adopts
+the apps that kept running) → engine, sync and local API tasks. The engine starts from the stored
+desired state, so apps run with no cloud and no broker. Stop (SIGTERM): the link says offline,
+the tasks are cancelled, the backend stops supervising and leaves every app running — within
+STOP_TIMEOUT seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Final
+
+from agent.contracts.messages import CommandRequest
+from agent.contracts.report import AppStats
+from agent.core import api, node
+from agent.core.backend import Backend, NodeIdentity
+from agent.core.config import CoreConfig, node_identity
+from agent.core.engine.engine import Engine
+from agent.core.native.backend import NativeBackend
+from agent.core.store import LocalStore
+from agent.core.sync.link import LinkSettings
+from agent.core.sync.shadow_sync import ShadowSync
+
+log = logging.getLogger(__name__)
+STOP_TIMEOUT: Final = 10.0
+NATIVE_STATE: Final = "native"
+REGISTRY_FILE: Final = "services.json"
+
+
+class Core:
+    """The agent: store, backend, engine, sync and local API, wired together."""
+
+    def __init__(self, config: CoreConfig, *, identity: NodeIdentity | None = None) -> None:
+        self.config = config
+        self.identity = identity or node_identity(config)
+        self.store = LocalStore(config.store.dir)
+        self.backend: Backend = self._backend()
+        self.sync = ShadowSync(
+            LinkSettings(
+                host=config.cloud.host,
+                port=config.cloud.port,
+                nid=self.identity.nid,
+                ca_file=config.node.ca,
+                cert_file=config.node.cert,
+                key_file=config.node.key,
+                keepalive=max(1, int(config.cloud.keepalive)),
+                timeout=config.sync.timeout,
+            ),
+            self.store,
+            report_interval=config.sync.report_interval,
+            reported=self.reported,
+            on_desired=self._desired_changed,
+            commands=self._command,
+            on_connected=self._connected,
+        )
+        self.engine = Engine(self.backend, self.store, self.sync, interval=config.engine.interval)
+        self._stats = node.StatsCollector(config.store.dir)
+        self._core_info = node.core_info(config.engine.backend)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _backend(self) -> Backend:
+        config = self.config
+        if config.engine.backend != "native":
+            raise NotImplementedError("engine.backend kube is not available yet: use native")
+        return NativeBackend(
+            self.identity,
+            run_dir=config.run.dir,
+            log_dir=config.log.dir,
+            state_dir=config.store.dir / NATIVE_STATE,
+            port_range=config.native.port_range,
+            grace_period=config.native.grace_period,
+            registry_file=config.run.dir / REGISTRY_FILE,
+        )
+
+    async def start(self) -> None:
+        """Open the store, adopt running apps and start every root task."""
+        await self.store.open()
+        await self.sync.load()
+        await self.backend.start()
+        self.backend.on_change(self.sync.report_soon)
+        self.engine.on_change(self.sync.report_soon)
+        self.engine.set_desired(self.sync.desired)
+        self._tasks = [
+            asyncio.create_task(self.engine.run(), name="engine"),
+            asyncio.create_task(self.sync.run(), name="sync"),
+        ]
+        address = self.config.api.address
+        if address is not None:
+            self._tasks.append(asyncio.create_task(self._serve_api(*address), name="local-api"))
+        log.info(
+            "baetyl-core started",
+            extra={"nid": self.identity.nid, "apps": len(self.engine.wanted)},
+        )
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Start, run until `stop` is set or a root task dies, then stop."""
+        await self.start()
+        stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+        try:
+            done, _ = await asyncio.wait(
+                [stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task is not stopper and not task.cancelled() and task.exception():
+                    log.error(
+                        "a root task died",
+                        extra={"task": task.get_name(), "error": repr(task.exception())},
+                    )
+        finally:
+            stopper.cancel()
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Orderly stop within STOP_TIMEOUT; apps keep running."""
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT / 2):
+                await self.sync.stop()
+        except TimeoutError:
+            log.warning("could not say offline in time")
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT / 4)
+            for task in stuck:
+                log.error("task did not stop in time", extra={"task": task.get_name()})
+        self._tasks = []
+        await self.backend.close()
+        log.info("baetyl-core stopped; apps keep running")
+
+    async def reported(self) -> dict[str, Any]:
+        """The reported section as it should be now (sync sends what changed)."""
+        observed = self.backend.observe()
+        failed = self.engine.failures()
+        want = self.engine.wanted
+        sections: dict[str, dict[str, Any]] = {
+            "apps": {},
+            "sysapps": {},
+            "appstats": {},
+            "sysappstats": {},
+        }
+        for name, stats in observed.items():
+            system = name in want and want[name].system
+            sections["sysapps" if system else "apps"][name] = stats.version
+            sections["sysappstats" if system else "appstats"][name] = _with_failure(
+                stats, failed.get(name)
+            ).to_wire()
+        for name, failure in failed.items():
+            if name not in observed:
+                system = name in want and want[name].system
+                sections["sysappstats" if system else "appstats"][name] = failure.to_wire()
+        info = await node.collect_info()
+        load = await self._stats.collect()
+        return {
+            **sections,
+            **node.report_entries(info, load, self._core_info),
+            "nodeprops": self.sync.reported_props,
+        }
+
+    def _desired_changed(self, desired: dict[str, Any]) -> None:
+        self.engine.set_desired(desired)
+
+    def _connected(self) -> None:
+        self.engine.wake(retry_fetches=True)
+
+    async def _command(self, request: CommandRequest) -> Any:
+        if request.cmd == "ping":
+            return "pong"
+        if request.cmd == "logs":
+            args = request.args
+            app = args.get("app")
+            if not isinstance(app, str) or not app:
+                raise ValueError("logs needs args.app")
+            try:
+                return await self.backend.logs(
+                    app,
+                    tail_lines=_optional_int(args.get("tailLines")),
+                    since_seconds=_optional_int(args.get("sinceSeconds")),
+                )
+            except KeyError:
+                raise ValueError(f"app {app} does not run on this node") from None
+        raise ValueError(f"command {request.cmd} is not supported by this agent")
+
+    async def _serve_api(self, host: str, port: int) -> None:
+        providers = api.ApiProviders(
+            identity=self.identity,
+            apps=self.backend,
+            properties=self.sync,
+            stats=node.StatsCollector(self.config.store.dir),
+            core=self._core_info,
+        )
+        await api.serve_api(api.create_api(providers), host=host, port=port)
+
+
+def _with_failure(stats: AppStats, failure: AppStats | None) -> AppStats:
+    """An app runs an older version because the new one failed: say why in its cause."""
+    if failure is None or failure.version == stats.version:
+        return stats
+    return stats.model_copy(
+        update={"cause": f"version {failure.version} not deployed: {failure.cause}"}
+    )
+
+
+def _optional_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    return value

@@ -1,0 +1,107 @@
+"""The seam between the engine and a backend (native processes now, Kubernetes later).
+
+The engine decides *what* should run (`Deployment`s, with every configuration and secret already
+fetched); a backend makes it so and says what it sees (`AppStats` of agent.contracts.report). A
+backend never talks to the cloud and never reads the local store: everything it needs is in the
+`Deployment`, so it can be tested with real processes and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from agent.contracts.report import AppStats
+from agent.contracts.resources import Application, Configuration, Secret
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Who the node is: its namespace and name (the two parts of its nid)."""
+
+    namespace: str
+    name: str
+
+    @property
+    def nid(self) -> str:
+        """`namespace.name`, the node id of DESIGN §3."""
+        return f"{self.namespace}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One app version to run, with the exact resource versions its volumes mount.
+
+    `configs` and `secrets` are keyed by resource name and hold the versions the app's volumes
+    reference (`Application.references()`); the engine fetches them before it deploys.
+    """
+
+    app: Application
+    configs: Mapping[str, Configuration] = field(default_factory=dict)
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The app name."""
+        return self.app.name
+
+    @property
+    def version(self) -> str:
+        """The app version."""
+        return self.app.version
+
+
+class DeployError(Exception):
+    """A deployment cannot be carried out as specified (bad spec, unusable mount, no command).
+
+    The message is the `cause` reported for the app; retrying the same spec will fail the same
+    way, so the engine reports it and waits for a new version instead of retrying fast.
+    """
+
+
+class FetchError(Exception):
+    """Resources could not be fetched from the cloud now (offline, refused, timed out).
+
+    Raised by the sync module's fetcher; the engine retries the app later with backoff.
+    """
+
+
+StatusListener = Callable[[], None]
+"""Called (without arguments, from the event loop) whenever some app's observed status changes."""
+
+
+class Backend(Protocol):
+    """What the engine needs from a backend. Every method is safe to call at any time."""
+
+    async def start(self) -> None:
+        """Adopt what is already running (apps survive agent restarts); then supervise it."""
+        ...
+
+    async def apply(self, deployment: Deployment) -> None:
+        """Make `deployment` the running version of its app: start, or replace one by one.
+
+        Idempotent: applying the running version again changes nothing. Raises DeployError
+        for a spec that cannot run; other failures (a crashing process) show up in `observe`.
+        """
+        ...
+
+    async def remove(self, app: str) -> None:
+        """Stop every instance of `app` (graceful, then forced) and delete its files."""
+        ...
+
+    def observe(self) -> dict[str, AppStats]:
+        """What runs now, by app name (apps being removed are absent)."""
+        ...
+
+    def on_change(self, listener: StatusListener) -> None:
+        """Register a listener for status changes (a report is sent right away)."""
+        ...
+
+    async def logs(self, app: str, *, tail_lines: int | None, since_seconds: int | None) -> str:
+        """Recent log text of the app's instances; KeyError when the app is unknown."""
+        ...
+
+    async def close(self) -> None:
+        """Stop supervising and leave every app process running (agent shutdown)."""
+        ...

@@ -1,0 +1,1 @@
+"""Engine: reconcile the desired apps with what the backend runs (DESIGN §8)."""

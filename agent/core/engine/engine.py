@@ -1,0 +1,295 @@
+"""The reconcile loop: make the backend run what the desired state asks for (DESIGN §8).
+
+One reconcile at a time: observe the backend, plan (pure, `planner.plan`), execute — remove,
+fetch missing specs into the local store, deploy — and plan again until nothing is left to fetch.
+It runs when the desired state changes, when the link comes back, every `interval` seconds to
+repair drift, and when a failed app's backoff ends. Failures (a spec that cannot run, resources
+that cannot be fetched) are kept per app with exponential backoff, 1 s doubling to 5 min, and are
+reported as the app's cause; the other apps carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from agent.contracts.report import AppStats, AppStatus
+from agent.contracts.resources import Application, Configuration, ResourceKind, Secret
+from agent.core.backend import Backend, DeployError, Deployment, FetchError
+from agent.core.engine import planner
+from agent.core.engine.planner import ResourceKey, Want
+from agent.core.store import LocalStore
+
+log = logging.getLogger(__name__)
+Resource = Application | Configuration | Secret
+# Plan, act, plan again: specs, then what they mount, then deploy, then a settled plan.
+MAX_ROUNDS: Final = 6
+
+
+class Fetcher(Protocol):
+    """Fetches resources by key from the cloud (the sync module)."""
+
+    async def fetch(self, keys: Sequence[ResourceKey]) -> list[Resource]:
+        """The resources, or FetchError."""
+        ...
+
+
+@dataclass
+class Failure:
+    """Why an app is not running as desired, and when to try again."""
+
+    version: str
+    cause: str
+    count: int
+    retry_at: float
+
+
+class Engine:
+    """Owns the reconcile loop; `run` is the body of the agent's `engine` task."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        store: LocalStore,
+        fetcher: Fetcher,
+        *,
+        interval: float,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self._store = store
+        self._fetcher = fetcher
+        self._interval = interval
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._clock = clock
+        self._desired: dict[str, Any] = {}
+        self._wake = asyncio.Event()
+        self._failures: dict[str, Failure] = {}
+        self._listeners: list[Callable[[], None]] = []
+        self.reconciles = 0
+        self.settled = asyncio.Event()
+
+    @property
+    def wanted(self) -> dict[str, Want]:
+        """The apps the current desired state asks for."""
+        return planner.wanted(self._desired)
+
+    def set_desired(self, desired: dict[str, Any]) -> None:
+        """A new desired section: reconcile at once. Failures of changed apps are forgotten."""
+        self._desired = desired
+        want = planner.wanted(desired)
+        for name in list(self._failures):
+            if name not in want or want[name].version != self._failures[name].version:
+                del self._failures[name]
+        self.wake()
+
+    def wake(self, *, retry_fetches: bool = False) -> None:
+        """Reconcile soon; with `retry_fetches`, apps waiting to fetch are retried now."""
+        if retry_fetches:
+            for failure in self._failures.values():
+                if failure.cause.startswith("fetch"):
+                    failure.retry_at = 0.0
+        self.settled.clear()
+        self._wake.set()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Called when the failures (and so the report) change."""
+        self._listeners.append(listener)
+
+    def failures(self) -> dict[str, AppStats]:
+        """Apps that could not be brought to their desired version, as Failed app stats."""
+        return {
+            name: AppStats(
+                name=name, version=failure.version, status=AppStatus.FAILED, cause=failure.cause
+            )
+            for name, failure in self._failures.items()
+        }
+
+    async def run(self) -> None:
+        """Reconcile on every wake-up, every interval, and when a backoff ends."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._sleep_time())
+            self._wake.clear()
+            try:
+                await self.reconcile()
+            except Exception:
+                # A bug here must not end the loop: the apps run on, the next wake-up retries.
+                log.exception("reconcile failed")
+
+    async def reconcile(self) -> planner.Plan:
+        """One reconcile; returns the last plan (settled unless something keeps changing)."""
+        self.reconciles += 1
+        started = self._clock()
+        want = planner.wanted(self._desired)
+        last = planner.Plan()
+        for _ in range(MAX_ROUNDS):
+            last = await self._step(want)
+            if last.settled:
+                break
+        if last.settled:
+            await self._prune(want)
+            self.settled.set()
+        log.debug(
+            "reconciled",
+            extra={"apps": len(want), "ms": int((self._clock() - started) * 1000)},
+        )
+        return last
+
+    async def _step(self, want: dict[str, Want]) -> planner.Plan:
+        running = {name: stats.version for name, stats in self._backend.observe().items()}
+        stored = await self._store.list_resources()
+        specs = await self._specs(want, stored)
+        step = planner.plan(
+            want,
+            running,
+            specs,
+            stored,
+            retry_at={name: f.retry_at for name, f in self._failures.items()},
+            now=self._clock(),
+        )
+        for name, cause in step.invalid.items():
+            self._fail(want[name], cause)
+        for name in step.remove:
+            log.info("removing app", extra={"app": name})
+            await self._backend.remove(name)
+            self._forget(name)
+        if step.fetch:
+            await self._fetch(want, specs, step.fetch)
+            return step
+        for app in step.deploy:
+            await self._deploy(app, specs[app.key])
+        return step
+
+    async def _specs(
+        self, want: dict[str, Want], stored: set[ResourceKey]
+    ) -> dict[ResourceKey, Application]:
+        specs: dict[ResourceKey, Application] = {}
+        for app in want.values():
+            if app.key in stored:
+                spec = await self._store.load_resource(*app.key)
+                if isinstance(spec, Application):
+                    specs[app.key] = spec
+        return specs
+
+    async def _fetch(
+        self,
+        want: dict[str, Want],
+        specs: dict[ResourceKey, Application],
+        keys: Sequence[ResourceKey],
+    ) -> None:
+        try:
+            fetched = _exactly(keys, await self._fetcher.fetch(keys))
+        except FetchError as exc:
+            for app in _apps_needing(want, specs, keys):
+                self._fail(app, f"fetch: {exc}")
+            return
+        for resource in fetched:
+            await self._store.save_resource(resource)
+
+    async def _deploy(self, app: Want, spec: Application) -> None:
+        if spec.name != app.name or spec.version != app.version:
+            self._fail(app, f"the cloud sent {spec.name} version {spec.version} for {app.name}")
+            return
+        try:
+            deployment = await self._deployment(spec)
+            log.info("deploying app", extra={"app": app.name, "version": app.version})
+            await self._backend.apply(deployment)
+        except DeployError as exc:
+            self._fail(app, str(exc))
+            return
+        except OSError as exc:  # a full disk or an unwritable directory: retried with backoff
+            self._fail(app, f"cannot write the app's files: {exc}")
+            return
+        self._forget(app.name)
+
+    async def _deployment(self, spec: Application) -> Deployment:
+        configs: dict[str, Configuration] = {}
+        secrets: dict[str, Secret] = {}
+        for kind, ref in spec.references():
+            found = await self._store.load_resource(kind, ref.name, ref.version)
+            if kind is ResourceKind.CONFIGURATION and isinstance(found, Configuration):
+                configs[ref.name] = found
+            elif kind is ResourceKind.SECRET and isinstance(found, Secret):
+                secrets[ref.name] = found
+            else:
+                raise DeployError(f"{kind.value} {ref.name} version {ref.version} is not stored")
+        return Deployment(spec, configs, secrets)
+
+    async def _prune(self, want: dict[str, Want]) -> None:
+        stored = await self._store.list_resources()
+        keep = planner.needed(want, await self._specs(want, stored))
+        removed = await self._store.prune(keep)
+        if removed:
+            log.debug("pruned resources", extra={"count": len(removed)})
+
+    def _fail(self, app: Want, cause: str) -> None:
+        previous = self._failures.get(app.name)
+        count = previous.count + 1 if previous and previous.version == app.version else 1
+        delay = min(self._backoff_cap, self._backoff_base * 2 ** (count - 1))
+        self._failures[app.name] = Failure(app.version, cause, count, self._clock() + delay)
+        log.warning(
+            "app not deployed",
+            extra={"app": app.name, "version": app.version, "cause": cause, "retry_in": delay},
+        )
+        if previous is None or previous.cause != cause:
+            self._changed()
+
+    def _forget(self, name: str) -> None:
+        if self._failures.pop(name, None) is not None:
+            self._changed()
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def _sleep_time(self) -> float:
+        pending = [f.retry_at for f in self._failures.values()]
+        if not pending:
+            return self._interval
+        return max(0.05, min(self._interval, min(pending) - self._clock()))
+
+
+def _exactly(keys: Sequence[ResourceKey], fetched: list[Resource]) -> list[Resource]:
+    """`fetched` if it is what was asked for; FetchError otherwise (nothing is stored)."""
+    asked = set(keys)
+    unasked = sorted(
+        f"{_kind(r).value} {r.name} version {r.version}"
+        for r in fetched
+        if (_kind(r), r.name, r.version) not in asked
+    )
+    if unasked or len(fetched) != len(asked):
+        raise FetchError(f"the cloud answered with other resources: {', '.join(unasked)}")
+    return fetched
+
+
+def _kind(resource: Resource) -> ResourceKind:
+    if isinstance(resource, Application):
+        return ResourceKind.APPLICATION
+    if isinstance(resource, Configuration):
+        return ResourceKind.CONFIGURATION
+    return ResourceKind.SECRET
+
+
+def _apps_needing(
+    want: dict[str, Want], specs: dict[ResourceKey, Application], keys: Sequence[ResourceKey]
+) -> list[Want]:
+    """The apps whose spec or mounts are among `keys` (they wait for the fetch)."""
+    wanted_keys = set(keys)
+    found = []
+    for app in want.values():
+        needs = {app.key}
+        spec = specs.get(app.key)
+        if spec is not None:
+            needs |= planner.needed({app.name: app}, specs)
+        if needs & wanted_keys:
+            found.append(app)
+    return found

@@ -1,0 +1,21 @@
+"""Fixtures of the agent tests: the real cloud bridged to the session Mosquitto (SQLite store)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cloud.settings import MqttSettings
+from tests.cloud.mqtt.conftest import agent, mqtt_settings, running_cloud
+from tests.harness.cloud import CloudServer
+
+__all__ = ["agent", "cloud", "mqtt_settings"]
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path, mqtt_settings: MqttSettings) -> AsyncIterator[CloudServer]:
+    """A running cloud bridged to the session Mosquitto."""
+    async with running_cloud(tmp_path / "cloud", None, mqtt_settings) as server:
+        yield server

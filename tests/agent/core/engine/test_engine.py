@@ -1,0 +1,178 @@
+"""The engine with a real local store, a real native backend and a scripted cloud fetcher.
+
+The fetcher stands in for the sync module (it is not what these tests check): it serves the
+resources a test put in its catalogue, or fails as a broken link would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.contracts.report import AppStatus
+from agent.contracts.resources import Application, Configuration, ResourceKind, Secret
+from agent.core.backend import FetchError
+from agent.core.engine.engine import Engine
+from agent.core.engine.planner import ResourceKey
+from agent.core.store import LocalStore
+from tests.agent.core.native.conftest import BackendFactory
+
+Resource = Application | Configuration | Secret
+SLEEPER = "import time\nwhile True: time.sleep(1)"
+
+
+class Catalogue:
+    """What the cloud would serve; `offline` makes every fetch fail."""
+
+    def __init__(self) -> None:
+        self.items: dict[ResourceKey, Resource] = {}
+        self.offline = False
+        self.fetches: list[tuple[ResourceKey, ...]] = []
+
+    def add(self, resource: Resource, kind: ResourceKind) -> None:
+        self.items[(kind, resource.name, resource.version)] = resource
+
+    async def fetch(self, keys: Sequence[ResourceKey]) -> list[Resource]:
+        self.fetches.append(tuple(keys))
+        if self.offline:
+            raise FetchError("resources cannot be fetched now: not connected")
+        missing = [key for key in keys if key not in self.items]
+        if missing:
+            raise FetchError(f"the cloud refused the resources: 404 {missing}")
+        return [self.items[key] for key in keys]
+
+
+def app(name: str, version: str, *, config: str = "", script: str = SLEEPER) -> Application:
+    body: dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "mode": "native",
+        "services": [{"name": "main", "command": [sys.executable, "-c", script]}],
+    }
+    if config:
+        body["volumes"] = [{"name": "conf", "config": {"name": config, "version": "c1"}}]
+        body["services"][0]["volumeMounts"] = [{"name": "conf", "mountPath": "etc"}]
+    return Application.model_validate(body)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> LocalStore:
+    local = LocalStore(tmp_path / "store")
+    await local.open()
+    return local
+
+
+async def _engine(
+    backends: BackendFactory, store: LocalStore, catalogue: Catalogue
+) -> tuple[Engine, Any]:
+    backend = backends()
+    await backend.start()
+    engine = Engine(backend, store, catalogue, interval=30, backoff_base=0.2, backoff_cap=1.0)
+    return engine, backend
+
+
+async def test_a_desired_app_is_fetched_with_its_config_and_deployed(
+    backends: BackendFactory, store: LocalStore
+) -> None:
+    catalogue = Catalogue()
+    catalogue.add(app("web", "v1", config="conf"), ResourceKind.APPLICATION)
+    catalogue.add(
+        Configuration(name="conf", version="c1", data={"a.txt": "hello"}),
+        ResourceKind.CONFIGURATION,
+    )
+    engine, backend = await _engine(backends, store, catalogue)
+    engine.set_desired({"apps": {"web": "v1"}})
+    plan = await engine.reconcile()
+    assert plan.settled
+    assert backend.observe()["web"].version == "v1"
+    assert [len(batch) for batch in catalogue.fetches] == [1, 1]  # the spec, then its config
+    assert (ResourceKind.CONFIGURATION, "conf", "c1") in await store.list_resources()
+
+
+async def test_offline_fetches_fail_with_backoff_and_resume_when_the_link_returns(
+    backends: BackendFactory, store: LocalStore
+) -> None:
+    catalogue = Catalogue()
+    catalogue.add(app("web", "v1"), ResourceKind.APPLICATION)
+    catalogue.offline = True
+    engine, backend = await _engine(backends, store, catalogue)
+    engine.set_desired({"apps": {"web": "v1"}})
+    await engine.reconcile()
+    failure = engine.failures()["web"]
+    assert failure.status is AppStatus.FAILED
+    assert failure.cause.startswith("fetch: ")
+    tries = len(catalogue.fetches)
+    await engine.reconcile()  # still in backoff: no new fetch
+    assert len(catalogue.fetches) == tries
+
+    catalogue.offline = False
+    engine.wake(retry_fetches=True)
+    await engine.reconcile()
+    assert engine.failures() == {}
+    assert backend.observe()["web"].version == "v1"
+
+
+async def test_a_stored_desired_state_runs_without_any_cloud(
+    backends: BackendFactory, store: LocalStore
+) -> None:
+    catalogue = Catalogue()
+    spec = app("web", "v1")
+    await store.save_resource(spec)
+    catalogue.offline = True
+    engine, backend = await _engine(backends, store, catalogue)
+    engine.set_desired({"apps": {"web": "v1"}})
+    assert (await engine.reconcile()).settled
+    assert catalogue.fetches == []
+    assert backend.observe()["web"].version == "v1"
+
+
+async def test_removed_apps_go_and_their_resources_are_pruned(
+    backends: BackendFactory, store: LocalStore
+) -> None:
+    catalogue = Catalogue()
+    catalogue.add(app("web", "v1"), ResourceKind.APPLICATION)
+    catalogue.add(app("db", "v1"), ResourceKind.APPLICATION)
+    engine, backend = await _engine(backends, store, catalogue)
+    engine.set_desired({"apps": {"web": "v1"}, "sysapps": {"db": "v1"}})
+    await engine.reconcile()
+    assert set(backend.observe()) == {"web", "db"}
+    engine.set_desired({"apps": {"web": "v1"}})
+    await engine.reconcile()
+    assert set(backend.observe()) == {"web"}
+    assert await store.list_resources() == {(ResourceKind.APPLICATION, "web", "v1")}
+
+
+async def test_a_spec_for_another_version_is_refused(
+    backends: BackendFactory, store: LocalStore
+) -> None:
+    catalogue = Catalogue()
+    catalogue.items[(ResourceKind.APPLICATION, "web", "v2")] = app("web", "v1")
+    engine, backend = await _engine(backends, store, catalogue)
+    engine.set_desired({"apps": {"web": "v2"}})
+    await engine.reconcile()
+    assert "web" not in backend.observe()
+    assert "other resources: application web version v1" in engine.failures()["web"].cause
+    assert await store.list_resources() == set()
+
+
+async def test_run_wakes_on_a_new_desired_state(
+    backends: BackendFactory, store: LocalStore
+) -> None:
+    catalogue = Catalogue()
+    catalogue.add(app("web", "v1"), ResourceKind.APPLICATION)
+    engine, backend = await _engine(backends, store, catalogue)
+    loop = asyncio.create_task(engine.run(), name="engine-under-test")
+    try:
+        engine.set_desired({"apps": {"web": "v1"}})
+        async with asyncio.timeout(10):
+            await engine.settled.wait()
+            while "web" not in backend.observe():
+                await asyncio.sleep(0.02)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)

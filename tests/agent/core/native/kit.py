@@ -1,0 +1,161 @@
+"""Builders and waits shared by the native backend tests: small Python apps, specs, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+
+from agent.contracts.resources import Application, Configuration, Secret
+from agent.contracts.wire import validate
+from agent.core.backend import Deployment, NodeIdentity
+from agent.core.native import Tuning, procs
+
+T = TypeVar("T")
+
+NODE = NodeIdentity("default", "edge-1")
+FAST = Tuning(
+    backoff_base=0.1,
+    backoff_cap=0.8,
+    backoff_reset=600.0,
+    crashloop_threshold=3,
+    rollout_timeout=10.0,
+    log_check_interval=0.2,
+    usage_interval=0.1,
+    poll_interval=0.1,
+)
+
+PRELUDE = """
+import json, os, signal, sys, time
+def put(name, text):
+    with open(name + '.tmp', 'w') as f:
+        f.write(text)
+    os.replace(name + '.tmp', name)
+def note(path, text):
+    with open(path, 'a') as f:
+        f.write(text + '\\n')
+"""
+
+SLEEPER = """
+put('env.json', json.dumps(dict(os.environ)))
+put('pid', str(os.getpid()))
+time.sleep(600)
+"""
+
+
+def python(script: str) -> list[str]:
+    """A command running `script` (after PRELUDE) with this interpreter."""
+    return [sys.executable, "-c", PRELUDE + textwrap.dedent(script)]
+
+
+def service(name: str = "main", script: str = SLEEPER, **fields: Any) -> dict[str, Any]:
+    """A service spec (JSON shape) running a Python script."""
+    return {"name": name, "command": python(script), **fields}
+
+
+def application(
+    name: str = "demo",
+    version: str = "1",
+    services: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> Application:
+    """A native application spec."""
+    spec = {
+        "name": name,
+        "version": version,
+        "mode": "native",
+        "services": services or [service()],
+        **fields,
+    }
+    return validate(Application, spec)
+
+
+def deployment(
+    app: Application,
+    configs: dict[str, dict[str, str]] | None = None,
+    secrets: dict[str, dict[str, str]] | None = None,
+) -> Deployment:
+    """A deployment of `app` with configurations/secrets given as {name: data} (version "1")."""
+    return Deployment(
+        app=app,
+        configs={
+            n: validate(Configuration, {"name": n, "version": "1", "data": d})
+            for n, d in (configs or {}).items()
+        },
+        secrets={
+            n: validate(Secret, {"name": n, "version": "1", "data": d})
+            for n, d in (secrets or {}).items()
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Dirs:
+    """The directories one test's backends use."""
+
+    root: Path
+    run: Path
+    log: Path
+    state: Path
+    registry: Path
+    host: Path
+
+    def instance(self, app: str, version: str, service: str = "main", index: int = 1) -> Path:
+        """An instance's working directory."""
+        return self.run / NODE.namespace / app / version / service / str(index)
+
+    def read_env(self, app: str, version: str, service: str = "main", index: int = 1) -> Any:
+        """The environment a SLEEPER instance saw (None until it wrote it)."""
+        path = self.instance(app, version, service, index) / "env.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+async def eventually(predicate: Callable[[], T | None], *, what: str, timeout: float = 20.0) -> T:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """True if `pid` runs (a zombie does not count)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def exists(pid: int) -> bool:
+    """True if `pid` exists at all, zombie included (a zombie means nobody reaped it)."""
+    return psutil.pid_exists(pid)
+
+
+def kill_leftovers(run_dir: Path) -> None:
+    """SIGKILL every instance process of `run_dir` and reap what this process parented."""
+    marked = procs.find_marked(run_dir)
+    for mark in marked.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(mark.ident.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        procs.reap_parked()
+        if not any(alive(mark.ident.pid) for mark in marked.values()):
+            break
+        time.sleep(0.05)
+    procs.reap_parked()

@@ -1,0 +1,224 @@
+"""baetyl-core against the real cloud and broker: desired apps become processes, and back.
+
+The agent runs in the test's loop here (`Core`), the apps are real processes, the cloud is the
+real one bridged to the session Mosquitto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+
+from agent.contracts.topics import Channel
+from agent.core.app import Core
+from agent.core.config import load_config
+from agent.core.sync.link import Received
+from tests.agent.core.agent_kit import (
+    app_body,
+    app_running,
+    eventually,
+    python_service,
+    reported,
+    write_core_config,
+)
+from tests.agent.core.native.kit import kill_leftovers
+from tests.harness.cloud import CloudServer
+from tests.harness.mosquitto import MosquittoBroker
+from tests.harness.pki import HarnessPKI
+
+pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
+
+SLEEPER = "import time\nwhile True: time.sleep(1)"
+ENV_DUMP = (
+    "import json, os, time\n"
+    "json.dump({k: v for k, v in os.environ.items() if k.startswith('BAETYL_')},"
+    " open('env.json', 'w'))\n"
+    "print('hello from', os.environ['BAETYL_APP_NAME'], flush=True)\n"
+    "while True: time.sleep(1)"
+)
+RunningCore = Callable[[str], AbstractAsyncContextManager[Core]]
+
+
+@pytest.fixture
+def running_core(tmp_path: Path, mosquitto: MosquittoBroker, pki: HarnessPKI) -> RunningCore:
+    """`async with running_core(nid) as core:` — baetyl-core for that node in this loop."""
+
+    @asynccontextmanager
+    async def run(nid: str) -> AsyncIterator[Core]:
+        path = write_core_config(tmp_path / nid, nid, mosquitto=mosquitto, pki=pki)
+        core = Core(load_config(path))
+        stop = asyncio.Event()
+        task = asyncio.create_task(core.run_until(stop), name=f"core-{nid}")
+        try:
+            yield core
+        finally:
+            stop.set()
+            await task
+            # Apps outlive the agent: a fresh backend adopts them and removes them.
+            config = load_config(path)
+            try:
+                cleaner = Core(config).backend
+                await cleaner.start()
+                for name in list(cleaner.observe()):
+                    await cleaner.remove(name)
+                await cleaner.close()
+            finally:
+                kill_leftovers(config.run.dir)
+
+    return run
+
+
+async def _node(cloud: CloudServer, labels: dict[str, str]) -> tuple[str, str]:
+    name = f"n-{uuid.uuid4().hex[:10]}"
+    await cloud.ok("POST", "/v1/nodes", {"name": name, "labels": labels})
+    return name, f"default.{name}"
+
+
+async def test_an_app_created_in_the_cloud_runs_with_baetyl_env_and_goes_away_when_deleted(
+    cloud: CloudServer, running_core: RunningCore
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    name, nid = await _node(cloud, {"run": run})
+    async with running_core(nid) as core:
+        await eventually(lambda: _online(cloud, name), what="node online")
+        started = time.monotonic()
+        app = await cloud.ok(
+            "POST", "/v1/apps", app_body(f"hello-{run}", f"run={run}", python_service(ENV_DUMP))
+        )
+        stats = await eventually(
+            lambda: app_running(cloud, name, app["name"], app["version"]), what="app running"
+        )
+        latency = time.monotonic() - started
+        instance = next(iter(stats["instances"].values()))
+        process = psutil.Process(instance["pid"])
+        env_file = Path(process.cwd()) / "env.json"
+        env = await eventually(lambda: _read_json(env_file), what="env.json")
+        assert env["BAETYL_APP_NAME"] == app["name"]
+        assert env["BAETYL_APP_VERSION"] == app["version"]
+        assert env["BAETYL_NODE_NAME"] == name
+        assert env["BAETYL_NODE_NAMESPACE"] == "default"
+        assert env["BAETYL_RUN_MODE"] == "native"
+        assert 50200 <= int(env["BAETYL_SERVICE_DYNAMIC_PORT"]) <= 51000
+        # The report carries the node's own facts too.
+        section = await reported(cloud, name)
+        assert section["core"]["backend"] == "native"
+        assert section["node"]
+        assert section["nodestats"]
+
+        logs = await cloud.call("GET", f"/v1/nodes/{name}/apps/{app['name']}/logs?tailLines=5")
+        assert logs.status == 200, logs.body
+        assert f"hello from {app['name']}" in logs.body
+
+        await cloud.ok("DELETE", f"/v1/apps/{app['name']}")
+        await eventually(lambda: _gone(cloud, name, app["name"]), what="app gone from the report")
+        assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+        assert core.backend.observe() == {}
+    # Logged so the push latency can be read in the test output (timings live in bench/).
+    print(f"create -> running: {latency * 1000:.0f} ms")
+
+
+async def test_a_new_version_replaces_the_processes(
+    cloud: CloudServer, running_core: RunningCore
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    name, nid = await _node(cloud, {"run": run})
+    app_name = f"ver-{run}"
+    async with running_core(nid):
+        first = await cloud.ok(
+            "POST", "/v1/apps", app_body(app_name, f"run={run}", python_service(SLEEPER))
+        )
+        before = await eventually(
+            lambda: app_running(cloud, name, app_name, first["version"]), what="v1 running"
+        )
+        body = app_body(app_name, f"run={run}", python_service(SLEEPER + "  # v2"))
+        second = await cloud.ok("PUT", f"/v1/apps/{app_name}", body)
+        assert second["version"] != first["version"]
+        after = await eventually(
+            lambda: app_running(cloud, name, app_name, second["version"]), what="v2 running"
+        )
+    old_pids = {i["pid"] for i in before["instances"].values()}
+    new_pids = {i["pid"] for i in after["instances"].values()}
+    assert old_pids.isdisjoint(new_pids)
+    assert not any(psutil.pid_exists(pid) and _alive(pid) for pid in old_pids)
+
+
+async def test_a_bad_spec_is_reported_as_failed_and_other_apps_run_on(
+    cloud: CloudServer, running_core: RunningCore
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    name, nid = await _node(cloud, {"run": run})
+    async with running_core(nid):
+        good = await cloud.ok(
+            "POST", "/v1/apps", app_body(f"good-{run}", f"run={run}", python_service(SLEEPER))
+        )
+        crashing = app_body(f"crash-{run}", f"run={run}", python_service("import sys; sys.exit(3)"))
+        await cloud.ok("POST", "/v1/apps", crashing)
+        await eventually(
+            lambda: app_running(cloud, name, good["name"], good["version"]), what="good app"
+        )
+
+        async def failed() -> dict[str, object] | None:
+            stats = (await reported(cloud, name)).get("appstats", {}).get(f"crash-{run}")
+            return stats if stats and stats["status"] == "Failed" else None
+
+        stats = await eventually(failed, timeout=30, what="crashing app reported Failed")
+        assert "3" in stats["cause"]
+        assert await app_running(cloud, name, good["name"], good["version"])
+
+
+async def test_a_stale_delta_is_ignored(cloud: CloudServer, running_core: RunningCore) -> None:
+    run = uuid.uuid4().hex[:8]
+    name, nid = await _node(cloud, {"run": run})
+    async with running_core(nid) as core:
+        await eventually(lambda: _online(cloud, name), what="node online")
+        await eventually(lambda: _reported_once(core), what="first report")
+        version = core.sync.version
+        refreshes = core.engine.reconciles
+        # A delta the cloud might have sent long ago: its version is not newer than ours.
+        stale = {"state": {"apps": {"ghost": "1"}}, "metadata": {}, "version": 1, "timestamp": 1}
+        await core.sync._deliver(_delta(stale))
+        await asyncio.sleep(0.5)
+        assert core.sync.version >= version
+        assert "ghost" not in core.engine.wanted
+        assert core.engine.reconciles == refreshes
+
+
+async def _online(cloud: CloudServer, name: str) -> bool:
+    view = await cloud.ok("GET", f"/v1/nodes/{name}")
+    return bool(view["ready"] == 1)
+
+
+async def _gone(cloud: CloudServer, name: str, app: str) -> bool:
+    section = await reported(cloud, name)
+    return app not in section.get("apps", {}) and app not in section.get("appstats", {})
+
+
+async def _reported_once(core: Core) -> bool:
+    return core.sync.reports_sent > 0
+
+
+async def _read_json(path: Path) -> dict[str, str] | None:
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        data: dict[str, str] = json.loads(path.read_text())
+        return data
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _delta(body: dict[str, object]) -> Received:
+    return Received(Channel.SHADOW_UPDATE_DELTA, json.dumps(body).encode())
