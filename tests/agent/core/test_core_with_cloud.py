@@ -171,7 +171,20 @@ async def test_a_bad_spec_is_reported_as_failed_and_other_apps_run_on(
             return stats if stats and stats["status"] == "Failed" else None
 
         stats = await eventually(failed, timeout=30, what="crashing app reported Failed")
-        assert "3" in stats["cause"]
+        assert "exited with code 3" in str(stats["cause"])
+
+        missing = app_body(
+            f"noexec-{run}", f"run={run}", {"name": "main", "command": ["/nonexistent/bin/x"]}
+        )
+        await cloud.ok("POST", "/v1/apps", missing)
+
+        async def exec_failed() -> dict[str, object] | None:
+            section = await reported(cloud, name)
+            stats = section.get("appstats", {}).get(f"noexec-{run}")
+            return stats if stats and "exec" in str(stats.get("cause", "")) else None
+
+        cause = (await eventually(exec_failed, timeout=30, what="exec failure reported"))["cause"]
+        assert "/nonexistent/bin/x" in str(cause)
         assert await app_running(cloud, name, good["name"], good["version"])
 
 
