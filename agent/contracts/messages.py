@@ -238,6 +238,30 @@ class CommandResponse(WireModel):
         return self
 
 
+PemText = Annotated[str, StringConstraints(min_length=1, max_length=16 * 1024)]
+
+
+class CertRenew(WireModel):
+    """`cert/renew`: a fresh CSR (PEM) from the node, whose key never leaves it (DESIGN §10)."""
+
+    client_token: ClientToken
+    csr: PemText
+
+
+class CertRenewAccepted(WireModel):
+    """`cert/renew/accepted`: the new client certificate and the CA that signed it (PEM)."""
+
+    client_token: ClientToken
+    certificate: PemText
+    ca: PemText
+
+
+class CertRenewRejected(Rejected):
+    """`cert/renew/rejected`: why no certificate was issued."""
+
+    client_token: ClientToken
+
+
 class Presence(WireModel):
     """`presence` (retained): online with a timestamp; the MQTT will is `{"online": false}`."""
 
@@ -259,6 +283,9 @@ PAYLOADS: dict[Channel, type[WireModel]] = {
     Channel.RESOURCES_GET_REJECTED: ResourcesGetRejected,
     Channel.CMD_REQUEST: CommandRequest,
     Channel.CMD_RESPONSE: CommandResponse,
+    Channel.CERT_RENEW: CertRenew,
+    Channel.CERT_RENEW_ACCEPTED: CertRenewAccepted,
+    Channel.CERT_RENEW_REJECTED: CertRenewRejected,
     Channel.PRESENCE: Presence,
 }
 """The payload model of each channel: `PAYLOADS[topic.channel].decode(payload)`."""

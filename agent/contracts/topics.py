@@ -43,6 +43,9 @@ class Channel(enum.StrEnum):
     RESOURCES_GET_REJECTED = "resources/get/rejected"
     CMD_REQUEST = "cmd/request"
     CMD_RESPONSE = "cmd/response"
+    CERT_RENEW = "cert/renew"
+    CERT_RENEW_ACCEPTED = "cert/renew/accepted"
+    CERT_RENEW_REJECTED = "cert/renew/rejected"
     PRESENCE = "presence"
 
     @property
@@ -66,6 +69,8 @@ _TO_AGENT: Final = frozenset(
         Channel.RESOURCES_GET_ACCEPTED,
         Channel.RESOURCES_GET_REJECTED,
         Channel.CMD_REQUEST,
+        Channel.CERT_RENEW_ACCEPTED,
+        Channel.CERT_RENEW_REJECTED,
     }
 )
 _PLAIN: Final = frozenset({Channel.CMD_RESPONSE, Channel.PRESENCE})

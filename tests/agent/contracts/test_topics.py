@@ -18,7 +18,7 @@ def test_every_channel_round_trips_through_build_and_parse(channel: Channel) -> 
     assert str(parsed) == text
 
 
-def test_channels_are_the_thirteen_of_the_design() -> None:
+def test_channels_are_the_thirteen_of_the_design_and_the_three_of_certificate_renewal() -> None:
     assert {c.value for c in Channel} == {
         "shadow/update",
         "shadow/update/accepted",
@@ -33,6 +33,9 @@ def test_channels_are_the_thirteen_of_the_design() -> None:
         "cmd/request",
         "cmd/response",
         "presence",
+        "cert/renew",
+        "cert/renew/accepted",
+        "cert/renew/rejected",
     }
 
 
@@ -48,6 +51,9 @@ def test_channels_are_the_thirteen_of_the_design() -> None:
         (Channel.SHADOW_GET_ACCEPTED, Direction.TO_AGENT),
         (Channel.RESOURCES_GET_REJECTED, Direction.TO_AGENT),
         (Channel.CMD_REQUEST, Direction.TO_AGENT),
+        (Channel.CERT_RENEW, Direction.TO_CLOUD),
+        (Channel.CERT_RENEW_ACCEPTED, Direction.TO_AGENT),
+        (Channel.CERT_RENEW_REJECTED, Direction.TO_AGENT),
     ],
 )
 def test_channel_directions(channel: Channel, direction: Direction) -> None:
@@ -94,7 +100,7 @@ def test_build_refuses_unknown_channel_strings() -> None:
 
 def test_agent_subscribes_to_every_cloud_to_agent_channel_of_its_own_nid_only() -> None:
     subs = topics.agent_subscriptions(NID)
-    assert len(subs) == 8
+    assert len(subs) == 10
     for sub in subs:
         parsed = topics.parse(sub)
         assert parsed.nid == NID
@@ -106,7 +112,7 @@ def test_cloud_shares_requests_but_hears_every_presence_and_command_answer() -> 
     shared = [s for s in subs if s.startswith("$share/")]
     assert sorted(shared) == sorted(
         f"$share/baetyl-cloud/baetyl/v1/+/{c}"
-        for c in ("shadow/update", "shadow/get", "resources/get")
+        for c in ("shadow/update", "shadow/get", "resources/get", "cert/renew")
     )
     plain = sorted(set(subs) - set(shared))
     assert plain == ["baetyl/v1/+/cmd/response", "baetyl/v1/+/presence"]
