@@ -27,9 +27,14 @@ _UPDATE_SQLITE = (
     'UPDATE "baetyl_node_shadow" SET "desired" = ?, "desired_meta" = ?, "version" = ?, '
     '"timestamp" = ? WHERE "id" = ?'
 )
+# One statement for the whole batch: arrays unnested into rows, joined on the id. Far cheaper
+# than a prepared UPDATE per row, which costs a round of the protocol each.
 _UPDATE_PG = (
-    'UPDATE "baetyl_node_shadow" SET "desired" = $1, "desired_meta" = $2, "version" = $3, '
-    '"timestamp" = $4 WHERE "id" = $5'
+    'UPDATE "baetyl_node_shadow" AS s SET "desired" = v.desired::jsonb, '
+    '"desired_meta" = v.desired_meta::jsonb, "version" = v.version, "timestamp" = v.ts '
+    "FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::float8[]) "
+    "AS v(id, desired, desired_meta, version, ts) "
+    'WHERE s."id" = v.id'
 )
 
 
@@ -82,12 +87,23 @@ class ShadowRows:
         if not self._dirty:
             return
         connection = _connection()
-        sql = _UPDATE_PG if _is_postgres(connection) else _UPDATE_SQLITE
-        values = [
-            [_dumps(row.desired), _dumps(row.desired_meta), row.version, row.timestamp, row.id]
-            for row in self._dirty
-        ]
-        await connection.execute_many(sql, values)
+        if _is_postgres(connection):
+            for start in range(0, len(self._dirty), BATCH * 4):
+                batch = self._dirty[start : start + BATCH * 4]
+                columns = [
+                    [row.id for row in batch],
+                    [_dumps(row.desired) for row in batch],
+                    [_dumps(row.desired_meta) for row in batch],
+                    [row.version for row in batch],
+                    [row.timestamp for row in batch],
+                ]
+                await connection.execute_query(_UPDATE_PG, columns)
+        else:
+            values = [
+                [_dumps(row.desired), _dumps(row.desired_meta), row.version, row.timestamp, row.id]
+                for row in self._dirty
+            ]
+            await connection.execute_many(_UPDATE_SQLITE, values)
         self._dirty.clear()
 
 
