@@ -196,6 +196,24 @@ def node_label(args: argparse.Namespace, console: Console) -> Call:
     return call
 
 
+def node_logs(args: argparse.Namespace, console: Console) -> Call:
+    """`node logs NAME APP`: recent log lines of an app, fetched from the node by the cloud."""
+    query = {}
+    if args.tail is not None:
+        query["tailLines"] = str(args.tail)
+    if args.since is not None:
+        query["sinceSeconds"] = str(args.since)
+
+    async def call(api: Client) -> Result:
+        text = await api.get_text(
+            path(NODE.collection, args.name, "apps", args.app, "logs"), query=query
+        )
+        data = {"node": args.name, "app": args.app, "logs": text}
+        return Result("logs", data, messages=(text.rstrip("\n"),) if text else ())
+
+    return call
+
+
 # Configurations, secrets, registries, certificates.
 
 

@@ -85,6 +85,28 @@ class Client:
         body: Any = None,
     ) -> Any:
         """Send one request; the decoded JSON answer, or ApiError / CtlError."""
+        raw, status = await self._send(method, api_path, query=query, body=body)
+        try:
+            return json.loads(raw) if raw.strip() else None
+        except ValueError as exc:
+            raise CtlError(
+                f"{method} {api_path}: the server answered {status} with a body that is not "
+                f"JSON; is {self._target.url} a Baetyl-Py cloud?"
+            ) from exc
+
+    async def get_text(self, api_path: str, *, query: Mapping[str, str] | None = None) -> str:
+        """GET a plain-text answer (logs); errors as for `request`."""
+        raw, _ = await self._send("GET", api_path, query=query, body=None)
+        return raw.decode("utf-8", errors="replace")
+
+    async def _send(
+        self,
+        method: str,
+        api_path: str,
+        *,
+        query: Mapping[str, str] | None,
+        body: Any,
+    ) -> tuple[bytes, int]:
         if self._session is None:
             raise RuntimeError("Client used outside `async with`")
         url = self._target.url + api_path
@@ -115,13 +137,7 @@ class Client:
             ) from exc
         if status >= 400:
             raise _api_error(status, raw, request_id)
-        try:
-            return json.loads(raw) if raw.strip() else None
-        except ValueError as exc:
-            raise CtlError(
-                f"{method} {api_path}: the server answered {status} with a body that is not "
-                f"JSON; is {self._target.url} a Baetyl-Py cloud?"
-            ) from exc
+        return raw, status
 
 
 def _api_error(status: int, raw: bytes, request_id: str) -> ApiError:

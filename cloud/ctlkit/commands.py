@@ -32,6 +32,19 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def _bounded_int(low: int, high: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number from {low} to {high}")
+        return int(text)
+
+    return parse
+
+
+_lines = _bounded_int(1, 10_000, "--tail")
+_seconds = _bounded_int(1, 30 * 24 * 3600, "--since")
+
+
 def _common() -> argparse.ArgumentParser:
     """Global options, as a parent of the top parser and of every leaf.
 
@@ -165,6 +178,18 @@ def _nodes(resources: Subparsers, leaf: Leaf) -> None:
     )
     label.add_argument("name", metavar="NAME")
     label.add_argument("edits", nargs="+", type=label_edit, metavar="KEY=VALUE|KEY-")
+    logs = leaf(
+        verbs,
+        "logs",
+        "Print recent log lines of an app on a node (the cloud asks the node's agent).",
+        actions.node_logs,
+    )
+    logs.add_argument("name", metavar="NAME")
+    logs.add_argument("app", metavar="APP")
+    logs.add_argument("--tail", type=_lines, metavar="N", help="only the last N lines (1-10000)")
+    logs.add_argument(
+        "--since", type=_seconds, metavar="SECONDS", help="only lines of the last SECONDS"
+    )
 
 
 def _apply(verbs: Subparsers, leaf: Leaf, kind: Kind, handler: Handler, summary: str) -> None:

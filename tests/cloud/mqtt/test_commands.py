@@ -16,6 +16,7 @@ import pytest
 
 from agent.contracts.topics import Channel
 from cloud.settings import MqttSettings
+from tests.cloud.ctl.conftest import Ctl
 from tests.cloud.mqtt.conftest import Agent, AgentFactory, make_node, native_app, running_cloud
 from tests.harness.cloud import CloudServer, start_cloud
 
@@ -239,3 +240,35 @@ async def test_a_rest_only_cloud_says_it_cannot_reach_nodes(
         await runner.cleanup()
     assert got.status == 503
     assert "--no-mqtt" in got.body["message"]
+
+
+async def test_baetylctl_node_logs_prints_the_node_s_text(
+    cloud: CloudServer, agent: AgentFactory, tmp_path: Path
+) -> None:
+    async def logs(request: dict[str, Any]) -> dict[str, Any]:
+        args = request["args"]
+        return {
+            "ok": True,
+            "result": f"tail={args.get('tailLines')} since={args.get('sinceSeconds')}\n",
+        }
+
+    home = tmp_path / "home"
+    home.mkdir()
+    ctl = Ctl(home, {"BAETYL_URL": cloud.url, "BAETYL_TOKEN": cloud.admin_token})
+    nid = await make_node(cloud)
+    async with agent(nid) as node:
+        name = await _online_node_with_app(cloud, node, "web")
+        answering = await _with_answers(node, logs)
+        try:
+            table = await ctl.ok("node", "logs", name, "web", "--tail", "7", "--since", "30")
+            as_json = await ctl.ok("-o", "json", "node", "logs", name, "web")
+            missing = await ctl("node", "logs", name, "nothere")
+            bad = await ctl("node", "logs", name, "web", "--tail", "0")
+        finally:
+            answering.cancel()
+    assert table.out == "tail=7 since=30\n"
+    assert as_json.json() == {"node": name, "app": "web", "logs": "tail=None since=None\n"}
+    assert missing.code == 1
+    assert "nothere" in missing.err
+    assert bad.code == 2
+    assert "--tail" in bad.err
