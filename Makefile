@@ -9,7 +9,7 @@ CACHE_DIR ?= $(HOME)/.cache/baetyl-py
 export PIP_CACHE_DIR ?= $(CACHE_DIR)/pip
 PYTEST_ARGS ?=
 
-.PHONY: help venv install system-deps test lint demo migrations clean
+.PHONY: help venv install system-deps test lint demo migrations wheel clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -49,6 +49,11 @@ demo: install  ## cloud + agent + an example app (arrives with issue 7)
 
 migrations: install  ## write a migration for model changes (NAME=short_name)
 	$(BIN)/tortoise -c cloud.store.migration_config.TORTOISE_ORM makemigrations $(if $(NAME),-n $(NAME))
+
+wheel: venv  ## build the agent wheel into dist/ (what baetyl-cloud serves to installing nodes)
+	rm -rf build  # setuptools would reuse stale modules from an earlier build
+	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
+	@ls -t dist/baetyl_py-*.whl | head -1
 
 clean:  ## remove the venv, caches and build output
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

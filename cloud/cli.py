@@ -21,7 +21,16 @@ from cloud.secretbox import SecretBoxError
 from cloud.serve import ManagedBrokerOptions, serve
 from cloud.services import tokens
 from cloud.services.bootstrap import prepare_data_dir
-from cloud.settings import CloudSettings, MqttSettings, QuotaDefaults
+from cloud.settings import (
+    DEFAULT_AGENT_IMAGE,
+    DEFAULT_INSTALL_TOKEN_TTL,
+    DEFAULT_NODE_CERT_DAYS,
+    UNSPECIFIED_HOSTS,
+    CloudSettings,
+    InstallSettings,
+    MqttSettings,
+    QuotaDefaults,
+)
 from cloud.store.db import StoreError, check_url, close_store, open_store
 
 
@@ -54,6 +63,30 @@ def _mqtt_url(text: str) -> tuple[str, int]:
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise argparse.ArgumentTypeError(f"expected only mqtts://HOST:PORT, got {text!r}")
     return parts.hostname, port
+
+
+def _init_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected http(s)://HOST[:PORT], got {text!r}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"expected http(s)://HOST[:PORT], got {text!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise argparse.ArgumentTypeError(
+            f"expected http(s)://HOST[:PORT][/PATH] without query or credentials, got {text!r}"
+        )
+    return text.rstrip("/")
+
+
+def _node_mqtt_url(text: str) -> str:
+    host, port = _mqtt_url(text)
+    return f"mqtts://{_url_host(host)}:{port}"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _group(text: str) -> str:
@@ -179,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a REST call waits for a node to answer, e.g. for logs (default 10)",
     )
+    _install_flags(serve_cmd)
     serve_cmd.add_argument(
         "--max-nodes",
         type=_count,
@@ -204,6 +238,88 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=["admin", "read"], default="admin")
     create.add_argument("--description", default="", help="what the token is for")
     return parser
+
+
+def _install_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "online installation",
+        "what installing nodes are told and given (docs/install.md, docs/operations.md)",
+    )
+    group.add_argument(
+        "--init-url",
+        type=_init_url,
+        metavar="URL",
+        help="the address nodes reach this REST API at (default http://LISTEN-HOST:PORT; "
+        "required when --listen is 0.0.0.0 or ::)",
+    )
+    group.add_argument(
+        "--node-mqtt-url",
+        type=_node_mqtt_url,
+        metavar="mqtts://HOST:PORT",
+        help="the broker address given to nodes (default: the --mqtt-listen address of the "
+        "managed broker, or --mqtt-url; required when the broker listens on 0.0.0.0 or ::)",
+    )
+    group.add_argument(
+        "--install-token-ttl",
+        type=_bounded(60, 7 * 86400),
+        default=DEFAULT_INSTALL_TOKEN_TTL,
+        metavar="SECONDS",
+        help="how long an install token stays valid (default 3600)",
+    )
+    group.add_argument(
+        "--node-cert-days",
+        type=_bounded(1, 3650, integer=True),
+        default=DEFAULT_NODE_CERT_DAYS,
+        metavar="N",
+        help="validity of the certificates signed for nodes, in days (default 365)",
+    )
+    group.add_argument(
+        "--dist-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the agent wheel served to nodes lies (default DATA_DIR/dist; `make wheel`)",
+    )
+    group.add_argument(
+        "--agent-image",
+        metavar="IMAGE",
+        help=f"the agent image in the Kubernetes manifest (default {DEFAULT_AGENT_IMAGE}:VERSION)",
+    )
+
+
+def _install_settings(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, mqtt: MqttSettings | None
+) -> InstallSettings:
+    """The installer settings; refuses to guess an address from a wildcard listen address."""
+    host, port = args.listen
+    init_url = args.init_url
+    if init_url is None:
+        if host in UNSPECIFIED_HOSTS:
+            parser.error(
+                f"--listen {host}:{port} listens on every address, so the cloud cannot tell "
+                "installing nodes where to reach it: give --init-url http://HOST:PORT"
+            )
+        init_url = f"http://{_url_host(host)}:{port}"
+    node_mqtt_url = args.node_mqtt_url
+    if node_mqtt_url is None and not args.no_mqtt:
+        if mqtt is not None:
+            node_mqtt_url = f"mqtts://{_url_host(mqtt.host)}:{mqtt.port}"
+        else:
+            broker_host, broker_port = args.mqtt_listen
+            if broker_host in UNSPECIFIED_HOSTS:
+                parser.error(
+                    f"--mqtt-listen {broker_host}:{broker_port} listens on every address, so the "
+                    "cloud cannot tell nodes which one to dial: give --node-mqtt-url "
+                    f"mqtts://HOST:{broker_port}"
+                )
+            node_mqtt_url = f"mqtts://{_url_host(broker_host)}:{broker_port}"
+    return InstallSettings(
+        init_url=init_url,
+        node_mqtt_url=node_mqtt_url,
+        token_ttl=args.install_token_ttl,
+        node_cert_days=int(args.node_cert_days),
+        dist_dir=args.dist_dir,
+        agent_image=args.agent_image,
+    )
 
 
 def _data_and_db(parser: argparse.ArgumentParser) -> None:
@@ -274,6 +390,14 @@ def _mqtt_settings(
     return settings
 
 
+def _broker_names(install: InstallSettings) -> tuple[str, ...]:
+    """The host nodes dial, so the managed broker's certificate covers it."""
+    if install.node_mqtt_url is None:
+        return ()
+    host = urlsplit(install.node_mqtt_url).hostname
+    return (host,) if host else ()
+
+
 class MqttConfigError(Exception):
     """The MQTT flags name files that cannot be used."""
 
@@ -289,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # the managed broker's files are handed to its account explicitly.
             os.umask(0o077)
             mqtt = _mqtt_settings(parser, args)
+            install = _install_settings(parser, args, mqtt)
             host, port = args.listen
             settings = CloudSettings(
                 data_dir=args.data_dir,
@@ -298,6 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 mqtt=mqtt,
                 quotas=QuotaDefaults(max_node_count=args.max_nodes, max_app_count=args.max_apps),
                 command_timeout=args.command_timeout,
+                install=install,
             )
             managed = None
             if mqtt is None and not args.no_mqtt:
@@ -309,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     share_group=args.mqtt_share_group,
                     keepalive=args.mqtt_keepalive,
                     max_messages_per_second=args.mqtt_rate_limit,
+                    server_names=_broker_names(install),
                 )
             asyncio.run(serve(settings, managed=managed))
             return 0

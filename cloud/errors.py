@@ -71,3 +71,17 @@ class QuotaExceeded(CloudError):
 
     status = 400
     code = "ErrLicenseQuota"
+
+
+class InvalidToken(CloudError):
+    """An install token that is malformed, tampered with, expired or already used (DESIGN §10)."""
+
+    status = 400
+    code = "ErrInvalidToken"
+
+
+class Unavailable(CloudError):
+    """The cloud cannot serve this now; the message says what the operator must set up."""
+
+    status = 503
+    code = "ErrServiceUnavailable"

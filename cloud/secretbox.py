@@ -13,7 +13,9 @@ import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -29,6 +31,7 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise SecretBoxError(f"the secret key must be {KEY_BYTES} bytes, got {len(key)}")
+        self._key = key
         self._aead = AESGCM(key)
 
     @classmethod
@@ -46,6 +49,16 @@ class SecretBox:
         if mode & 0o077:
             raise SecretBoxError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
         return cls(path.read_bytes())
+
+    def derive_key(self, info: bytes, *, length: int = KEY_BYTES) -> bytes:
+        """A key for another purpose, derived from this one with HKDF-SHA256 and `info`.
+
+        Replicas share `secret.key` already (sealed secrets need it), so keys derived from it are
+        shared too without another file to copy; a distinct `info` per purpose keeps them apart.
+        """
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(
+            self._key
+        )
 
     def seal(self, data: dict[str, str], *, bound_to: str) -> str:
         """Encrypt `data`; the result is ASCII text safe for any database column."""

@@ -34,6 +34,8 @@ class ManagedBrokerOptions:
     share_group: str = "baetyl-cloud"
     keepalive: int = 30
     max_messages_per_second: float = 20.0
+    server_names: tuple[str, ...] = ()
+    """Extra names or addresses nodes dial; the broker certificate covers them."""
 
 
 async def serve(settings: CloudSettings, *, managed: ManagedBrokerOptions | None = None) -> None:
@@ -43,7 +45,11 @@ async def serve(settings: CloudSettings, *, managed: ManagedBrokerOptions | None
         return
     await asyncio.to_thread(prepare_data_dir, settings.data_dir)
     async with ManagedBroker(
-        data_dir=settings.data_dir, host=managed.host, port=managed.port, replica=managed.replica
+        data_dir=settings.data_dir,
+        host=managed.host,
+        port=managed.port,
+        replica=managed.replica,
+        server_names=managed.server_names,
     ) as broker:
         mqtt = dataclasses.replace(
             broker.mqtt_settings(),

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.contracts.shadow import DEFAULT_LIMITS, ShadowLimits
+from agent.contracts.version import VERSION
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,38 @@ class MqttSettings:
     max_messages_per_second: float = 20.0
 
 
+UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - compared, never bound
+"""Listen addresses that say nothing about the address clients should dial."""
+DEFAULT_AGENT_IMAGE = "baetyl-py/agent"
+DEFAULT_NODE_CERT_DAYS = 365
+DEFAULT_INSTALL_TOKEN_TTL = 3600.0
+
+
+@dataclass(frozen=True)
+class InstallSettings:
+    """The online installer and node activation (DESIGN §10, docs/install.md).
+
+    Attributes:
+        init_url: the cloud address edge nodes use for the installer and activation
+            (`http(s)://host:port`, no trailing slash); None when it cannot be guessed (the
+            REST API listens on every address), and then the install routes say to set it.
+        node_mqtt_url: the broker address given to nodes (`mqtts://host:port`); None when it
+            cannot be guessed or there is no broker.
+        token_ttl: lifetime of an install token in seconds.
+        node_cert_days: validity of the client certificates signed for nodes.
+        dist_dir: where the agent wheel (`baetyl_py-*.whl`) served to nodes lies; None means
+            `DATA_DIR/dist`.
+        agent_image: the container image of the agent in the Kubernetes manifest.
+    """
+
+    init_url: str | None = None
+    node_mqtt_url: str | None = None
+    token_ttl: float = DEFAULT_INSTALL_TOKEN_TTL
+    node_cert_days: int = DEFAULT_NODE_CERT_DAYS
+    dist_dir: Path | None = None
+    agent_image: str | None = None
+
+
 @dataclass(frozen=True)
 class CloudSettings:
     """Everything `baetyl-cloud serve` runs with.
@@ -57,6 +90,7 @@ class CloudSettings:
         report_interval: the agents' report interval in seconds; a node whose last report is
             older than three of these counts as offline when no presence is known.
         command_timeout: how long a REST call waits for a node to answer a command (logs).
+        install: the online installer and node activation.
     """
 
     data_dir: Path
@@ -68,8 +102,49 @@ class CloudSettings:
     shadow_limits: ShadowLimits = DEFAULT_LIMITS
     report_interval: float = 20.0
     command_timeout: float = 10.0
+    install: InstallSettings = field(default_factory=InstallSettings)
 
     @property
     def database_url(self) -> str:
         """The database URL actually used."""
         return self.db_url or f"sqlite://{self.data_dir / 'cloud.db'}"
+
+    @property
+    def pki_dir(self) -> Path:
+        """`DATA_DIR/pki`: the cloud CA (and, with the managed broker, its certificates)."""
+        return self.data_dir / "pki"
+
+    @property
+    def init_url(self) -> str | None:
+        """The cloud address nodes use: `install.init_url`, else this server's listen address.
+
+        None when the server listens on every address: which of them nodes can reach is then
+        unknown (the command line refuses to start that way without `--init-url`).
+        """
+        if self.install.init_url is not None:
+            return self.install.init_url
+        return None if self.host in UNSPECIFIED_HOSTS else f"http://{_host(self.host)}:{self.port}"
+
+    @property
+    def node_mqtt_url(self) -> str | None:
+        """The broker address given to nodes: `install.node_mqtt_url`, else the bridge's broker."""
+        if self.install.node_mqtt_url is not None:
+            return self.install.node_mqtt_url
+        if self.mqtt is None or self.mqtt.host in UNSPECIFIED_HOSTS:
+            return None
+        return f"mqtts://{_host(self.mqtt.host)}:{self.mqtt.port}"
+
+    @property
+    def agent_image(self) -> str:
+        """The agent's container image in the Kubernetes manifest."""
+        return self.install.agent_image or f"{DEFAULT_AGENT_IMAGE}:{VERSION}"
+
+    @property
+    def dist_dir(self) -> Path:
+        """Where the agent wheel served to installing nodes is looked for."""
+        return self.install.dist_dir or self.data_dir / "dist"
+
+
+def _host(host: str) -> str:
+    """A host as it goes into a URL (IPv6 addresses in brackets)."""
+    return f"[{host}]" if ":" in host else host

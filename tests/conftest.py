@@ -1,4 +1,5 @@
-"""Project-wide fixtures: a test PKI, a real Mosquitto broker and a throwaway PostgreSQL cluster.
+"""Project-wide fixtures: a test PKI, a real Mosquitto broker, a throwaway PostgreSQL cluster and
+the agent wheel.
 
 Implementations live in tests/harness/; this file only registers them with pytest.
 """
@@ -6,12 +7,14 @@ Implementations live in tests/harness/; this file only registers them with pytes
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
 from tests.harness.postgres import PostgresCluster
+from tests.harness.wheel import agent_wheel as build_agent_wheel
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +42,9 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def agent_wheel() -> Path:
+    """A wheel of the working tree (`baetyl_py-*.whl`), cached by a hash of the sources."""
+    return build_agent_wheel()

@@ -4,11 +4,12 @@
     GET /node/properties            {"report": {...}, "desire": {...}} node properties
     PUT /node/properties            merge {key: string} into the reported properties
     GET /services/{app}/log         recent log text (?tailLines=&sinceSeconds=)
-    GET /health                     liveness of the agent itself
+    GET /health                     liveness of the agent itself and its cloud link
 
 Apps on the node and local tools use it, so it listens on loopback only by default and has no
-authentication. Handlers are thin; every failure leaves through one middleware as
+authentication. Handlers are thin; every failure leaves through `LocalApi.handle` as
 `{"code", "message"}` (the cloud's codes), so bad input gets a 4xx and never stops the agent.
+HTTP itself is `agent.core.httpserve` (strict limits, one request per connection).
 """
 
 from __future__ import annotations
@@ -18,15 +19,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aiohttp import web
-
 from agent.contracts import names
 from agent.contracts.report import AppStats, CoreInfo, NodeInfo
-from agent.core import node
+from agent.core import httpserve, node
 from agent.core.backend import NodeIdentity
 
 log = logging.getLogger(__name__)
@@ -62,10 +61,21 @@ class AppsView(Protocol):
 
 
 @dataclass(frozen=True)
+class CloudState:
+    """The cloud link as `/health` shows it."""
+
+    connected: bool
+    """Whether the MQTT link to the cloud is up."""
+    reports: int
+    """How many reports the cloud has accepted since the agent started."""
+
+
+@dataclass(frozen=True)
 class ApiProviders:
     """Everything the API reads or changes, given once to `create_api`.
 
-    `stats` should be the API's own collector (CPU use is averaged since its last sample).
+    `stats` should be the API's own collector (CPU use is averaged since its last sample);
+    `cloud` tells the state of the cloud link (the sync module knows it).
     """
 
     identity: NodeIdentity
@@ -73,6 +83,7 @@ class ApiProviders:
     properties: NodeProperties
     stats: node.StatsCollector
     core: CoreInfo
+    cloud: Callable[[], CloudState]
     info: Callable[[], Awaitable[NodeInfo]] = node.collect_info
 
 
@@ -91,87 +102,113 @@ def invalid(message: str) -> ApiError:
     return ApiError(400, "ErrRequestParamInvalid", message)
 
 
-PROVIDERS = web.AppKey("providers", ApiProviders)
-STARTED = web.AppKey("started", float)
+class LocalApi:
+    """The local API's routes over its providers, served by `httpserve.Server` (see ApiServer).
+
+    `handle` is the one place where failures become `{"code", "message"}` answers.
+    """
+
+    def __init__(self, providers: ApiProviders) -> None:
+        self.providers = providers
+        self.started = time.monotonic()
+        self.router = httpserve.Router()
+        self.router.add("GET", "/health", self.health)
+        self.router.add("GET", "/node/stats", self.node_stats)
+        self.router.add("GET", "/node/properties", self.get_properties)
+        self.router.add("PUT", "/node/properties", self.put_properties)
+        self.router.add("GET", "/services/{app}/log", self.service_log)
+
+    async def handle(self, request: httpserve.Request) -> httpserve.Response:
+        """Route and run one request; every failure leaves as `{"code", "message"}`."""
+        try:
+            handler, params = self.router.resolve(request.method, request.segments)
+            return await handler(replace(request, params=params))
+        except ApiError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        except httpserve.HttpError as exc:
+            return self.error(exc)
+        except Exception:
+            log.exception("local API request failed", extra={"path": request.path})
+            return self.error(httpserve.HttpError(500))
+
+    def error(self, error: httpserve.HttpError) -> httpserve.Response:
+        """A request refused by the HTTP layer or the router, in the cloud's error shape."""
+        if error.status == 500:
+            return _error(500, "UnknownError", "internal error; see the agent log")
+        code = (
+            "ErrRequestMethodNotFound" if error.status in (404, 405) else "ErrRequestParamInvalid"
+        )
+        return _error(error.status, code, error.message, headers=error.headers)
+
+    async def health(self, request: httpserve.Request) -> httpserve.Response:
+        """200 while the agent's event loop answers; says who and what runs, and the cloud link."""
+        providers = self.providers
+        cloud = providers.cloud()
+        return httpserve.json_response(
+            {
+                "status": "ok",
+                "node": providers.identity.nid,
+                "version": providers.core.version,
+                "backend": providers.core.backend,
+                "uptime": round(time.monotonic() - self.started, 3),
+                "cloud": {"connected": cloud.connected, "reports": cloud.reports},
+            }
+        )
+
+    async def node_stats(self, request: httpserve.Request) -> httpserve.Response:
+        """Baetyl's node view: namespace, name and a fresh report (apps as name-sorted lists)."""
+        providers = self.providers
+        info, stats = await asyncio.gather(providers.info(), providers.stats.collect())
+        apps = providers.apps.observe()
+        report = node.report_entries(info, stats, providers.core)
+        report["apps"] = [{"name": name, "version": apps[name].version} for name in sorted(apps)]
+        report["appstats"] = [apps[name].to_wire() for name in sorted(apps)]
+        report["time"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        identity = providers.identity
+        return httpserve.json_response(
+            {"namespace": identity.namespace, "name": identity.name, "report": report}
+        )
+
+    async def get_properties(self, request: httpserve.Request) -> httpserve.Response:
+        """`{"report": {...}, "desire": {...}}`: the node properties as the agent knows them."""
+        return httpserve.json_response(self.providers.properties.current())
+
+    async def put_properties(self, request: httpserve.Request) -> httpserve.Response:
+        """Merge a flat `{key: string}` object into the reported properties; answer the new ones."""
+        patch = parse_properties(request.body)
+        return httpserve.json_response(await self.providers.properties.update(patch))
+
+    async def service_log(self, request: httpserve.Request) -> httpserve.Response:
+        """The app's recent log as text/plain; 404 for an app the backend does not run."""
+        app = request.params["app"]
+        try:
+            names.check_app_name(app)
+        except names.InvalidName as exc:
+            raise invalid(str(exc)) from exc
+        tail_lines = _int_query(request, "tailLines", MAX_TAIL_LINES)
+        since_seconds = _int_query(request, "sinceSeconds", MAX_SINCE_SECONDS)
+        try:
+            text = await self.providers.apps.logs(
+                app, tail_lines=tail_lines, since_seconds=since_seconds
+            )
+        except KeyError as exc:
+            raise ApiError(
+                404, "ErrResourceNotFound", f"The (application) resource ({app}) is not found."
+            ) from exc
+        return httpserve.text_response(text)
 
 
-def create_api(providers: ApiProviders) -> web.Application:
-    """The local API as an aiohttp application (not yet listening; see ApiServer)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
-    app[PROVIDERS] = providers
-    app[STARTED] = time.monotonic()
-    app.router.add_get("/health", health)
-    app.router.add_get("/node/stats", node_stats)
-    app.router.add_get("/node/properties", get_properties)
-    app.router.add_put("/node/properties", put_properties)
-    app.router.add_get("/services/{app}/log", service_log)
-    return app
+def create_api(providers: ApiProviders) -> LocalApi:
+    """The local API (not yet listening; see ApiServer)."""
+    return LocalApi(providers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Turn every failure into `{"code", "message"}` with the right status."""
-    try:
-        response: web.StreamResponse = await handler(request)
-    except ApiError as exc:
-        return _error(exc.status, exc.code, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        if exc.status == 413:
-            return _error(413, "ErrRequestParamInvalid", f"body is larger than {MAX_BODY_BYTES}")
-        code = "ErrRequestMethodNotFound" if exc.status in (404, 405) else "ErrRequestParamInvalid"
-        return _error(exc.status, code, exc.reason)
-    except Exception:
-        log.exception("local API request failed", extra={"path": request.path})
-        return _error(500, "UnknownError", "internal error; see the agent log")
-    return response
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"code": code, "message": message}, status=status)
-
-
-async def health(request: web.Request) -> web.Response:
-    """200 while the agent's event loop answers; says who and what is running."""
-    providers = request.app[PROVIDERS]
-    return web.json_response(
-        {
-            "status": "ok",
-            "node": providers.identity.nid,
-            "version": providers.core.version,
-            "backend": providers.core.backend,
-            "uptime": round(time.monotonic() - request.app[STARTED], 3),
-        }
+def _error(
+    status: int, code: str, message: str, *, headers: httpserve.Headers = ()
+) -> httpserve.Response:
+    return httpserve.json_response(
+        {"code": code, "message": message}, status=status, headers=headers
     )
-
-
-async def node_stats(request: web.Request) -> web.Response:
-    """Baetyl's node view: namespace, name and a fresh report (apps as name-sorted lists)."""
-    providers = request.app[PROVIDERS]
-    info, stats = await asyncio.gather(providers.info(), providers.stats.collect())
-    apps = providers.apps.observe()
-    report = node.report_entries(info, stats, providers.core)
-    report["apps"] = [{"name": name, "version": apps[name].version} for name in sorted(apps)]
-    report["appstats"] = [apps[name].to_wire() for name in sorted(apps)]
-    report["time"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    identity = providers.identity
-    return web.json_response(
-        {"namespace": identity.namespace, "name": identity.name, "report": report}
-    )
-
-
-async def get_properties(request: web.Request) -> web.Response:
-    """`{"report": {...}, "desire": {...}}`: the node properties as the agent knows them."""
-    current = request.app[PROVIDERS].properties.current()
-    return web.json_response(current)
-
-
-async def put_properties(request: web.Request) -> web.Response:
-    """Merge a flat `{key: string}` object into the reported properties; answer the new ones."""
-    patch = parse_properties(await request.read())
-    updated = await request.app[PROVIDERS].properties.update(patch)
-    return web.json_response(updated)
 
 
 def parse_properties(raw: bytes) -> dict[str, str]:
@@ -193,28 +230,8 @@ def parse_properties(raw: bytes) -> dict[str, str]:
     return body
 
 
-async def service_log(request: web.Request) -> web.Response:
-    """The app's recent log as text/plain; 404 for an app the backend does not run."""
-    app = request.match_info["app"]
-    try:
-        names.check_app_name(app)
-    except names.InvalidName as exc:
-        raise invalid(str(exc)) from exc
-    tail_lines = _int_query(request, "tailLines", MAX_TAIL_LINES)
-    since_seconds = _int_query(request, "sinceSeconds", MAX_SINCE_SECONDS)
-    try:
-        text = await request.app[PROVIDERS].apps.logs(
-            app, tail_lines=tail_lines, since_seconds=since_seconds
-        )
-    except KeyError as exc:
-        raise ApiError(
-            404, "ErrResourceNotFound", f"The (application) resource ({app}) is not found."
-        ) from exc
-    return web.Response(text=text, content_type="text/plain", charset="utf-8")
-
-
-def _int_query(request: web.Request, name: str, maximum: int) -> int | None:
-    given = request.query.getall(name, [])
+def _int_query(request: httpserve.Request, name: str, maximum: int) -> int | None:
+    given = request.query.get(name, [])
     if len(given) > 1:
         raise invalid(f"{name} is given more than once")
     if not given or given[0] == "":
@@ -234,25 +251,26 @@ class ApiServer:
     """
 
     def __init__(
-        self, app: web.Application, *, host: str, port: int, shutdown_timeout: float = 3.0
+        self, app: LocalApi, *, host: str, port: int, shutdown_timeout: float = 3.0
     ) -> None:
         self.host = host
-        self._requested_port = port
-        self._shutdown_timeout = shutdown_timeout
-        self._runner = web.AppRunner(
+        self._server = httpserve.Server(
             app,
-            handle_signals=False,
+            host=host,
+            port=port,
+            limits=httpserve.Limits(body=MAX_BODY_BYTES),
             shutdown_timeout=shutdown_timeout,
+            name="local-api",
             access_log=logging.getLogger(f"{__name__}.access"),
         )
-        self._port: int | None = None
+        self._listening = False
 
     @property
     def port(self) -> int:
         """The bound port (after start)."""
-        if self._port is None:
+        if not self._listening:
             raise RuntimeError("the local API is not listening")
-        return self._port
+        return self._server.port
 
     @property
     def url(self) -> str:
@@ -262,30 +280,21 @@ class ApiServer:
 
     async def start(self) -> None:
         """Bind and serve; OSError (address in use, ...) leaves nothing behind."""
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._requested_port)
-        try:
-            await site.start()
-        except BaseException:
-            await self._runner.cleanup()
-            raise
-        self._port = int(self._runner.addresses[0][1])
+        await self._server.start()
+        self._listening = True
         log.info("local API listening", extra={"url": self.url})
 
     async def stop(self) -> None:
         """Stop listening and finish within about `shutdown_timeout` seconds."""
-        if self._port is None:
+        if not self._listening:
             return
-        self._port = None
-        try:
-            await asyncio.wait_for(self._runner.cleanup(), self._shutdown_timeout + 1.0)
-        except TimeoutError:
-            log.warning("local API did not stop in time; connections were dropped")
+        self._listening = False
+        await self._server.stop()
         log.info("local API stopped")
 
 
 async def serve_api(
-    app: web.Application,
+    app: LocalApi,
     *,
     host: str,
     port: int,

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from agent.contracts.messages import CommandRequest
 from agent.contracts.report import AppStats
-from agent.core import api, node
+from agent.core import node
 from agent.core.backend import Backend, NodeIdentity
 from agent.core.config import CoreConfig, node_identity
 from agent.core.engine.engine import Engine
@@ -184,12 +184,20 @@ class Core:
         raise ValueError(f"command {request.cmd} is not supported by this agent")
 
     async def _serve_api(self, host: str, port: int) -> None:
+        # A node with `api.listen: false` never loads the API's modules (≈ 0.5 MB of RSS now that
+        # it serves HTTP itself rather than through aiohttp; docs/benchmarks.md, "Agent").
+        from agent.core import api  # noqa: PLC0415
+
+        def cloud() -> api.CloudState:
+            return api.CloudState(connected=self.sync.link.up, reports=self.sync.reports_sent)
+
         providers = api.ApiProviders(
             identity=self.identity,
             apps=self.backend,
             properties=self.sync,
             stats=node.StatsCollector(self.config.store.dir),
             core=self._core_info,
+            cloud=cloud,
         )
         await api.serve_api(api.create_api(providers), host=host, port=port)
 

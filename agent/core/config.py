@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 
 from agent.contracts import names
+from agent.core import certinfo
 from agent.core.backend import NodeIdentity
 
 DEFAULT_CONFIG_PATH = Path("/opt/baetyl/etc/baetyl/core.yml")
@@ -309,17 +308,14 @@ def read_node_identity(cert_file: Path, *, key_path: str = "node.cert") -> NodeI
             cert_file, [f"{key_path}: cannot read the certificate: {_reason(exc)}"]
         ) from exc
     try:
-        certificate = x509.load_pem_x509_certificate(pem)
+        info = certinfo.read_pem(pem)
     except ValueError as exc:
         raise ConfigError(cert_file, [f"{key_path}: not a PEM certificate ({exc})"]) from exc
-    common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(common_names) != 1:
+    if len(info.common_names) != 1:
         raise ConfigError(
             cert_file, [f"{key_path}: the certificate needs exactly one Subject CN (the node id)"]
         )
-    common_name = common_names[0].value
-    if isinstance(common_name, bytes):
-        common_name = common_name.decode("utf-8", "replace")
+    common_name = info.common_names[0]
     try:
         namespace, name = names.split_nid(common_name)
     except names.InvalidName as exc:

@@ -15,6 +15,7 @@ from cloud.api import (
     apps,
     certificates,
     configs,
+    install,
     misc,
     namespace,
     nodes,
@@ -43,6 +44,7 @@ ROUTE_MODULES = (
     secrets,
     certificates,
     registries,
+    install,
 )
 
 

@@ -16,7 +16,7 @@ from cloud.api.http import path_param, read_body, read_query, reply
 from cloud.api.keys import CONTEXT
 from cloud.api.routing import RouteTable
 from cloud.errors import Invalid
-from cloud.services import commands, node_shadow, nodes
+from cloud.services import commands, install, node_shadow, nodes
 from cloud.services.nodes import NodeChanges, NodeFilter, NodeSpec, NodeState, Ready
 
 routes = RouteTable(prefix="/v1")
@@ -181,10 +181,14 @@ async def app_logs(request: web.Request) -> web.Response:
     tags=TAGS,
 )
 async def node_init(request: web.Request) -> web.Response:
-    """The install command, rendered from the operator's `baetyl-init-command` property."""
+    """A one-liner with a fresh install token (or the operator's `baetyl-init-command`)."""
     query = read_query(request, views.InitQuery)
-    cmd = await nodes.install_command(
-        caller_of(request), path_param(request, "name"), mode=query.mode, method=query.method
+    cmd = await install.install_command(
+        request.app[CONTEXT],
+        caller_of(request),
+        path_param(request, "name"),
+        mode=query.mode,
+        method=query.method,
     )
     return reply(views.InitCommand(cmd=cmd))
 

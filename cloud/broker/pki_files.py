@@ -98,6 +98,17 @@ def ensure_cloud_pki(
     )
 
 
+def load_or_create_ca(directory: Path) -> CertificateAuthority:
+    """The CA in `directory` (`ca.pem`, `ca.key`), created with the directory if neither exists.
+
+    Every mode of the cloud signs node certificates with it, with or without the managed broker;
+    an external broker is configured to trust `ca.pem`. Raises PKIError for a broken or
+    half-present CA, never replacing it.
+    """
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return _load_or_create_ca(directory)
+
+
 def _load_or_create_ca(directory: Path) -> CertificateAuthority:
     cert_path, key_path = _paths(directory, CA_NAME)
     if cert_path.exists() or key_path.exists():

@@ -1,4 +1,4 @@
-"""Requests from edge nodes: parse the topic and payload, call cloud.services.edge, answer.
+"""Requests from edge nodes: parse the topic and payload, call a cloud service, answer.
 
 Every failure of a request with a `…/rejected` channel is answered there with a code (the one
 place cloud errors become MQTT codes); anything else — unknown topics, payloads that cannot be
@@ -16,6 +16,9 @@ from typing import Final
 from agent.contracts import topics, wire
 from agent.contracts.messages import (
     PAYLOADS,
+    CertRenew,
+    CertRenewAccepted,
+    CertRenewRejected,
     CommandResponse,
     Presence,
     Rejected,
@@ -35,7 +38,7 @@ from cloud.errors import CloudError
 from cloud.mqtt.commands import Commands
 from cloud.mqtt.link import Incoming, LinkDown
 from cloud.mqtt.ratelimit import RateLimiter
-from cloud.services import edge
+from cloud.services import cert_renewal, edge
 from cloud.services.context import CloudContext
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,12 @@ REJECTED: Final = {
     Channel.SHADOW_UPDATE: Channel.SHADOW_UPDATE_REJECTED,
     Channel.SHADOW_GET: Channel.SHADOW_GET_REJECTED,
     Channel.RESOURCES_GET: Channel.RESOURCES_GET_REJECTED,
+    Channel.CERT_RENEW: Channel.CERT_RENEW_REJECTED,
+}
+# Rejections whose model requires the request's clientToken: without one there is no answer.
+_CORRELATED: Final[dict[Channel, type[Rejected]]] = {
+    Channel.RESOURCES_GET_REJECTED: ResourcesGetRejected,
+    Channel.CERT_RENEW_REJECTED: CertRenewRejected,
 }
 _TOKEN: Final = re.compile(r"^[\x21-\x7e]{1,64}$")
 
@@ -106,6 +115,8 @@ class Handlers:
                 await self._get(topic, request)
             elif isinstance(request, ResourcesGet):
                 await self._resources(topic, request)
+            elif isinstance(request, CertRenew):
+                await self._renew(topic, request)
         except wire.PayloadError as exc:
             await self._reject(topic, 400, str(exc), token)
         except CloudError as exc:
@@ -142,6 +153,13 @@ class Handlers:
         answer = ResourcesGetAccepted(client_token=request.client_token, values=values)
         await self._send(topic.nid, Channel.RESOURCES_GET_ACCEPTED, answer.to_bytes())
 
+    async def _renew(self, topic: topics.Topic, request: CertRenew) -> None:
+        issued = await cert_renewal.renew(self._ctx, topic.namespace, topic.node, request.csr)
+        answer = CertRenewAccepted(
+            client_token=request.client_token, certificate=issued.cert_pem, ca=issued.ca_pem
+        )
+        await self._send(topic.nid, Channel.CERT_RENEW_ACCEPTED, answer.to_bytes())
+
     async def _presence(self, topic: topics.Topic, payload: bytes) -> None:
         try:
             presence = Presence.decode(payload)
@@ -170,14 +188,11 @@ class Handlers:
         channel = REJECTED.get(topic.channel)
         if channel is None:
             return
-        answer: Rejected
-        if channel is Channel.RESOURCES_GET_REJECTED:
-            if token is None:  # nothing to correlate the answer with
-                log.info("dropped an uncorrelatable request", extra={"nid": topic.nid})
-                return
-            answer = ResourcesGetRejected(code=code, message=message, client_token=token)
-        else:
-            answer = Rejected(code=code, message=message, client_token=token)
+        model = _CORRELATED.get(channel, Rejected)
+        if model is not Rejected and token is None:  # nothing to correlate the answer with
+            log.info("dropped an uncorrelatable request", extra={"nid": topic.nid})
+            return
+        answer = model(code=code, message=message, client_token=token)
         try:
             await self._send(topic.nid, channel, answer.to_bytes())
         except LinkDown as exc:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
 
+from cloud.broker.pki_files import load_or_create_ca
+from cloud.pki.ca import CertificateAuthority
 from cloud.secretbox import SecretBox
 from cloud.services import tokens
 from cloud.services.context import AccessListener, CloudContext, DesiredListener
@@ -48,18 +51,24 @@ async def start(
     """Open everything a serving cloud needs: data dir, secret key, store, first-start tenant.
 
     Access listeners hear the stored deny list once here, so a broker started before the store
-    opened shuts out deleted nodes from the beginning.
+    opened shuts out deleted nodes from the beginning. The CA in `DATA_DIR/pki` is created here
+    when missing, whether or not the cloud runs its own broker (it signs node certificates).
     """
-    secrets = prepare_data_dir(settings.data_dir)
+    secrets = await asyncio.to_thread(prepare_data_dir, settings.data_dir)
+    ca = await asyncio.to_thread(_load_ca, settings)
     await open_store(settings.database_url)
     try:
         await ensure_default_tenant(settings.data_dir)
-        context = CloudContext(settings, secrets, listeners, list(access_listeners or ()))
+        context = CloudContext(settings, secrets, listeners, list(access_listeners or ()), ca=ca)
         await context.access_changed()
     except BaseException:
         await close_store()
         raise
     return context
+
+
+def _load_ca(settings: CloudSettings) -> CertificateAuthority:
+    return load_or_create_ca(settings.pki_dir)
 
 
 async def stop() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from cloud.pki.ca import CertificateAuthority
 from cloud.secretbox import SecretBox
 from cloud.settings import CloudSettings
 from cloud.store import denied as denied_store
@@ -38,7 +39,8 @@ class CloudContext:
     the affected nodes; the MQTT bridge subscribes here to push deltas. `access_listeners` get
     the whole deny list (nids of deleted nodes) after it changed, and once at start-up; the
     managed broker subscribes here to rewrite its ACL. `commands` reaches nodes over MQTT (the
-    bridge sets it when it starts; None in REST-only mode).
+    bridge sets it when it starts; None in REST-only mode). `ca` is the cloud CA of
+    `DATA_DIR/pki`, which signs node certificates (cloud.services.node_certs).
     """
 
     settings: CloudSettings
@@ -46,6 +48,7 @@ class CloudContext:
     desired_listeners: list[DesiredListener] = field(default_factory=list)
     access_listeners: list[AccessListener] = field(default_factory=list)
     commands: CommandSender | None = None
+    ca: CertificateAuthority | None = None
 
     async def access_changed(self) -> None:
         """Give every access listener the current deny list (after the commit)."""

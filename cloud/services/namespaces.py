@@ -12,6 +12,7 @@ from cloud.services.context import Caller, CloudContext
 from cloud.store import apps as app_store
 from cloud.store import denied as denied_store
 from cloud.store import namespaces as store
+from cloud.store import node_certs as cert_store
 from cloud.store.db import transaction
 
 
@@ -31,7 +32,8 @@ async def get(caller: Caller) -> str:
 async def delete(ctx: CloudContext, caller: Caller) -> None:
     """Delete every resource of the caller's namespace, then the namespace itself.
 
-    Its nodes go on the broker's deny list, as single node deletions do.
+    Its nodes go on the broker's deny list and their certificates are stamped revoked, as
+    single node deletions do.
     """
     if not await store.exists(caller.namespace):
         raise NotFound("namespace", caller.namespace)
@@ -39,5 +41,6 @@ async def delete(ctx: CloudContext, caller: Caller) -> None:
         nodes = list(await app_store.node_labels(caller.namespace))
         await store.purge(caller.namespace)
         await denied_store.add(caller.namespace, nodes)
+        await cert_store.revoke(caller.namespace, nodes)
     if nodes:
         await ctx.access_changed()

@@ -17,11 +17,12 @@ from typing import Any, Final
 
 from agent.contracts import names, selectors, shadow
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.services import desired, properties, quotas
+from cloud.services import desired, quotas
 from cloud.services.context import Caller, CloudContext
 from cloud.services.versions import content_version
 from cloud.store import denied as denied_store
 from cloud.store import namespaces as namespace_store
+from cloud.store import node_certs as cert_store
 from cloud.store import nodes as store
 from cloud.store import shadows
 from cloud.store.db import transaction
@@ -240,7 +241,8 @@ async def set_sync_mode(caller: Caller, name: str, mode: str) -> None:
 async def delete(ctx: CloudContext, caller: Caller, name: str) -> None:
     """Delete a node with its shadow and app index rows (the apps themselves stay).
 
-    The node goes on the broker's deny list: its certificate may still be valid.
+    The node goes on the broker's deny list: its certificate may still be valid. Its
+    certificate rows are stamped revoked in the same transaction.
     """
     namespace = caller.namespace
     async with transaction():
@@ -250,6 +252,7 @@ async def delete(ctx: CloudContext, caller: Caller, name: str) -> None:
             raise NotFound(KIND, name, namespace)
         await shadows.delete(namespace, [name])
         await denied_store.add(namespace, [name])
+        await cert_store.revoke(namespace, [name])
     await ctx.access_changed()
 
 
@@ -315,34 +318,6 @@ async def apps_of(caller: Caller, name: str) -> list[NodeApp]:
             if isinstance(apps, dict):
                 wanted.update(apps)
     return await store.apps(namespace, wanted)
-
-
-async def install_command(caller: Caller, name: str, *, mode: str | None, method: str) -> str:
-    """The command that installs node `name`, from the operator's command template property.
-
-    The template (`baetyl-init-command`, or `baetyl-init-command-wget` for wget) may use
-    `{{address}}` (the `init-server-address` property), `{{namespace}}`, `{{node}}` and
-    `{{mode}}`; nothing else in it is interpreted, so shell syntax passes through untouched.
-    """
-    record = await require(caller.namespace, name)
-    template_name = properties.INIT_COMMAND + ("-wget" if method == "wget" else "")
-    found = await properties.values([template_name, properties.INIT_SERVER_ADDRESS])
-    template = found.get(template_name)
-    if not template:
-        raise Invalid(
-            "online installation is not available yet: the installer (GET /v1/init/…) arrives "
-            f"with a later release; an operator may set the {template_name!r} property to serve "
-            "a command of their own"
-        )
-    values = {
-        "address": found.get(properties.INIT_SERVER_ADDRESS, ""),
-        "namespace": caller.namespace,
-        "node": record.name,
-        "mode": mode or record.node_mode,
-    }
-    for key, value in values.items():
-        template = template.replace("{{" + key + "}}", value)
-    return template
 
 
 async def require(namespace: str, name: str, *, for_update: bool = False) -> NodeRecord:

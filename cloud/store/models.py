@@ -208,3 +208,42 @@ class DeniedNode(Model):
     class Meta:
         table = "baetyl_denied_node"
         unique_together = (("namespace", "name"),)
+
+
+class NodeCertificate(Model):
+    """A client certificate the cloud signed for a node (activation or renewal), DESIGN §10.
+
+    Kept so an operator can tell which certificates exist for a node and which of them were cut
+    off: deleting the node stamps `revoked_at` on its rows (the broker refuses the nid through the
+    deny list, decision #38, because Mosquitto's ACL setup has no CRL).
+    """
+
+    id = fields.IntField(primary_key=True)
+    namespace = fields.CharField(max_length=63)
+    name = fields.CharField(max_length=63)
+    serial = fields.CharField(max_length=64, unique=True)
+    not_before = fields.DatetimeField()
+    not_after = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+    create_time = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "baetyl_node_certificate"
+        indexes = (("namespace", "name"),)
+
+
+class ConsumedInstallToken(Model):
+    """An install token that already activated a node: tokens are single use (DESIGN §10).
+
+    Keyed by the token's random id; `expires_at` is the token's own expiry, after which the row
+    is useless (the token is refused as expired anyway) and may be purged.
+    """
+
+    jti = fields.CharField(max_length=64, primary_key=True)
+    namespace = fields.CharField(max_length=63)
+    name = fields.CharField(max_length=63)
+    expires_at = fields.DatetimeField()
+    consumed_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "baetyl_install_token_consumed"

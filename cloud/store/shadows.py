@@ -5,19 +5,40 @@ recomputed from desired and reported on load, so it can never disagree with them
 version they were computed from and update only if the row still holds it (`WHERE version = ?`),
 so concurrent writers — several cloud replicas — never lose an update: the loser gets Conflict
 and recomputes.
+
+The per-report path (`load_document`, `save_document`) runs plain SQL with orjson, as Tortoise
+itself would encode the JSON columns: building each query through the ORM cost more CPU than the
+database spent on it (bench/fleet.py, docs/benchmarks.md "Fleet").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+import orjson
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from agent.contracts import shadow
 from cloud.errors import Conflict
 from cloud.store.models import Shadow
 
 Document = dict[str, Any]
+
+_SECTIONS: Final = ("desired", "reported", "desired_meta", "reported_meta")
+_SELECT: Final = (
+    'SELECT "desired", "reported", "desired_meta", "reported_meta", "version", "timestamp" '
+    'FROM "baetyl_node_shadow" WHERE "namespace" = {0} AND "name" = {1} LIMIT 1{lock}'
+)
+# A NULL report time keeps the stored one (writes that do not come from the node).
+_UPDATE: Final = (
+    'UPDATE "baetyl_node_shadow" SET "desired" = {0}, "reported" = {1}, "desired_meta" = {2}, '
+    '"reported_meta" = {3}, "version" = {4}, "timestamp" = {5}, '
+    '"report_time" = COALESCE({6}, "report_time") '
+    'WHERE "namespace" = {7} AND "name" = {8} AND "version" = {9}'
+)
 
 
 @dataclass(frozen=True)
@@ -41,21 +62,48 @@ def _liveness(row: Shadow) -> Liveness:
 
 
 def _document(row: Shadow) -> Document:
-    desired = row.desired or {}
-    reported = row.reported or {}
+    return _assemble(
+        row.desired or {},
+        row.reported or {},
+        row.desired_meta or {},
+        row.reported_meta or {},
+        version=row.version,
+        timestamp=row.timestamp,
+    )
+
+
+def _assemble(
+    desired: Document,
+    reported: Document,
+    desired_meta: Document,
+    reported_meta: Document,
+    *,
+    version: int,
+    timestamp: float,
+) -> Document:
     return {
         "state": {
             shadow.DESIRED: desired,
             shadow.REPORTED: reported,
             shadow.DELTA: shadow.delta(desired, reported),
         },
-        "metadata": {
-            shadow.DESIRED: row.desired_meta or {},
-            shadow.REPORTED: row.reported_meta or {},
-        },
-        "version": int(row.version),
-        "timestamp": float(row.timestamp),
+        "metadata": {shadow.DESIRED: desired_meta, shadow.REPORTED: reported_meta},
+        "version": int(version),
+        "timestamp": float(timestamp),
     }
+
+
+def _record_document(record: Mapping[str, Any]) -> Document:
+    """A document from a plain-SQL row (JSON columns come back as text from both drivers)."""
+    desired, reported, desired_meta, reported_meta = (_loads(record[c]) for c in _SECTIONS)
+    return _assemble(
+        desired,
+        reported,
+        desired_meta,
+        reported_meta,
+        version=record["version"],
+        timestamp=record["timestamp"],
+    )
 
 
 def _columns(doc: Document) -> dict[str, Any]:
@@ -84,11 +132,13 @@ async def load_document(namespace: str, name: str, *, for_update: bool = False) 
     `for_update` locks the row until the transaction ends (PostgreSQL), so a read-modify-write
     does not race other writers into a Conflict.
     """
-    query = Shadow.filter(namespace=namespace, name=name)
-    if for_update:
-        query = query.select_for_update()
-    row = await query.first()
-    return None if row is None else _document(row)
+    connection = _connection()
+    if _is_postgres(connection):
+        sql = _SELECT.format("$1", "$2", lock=" FOR UPDATE" if for_update else "")
+    else:  # SQLite has no row locks: its writers are serialised anyway
+        sql = _SELECT.format("?", "?", lock="")
+    records = await connection.execute_query_dict(sql, [namespace, name])
+    return _record_document(records[0]) if records else None
 
 
 async def load_documents(namespace: str, names: Iterable[str]) -> dict[str, Document]:
@@ -125,11 +175,12 @@ async def save_document(
     that do not come from the node (desired changes), which keeps the previous report time.
     """
     columns = _columns(doc)
-    if reported_at is not None:
-        columns["report_time"] = reported_at
-    updated = await Shadow.filter(namespace=namespace, name=name, version=expected_version).update(
-        **columns
-    )
+    connection = _connection()
+    marks = [f"${n}" for n in range(1, 11)] if _is_postgres(connection) else ["?"] * 10
+    values: list[object] = [_dumps(columns[column]) for column in _SECTIONS]
+    values += [columns["version"], columns["timestamp"], reported_at]
+    values += [namespace, name, expected_version]
+    updated, _ = await connection.execute_query(_UPDATE.format(*marks), values)
     if not updated:
         raise Conflict(
             f"the shadow of node {name} changed concurrently (expected version "
@@ -173,3 +224,26 @@ async def set_presence(namespace: str, name: str, *, online: bool, at: float) ->
         online=online, presence_time=at
     )
     return bool(updated)
+
+
+def _connection() -> BaseDBAsyncClient:
+    connection: BaseDBAsyncClient = connections.get("default")  # the transaction's, if in one
+    return connection
+
+
+def _is_postgres(connection: BaseDBAsyncClient) -> bool:
+    return connection.capabilities.dialect == "postgres"
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _loads(value: object) -> Document:
+    """A JSON column's value as an object; SQL NULL or JSON null is empty, as on the ORM path."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):  # a driver that decodes JSON itself
+        return value
+    loaded = orjson.loads(value if isinstance(value, str | bytes) else str(value))
+    return loaded if isinstance(loaded, dict) else {}

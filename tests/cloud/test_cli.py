@@ -160,6 +160,21 @@ async def test_token_create_prints_a_token_the_server_accepts(tmp_path: Path) ->
         (["serve", "--data-dir", "x", "--mqtt-rate-limit", "0"], 2, "from 0.1 to 100000"),
         (["serve", "--data-dir", "x", "--mqtt-rate-limit", "many"], 2, "expected a number"),
         (["serve", "--data-dir", "x", "--command-timeout", "nan"], 2, "from 0.1 to 300"),
+        (
+            ["serve", "--data-dir", "x", "--no-mqtt", "--listen", "0.0.0.0:9004"],
+            2,
+            "give --init-url http://HOST:PORT",
+        ),
+        (
+            ["serve", "--data-dir", "x", "--mqtt-listen", "0.0.0.0:8883"],
+            2,
+            "give --node-mqtt-url mqtts://HOST:8883",
+        ),
+        (["serve", "--data-dir", "x", "--init-url", "ftp://h"], 2, "expected http(s)://HOST"),
+        (["serve", "--data-dir", "x", "--init-url", "http://h/?q=1"], 2, "without query"),
+        (["serve", "--data-dir", "x", "--node-mqtt-url", "mqtt://h:1"], 2, "mqtts://HOST:PORT"),
+        (["serve", "--data-dir", "x", "--node-cert-days", "0"], 2, "from 1 to 3650, got 0"),
+        (["serve", "--data-dir", "x", "--install-token-ttl", "5"], 2, "from 60 to 604800, got 5"),
         (["token", "create", "--data-dir", "x", "--role", "root"], 2, "invalid choice"),
         (
             ["token", "create", "--data-dir", "{tmp}", "--namespace", "Bad_NS"],

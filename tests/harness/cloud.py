@@ -20,9 +20,10 @@ from multidict import CIMultiDict
 
 from cloud.api.app import create_app
 from cloud.api.keys import BRIDGE
+from cloud.pki.ca import CertificateAuthority
 from cloud.services import tokens
 from cloud.services.context import AccessListener
-from cloud.settings import CloudSettings, MqttSettings, QuotaDefaults
+from cloud.settings import CloudSettings, InstallSettings, MqttSettings, QuotaDefaults
 from tests.harness.common import free_port
 
 TEST_DB_ENV = "BAETYL_TEST_DB"
@@ -106,10 +107,15 @@ async def start_cloud(
     mqtt: MqttSettings | None = None,
     access_listeners: Sequence[AccessListener] = (),
     command_timeout: float = 10.0,
+    ca: CertificateAuthority | None = None,
+    install: InstallSettings | None = None,
 ) -> tuple[web.AppRunner, CloudServer]:
     """Start a cloud server; the caller must `runner.cleanup()` and close the session.
 
-    With `mqtt`, the server's MQTT bridge is connected and subscribed when this returns.
+    With `mqtt`, the server's MQTT bridge is connected and subscribed when this returns. With
+    `ca` (such as the harness CA, which the session broker trusts), the cloud signs node
+    certificates with it instead of a CA of its own. `install` sets up the online installer
+    (addresses, token lifetime, dist directory).
     """
     port = free_port()
     settings = CloudSettings(
@@ -120,7 +126,10 @@ async def start_cloud(
         quotas=quotas or QuotaDefaults(),
         mqtt=mqtt,
         command_timeout=command_timeout,
+        install=install or InstallSettings(),
     )
+    if ca is not None:
+        seed_ca(settings.pki_dir, ca)
     changes: list[list[str]] = []
     app = create_app(
         settings, desired_listeners=[changes.append], access_listeners=access_listeners
@@ -138,3 +147,12 @@ async def start_cloud(
     token = (data_dir / "admin.token").read_text(encoding="ascii").strip()
     session = aiohttp.ClientSession()
     return runner, CloudServer(f"http://127.0.0.1:{port}", data_dir, token, session, changes)
+
+
+def seed_ca(pki_dir: Path, ca: CertificateAuthority) -> None:
+    """Put `ca` where the cloud loads its CA from (`DATA_DIR/pki/ca.pem` and `ca.key`)."""
+    pki_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (pki_dir / "ca.pem").write_bytes(ca.cert_pem)
+    key = pki_dir / "ca.key"
+    key.touch(mode=0o600)
+    key.write_bytes(ca.key_pem)

@@ -4,7 +4,8 @@ Each connection subscribes to the node's cloud → agent topics first, publishes
 `presence` online message (its will says offline), and only then tells the sync module it is up
 (DESIGN §4: subscribe first, then `shadow/get`). Messages are handed over in arrival order. A
 dropped or refused connection is retried with jittered exponential backoff, 1 s doubling to
-60 s; publishing while disconnected raises `LinkDown`.
+60 s; publishing while disconnected raises `LinkDown`. The TLS files are read again on every
+connect, so `reconnect()` after a certificate renewal brings the new certificate into use.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class AgentLink:
         self._client: aiomqtt.Client | None = None
         self._up = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._reconnect = asyncio.Event()
         self.connects = 0
 
     @property
@@ -105,6 +107,8 @@ class AgentLink:
         """Connect and serve until stopped; reconnect after every failure."""
         failures = 0
         while not self._stopping.is_set():
+            # Cleared before the files are read: a reconnect asked for from here on is honoured.
+            self._reconnect.clear()
             try:
                 context = await asyncio.to_thread(tls_context, self._settings)
                 await self._session(context)
@@ -117,6 +121,8 @@ class AgentLink:
                 )
             if self._stopping.is_set():
                 break
+            if self._reconnect.is_set() and not failures:
+                continue  # asked for: connect again at once
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), backoff(max(failures, 1)))
 
@@ -128,6 +134,15 @@ class AgentLink:
             with contextlib.suppress(aiomqtt.MqttError, LinkDown, TimeoutError):
                 async with asyncio.timeout(2):
                     await self.publish(Channel.PRESENCE, _presence(online=False), retain=True)
+
+    def reconnect(self) -> None:
+        """Disconnect cleanly (no will) and connect again at once, reading the TLS files anew.
+
+        Apps and the sync state are untouched; the new connection subscribes and reads the
+        shadow like any other. Without a connection this changes nothing: the next connect
+        reads the files anyway.
+        """
+        self._reconnect.set()
 
     async def publish(self, channel: Channel, payload: bytes, *, retain: bool = False) -> None:
         """Publish on the node's own topic with QoS 1 and wait for the PUBACK, or LinkDown."""
@@ -173,10 +188,7 @@ class AgentLink:
                 log.info("cloud link up", extra={"broker": self._address, "nid": settings.nid})
                 # Runs beside the message loop: it waits for answers that this loop delivers.
                 on_connect = asyncio.create_task(self._connected_callback(), name="sync-on-connect")
-                async for message in client.messages:
-                    received = _received(message)
-                    if received is not None:
-                        await self._deliver(received)
+                await self._serve(client)
             finally:
                 self._client = None
                 self._up.clear()
@@ -185,6 +197,27 @@ class AgentLink:
                     # The callback logs its own failures; a link going down ends it, that's all.
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await on_connect
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Deliver messages until the connection drops (MqttError) or a reconnect is asked for."""
+        receive = asyncio.create_task(self._receive(client), name="sync-link-receive")
+        asked = asyncio.create_task(self._reconnect.wait(), name="sync-link-reconnect")
+        try:
+            await asyncio.wait({receive, asked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            receive.cancel()
+            asked.cancel()
+            await asyncio.wait({receive, asked})
+        if not receive.cancelled():
+            receive.result()  # the drop's MqttError, for run() to log and back off
+        if self._reconnect.is_set():
+            log.info("cloud link reconnecting", extra={"broker": self._address})
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            received = _received(message)
+            if received is not None:
+                await self._deliver(received)
 
     @property
     def _address(self) -> str:

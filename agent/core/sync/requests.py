@@ -1,8 +1,8 @@
 """Requests to the cloud and their answers, correlated by `clientToken` (DESIGN §4).
 
-The agent asks (`shadow/update`, `shadow/get`, `resources/get`) and the cloud answers on the
-matching `accepted` or `rejected` channel with the same token. An answer nobody waits for any more
-(its request timed out) is dropped.
+The agent asks (`shadow/update`, `shadow/get`, `resources/get`, `cert/renew`) and the cloud
+answers on the matching `accepted` or `rejected` channel with the same token. An answer nobody
+waits for any more (its request timed out) is dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ ANSWERS: Final = {
     Channel.SHADOW_UPDATE: (Channel.SHADOW_UPDATE_ACCEPTED, Channel.SHADOW_UPDATE_REJECTED),
     Channel.SHADOW_GET: (Channel.SHADOW_GET_ACCEPTED, Channel.SHADOW_GET_REJECTED),
     Channel.RESOURCES_GET: (Channel.RESOURCES_GET_ACCEPTED, Channel.RESOURCES_GET_REJECTED),
+    Channel.CERT_RENEW: (Channel.CERT_RENEW_ACCEPTED, Channel.CERT_RENEW_REJECTED),
 }
 ACCEPTED: Final = frozenset(accepted for accepted, _ in ANSWERS.values())
 REJECTED: Final = frozenset(rejected for _, rejected in ANSWERS.values())

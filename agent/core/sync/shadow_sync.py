@@ -8,6 +8,7 @@
   when something asks for it (an app changed status) and at least every `report_interval`.
 - An accepted report whose version skips one means another writer (the cloud) changed the
   document meanwhile: read it again.
+- The node certificate is renewed over the same link at 2/3 of its lifetime (`renewal.py`).
 
 Desired states are saved to the local store before the engine hears of them, so an agent that
 restarts without a broker runs the last desired state it saw.
@@ -23,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
-from agent.contracts import shadow
+from agent.contracts import shadow, wire
 from agent.contracts.messages import (
     CommandRequest,
     CommandResponse,
@@ -36,6 +37,7 @@ from agent.contracts.resources import Application, Configuration, Secret
 from agent.contracts.topics import Channel
 from agent.core.backend import FetchError
 from agent.core.store import LocalStore, ResourceKey
+from agent.core.sync import renewal
 from agent.core.sync.diff import diff
 from agent.core.sync.link import AgentLink, LinkDown, LinkSettings, Received
 from agent.core.sync.requests import ACCEPTED, REJECTED, Rejected, Requests
@@ -67,6 +69,7 @@ class ShadowSync:
         commands: CommandHandler,
         on_connected: Callable[[], None] | None = None,
     ) -> None:
+        self._settings = settings
         self._store = store
         self._on_connected = on_connected
         self._report_interval = report_interval
@@ -75,6 +78,7 @@ class ShadowSync:
         self._handle_command = commands
         self._link = AgentLink(settings, self._deliver, self._connected)
         self._requests = Requests(self._link.publish, timeout=settings.timeout)
+        self._renewal = renewal.CertRenewal(settings, self._requests, self._link)
         self.desired: dict[str, Any] = {}
         self.version = 0  # the newest document version known here
         self._accepted: dict[str, Any] | None = None  # reported, as the cloud holds it
@@ -90,8 +94,21 @@ class ShadowSync:
         """The MQTT link (tests and the health check read its state)."""
         return self._link
 
+    @property
+    def cert_renewal(self) -> renewal.CertRenewal:
+        """The certificate renewal (tests read its count)."""
+        return self._renewal
+
     async def load(self) -> None:
-        """Start from the store: the last desired state and the local node properties."""
+        """Start from the store: the last desired state and the local node properties.
+
+        A certificate renewal that a crash interrupted is finished (or undone) first, before
+        the link reads the files.
+        """
+        settings = self._settings
+        done = await asyncio.to_thread(renewal.recover, settings.cert_file, settings.key_file)
+        if done is not None:
+            log.warning(done, extra={"cert_file": str(settings.cert_file)})
         snapshot = await self._store.load_desired()
         if snapshot is not None:
             self.desired, self.version = snapshot.section, snapshot.version
@@ -100,11 +117,12 @@ class ShadowSync:
             self._local_props = {str(k): str(v) for k, v in props.items()}
 
     async def run(self) -> None:
-        """Run the link, the report loop and the refresher until cancelled."""
+        """Run the link, the report loop, the refresher and the renewal until cancelled."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._link.run(), name="sync-link")
             group.create_task(self._report_loop(), name="sync-report")
             group.create_task(self._refresh_loop(), name="sync-refresh")
+            group.create_task(self._renewal.run(), name="sync-renew")
 
     async def stop(self) -> None:
         """Tell the cloud this node goes offline (the caller then cancels `run`)."""
@@ -151,7 +169,8 @@ class ShadowSync:
             ]
             try:
                 answer = await self._requests.ask(Channel.RESOURCES_GET, {"resources": refs})
-                accepted = ResourcesGetAccepted.model_validate(answer.body)
+                # Through JSON text: strict models take datetimes as strings only from JSON.
+                accepted = wire.validate(ResourcesGetAccepted, answer.body)
             except Rejected as exc:
                 raise FetchError(f"the cloud refused the resources: {exc}") from exc
             except (TimeoutError, LinkDown) as exc:

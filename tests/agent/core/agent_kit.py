@@ -19,7 +19,7 @@ import yaml
 from tests.harness.cloud import CloudServer
 from tests.harness.common import free_port
 from tests.harness.mosquitto import MosquittoBroker
-from tests.harness.pki import HarnessPKI
+from tests.harness.pki import CertFiles, HarnessPKI
 
 CORE_BIN = Path(sys.executable).parent / "baetyl-core"
 Json = dict[str, Any]
@@ -35,9 +35,13 @@ def write_core_config(
     report_interval: float = 1.0,
     engine_interval: float = 2.0,
     mqtt_port: int | None = None,
+    cert: CertFiles | None = None,
 ) -> Path:
-    """A core.yml for node `nid` with every directory under `directory`; returns its path."""
-    cert = pki.node(nid)
+    """A core.yml for node `nid` with every directory under `directory`; returns its path.
+
+    The node certificate is the harness's for `nid` unless `cert` is given.
+    """
+    cert = cert or pki.node(nid)
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         "node": {"ca": str(pki.ca_file), "cert": str(cert.cert_file), "key": str(cert.key_file)},

@@ -1,9 +1,14 @@
-"""The local API over real HTTP: Baetyl's routes and shapes, clear 4xx errors, graceful stop."""
+"""The local API over real HTTP: Baetyl's routes and shapes, clear 4xx errors, graceful stop.
+
+The HTTP layer itself (parsing, limits, timeouts) is tested in test_httpserve.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +18,7 @@ import pytest
 
 from agent.contracts.report import AppStats, AppStatus, InstanceStats, NodeInfo
 from agent.core import node
-from agent.core.api import ApiProviders, ApiServer, create_api, serve_api
+from agent.core.api import ApiProviders, ApiServer, CloudState, create_api, serve_api
 from agent.core.backend import NodeIdentity
 
 
@@ -99,14 +104,32 @@ def properties() -> MemoryProperties:
     return MemoryProperties()
 
 
+class CloudLink:
+    """The sync module's link state, set by the test."""
+
+    def __init__(self) -> None:
+        self.state = CloudState(connected=False, reports=0)
+
+    def __call__(self) -> CloudState:
+        return self.state
+
+
 @pytest.fixture
-def providers(apps: FixedApps, properties: MemoryProperties, tmp_path: Path) -> ApiProviders:
+def cloud_link() -> CloudLink:
+    return CloudLink()
+
+
+@pytest.fixture
+def providers(
+    apps: FixedApps, properties: MemoryProperties, cloud_link: CloudLink, tmp_path: Path
+) -> ApiProviders:
     return ApiProviders(
         identity=NodeIdentity(namespace="default", name="edge-01"),
         apps=apps,
         properties=properties,
         stats=node.StatsCollector(tmp_path),
         core=node.core_info("native"),
+        cloud=cloud_link,
     )
 
 
@@ -133,6 +156,17 @@ async def test_health_says_ok_and_who_is_running(client: Client) -> None:
     assert body["node"] == "default.edge-01"
     assert body["backend"] == "native"
     assert body["uptime"] >= 0
+    assert body["cloud"] == {"connected": False, "reports": 0}
+
+
+async def test_health_tells_whether_the_cloud_link_is_up_and_how_many_reports_went_through(
+    client: Client, cloud_link: CloudLink
+) -> None:
+    cloud_link.state = CloudState(connected=True, reports=3)
+    status, body = await client.get("/health")
+    assert status == 200
+    assert body["cloud"] == {"connected": True, "reports": 3}
+    assert body["status"] == "ok"
 
 
 async def test_node_stats_is_a_node_view_with_a_fresh_report(client: Client) -> None:
@@ -194,6 +228,11 @@ async def test_bad_property_bodies_get_a_400_that_names_the_problem(
 
 
 async def test_an_oversized_body_is_refused(client: Client) -> None:
+    body = b'{"k": "' + b"x" * (64 * 1024 - 9) + b'"}'  # 64 KiB exactly is still fine
+    assert len(body) == 64 * 1024
+    status, answer = await client.put("/node/properties", body)
+    assert status == 200
+    assert len(answer["k"]) == 64 * 1024 - 9
     status, answer = await client.put("/node/properties", b'{"k": "' + b"x" * 70_000 + b'"}')
     assert status == 413
     assert answer["code"] == "ErrRequestParamInvalid"
@@ -261,6 +300,61 @@ async def test_unknown_routes_and_methods_answer_in_the_error_shape(client: Clie
     async with client.session.post(client.server.url + "/node/stats") as response:
         assert response.status == 405
         assert (await response.json())["code"] == "ErrRequestMethodNotFound"
+
+
+async def test_wrong_methods_are_a_405_that_names_the_allowed_ones(client: Client) -> None:
+    for method, path, allow in (
+        ("POST", "/node/properties", "GET, PUT"),
+        ("DELETE", "/services/alpha/log", "GET"),
+        ("HEAD", "/health", "GET"),
+    ):
+        async with client.session.request(method, client.server.url + path) as response:
+            assert response.status == 405
+            assert response.headers["Allow"] == allow
+            if method != "HEAD":
+                assert await response.json() == {
+                    "code": "ErrRequestMethodNotFound",
+                    "message": "Method Not Allowed",
+                }
+
+
+async def test_the_app_name_in_the_path_is_percent_decoded(client: Client, apps: FixedApps) -> None:
+    status, text = await client.get("/services/al%70ha/log")
+    assert (status, text) == (200, "alpha line 1\nalpha line 2 ünïcode\n")
+    status, body = await client.get("/services/al%2Fpha/log")  # one segment, not two
+    assert status == 400
+    assert "application name 'al/pha'" in body["message"]
+    assert apps.log_calls == [("alpha", None, None)]
+
+
+async def test_requests_the_http_layer_refuses_answer_in_the_error_shape(
+    client: Client, properties: MemoryProperties
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"k": "v"}'
+
+    url = client.server.url + "/node/properties"
+    async with client.session.put(url, data=chunks()) as response:  # sent chunked
+        assert response.status == 411
+        assert (await response.json())["code"] == "ErrRequestParamInvalid"
+    headers = {f"X-{i}": "v" for i in range(70)}
+    async with client.session.get(client.server.url + "/health", headers=headers) as response:
+        assert response.status == 431
+        assert await response.json() == {
+            "code": "ErrRequestParamInvalid",
+            "message": "more than 64 headers",
+        }
+    assert properties.report == {"location": "hall-1"}
+
+
+def test_importing_the_api_does_not_import_aiohttp() -> None:
+    # aiohttp's server cost the agent ≈ 11 MB of RSS (docs/benchmarks.md, "Agent (issue 5)").
+    code = "import sys, agent.core.app, agent.core.api; print(sorted(m for m in sys.modules"
+    code += " if m.split('.')[0] in ('aiohttp', 'http.server')))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
 
 
 async def test_a_failing_provider_is_a_500_and_the_server_keeps_serving(

@@ -205,12 +205,13 @@ async def test_the_sync_mode_can_be_switched(cloud: CloudServer) -> None:
     assert (await cloud.ok("GET", "/v1/nodes/edge-1"))["mode"] == "cloud"
 
 
-async def test_the_install_command_needs_an_operator_template(cloud: CloudServer) -> None:
+async def test_the_install_command_needs_a_broker_address_for_nodes(cloud: CloudServer) -> None:
+    # This cloud runs without MQTT and was given no --node-mqtt-url: a node it installed could
+    # never connect, so it says what to set instead of handing out a command.
     await node(cloud, "edge-1")
     answer = await cloud.call("GET", "/v1/nodes/edge-1/init")
-    assert answer.status == 400
-    assert answer.body["code"] == "ErrRequestParamInvalid"
-    assert "later release" in answer.body["message"]
+    assert (answer.status, answer.body["code"]) == (503, "ErrServiceUnavailable")
+    assert "--node-mqtt-url" in answer.body["message"]
     assert (await cloud.call("GET", "/v1/nodes/ghost/init")).status == 404
 
 

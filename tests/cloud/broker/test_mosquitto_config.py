@@ -84,6 +84,10 @@ def test_config_sets_queue_limits_deliberately() -> None:
     assert int(options["message_size_limit"]) == DEFAULT_MESSAGE_SIZE_LIMIT
 
 
+def test_config_turns_nagle_off_so_answers_do_not_wait_for_delayed_acks() -> None:
+    assert _options(render_config(_settings()))["set_tcp_nodelay"] == "true"
+
+
 def _filled_section(prefix: str) -> dict[str, int]:
     """A section of many tiny leaves, as large as the shadow limit allows: metadata is largest."""
     section: dict[str, int] = {}

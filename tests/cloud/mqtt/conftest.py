@@ -23,6 +23,7 @@ import pytest
 from agent.contracts import topics
 from agent.contracts.topics import Channel
 from cloud.broker.managed import ManagedBroker
+from cloud.pki.ca import CertificateAuthority
 from cloud.settings import MqttSettings
 from tests.harness.cloud import CloudServer, start_cloud
 from tests.harness.common import free_port
@@ -107,11 +108,16 @@ def mqtt_settings(mosquitto: MosquittoBroker, pki: HarnessPKI) -> MqttSettings:
 
 @asynccontextmanager
 async def running_cloud(
-    data_dir: Path, db_url: str | None, settings: MqttSettings, *, command_timeout: float = 10.0
+    data_dir: Path,
+    db_url: str | None,
+    settings: MqttSettings,
+    *,
+    command_timeout: float = 10.0,
+    ca: CertificateAuthority | None = None,
 ) -> AsyncIterator[CloudServer]:
-    """A cloud with its MQTT bridge connected; stopped afterwards."""
+    """A cloud with its MQTT bridge connected; stopped afterwards (`ca`: see start_cloud)."""
     runner, server = await start_cloud(
-        data_dir, db_url, mqtt=settings, command_timeout=command_timeout
+        data_dir, db_url, mqtt=settings, command_timeout=command_timeout, ca=ca
     )
     try:
         yield server

@@ -6,6 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from agent.contracts.topics import Channel
 from tests.cloud.mqtt.conftest import AgentFactory, make_node, unique
@@ -14,10 +18,12 @@ from tests.harness.cloud import CloudServer
 UPDATE = Channel.SHADOW_UPDATE
 GET = Channel.SHADOW_GET
 RESOURCES = Channel.RESOURCES_GET
+RENEW = Channel.CERT_RENEW
 ANSWERS = {
     UPDATE: (Channel.SHADOW_UPDATE_ACCEPTED, Channel.SHADOW_UPDATE_REJECTED),
     GET: (Channel.SHADOW_GET_ACCEPTED, Channel.SHADOW_GET_REJECTED),
     RESOURCES: (Channel.RESOURCES_GET_ACCEPTED, Channel.RESOURCES_GET_REJECTED),
+    RENEW: (Channel.CERT_RENEW_ACCEPTED, Channel.CERT_RENEW_REJECTED),
 }
 
 
@@ -30,6 +36,19 @@ def _nested(depth: int) -> dict[str, Any]:
 
 def _reported(value: Any, **extra: Any) -> bytes:
     return json.dumps({"state": {"reported": value}, **extra}).encode()
+
+
+def _csr(common_name: str) -> str:
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _renew(**fields: Any) -> bytes:
+    return json.dumps({"clientToken": "c", **fields}).encode()
 
 
 REF = {"kind": "application", "name": "some-app", "version": "1"}
@@ -75,6 +94,13 @@ CASES: list[tuple[str, Channel, bytes, int]] = [
         400,
     ),
     ("resources without a version", RESOURCES, b'{"clientToken": "r", "resources": [{}]}', 400),
+    ("renew without a csr", RENEW, _renew(), 400),
+    ("renew with an empty csr", RENEW, _renew(csr=""), 400),
+    ("renew with a csr not a string", RENEW, _renew(csr=5), 400),
+    ("renew with a csr too long", RENEW, _renew(csr="x" * 20_000), 400),
+    ("renew with an extra field", RENEW, _renew(csr=_csr("default.x"), key="k"), 400),
+    ("renew with a csr not PEM", RENEW, _renew(csr="-----BEGIN CERTIFICATE REQUEST-----"), 400),
+    ("renew for another node", RENEW, _renew(csr=_csr("default.someone-else")), 400),
 ]
 
 
@@ -127,6 +153,7 @@ async def test_an_unknown_node_is_answered_404_and_nothing_is_stored(
             (UPDATE, _reported({"a": 1}, clientToken="u")),
             (GET, b'{"clientToken": "g"}'),
             (RESOURCES, json.dumps({"clientToken": "r", "resources": [REF]}).encode()),
+            (RENEW, _renew(csr=_csr(nid))),
         ):
             answer_channel, answer = await node.ask(channel, payload, ANSWERS[channel])
             assert answer_channel is ANSWERS[channel][1]
@@ -140,7 +167,9 @@ async def test_a_deleted_node_is_answered_404(cloud: CloudServer, agent: AgentFa
     await cloud.ok("DELETE", f"/v1/nodes/{nid.split('.', 1)[1]}")
     async with agent(nid) as node:
         answer_channel, answer = await node.ask(UPDATE, _reported({"a": 1}), ANSWERS[UPDATE])
-    assert (answer_channel, answer["code"]) == (Channel.SHADOW_UPDATE_REJECTED, 404)
+        assert (answer_channel, answer["code"]) == (Channel.SHADOW_UPDATE_REJECTED, 404)
+        answer_channel, answer = await node.ask(RENEW, _renew(csr=_csr(nid)), ANSWERS[RENEW])
+        assert (answer_channel, answer["code"]) == (Channel.CERT_RENEW_REJECTED, 404)
 
 
 async def test_a_flooding_node_is_rate_limited_and_others_are_not(

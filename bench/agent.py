@@ -1,0 +1,904 @@
+"""Benchmark of the edge agent (issue 5): idle memory and CPU of `baetyl-core`, deploy latency.
+
+Starts a real `baetyl-cloud serve` with its managed Mosquitto, issues a node certificate from the
+cloud's CA and runs a real `baetyl-core` process against them; apps are native `sleep infinity`
+processes. Measures
+  - RSS, USS and PSS of the agent process alone (not its apps), idle with 0 and with
+    `--idle-apps` running apps, and idle again after the latency rounds; then of a second agent
+    with the local API off; beside the RSS of a fresh interpreter importing the same libraries,
+    then the agent's modules one after another;
+  - "delta → all processes running" for each of `--sizes` apps: one node label change makes one
+    desired change carrying every app, timed from the REST call and from the agent's
+    "desired state changed" log line to its last "instance started" line;
+  - the agent's CPU over `--cpu-window` seconds, idle with `--idle-apps` apps running;
+  - which packages the agent imported (kubernetes_asyncio must not be one), read from the
+    `-X importtime` lines the agent writes with PYTHONPROFILEIMPORTTIME=1.
+Run: `.venv/bin/python bench/agent.py [--out F.json]`, or `--quick` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import importlib.util
+import itertools
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cloud.pki.ca import CertificateAuthority, write_certificate_files  # noqa: E402
+from tests.harness.common import HarnessError, free_port, wait_for_port  # noqa: E402
+
+Json = dict[str, Any]
+T = TypeVar("T")
+
+BIN = Path(sys.executable).parent
+NAMESPACE = "default"
+NODE = "bench-edge"
+MB = 1024 * 1024
+RSS_TARGET_MB = 50.0
+CPU_TARGET_PERCENT = 1.0
+APP_MARKER = "BAETYL_INSTANCE_DIR"
+LIBRARIES = ("asyncio", "ssl", "aiomqtt", "pydantic", "psutil", "yaml")
+"""What the agent cannot run without: a fresh interpreter importing these is the floor (the
+issue's list also named aiohttp; the agent's local API no longer uses it)."""
+AGENT_STEPS = (
+    "pydantic.main",
+    "agent.contracts.resources",
+    "agent.contracts.messages",
+    "agent.core.config",
+    "agent.core.native",
+    "agent.core.engine.engine",
+    "agent.core.sync.shadow_sync",
+    "agent.core.api",
+    "agent.core.app",
+)
+"""Imported one after the other after LIBRARIES: what each adds to the RSS."""
+_IMPORT_STEPS = """
+import importlib, json, sys
+def rss():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+steps = [["python", rss()]]
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+    steps.append([name, rss()])
+print(json.dumps(steps))
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Sizes and durations of one run."""
+
+    idle_apps: int = 20
+    """Apps running during the second memory sample and the CPU window."""
+    sizes: tuple[int, ...] = (1, 50)
+    """App counts of the deploy latency rounds."""
+    rounds: int = 10
+    """Deploy (and removal) rounds per size."""
+    settle: float = 10.0
+    """Seconds the agent is left alone before its memory is sampled."""
+    samples: int = 5
+    """Memory samples, one a second; the median is reported."""
+    cpu_window: float = 60.0
+    """Seconds of the idle CPU window."""
+    timeout: float = 120.0
+    """Seconds one deploy or removal round may take before the run fails."""
+
+
+FULL = Plan()
+QUICK = Plan(idle_apps=3, sizes=(1, 5), rounds=2, settle=2.0, samples=2, cpu_window=3.0, timeout=60)
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot go on: a process died, a round timed out, the agent failed an app."""
+
+
+class Progress:
+    """Timestamped progress lines on stderr."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        """One line, prefixed with the seconds since the start."""
+        print(f"[{time.monotonic() - self.started:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+class Reaper:
+    """Every process this benchmark started, and app run directories, killed on the way out.
+
+    Processes are held as psutil handles (pid and start time), so a pid reused meanwhile is never
+    signalled. `cleanup` is idempotent and synchronous: it also runs after the event loop is gone.
+    """
+
+    def __init__(self) -> None:
+        self._processes: list[tuple[str, psutil.Process]] = []
+        self._run_dirs: list[Path] = []
+
+    def track(self, what: str, pid: int) -> None:
+        """Remember a process to stop at the end."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self._processes.append((what, psutil.Process(pid)))
+
+    def track_apps(self, run_dir: Path) -> None:
+        """Remember an agent's run directory: its app processes are killed at the end."""
+        self._run_dirs.append(run_dir)
+
+    def kill_apps(self) -> int:
+        """SIGKILL the process group of every app under a tracked run directory; how many."""
+        prefixes = tuple(f"{directory}{os.sep}" for directory in self._run_dirs)
+        if not prefixes:
+            return 0
+        killed = 0
+        for process in psutil.process_iter():
+            try:
+                if not process.environ().get(APP_MARKER, "").startswith(prefixes):
+                    continue
+                os.killpg(process.pid, signal.SIGKILL)
+                killed += 1
+            except (psutil.Error, ProcessLookupError, PermissionError):
+                continue
+        return killed
+
+    def cleanup(self) -> None:
+        """Stop the agent, kill its apps, stop the cloud, then its broker if it outlived it."""
+        for kind in ("agent", "cloud", "broker"):
+            for what, process in self._processes:
+                if what == kind:
+                    _stop(process, timeout=15.0 if what == "cloud" else 10.0)
+            if kind == "agent":
+                self.kill_apps()
+
+
+def _stop(process: psutil.Process, *, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; reaped if it is our child."""
+    try:
+        process.terminate()
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+            process.wait(5)
+    except psutil.NoSuchProcess:
+        pass
+
+
+async def _terminate(process: asyncio.subprocess.Process, *, grace: float) -> None:
+    """SIGTERM a child, SIGKILL it after `grace` seconds, and reap it."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+@dataclasses.dataclass(frozen=True)
+class Cloud:
+    """A running `baetyl-cloud serve` with its managed broker."""
+
+    url: str
+    token: str
+    mqtt_port: int
+    data_dir: Path
+    log_file: Path
+
+
+@contextlib.asynccontextmanager
+async def cloud_process(work: Path, reaper: Reaper) -> AsyncIterator[Cloud]:
+    """`baetyl-cloud serve` with its managed Mosquitto on loopback ports."""
+    data_dir = work / "cloud"
+    port, mqtt_port = free_port(), free_port()
+    log_file = work / "cloud.log"
+    command = [
+        str(BIN / "baetyl-cloud"),
+        "--log-level",
+        "warning",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--mqtt-listen",
+        f"127.0.0.1:{mqtt_port}",
+    ]
+    with log_file.open("ab") as log:
+        # Its own session: a Ctrl-C reaches the benchmark only, which stops things in order.
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=log, stderr=log, start_new_session=True
+        )
+    reaper.track("cloud", process.pid)
+    try:
+        try:
+            await asyncio.to_thread(wait_for_port, "127.0.0.1", port, timeout=60)
+            await asyncio.to_thread(wait_for_port, "127.0.0.1", mqtt_port, timeout=30)
+            for child in psutil.Process(process.pid).children():
+                reaper.track("broker", child.pid)  # the cloud stops it; tracked in case it dies
+            token = (data_dir / "admin.token").read_text(encoding="ascii").strip()
+        except (HarnessError, OSError, psutil.Error) as exc:
+            raise BenchError(f"the cloud did not start: {exc}\n{_tail(log_file)}") from exc
+        yield Cloud(f"http://127.0.0.1:{port}", token, mqtt_port, data_dir, log_file)
+    finally:
+        await _terminate(process, grace=15)
+
+
+def write_core_config(directory: Path, cloud: Cloud, *, api: bool) -> Path:
+    """Node certificate from the cloud's CA and a core.yml, defaults but for paths; its path."""
+    pki = cloud.data_dir / "pki"
+    ca = CertificateAuthority.load((pki / "ca.pem").read_bytes(), (pki / "ca.key").read_bytes())
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = write_certificate_files(
+        directory, "node", ca.issue_client(f"{NAMESPACE}.{NODE}")
+    )
+    ca_file = directory / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    config = {
+        "node": {"ca": str(ca_file), "cert": str(cert_file), "key": str(key_file)},
+        "cloud": {"mqtt": f"mqtts://127.0.0.1:{cloud.mqtt_port}"},
+        "store": {"dir": str(directory / "store")},
+        "run": {"dir": str(directory / "run")},
+        "log": {"dir": str(directory / "log"), "level": "info", "format": "json"},
+        "api": {"listen": f"127.0.0.1:{free_port()}" if api else False},
+    }
+    path = directory / "core.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+class AgentLog:
+    """The agent's stderr, read as it grows: JSON log records and `-X importtime` lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: list[Json] = []
+        self.imported: set[str] = set()
+        """Every module the agent imported, so far."""
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> None:
+        """Read what was written since the last call."""
+        with self.path.open("rb") as file:
+            file.seek(self._offset)
+            data = file.read()
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace")
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    self.records.append(json.loads(line))
+            elif line.startswith("import time:"):
+                fields = line.split("|")
+                if len(fields) == 3 and fields[1].strip().isdigit():
+                    self.imported.add(fields[2].strip())
+
+    def since(self, mark: int) -> list[Json]:
+        """Records after the first `mark` ones (take `len(records)` as a mark)."""
+        self.poll()
+        return self.records[mark:]
+
+    def tail(self) -> str:
+        """The last lines, for error messages."""
+        return _tail(self.path)
+
+
+@dataclasses.dataclass
+class Agent:
+    """A running `baetyl-core` process."""
+
+    pid: int
+    config: Path
+    log: AgentLog
+
+
+@contextlib.asynccontextmanager
+async def agent_process(config: Path, reaper: Reaper) -> AsyncIterator[Agent]:
+    """`baetyl-core -c config`, its imports logged; waits until its link to the cloud is up."""
+    log_file = config.parent / "core.log"
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPROFILEIMPORTTIME": "1"}
+    reaper.track_apps(config.parent / "run")
+    with log_file.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            str(BIN / "baetyl-core"),
+            "-c",
+            str(config),
+            stdout=log,
+            stderr=log,
+            env=environment,
+            start_new_session=True,
+        )
+    reaper.track("agent", process.pid)
+    agent = Agent(process.pid, config, AgentLog(log_file))
+    try:
+
+        def link_up() -> bool | None:
+            if process.returncode is not None:
+                raise BenchError(f"baetyl-core exited:\n{agent.log.tail()}")
+            return any(r.get("message") == "cloud link up" for r in agent.log.since(0)) or None
+
+        await until(link_up, limit=60, what="the agent's link to the cloud")
+        yield agent
+    finally:
+        await _terminate(process, grace=10)
+        reaper.kill_apps()
+
+
+def app_processes(agent_pid: int) -> dict[str, int]:
+    """App name → live processes the agent started for it (its children)."""
+    found: dict[str, int] = {}
+    try:
+        children = psutil.Process(agent_pid).children()
+    except psutil.NoSuchProcess:
+        return found
+    for child in children:
+        try:
+            name = child.environ().get("BAETYL_APP_NAME")
+            alive = child.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            continue
+        if name and alive:
+            found[name] = found.get(name, 0) + 1
+    return found
+
+
+async def until(check: Callable[[], T | None], *, limit: float, what: str) -> T:
+    """Poll `check` every 50 ms until it returns a value; BenchError after `limit` seconds."""
+    try:
+        async with asyncio.timeout(limit):
+            while True:
+                value = check()
+                if value is not None:
+                    return value
+                await asyncio.sleep(0.05)  # a log file and /proc: nothing to wait on
+    except TimeoutError:
+        raise BenchError(f"timed out after {limit:.0f} s waiting for {what}") from None
+
+
+# -- the cloud's REST API ------------------------------------------------------------------
+
+
+class Rest:
+    """Authenticated JSON calls to the cloud."""
+
+    def __init__(self, cloud: Cloud, session: aiohttp.ClientSession) -> None:
+        self._url = cloud.url
+        self._session = session
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        """One call; BenchError unless it answered 200."""
+        async with self._session.request(method, self._url + path, json=body) as response:
+            payload = await response.json()
+            if response.status != 200:
+                raise BenchError(f"{method} {path}: {response.status} {payload}")
+            return payload
+
+    async def create_apps(self, names: list[str], label: str) -> None:
+        """Native `sleep infinity` apps placed on nodes labelled `label=on`."""
+        sleep = shutil.which("sleep") or "/bin/sleep"
+        for name in names:
+            body = {
+                "name": name,
+                "mode": "native",
+                "selector": f"{label}=on",
+                "services": [{"name": "main", "command": [sleep, "infinity"]}],
+            }
+            await self.call("POST", "/v1/apps", body)
+
+    async def set_labels(self, labels: dict[str, str]) -> None:
+        """Replace the node's labels (its apps are re-matched in one desired change)."""
+        await self.call("PUT", f"/v1/nodes/{NODE}", {"name": NODE, "labels": labels})
+
+
+# -- measurements ---------------------------------------------------------------------------
+
+
+def _time(record: Json) -> float:
+    return datetime.datetime.fromisoformat(str(record["time"])).timestamp()
+
+
+async def deploy(agent: Agent, rest: Rest, apps: list[str], label: str, plan: Plan) -> Json:
+    """Label the node so that `apps` land on it; times until every app's process runs."""
+    wanted = set(apps)
+    mark = len(agent.log.since(0))
+    put = time.time()
+    await rest.set_labels({label: "on"})
+    answered = time.time()
+
+    def done() -> tuple[float, float] | None:
+        desired: float | None = None
+        started: dict[str, float] = {}
+        for record in agent.log.since(mark):
+            message = record.get("message")
+            if message == "desired state changed" and desired is None:
+                desired = _time(record)
+            elif message == "instance started" and record.get("app") in wanted:
+                started.setdefault(str(record["app"]), _time(record))
+            elif message in {"app not deployed", "instance could not start"}:
+                raise BenchError(f"the agent failed an app: {record}")
+        if desired is None or len(started) < len(wanted):
+            return None
+        return desired, max(started.values())
+
+    desired, running = await until(done, limit=plan.timeout, what=f"{len(apps)} apps running")
+    await until(
+        lambda: _all_running(agent.pid, wanted), limit=10, what="the app processes to exist"
+    )
+    return {
+        "apps": len(apps),
+        "put_ms": (answered - put) * 1000,
+        "desired_after_put_ms": (desired - put) * 1000,
+        "from_put_ms": (running - put) * 1000,
+        "from_desired_ms": (running - desired) * 1000,
+    }
+
+
+def _all_running(agent_pid: int, wanted: set[str]) -> bool | None:
+    running = app_processes(agent_pid)
+    return all(running.get(name) for name in wanted) or None
+
+
+async def remove(agent: Agent, rest: Rest, apps: list[str], plan: Plan) -> float:
+    """Take the node's labels away; ms until every app was removed and its process is gone."""
+    wanted = set(apps)
+    mark = len(agent.log.since(0))
+    put = time.time()
+    await rest.set_labels({})
+
+    def done() -> float | None:
+        removed = [
+            _time(record)
+            for record in agent.log.since(mark)
+            if record.get("message") == "removed an app" and record.get("app") in wanted
+        ]
+        if len(removed) < len(wanted) or wanted & set(app_processes(agent.pid)):
+            return None
+        return max(removed)
+
+    gone = await until(done, limit=plan.timeout, what=f"{len(apps)} apps removed")
+    return (gone - put) * 1000
+
+
+async def sample_memory(pid: int, samples: int) -> Json:
+    """RSS, USS and PSS of one process, sampled once a second; medians and the top RSS, in MB."""
+    process = psutil.Process(pid)
+    rss: list[float] = []
+    uss: list[float] = []
+    pss: list[float] = []
+    for index in range(samples):
+        if index:
+            await asyncio.sleep(1.0)
+        rss.append(process.memory_info().rss / MB)
+        with contextlib.suppress(psutil.AccessDenied):
+            full = process.memory_full_info()
+            uss.append(full.uss / MB)
+            pss.append(full.pss / MB)
+    return {
+        "rss_mb": statistics.median(rss),
+        "rss_max_mb": max(rss),
+        "uss_mb": statistics.median(uss) if uss else None,
+        "pss_mb": statistics.median(pss) if pss else None,
+        "samples": samples,
+    }
+
+
+async def measure_cpu(pid: int, window: float) -> Json:
+    """CPU time (user + system, all threads) of one process over `window` seconds."""
+    process = psutil.Process(pid)
+    before, started = process.cpu_times(), time.monotonic()
+    await asyncio.sleep(window)
+    after, wall = process.cpu_times(), time.monotonic() - started
+    used = (after.user - before.user) + (after.system - before.system)
+    return {"window_s": wall, "cpu_s": used, "percent_one_core": 100 * used / wall}
+
+
+async def import_costs() -> Json:
+    """RSS of a fresh interpreter importing LIBRARIES, then each of AGENT_STEPS, in MB."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _IMPORT_STEPS,
+        *LIBRARIES,
+        *AGENT_STEPS,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise BenchError("the import measurement failed")
+    steps: list[tuple[str, int]] = [(str(name), int(rss)) for name, rss in json.loads(out)]
+    by_name = dict(steps)
+    baseline = by_name[LIBRARIES[-1]]
+    deltas = [
+        {"module": name, "added_mb": (rss - previous) / MB, "rss_mb": rss / MB}
+        for (_, previous), (name, rss) in itertools.pairwise(steps[len(LIBRARIES) :])
+    ]
+    return {
+        "python_mb": by_name["python"] / MB,
+        "libraries": list(LIBRARIES),
+        "libraries_mb": baseline / MB,
+        "agent_modules_mb": steps[-1][1] / MB,
+        "steps": deltas,
+    }
+
+
+def percentiles(samples: list[float]) -> Json:
+    """Median, nearest-rank p90, min and max."""
+    ordered = sorted(samples)
+    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+    return {
+        "p50": statistics.median(ordered),
+        "p90": p90,
+        "min": ordered[0],
+        "max": ordered[-1],
+        "count": len(ordered),
+    }
+
+
+def machine() -> Json:
+    """What the figures were measured on."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count() or 0,
+        "cpu": model or platform.processor(),
+        "ram_gb": psutil.virtual_memory().total / 1024**3,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+async def idle_phases(agent: Agent, rest: Rest, plan: Plan, progress: Progress) -> Json:
+    """Memory idle with 0 apps, then memory and CPU idle with `plan.idle_apps` apps."""
+    progress.say(f"idle with 0 apps: settling {plan.settle:.0f} s, then sampling memory")
+    await asyncio.sleep(plan.settle)
+    idle_0 = await sample_memory(agent.pid, plan.samples)
+    names = [f"idle-{index:02d}" for index in range(plan.idle_apps)]
+    await rest.create_apps(names, "bench-idle")
+    deployed = await deploy(agent, rest, names, "bench-idle", plan)
+    progress.say(
+        f"{plan.idle_apps} apps running after {deployed['from_put_ms']:.0f} ms; "
+        f"settling {plan.settle:.0f} s, then memory and {plan.cpu_window:.0f} s of CPU"
+    )
+    await asyncio.sleep(plan.settle)
+    idle_n = await sample_memory(agent.pid, plan.samples)
+    cpu = await measure_cpu(agent.pid, plan.cpu_window)
+    cpu["apps"] = sum(app_processes(agent.pid).values())
+    await remove(agent, rest, names, plan)
+    return {"idle_0": idle_0, f"idle_{plan.idle_apps}": idle_n, "cpu": cpu}
+
+
+async def latency_rounds(
+    agent: Agent, rest: Rest, size: int, plan: Plan, progress: Progress
+) -> Json:
+    """`plan.rounds` times: `size` apps deployed by one label change, then removed by another."""
+    names = [f"lat{size}-{index:02d}" for index in range(size)]
+    label = f"bench-lat{size}"
+    await rest.create_apps(names, label)
+    rounds, removals = [], []
+    for attempt in range(plan.rounds):
+        rounds.append(await deploy(agent, rest, names, label, plan))
+        removals.append(await remove(agent, rest, names, plan))
+        progress.say(
+            f"{size} app(s), round {attempt + 1}/{plan.rounds}: running "
+            f"{rounds[-1]['from_put_ms']:.0f} ms after the PUT "
+            f"({rounds[-1]['from_desired_ms']:.0f} ms after the desired change), "
+            f"removed in {removals[-1]:.0f} ms"
+        )
+    figures = {
+        key: percentiles([r[key] for r in rounds])
+        for key in ("from_put_ms", "from_desired_ms", "put_ms", "desired_after_put_ms")
+    }
+    return {"apps": size, "rounds": rounds, **figures, "removal_ms": percentiles(removals)}
+
+
+def imported_packages(log: AgentLog) -> Json:
+    """What the agent imported, by top-level package."""
+    log.poll()
+    packages = sorted(top for top in {name.split(".")[0] for name in log.imported} if _exists(top))
+    return {
+        "modules": len(log.imported),
+        "packages": packages,
+        "kubernetes_asyncio": "kubernetes_asyncio" in packages,
+        "cryptography": "cryptography" in packages,
+        "aiohttp": "aiohttp" in packages,
+    }
+
+
+async def run(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Json:
+    """Every phase in order; returns the results."""
+    load_start = os.getloadavg()
+    progress.say("import cost in a fresh interpreter")
+    imports = await import_costs()
+    progress.say("starting the cloud and its broker")
+    async with contextlib.AsyncExitStack() as stack:
+        cloud = await stack.enter_async_context(cloud_process(work, reaper))
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {cloud.token}"})
+        )
+        rest = Rest(cloud, session)
+        await rest.call("POST", "/v1/nodes", {"name": NODE, "labels": {}})
+        progress.say("starting baetyl-core")
+        config = write_core_config(work / "agent", cloud, api=True)
+        async with agent_process(config, reaper) as agent:
+            idle = await idle_phases(agent, rest, plan, progress)
+            latency = [
+                await latency_rounds(agent, rest, size, plan, progress) for size in plan.sizes
+            ]
+            progress.say("idle with 0 apps again: memory after the rounds")
+            await asyncio.sleep(plan.settle)
+            after = await sample_memory(agent.pid, plan.samples)
+            agent_imports = imported_packages(agent.log)
+
+        progress.say("baetyl-core again with the local API off: memory idle with 0 apps")
+        config = write_core_config(work / "agent-api-off", cloud, api=False)
+        async with agent_process(config, reaper) as agent:
+            await asyncio.sleep(plan.settle)
+            api_off = await sample_memory(agent.pid, plan.samples)
+            api_off_imports = imported_packages(agent.log)
+
+    cpu = idle.pop("cpu")
+    memory = {**idle, "after_rounds": after, "idle_0_api_off": api_off}
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "load_average": {"start": load_start, "end": os.getloadavg()},
+        "plan": dataclasses.asdict(plan),
+        "workdir": str(work),
+        "imports": imports,
+        "agent_imports": agent_imports,
+        "agent_imports_api_off": api_off_imports,
+        "memory": memory,
+        "cpu": cpu,
+        "latency": latency,
+        "checks": checks(plan, memory, cpu, agent_imports["packages"]),
+    }
+
+
+def checks(plan: Plan, memory: Json, cpu: Json, packages: list[str]) -> list[Json]:
+    """Each target of issue 5 with what was measured."""
+    rows = [
+        {
+            "target": f"idle RSS with {apps} <= {RSS_TARGET_MB:.0f} MB",
+            "measured": f"{memory[key]['rss_mb']:.1f} MB",
+            "met": memory[key]["rss_mb"] <= RSS_TARGET_MB,
+        }
+        for apps, key in (
+            ("0 apps", "idle_0"),
+            (f"{plan.idle_apps} apps", f"idle_{plan.idle_apps}"),
+            ("0 apps, local API off", "idle_0_api_off"),
+        )
+    ]
+    rows.append(
+        {
+            "target": f"idle CPU with {plan.idle_apps} apps < {CPU_TARGET_PERCENT:.0f} % of a core",
+            "measured": f"{cpu['percent_one_core']:.2f} %",
+            "met": cpu["percent_one_core"] < CPU_TARGET_PERCENT,
+        }
+    )
+    rows.append(
+        {
+            "target": "kubernetes_asyncio not imported (native mode)",
+            "measured": "imported" if "kubernetes_asyncio" in packages else "not imported",
+            "met": "kubernetes_asyncio" not in packages,
+        }
+    )
+    return rows
+
+
+def summary(result: Json) -> str:
+    """The Markdown tables docs/benchmarks.md quotes."""
+    imports, memory, cpu = result["imports"], result["memory"], result["cpu"]
+    load = result["load_average"]
+    lines = ["| target | measured | met |", "|---|---:|---|"]
+    lines += [
+        f"| {c['target']} | {c['measured']} | {'yes' if c['met'] else 'NO'} |"
+        for c in result["checks"]
+    ]
+    lines += [
+        "",
+        "| agent process | RSS MB | RSS max MB | USS MB | PSS MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, figures in memory.items():
+        uss, pss = (
+            "—" if figures[field] is None else f"{figures[field]:.1f}"
+            for field in ("uss_mb", "pss_mb")
+        )
+        lines.append(
+            f"| {key.replace('_', ' ')} | {figures['rss_mb']:.1f} | "
+            f"{figures['rss_max_mb']:.1f} | {uss} | {pss} |"
+        )
+    lines += [
+        "",
+        f"Fresh interpreter: {imports['python_mb']:.1f} MB; importing "
+        f"{', '.join(imports['libraries'])}: {imports['libraries_mb']:.1f} MB; "
+        f"then every agent module: {imports['agent_modules_mb']:.1f} MB.",
+        "",
+        "| then importing | adds MB | RSS MB |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {s['module']} | {s['added_mb']:.1f} | {s['rss_mb']:.1f} |" for s in imports["steps"]
+    ]
+    lines += [
+        "",
+        f"Idle CPU: {cpu['cpu_s']:.2f} s over {cpu['window_s']:.0f} s with {cpu['apps']} app "
+        f"processes = {cpu['percent_one_core']:.2f} % of one core.",
+        "",
+        f"Load average (1 min): {load['start'][0]:.2f} at the start, {load['end'][0]:.2f} at "
+        f"the end, on {result['machine']['nproc']} CPUs.",
+        "",
+        "| apps | rounds | PUT → running p50 / p90 ms | desired → running p50 / p90 ms "
+        "| removal p50 / p90 ms |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for size in result["latency"]:
+        put, desired, removal = size["from_put_ms"], size["from_desired_ms"], size["removal_ms"]
+        lines.append(
+            f"| {size['apps']} | {put['count']} | {put['p50']:.0f} / {put['p90']:.0f} | "
+            f"{desired['p50']:.0f} / {desired['p90']:.0f} | "
+            f"{removal['p50']:.0f} / {removal['p90']:.0f} |"
+        )
+    for key, what in (
+        ("agent_imports", "The agent"),
+        ("agent_imports_api_off", "With the API off it"),
+    ):
+        found = result[key]
+        lines += [
+            "",
+            f"{what} imported {found['modules']} modules from {len(found['packages'])} "
+            f"top-level packages; kubernetes_asyncio: {_yes(found['kubernetes_asyncio'])}, "
+            f"cryptography: {_yes(found['cryptography'])}, aiohttp: {_yes(found['aiohttp'])}.",
+        ]
+    return "\n".join(lines)
+
+
+def _yes(imported: bool) -> str:
+    return "imported" if imported else "not imported"
+
+
+def _exists(module: str) -> bool:
+    """Whether a top-level module can be imported here (importtime lists failed attempts too)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"({path} missing)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def counts(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive counts, ascending."""
+    try:
+        values = tuple(sorted(int(part) for part in text.split(",") if part.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts like 1,50, got {text!r}") from None
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"expected positive counts, got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags; values left unset come from the full or the --quick plan."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog="Progress goes to stderr, the Markdown summary to stdout.",
+    )
+    add = parser.add_argument
+    add("--quick", action="store_true", help="few apps and short windows (a smoke run)")
+    add("--idle-apps", type=int, help="apps running for the second memory sample and CPU (20)")
+    add("--sizes", type=counts, help="app counts of the deploy latency rounds (1,50)")
+    add("--rounds", type=int, help="deploy/remove rounds per size (10)")
+    add("--settle", type=float, help="seconds left idle before memory is sampled (10)")
+    add("--samples", type=int, help="memory samples, one a second (5)")
+    add("--cpu-window", type=float, help="seconds of the idle CPU window (60)")
+    add("--out", type=Path, metavar="FILE.json", help="write the results as JSON")
+    add("--keep", action="store_true", help="keep the working directory (logs, store)")
+    return parser
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """The plan from the flags, the rest from the full or the quick plan."""
+    base = QUICK if args.quick else FULL
+    changes = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(Plan)
+        if getattr(args, field.name, None) is not None
+    }
+    plan = dataclasses.replace(base, **changes)
+    if plan.idle_apps < 1 or plan.rounds < 1 or plan.samples < 1:
+        raise SystemExit("--idle-apps, --rounds and --samples must be at least 1")
+    return plan
+
+
+@contextlib.contextmanager
+def workdir(keep: bool, progress: Progress) -> Iterator[Path]:
+    """A private directory the broker (dropped to its own user) can traverse."""
+    path = Path(tempfile.mkdtemp(prefix="baetyl-bench-agent-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        if keep:
+            progress.say(f"kept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+async def _main(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Json:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run(plan, work, reaper, progress)
+
+
+def main() -> int:
+    """Entry point: run, print the summary, write the JSON; clean up whatever happens."""
+    args = build_parser().parse_args()
+    plan = make_plan(args)
+    progress = Progress()
+    reaper = Reaper()
+    with workdir(args.keep, progress) as work:
+        try:
+            result = asyncio.run(_main(plan, work, reaper, progress))
+        except BenchError as exc:
+            print(f"bench/agent.py: {exc}", file=sys.stderr)
+            return 1
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print("bench/agent.py: interrupted", file=sys.stderr)
+            return 130
+        finally:
+            reaper.cleanup()
+    print(summary(result))
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""Online installation end to end, as a user does it (DESIGN §10, docs/install.md).
+
+A real `baetyl-cloud serve` with its managed Mosquitto serves the install command, the script and
+the agent wheel; the script runs with `sh` in a temporary prefix (no systemd), builds a virtualenv
+(dependencies from pip's cache or the configured index), runs baetyl-init, which activates the
+node and starts baetyl-core; an app created over REST then runs on that node. Every process the
+test starts is killed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiomqtt
+import psutil
+import pytest
+
+from agent.contracts import topics
+from agent.contracts.topics import Channel
+from cloud.pki.ca import CertificateAuthority, write_certificate_files
+from tests.agent.core.native.kit import kill_leftovers
+from tests.harness.common import free_port, tail
+
+pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(420)]
+
+BIN = Path(sys.executable).parent
+PIP_CACHE = Path.home() / ".cache/baetyl-py/pip"
+SCRIPT_TIMEOUT = 300.0
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class Cloud:
+    """A running `baetyl-cloud serve` and what a user of it knows."""
+
+    url: str
+    token: str
+    mqtt_port: int
+    data_dir: Path
+    log_file: Path
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.url + path, json=body, headers=headers) as response,
+        ):
+            return response.status, await response.json(content_type=None)
+
+    async def ok(self, method: str, path: str, body: Any = None) -> Any:
+        status, answer = await self.call(method, path, body)
+        assert status == 200, f"{method} {path} -> {status}: {answer}"
+        return answer
+
+
+@dataclass(frozen=True)
+class Node:
+    """Where the script installs one node, and the environment it runs with."""
+
+    prefix: Path
+    workdir: Path
+    env: dict[str, str]
+
+    @property
+    def config(self) -> Path:
+        return self.prefix / "etc/baetyl/core.yml"
+
+
+@pytest.fixture
+async def cloud(agent_wheel: Path) -> AsyncIterator[Cloud]:
+    """`baetyl-cloud serve` with its own broker, serving the wheel of the working tree."""
+    # Not under pytest's tmp_path: as root the broker runs as `mosquitto` and must pass through.
+    top = Path(tempfile.mkdtemp(prefix="baetyl-install-"))
+    top.chmod(0o711)
+    data_dir, dist = top / "cloud", top / "dist"
+    data_dir.mkdir(mode=0o700)
+    dist.mkdir()
+    shutil.copy2(agent_wheel, dist / agent_wheel.name)
+    port, mqtt_port = free_port(), free_port()
+    log_file = top / "cloud.log"
+    with log_file.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            BIN / "baetyl-cloud", "serve", "--data-dir", str(data_dir),
+            "--listen", f"127.0.0.1:{port}", "--mqtt-listen", f"127.0.0.1:{mqtt_port}",
+            "--dist-dir", str(dist),
+            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await _wait_serving(url, process, log_file)
+        token = (data_dir / "admin.token").read_text().strip()
+        yield Cloud(url, token, mqtt_port, data_dir, log_file)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    """A prefix and an environment for the install script; its processes are killed after."""
+    prefix, workdir = tmp_path / "opt", tmp_path / "work"
+    workdir.mkdir()
+    env = {
+        **os.environ,
+        "BAETYL_PREFIX": str(prefix),
+        "BAETYL_NO_SYSTEMD": "1",
+        "BAETYL_PYTHON": sys.executable,
+        "BAETYL_API_LISTEN": f"127.0.0.1:{free_port()}",
+        "PIP_CACHE_DIR": str(PIP_CACHE),
+    }
+    env.pop("VIRTUAL_ENV", None)
+    try:
+        yield Node(prefix, workdir, env)
+    finally:
+        for process in core_processes(prefix / "etc/baetyl/core.yml"):
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        run_dir = prefix / "var/lib/baetyl/run"
+        if run_dir.exists():
+            kill_leftovers(run_dir)
+
+
+async def _wait_serving(url: str, process: asyncio.subprocess.Process, log_file: Path) -> None:
+    try:
+        async with asyncio.timeout(START_TIMEOUT), aiohttp.ClientSession() as session:
+            while "MQTT link up" not in log_file.read_text(errors="replace"):
+                assert process.returncode is None, f"exited with {process.returncode}"
+                await asyncio.sleep(0.1)
+            while True:
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with session.get(url + "/health") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+    except (AssertionError, TimeoutError) as exc:
+        raise AssertionError(f"baetyl-cloud did not start ({exc})\n{tail(log_file)}") from exc
+
+
+async def shell(node: Node, command: str) -> tuple[int, str]:
+    """Run `command` with sh in the node's work directory; (exit code, stdout + stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        "sh", "-c", command, cwd=node.workdir, env=node.env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), SCRIPT_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        raise
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace")
+
+
+def core_processes(config: Path) -> list[psutil.Process]:
+    """Live baetyl-core processes running with this core.yml."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            command = process.cmdline()
+            if (
+                str(config) in command
+                and any("baetyl-core" in part for part in command[:2])
+                and process.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def app_processes(app: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if (
+                process.environ().get("BAETYL_APP_NAME") == app
+                and process.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+async def eventually(check: Any, *, timeout: float, what: str) -> Any:
+    last: Any = None
+    try:
+        async with asyncio.timeout(timeout):
+            while not (last := await check()):
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}; last: {last!r}") from None
+    return last
+
+
+async def shadow_get_answered(cloud: Cloud, node_dir: Path, nid: str) -> bool:
+    """Connect with the node's own certificate and ask shadow/get; whether anything answers."""
+    context = ssl.create_default_context(cafile=str(node_dir / "ca.pem"))
+    context.load_cert_chain(node_dir / "client.pem", node_dir / "client.key")
+    async with aiomqtt.Client("127.0.0.1", cloud.mqtt_port, timeout=5, tls_context=context) as c:
+        for topic in topics.agent_subscriptions(nid):
+            with contextlib.suppress(aiomqtt.MqttError):
+                await c.subscribe(topic, qos=1)
+        await c.publish(topics.build(nid, Channel.SHADOW_GET), json.dumps({"clientToken": "x"}))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):
+                async for _ in c.messages:
+                    return True
+    return False
+
+
+async def test_a_node_installed_with_the_script_runs_the_apps_it_is_given(
+    cloud: Cloud, node: Node
+) -> None:
+    name = "edge-install"
+    nid = f"default.{name}"
+    await cloud.ok("POST", "/v1/nodes", {"name": name, "labels": {"site": "install-test"}})
+    command = (await cloud.ok("GET", f"/v1/nodes/{name}/init"))["cmd"]
+
+    code, out = await shell(node, command)
+    assert code == 0, out
+    for step in (
+        f"installing Baetyl-Py node {nid}",
+        "creating the virtualenv",
+        f"node {nid}",
+        "baetyl-core started",
+        "the node is online",
+    ):
+        assert step in out, out
+    view = await cloud.ok("GET", f"/v1/nodes/{name}")
+    assert view["ready"] == 1
+    (core,) = core_processes(node.config)
+    assert int((node.prefix / "var/run/baetyl-core.pid").read_text()) == core.pid
+
+    app = "install-sleeper"
+    await cloud.ok(
+        "POST",
+        "/v1/apps",
+        {
+            "name": app,
+            "mode": "native",
+            "selector": "site=install-test",
+            "services": [
+                {"name": "main", "command": [sys.executable, "-c", "import time; time.sleep(600)"]}
+            ],
+        },
+    )
+
+    async def app_running() -> list[psutil.Process]:
+        return app_processes(app)
+
+    (process,) = await eventually(app_running, timeout=60, what="the app process on the node")
+    assert str(node.prefix / "var/lib/baetyl/run") in process.cwd()
+
+    # The same script again (its token is used up now): one installation, one agent.
+    code, again = await shell(node, "sh baetyl-install.sh")
+    assert code == 0, again
+    assert "reusing the virtualenv" in again
+    assert f"already activated as {nid}: keeping it" in again
+    assert "baetyl-core already running" in again
+    assert [p.pid for p in core_processes(node.config)] == [core.pid]
+    assert [p.pid for p in app_processes(app)] == [process.pid]
+
+    # The same nid with a certificate from another CA is refused by the broker outright.
+    node_dir = node.prefix / "var/lib/baetyl/node"
+    forger = node.workdir / "forged"
+    forger.mkdir()
+    shutil.copy2(node_dir / "ca.pem", forger / "ca.pem")
+    write_certificate_files(forger, "client", CertificateAuthority.create().issue_client(nid))
+    with pytest.raises(aiomqtt.MqttError):
+        await shadow_get_answered(cloud, forger, nid)
+
+    # Deleted in the cloud, the node's certificate no longer gets it anywhere (deny list).
+    core.kill()  # it would reconnect with the same identity and take the session back
+    assert await shadow_get_answered(cloud, node_dir, nid)
+    await cloud.ok("DELETE", f"/v1/nodes/{name}")
+    assert not await shadow_get_answered(cloud, node_dir, nid)
+
+
+async def test_a_used_command_cannot_install_a_second_node(cloud: Cloud, node: Node) -> None:
+    await cloud.ok("POST", "/v1/nodes", {"name": "edge-a"})
+    command = (await cloud.ok("GET", "/v1/nodes/edge-a/init"))["cmd"]
+    token = command.split("token=")[1].split("'")[0]
+    # Activate through the API as another machine would, then the command is spent.
+    from agent.init import keys  # noqa: PLC0415 - only this test makes a CSR
+
+    async with aiohttp.ClientSession() as session:
+        body = {"token": token, "csr": keys.csr_pem(keys.new_key(), "default.edge-a")}
+        async with session.post(cloud.url + "/v1/active", json=body) as response:
+            assert response.status == 200
+    code, out = await shell(node, command)
+    assert code != 0
+    assert "curl: (22)" in out or "400" in out
+    assert not node.prefix.exists()
