@@ -9,7 +9,7 @@ CACHE_DIR ?= $(HOME)/.cache/baetyl-py
 export PIP_CACHE_DIR ?= $(CACHE_DIR)/pip
 PYTEST_ARGS ?=
 
-.PHONY: help venv install system-deps test lint demo migrations wheel clean
+.PHONY: help venv install system-deps test lint demo demo-stop migrations wheel clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -37,15 +37,16 @@ test: install system-deps  ## run the whole suite (real Mosquitto, SQLite and Po
 	BAETYL_TEST_DB=postgres $(BIN)/python -m pytest tests/cloud/api $(PYTEST_ARGS)
 
 lint: install  ## ruff, mypy --strict and the import rules of DESIGN §2
-	$(BIN)/ruff check agent cloud function_proxy tests bench
-	$(BIN)/ruff format --check agent cloud function_proxy tests bench
+	$(BIN)/ruff check agent cloud function_proxy tests bench tools examples
+	$(BIN)/ruff format --check agent cloud function_proxy tests bench tools examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-demo: install  ## cloud + agent + an example app (arrives with issue 7)
-	@echo "make demo: the end-to-end demo (cloud + agent + example app) is not built yet;" >&2
-	@echo "it arrives with issue 7. Nothing was started." >&2
-	@exit 1
+demo: install  ## cloud + node + the hello-native app in var/demo/ (DEMO_ARGS='--app-port N')
+	@$(BIN)/python tools/demo.py up --python $(PYTHON) $(DEMO_ARGS)
+
+demo-stop: install  ## stop what `make demo` started (data and logs stay in var/demo/)
+	@$(BIN)/python tools/demo.py down $(DEMO_ARGS)
 
 migrations: install  ## write a migration for model changes (NAME=short_name)
 	$(BIN)/tortoise -c cloud.store.migration_config.TORTOISE_ORM makemigrations $(if $(NAME),-n $(NAME))
