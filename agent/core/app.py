@@ -17,7 +17,7 @@ from agent.contracts.messages import CommandRequest
 from agent.contracts.report import AppStats
 from agent.core import node
 from agent.core.backend import Backend, NodeIdentity
-from agent.core.config import CoreConfig, node_identity
+from agent.core.config import ConfigError, CoreConfig, node_identity, unsupported
 from agent.core.engine.engine import Engine
 from agent.core.native.backend import NativeBackend
 from agent.core.store import LocalStore
@@ -63,8 +63,9 @@ class Core:
 
     def _backend(self) -> Backend:
         config = self.config
-        if config.engine.backend != "native":
-            raise NotImplementedError("engine.backend kube is not available yet: use native")
+        problems = unsupported(config)
+        if problems:
+            raise ConfigError("core.yml", problems)
         return NativeBackend(
             self.identity,
             run_dir=config.run.dir,

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from agent.contracts.version import VERSION
 from agent.core import logsetup
-from agent.core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, node_identity
+from agent.core.backend import NodeIdentity
+from agent.core.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    CoreConfig,
+    load_config,
+    node_identity,
+    unsupported,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,12 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _checked(path: Path) -> tuple[CoreConfig, NodeIdentity]:
+    """The configuration, refused when this agent cannot run it, and the node it is for."""
+    config = load_config(path)
+    problems = unsupported(config)
+    if problems:
+        raise ConfigError(path, problems)
+    return config, node_identity(config)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     try:
-        config = load_config(args.config)
-        identity = node_identity(config)
+        config, identity = _checked(args.config)
     except ConfigError as exc:
         sys.stderr.write(f"baetyl-core: {exc}\n")
         return 2

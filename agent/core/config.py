@@ -294,6 +294,20 @@ def missing_files(config: CoreConfig) -> list[str]:
     return problems
 
 
+def unsupported(config: CoreConfig) -> list[str]:
+    """Settings the schema accepts but this agent cannot run with (said at start and `--check`).
+
+    `engine.backend: kube` is part of the schema because the Kubernetes install manifest writes
+    it; the Kubernetes backend itself is not part of this agent.
+    """
+    if config.engine.backend != "native":
+        return [
+            f"engine.backend: {config.engine.backend!r} is not available in this agent; "
+            "it runs apps as native processes: set engine.backend: native"
+        ]
+    return []
+
+
 def node_identity(config: CoreConfig) -> NodeIdentity:
     """The node's namespace and name, from the CN (`<ns>.<node>`) of its client certificate."""
     return read_node_identity(config.node.cert, key_path="node.cert")
