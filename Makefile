@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 CACHE_DIR ?= $(HOME)/.cache/baetyl-py
 export PIP_CACHE_DIR ?= $(CACHE_DIR)/pip
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help venv install system-deps test lint demo demo-stop migrations wheel clean
+.PHONY: help venv install system-deps test lint demo demo-stop bench bench-report migrations wheel clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -47,6 +48,12 @@ demo: install  ## cloud + node + the hello-native app in var/demo/ (DEMO_ARGS='-
 
 demo-stop: install  ## stop what `make demo` started (data and logs stay in var/demo/)
 	@$(BIN)/python tools/demo.py down $(DEMO_ARGS)
+
+bench: install system-deps  ## run bench/* (~30 min), rewrite docs/benchmarks.md + plots (BENCH_ARGS='--quick')
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+bench-report: install  ## redraw docs/benchmarks.md and its plots from bench/results/ without measuring
+	$(BIN)/python bench/report.py
 
 migrations: install  ## write a migration for model changes (NAME=short_name)
 	$(BIN)/tortoise -c cloud.store.migration_config.TORTOISE_ORM makemigrations $(if $(NAME),-n $(NAME))

@@ -22,39 +22,43 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import importlib.util
 import itertools
 import json
-import math
 import os
-import platform
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import aiohttp
 import psutil
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # before bench/: this file's own name shadows the agent package
 
-from cloud.pki.ca import CertificateAuthority, write_certificate_files  # noqa: E402
-from tests.harness.common import HarnessError, free_port, wait_for_port  # noqa: E402
+from edgekit import (  # noqa: E402
+    NODE,
+    Agent,
+    AgentLog,
+    BenchError,
+    Json,
+    Progress,
+    Reaper,
+    Rest,
+    agent_process,
+    all_running,
+    app_processes,
+    cloud_process,
+    percentiles,
+    record_time,
+    until,
+    workdir,
+    write_core_config,
+)
+from provenance import provenance  # noqa: E402
 
-Json = dict[str, Any]
-T = TypeVar("T")
-
-BIN = Path(sys.executable).parent
-NAMESPACE = "default"
-NODE = "bench-edge"
 MB = 1024 * 1024
 RSS_TARGET_MB = 50.0
 CPU_TARGET_PERCENT = 1.0
@@ -113,321 +117,6 @@ FULL = Plan()
 QUICK = Plan(idle_apps=3, sizes=(1, 5), rounds=2, settle=2.0, samples=2, cpu_window=3.0, timeout=60)
 
 
-class BenchError(RuntimeError):
-    """The benchmark cannot go on: a process died, a round timed out, the agent failed an app."""
-
-
-class Progress:
-    """Timestamped progress lines on stderr."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    def say(self, text: str) -> None:
-        """One line, prefixed with the seconds since the start."""
-        print(f"[{time.monotonic() - self.started:6.1f} s] {text}", file=sys.stderr, flush=True)
-
-
-# -- processes ------------------------------------------------------------------------------
-
-
-class Reaper:
-    """Every process this benchmark started, and app run directories, killed on the way out.
-
-    Processes are held as psutil handles (pid and start time), so a pid reused meanwhile is never
-    signalled. `cleanup` is idempotent and synchronous: it also runs after the event loop is gone.
-    """
-
-    def __init__(self) -> None:
-        self._processes: list[tuple[str, psutil.Process]] = []
-        self._run_dirs: list[Path] = []
-
-    def track(self, what: str, pid: int) -> None:
-        """Remember a process to stop at the end."""
-        with contextlib.suppress(psutil.NoSuchProcess):
-            self._processes.append((what, psutil.Process(pid)))
-
-    def track_apps(self, run_dir: Path) -> None:
-        """Remember an agent's run directory: its app processes are killed at the end."""
-        self._run_dirs.append(run_dir)
-
-    def kill_apps(self) -> int:
-        """SIGKILL the process group of every app under a tracked run directory; how many."""
-        prefixes = tuple(f"{directory}{os.sep}" for directory in self._run_dirs)
-        if not prefixes:
-            return 0
-        killed = 0
-        for process in psutil.process_iter():
-            try:
-                if not process.environ().get(APP_MARKER, "").startswith(prefixes):
-                    continue
-                os.killpg(process.pid, signal.SIGKILL)
-                killed += 1
-            except (psutil.Error, ProcessLookupError, PermissionError):
-                continue
-        return killed
-
-    def cleanup(self) -> None:
-        """Stop the agent, kill its apps, stop the cloud, then its broker if it outlived it."""
-        for kind in ("agent", "cloud", "broker"):
-            for what, process in self._processes:
-                if what == kind:
-                    _stop(process, timeout=15.0 if what == "cloud" else 10.0)
-            if kind == "agent":
-                self.kill_apps()
-
-
-def _stop(process: psutil.Process, *, timeout: float) -> None:
-    """SIGTERM, then SIGKILL after `timeout`; reaped if it is our child."""
-    try:
-        process.terminate()
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-            process.wait(5)
-    except psutil.NoSuchProcess:
-        pass
-
-
-async def _terminate(process: asyncio.subprocess.Process, *, grace: float) -> None:
-    """SIGTERM a child, SIGKILL it after `grace` seconds, and reap it."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), grace)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-
-
-@dataclasses.dataclass(frozen=True)
-class Cloud:
-    """A running `baetyl-cloud serve` with its managed broker."""
-
-    url: str
-    token: str
-    mqtt_port: int
-    data_dir: Path
-    log_file: Path
-
-
-@contextlib.asynccontextmanager
-async def cloud_process(work: Path, reaper: Reaper) -> AsyncIterator[Cloud]:
-    """`baetyl-cloud serve` with its managed Mosquitto on loopback ports."""
-    data_dir = work / "cloud"
-    port, mqtt_port = free_port(), free_port()
-    log_file = work / "cloud.log"
-    command = [
-        str(BIN / "baetyl-cloud"),
-        "--log-level",
-        "warning",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--mqtt-listen",
-        f"127.0.0.1:{mqtt_port}",
-    ]
-    with log_file.open("ab") as log:
-        # Its own session: a Ctrl-C reaches the benchmark only, which stops things in order.
-        process = await asyncio.create_subprocess_exec(
-            *command, stdout=log, stderr=log, start_new_session=True
-        )
-    reaper.track("cloud", process.pid)
-    try:
-        try:
-            await asyncio.to_thread(wait_for_port, "127.0.0.1", port, timeout=60)
-            await asyncio.to_thread(wait_for_port, "127.0.0.1", mqtt_port, timeout=30)
-            for child in psutil.Process(process.pid).children():
-                reaper.track("broker", child.pid)  # the cloud stops it; tracked in case it dies
-            token = (data_dir / "admin.token").read_text(encoding="ascii").strip()
-        except (HarnessError, OSError, psutil.Error) as exc:
-            raise BenchError(f"the cloud did not start: {exc}\n{_tail(log_file)}") from exc
-        yield Cloud(f"http://127.0.0.1:{port}", token, mqtt_port, data_dir, log_file)
-    finally:
-        await _terminate(process, grace=15)
-
-
-def write_core_config(directory: Path, cloud: Cloud, *, api: bool) -> Path:
-    """Node certificate from the cloud's CA and a core.yml, defaults but for paths; its path."""
-    pki = cloud.data_dir / "pki"
-    ca = CertificateAuthority.load((pki / "ca.pem").read_bytes(), (pki / "ca.key").read_bytes())
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_file, key_file = write_certificate_files(
-        directory, "node", ca.issue_client(f"{NAMESPACE}.{NODE}")
-    )
-    ca_file = directory / "ca.pem"
-    ca_file.write_bytes(ca.cert_pem)
-    config = {
-        "node": {"ca": str(ca_file), "cert": str(cert_file), "key": str(key_file)},
-        "cloud": {"mqtt": f"mqtts://127.0.0.1:{cloud.mqtt_port}"},
-        "store": {"dir": str(directory / "store")},
-        "run": {"dir": str(directory / "run")},
-        "log": {"dir": str(directory / "log"), "level": "info", "format": "json"},
-        "api": {"listen": f"127.0.0.1:{free_port()}" if api else False},
-    }
-    path = directory / "core.yml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
-class AgentLog:
-    """The agent's stderr, read as it grows: JSON log records and `-X importtime` lines."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.records: list[Json] = []
-        self.imported: set[str] = set()
-        """Every module the agent imported, so far."""
-        self._offset = 0
-        self._partial = b""
-
-    def poll(self) -> None:
-        """Read what was written since the last call."""
-        with self.path.open("rb") as file:
-            file.seek(self._offset)
-            data = file.read()
-        self._offset += len(data)
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        for raw in lines:
-            line = raw.decode("utf-8", errors="replace")
-            if line.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    self.records.append(json.loads(line))
-            elif line.startswith("import time:"):
-                fields = line.split("|")
-                if len(fields) == 3 and fields[1].strip().isdigit():
-                    self.imported.add(fields[2].strip())
-
-    def since(self, mark: int) -> list[Json]:
-        """Records after the first `mark` ones (take `len(records)` as a mark)."""
-        self.poll()
-        return self.records[mark:]
-
-    def tail(self) -> str:
-        """The last lines, for error messages."""
-        return _tail(self.path)
-
-
-@dataclasses.dataclass
-class Agent:
-    """A running `baetyl-core` process."""
-
-    pid: int
-    config: Path
-    log: AgentLog
-
-
-@contextlib.asynccontextmanager
-async def agent_process(config: Path, reaper: Reaper) -> AsyncIterator[Agent]:
-    """`baetyl-core -c config`, its imports logged; waits until its link to the cloud is up."""
-    log_file = config.parent / "core.log"
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPROFILEIMPORTTIME": "1"}
-    reaper.track_apps(config.parent / "run")
-    with log_file.open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            str(BIN / "baetyl-core"),
-            "-c",
-            str(config),
-            stdout=log,
-            stderr=log,
-            env=environment,
-            start_new_session=True,
-        )
-    reaper.track("agent", process.pid)
-    agent = Agent(process.pid, config, AgentLog(log_file))
-    try:
-
-        def link_up() -> bool | None:
-            if process.returncode is not None:
-                raise BenchError(f"baetyl-core exited:\n{agent.log.tail()}")
-            return any(r.get("message") == "cloud link up" for r in agent.log.since(0)) or None
-
-        await until(link_up, limit=60, what="the agent's link to the cloud")
-        yield agent
-    finally:
-        await _terminate(process, grace=10)
-        reaper.kill_apps()
-
-
-def app_processes(agent_pid: int) -> dict[str, int]:
-    """App name → live processes the agent started for it (its children)."""
-    found: dict[str, int] = {}
-    try:
-        children = psutil.Process(agent_pid).children()
-    except psutil.NoSuchProcess:
-        return found
-    for child in children:
-        try:
-            name = child.environ().get("BAETYL_APP_NAME")
-            alive = child.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            continue
-        if name and alive:
-            found[name] = found.get(name, 0) + 1
-    return found
-
-
-async def until(check: Callable[[], T | None], *, limit: float, what: str) -> T:
-    """Poll `check` every 50 ms until it returns a value; BenchError after `limit` seconds."""
-    try:
-        async with asyncio.timeout(limit):
-            while True:
-                value = check()
-                if value is not None:
-                    return value
-                await asyncio.sleep(0.05)  # a log file and /proc: nothing to wait on
-    except TimeoutError:
-        raise BenchError(f"timed out after {limit:.0f} s waiting for {what}") from None
-
-
-# -- the cloud's REST API ------------------------------------------------------------------
-
-
-class Rest:
-    """Authenticated JSON calls to the cloud."""
-
-    def __init__(self, cloud: Cloud, session: aiohttp.ClientSession) -> None:
-        self._url = cloud.url
-        self._session = session
-
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        """One call; BenchError unless it answered 200."""
-        async with self._session.request(method, self._url + path, json=body) as response:
-            payload = await response.json()
-            if response.status != 200:
-                raise BenchError(f"{method} {path}: {response.status} {payload}")
-            return payload
-
-    async def create_apps(self, names: list[str], label: str) -> None:
-        """Native `sleep infinity` apps placed on nodes labelled `label=on`."""
-        sleep = shutil.which("sleep") or "/bin/sleep"
-        for name in names:
-            body = {
-                "name": name,
-                "mode": "native",
-                "selector": f"{label}=on",
-                "services": [{"name": "main", "command": [sleep, "infinity"]}],
-            }
-            await self.call("POST", "/v1/apps", body)
-
-    async def set_labels(self, labels: dict[str, str]) -> None:
-        """Replace the node's labels (its apps are re-matched in one desired change)."""
-        await self.call("PUT", f"/v1/nodes/{NODE}", {"name": NODE, "labels": labels})
-
-
-# -- measurements ---------------------------------------------------------------------------
-
-
-def _time(record: Json) -> float:
-    return datetime.datetime.fromisoformat(str(record["time"])).timestamp()
-
-
 async def deploy(agent: Agent, rest: Rest, apps: list[str], label: str, plan: Plan) -> Json:
     """Label the node so that `apps` land on it; times until every app's process runs."""
     wanted = set(apps)
@@ -442,9 +131,9 @@ async def deploy(agent: Agent, rest: Rest, apps: list[str], label: str, plan: Pl
         for record in agent.log.since(mark):
             message = record.get("message")
             if message == "desired state changed" and desired is None:
-                desired = _time(record)
+                desired = record_time(record)
             elif message == "instance started" and record.get("app") in wanted:
-                started.setdefault(str(record["app"]), _time(record))
+                started.setdefault(str(record["app"]), record_time(record))
             elif message in {"app not deployed", "instance could not start"}:
                 raise BenchError(f"the agent failed an app: {record}")
         if desired is None or len(started) < len(wanted):
@@ -452,9 +141,7 @@ async def deploy(agent: Agent, rest: Rest, apps: list[str], label: str, plan: Pl
         return desired, max(started.values())
 
     desired, running = await until(done, limit=plan.timeout, what=f"{len(apps)} apps running")
-    await until(
-        lambda: _all_running(agent.pid, wanted), limit=10, what="the app processes to exist"
-    )
+    await until(lambda: all_running(agent.pid, wanted), limit=10, what="the app processes to exist")
     return {
         "apps": len(apps),
         "put_ms": (answered - put) * 1000,
@@ -462,11 +149,6 @@ async def deploy(agent: Agent, rest: Rest, apps: list[str], label: str, plan: Pl
         "from_put_ms": (running - put) * 1000,
         "from_desired_ms": (running - desired) * 1000,
     }
-
-
-def _all_running(agent_pid: int, wanted: set[str]) -> bool | None:
-    running = app_processes(agent_pid)
-    return all(running.get(name) for name in wanted) or None
 
 
 async def remove(agent: Agent, rest: Rest, apps: list[str], plan: Plan) -> float:
@@ -478,7 +160,7 @@ async def remove(agent: Agent, rest: Rest, apps: list[str], plan: Plan) -> float
 
     def done() -> float | None:
         removed = [
-            _time(record)
+            record_time(record)
             for record in agent.log.since(mark)
             if record.get("message") == "removed an app" and record.get("app") in wanted
         ]
@@ -553,39 +235,6 @@ async def import_costs() -> Json:
     }
 
 
-def percentiles(samples: list[float]) -> Json:
-    """Median, nearest-rank p90, min and max."""
-    ordered = sorted(samples)
-    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-    return {
-        "p50": statistics.median(ordered),
-        "p90": p90,
-        "min": ordered[0],
-        "max": ordered[-1],
-        "count": len(ordered),
-    }
-
-
-def machine() -> Json:
-    """What the figures were measured on."""
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count() or 0,
-        "cpu": model or platform.processor(),
-        "ram_gb": psutil.virtual_memory().total / 1024**3,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-    }
-
-
-# -- the run --------------------------------------------------------------------------------
-
-
 async def idle_phases(agent: Agent, rest: Rest, plan: Plan, progress: Progress) -> Json:
     """Memory idle with 0 apps, then memory and CPU idle with `plan.idle_apps` apps."""
     progress.say(f"idle with 0 apps: settling {plan.settle:.0f} s, then sampling memory")
@@ -658,7 +307,7 @@ async def run(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Jso
         await rest.call("POST", "/v1/nodes", {"name": NODE, "labels": {}})
         progress.say("starting baetyl-core")
         config = write_core_config(work / "agent", cloud, api=True)
-        async with agent_process(config, reaper) as agent:
+        async with agent_process(config, reaper, trace_imports=True) as agent:
             idle = await idle_phases(agent, rest, plan, progress)
             latency = [
                 await latency_rounds(agent, rest, size, plan, progress) for size in plan.sizes
@@ -670,7 +319,7 @@ async def run(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Jso
 
         progress.say("baetyl-core again with the local API off: memory idle with 0 apps")
         config = write_core_config(work / "agent-api-off", cloud, api=False)
-        async with agent_process(config, reaper) as agent:
+        async with agent_process(config, reaper, trace_imports=True) as agent:
             await asyncio.sleep(plan.settle)
             api_off = await sample_memory(agent.pid, plan.samples)
             api_off_imports = imported_packages(agent.log)
@@ -678,8 +327,7 @@ async def run(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Jso
     cpu = idle.pop("cpu")
     memory = {**idle, "after_rounds": after, "idle_0_api_off": api_off}
     return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "provenance": provenance(),
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "plan": dataclasses.asdict(plan),
         "workdir": str(work),
@@ -765,7 +413,7 @@ def summary(result: Json) -> str:
         f"processes = {cpu['percent_one_core']:.2f} % of one core.",
         "",
         f"Load average (1 min): {load['start'][0]:.2f} at the start, {load['end'][0]:.2f} at "
-        f"the end, on {result['machine']['nproc']} CPUs.",
+        f"the end, on {result['provenance']['machine']['nproc']} CPUs.",
         "",
         "| apps | rounds | PUT → running p50 / p90 ms | desired → running p50 / p90 ms "
         "| removal p50 / p90 ms |",
@@ -802,14 +450,6 @@ def _exists(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return f"({path} missing)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def counts(text: str) -> tuple[int, ...]:
@@ -856,20 +496,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return plan
 
 
-@contextlib.contextmanager
-def workdir(keep: bool, progress: Progress) -> Iterator[Path]:
-    """A private directory the broker (dropped to its own user) can traverse."""
-    path = Path(tempfile.mkdtemp(prefix="baetyl-bench-agent-"))
-    path.chmod(0o711)
-    try:
-        yield path
-    finally:
-        if keep:
-            progress.say(f"kept {path}")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
 async def _main(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Json:
     task = asyncio.current_task()
     assert task is not None
@@ -883,7 +509,7 @@ def main() -> int:
     plan = make_plan(args)
     progress = Progress()
     reaper = Reaper()
-    with workdir(args.keep, progress) as work:
+    with workdir(args.keep, progress, prefix="baetyl-bench-agent-") as work:
         try:
             result = asyncio.run(_main(plan, work, reaper, progress))
         except BenchError as exc:

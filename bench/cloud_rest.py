@@ -5,7 +5,8 @@ it through the REST API, then reports p50/p99 of
   - `GET /v1/nodes?pageSize=50` (pages spread over the fleet),
   - creating an app whose selector matches every node (one transaction writes 10,000 shadows),
   - a node label change (the node's apps are re-matched).
-Run: `.venv/bin/python bench/cloud_rest.py --db sqlite|postgres [--nodes N] [--apps N]`.
+Run: `.venv/bin/python bench/cloud_rest.py --db sqlite|postgres [--nodes N] [--apps N]
+[--out F.json]`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import statistics
@@ -27,6 +29,8 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from provenance import provenance  # noqa: E402
 
 from tests.harness.common import free_port, wait_for_port  # noqa: E402
 from tests.harness.postgres import PostgresCluster  # noqa: E402
@@ -108,6 +112,7 @@ async def timed(call: Callable[[], Awaitable[None]]) -> float:
 
 async def run(db: str, nodes: int, apps: int, rounds: int) -> dict[str, Any]:
     """Seed, measure, and return the figures."""
+    origin = provenance()
     async with (
         cloud_process(db) as (url, token),
         aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
@@ -165,6 +170,7 @@ async def run(db: str, nodes: int, apps: int, rounds: int) -> dict[str, Any]:
                 await timed(lambda body=body: call("PUT", f"/v1/nodes/{body['name']}", body))
             )
         return {
+            "provenance": origin,
             "db": db,
             "nodes": nodes,
             "apps": apps,
@@ -173,6 +179,18 @@ async def run(db: str, nodes: int, apps: int, rounds: int) -> dict[str, Any]:
             "fleet_app": fleet_app_times,
             "label": label_times,
         }
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """p50 and p99 in ms of each operation, for the report."""
+    return {
+        key: {
+            "count": len(result[key]),
+            "p50": statistics.median(result[key]) * 1000,
+            "p99": percentile(result[key], 0.99) * 1000,
+        }
+        for key in ("list", "fleet_app", "label")
+    }
 
 
 def report(result: dict[str, Any]) -> None:
@@ -203,9 +221,17 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=5, help="fleet-app creations (lists x20, labels x10)"
     )
+    parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the results as JSON")
     args = parser.parse_args()
+    if min(args.nodes, args.apps, args.rounds) < 1:
+        parser.error("--nodes, --apps and --rounds must be at least 1")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    report(asyncio.run(run(args.db, args.nodes, args.apps, args.rounds)))
+    result = asyncio.run(run(args.db, args.nodes, args.apps, args.rounds))
+    result["summary_ms"] = summary(result)
+    report(result)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from fleetsim.cpu import CpuAccount, fixed, postmaster_and_children  # noqa: E40
 from fleetsim.phases import Bench, Plan, run_replica_count  # noqa: E402
 from fleetsim.pki import BenchPKI, ensure_pki  # noqa: E402
 from fleetsim.workers import WorkerPool, worker_pool  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 Result = dict[str, Any]
 PROBE = f"{api.NAMESPACE}.fleet-probe"
@@ -292,6 +293,7 @@ def main() -> int:
     args = build_parser().parse_args()
     plan = make_plan(args)
     progress = Progress()
+    origin = provenance()
     started = datetime.datetime.now(datetime.UTC)
     try:
         outcome = asyncio.run(main_async(plan, progress, args))
@@ -302,6 +304,7 @@ def main() -> int:
         progress.say(f"failed: {exc}")
         return 1
     results: Result = {
+        "provenance": origin,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": started.isoformat(timespec="seconds"),
         "machine": machine(),
@@ -312,6 +315,7 @@ def main() -> int:
     results["scale_ratio"] = report.scale_ratio(results)
     print(report.markdown(results))
     if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     if args.plot is not None:
         report.plot(results, args.plot)

@@ -1,7 +1,8 @@
 """Benchmark of agent.contracts.shadow: the cost of one report merged into a realistic shadow.
 
 Every report a node sends goes through `apply_update` in the cloud, so its cost bounds how many
-reports one cloud replica can absorb. Run: `.venv/bin/python bench/shadow_apply.py [--rounds N]`.
+reports one cloud replica can absorb.
+Run: `.venv/bin/python bench/shadow_apply.py [--rounds N] [--out F.json]`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,17 @@ import argparse
 import functools
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from agent.contracts import shadow
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from provenance import provenance  # noqa: E402
+
+from agent.contracts import shadow  # noqa: E402
 
 
 def realistic_reported(apps: int) -> dict[str, Any]:
@@ -57,8 +65,12 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=500, help="timed calls per case (default 500)"
     )
+    parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the results as JSON")
     args = parser.parse_args()
-
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    origin = provenance()
+    rows = []
     print(f"{'apps':>5} {'section bytes':>14} {'full report µs':>15} {'1-app patch µs':>15}")
     for apps in (1, 10, 50, 100):
         reported = realistic_reported(apps)
@@ -74,6 +86,11 @@ def main() -> None:
         full = time_it(functools.partial(update, reported), args.rounds)
         small = time_it(functools.partial(update, patch), args.rounds)
         print(f"{apps:>5} {size:>14} {full * 1e6:>15.1f} {small * 1e6:>15.1f}")
+        rows.append({"apps": apps, "bytes": size, "full_us": full * 1e6, "patch_us": small * 1e6})
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        result = {"provenance": origin, "rounds": args.rounds, "rows": rows}
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -55,8 +55,15 @@ class Core:
             on_desired=self._desired_changed,
             commands=self._command,
             on_connected=self._connected,
+            poll=config.sync.mode == "poll",
         )
-        self.engine = Engine(self.backend, self.store, self.sync, interval=config.engine.interval)
+        self.engine = Engine(
+            self.backend,
+            self.store,
+            self.sync,
+            interval=config.engine.interval,
+            wake_on_change=config.engine.mode == "event",
+        )
         self._stats = node.StatsCollector(config.store.dir)
         self._core_info = node.core_info(config.engine.backend)
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,6 +102,16 @@ class Core:
             "baetyl-core started",
             extra={"nid": self.identity.nid, "apps": len(self.engine.wanted)},
         )
+        if self.config.sync.mode != "push" or self.config.engine.mode != "event":
+            log.warning(
+                "polling timing: desired changes are applied late (not for production)",
+                extra={
+                    "sync_mode": self.config.sync.mode,
+                    "report_interval": self.config.sync.report_interval,
+                    "engine_mode": self.config.engine.mode,
+                    "engine_interval": self.config.engine.interval,
+                },
+            )
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Start, run until `stop` is set or a root task dies, then stop."""
@@ -186,7 +203,7 @@ class Core:
 
     async def _serve_api(self, host: str, port: int) -> None:
         # A node with `api.listen: false` never loads the API's modules (≈ 0.5 MB of RSS now that
-        # it serves HTTP itself rather than through aiohttp; docs/benchmarks.md, "Agent").
+        # it serves HTTP itself rather than through aiohttp; docs/performance-notes.md, "Agent").
         from agent.core import api  # noqa: PLC0415
 
         def cloud() -> api.CloudState:

@@ -2,8 +2,9 @@
 
 A small DER reader instead of `cryptography`, because importing `cryptography.x509` costs the
 agent about 8 MB of resident memory on every start, while the key and CSR work that really needs
-it happens only when a renewal is due (DESIGN §8's small footprint; docs/benchmarks.md). Only the
-fields named here are read; nothing is verified — the TLS stack does that when connecting.
+it happens only when a renewal is due (DESIGN §8's small footprint; docs/performance-notes.md).
+Only the fields named here are read; nothing is verified — the TLS stack does that when
+connecting.
 """
 
 from __future__ import annotations

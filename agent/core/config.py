@@ -191,17 +191,30 @@ class LogConfig(_Section):
 
 
 class EngineConfig(_Section):
-    """The reconcile loop."""
+    """The reconcile loop.
+
+    `mode: event` (the default) reconciles as soon as the desired state changes. `mode: tick`
+    applies a new desired state only at the next `interval` tick, as Baetyl v2's engine does: it
+    exists to reproduce a polling agent's timing (bench/push_vs_poll.py), not for production.
+    """
 
     interval: Duration = 30.0
     backend: Literal["native", "kube"] = "native"
+    mode: Literal["event", "tick"] = "event"
 
 
 class SyncConfig(_Section):
-    """The cloud link."""
+    """The cloud link.
+
+    `mode: push` (the default, and the point of the product) reads the shadow as soon as the
+    cloud pushes a `shadow/update/delta`. `mode: poll` ignores deltas and reads the shadow only
+    every `report_interval`, as Baetyl v2 learns desired changes only from its periodic report:
+    it exists to reproduce a polling agent's timing (bench/push_vs_poll.py), not for production.
+    """
 
     report_interval: Duration = 20.0
     timeout: Duration = 10.0
+    mode: Literal["push", "poll"] = "push"
 
 
 class ApiConfig(_Section):

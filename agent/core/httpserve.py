@@ -1,7 +1,8 @@
 """A small HTTP/1.1 server on asyncio streams for the agent's local API, with strict limits.
 
 One request per connection (every answer says `Connection: close`), no keep-alive, no chunked
-bodies: what loopback tools need, without aiohttp's server (≈ 11 MB of RSS, docs/benchmarks.md).
+bodies: what loopback tools need, without aiohttp's server (≈ 11 MB of RSS,
+docs/performance-notes.md).
 """
 
 from __future__ import annotations

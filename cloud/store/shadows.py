@@ -8,7 +8,7 @@ and recomputes.
 
 The per-report path (`load_document`, `save_document`) runs plain SQL with orjson, as Tortoise
 itself would encode the JSON columns: building each query through the ORM cost more CPU than the
-database spent on it (bench/fleet.py, docs/benchmarks.md "Fleet").
+database spent on it (bench/fleet.py, docs/performance-notes.md "Fleet").
 """
 
 from __future__ import annotations

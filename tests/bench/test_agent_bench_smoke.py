@@ -8,25 +8,11 @@ benchmark started outlives it.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-QUICK = [
-    "--quick",
-    "--idle-apps", "2",
-    "--sizes", "1,3",
-    "--rounds", "2",
-    "--settle", "1",
-    "--samples", "2",
-    "--cpu-window", "2",
-]  # fmt: skip
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
 
@@ -45,21 +31,10 @@ def _bench_processes(marker: str) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One quick run, its JSON results."""
-    out = tmp_path_factory.mktemp("agent-bench") / "results.json"
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "agent.py"), *QUICK, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=80,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "| target | measured | met |" in completed.stdout
-    assert "idle with 0 apps" in completed.stderr
-    return dict(json.loads(out.read_text(encoding="utf-8")))
+@pytest.fixture
+def results(agent_results: dict[str, Any]) -> dict[str, Any]:
+    """The quick run's results (the run is shared with the report test: tests/bench/conftest.py)."""
+    return agent_results
 
 
 def test_memory_was_sampled_idle_with_and_without_apps(results: dict[str, Any]) -> None:
@@ -95,7 +70,7 @@ def test_idle_cpu_and_imports_were_checked(results: dict[str, Any]) -> None:
     assert results["agent_imports"]["cryptography"] is False
     assert results["agent_imports_api_off"]["aiohttp"] is False
     assert len(results["checks"]) == 5
-    assert results["machine"]["nproc"] >= 1
+    assert results["provenance"]["machine"]["nproc"] >= 1
 
 
 def test_nothing_the_benchmark_started_is_left_running(results: dict[str, Any]) -> None:

@@ -7,48 +7,17 @@ results file holds what docs/benchmarks.md quotes.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-QUICK = [
-    "--quick",
-    "--nodes", "10,20",
-    "--replicas", "1,2",
-    "--interval", "1",
-    "--duration", "2",
-    "--delta-rounds", "3",
-    "--saturation", "2",
-]  # fmt: skip
-
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres, pytest.mark.timeout(90)]
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One quick run (certificates cached in a private directory), its JSON results."""
-    directory = tmp_path_factory.mktemp("fleet")
-    out = directory / "results.json"
-    plot = directory / "plot.png"
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "fleet.py"), *QUICK, "--out", str(out),
-         "--plot", str(plot)],
-        env={**os.environ, "XDG_CACHE_HOME": str(directory / "cache")},
-        capture_output=True,
-        text=True,
-        timeout=80,
-        check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "| target | measured | met |" in completed.stdout
-    assert plot.stat().st_size > 10_000
-    return dict(json.loads(out.read_text(encoding="utf-8")))
+@pytest.fixture
+def results(fleet_results: dict[str, Any]) -> dict[str, Any]:
+    """The quick run's results (the run is shared with the report test: tests/bench/conftest.py)."""
+    return fleet_results
 
 
 def test_every_replica_count_ran_every_phase(results: dict[str, Any]) -> None:

@@ -6,6 +6,10 @@ It runs when the desired state changes, when the link comes back, every `interva
 repair drift, and when a failed app's backoff ends. Failures (a spec that cannot run, resources
 that cannot be fetched) are kept per app with exponential backoff, 1 s doubling to 5 min, and are
 reported as the app's cause; the other apps carry on.
+
+Without `wake_on_change` (`engine.mode: tick`: a polling agent's timing, such as Baetyl v2's,
+for comparison; not for production) a new desired state waits for the next `interval` tick,
+`interval` after the previous reconcile; the other wake-ups are the same.
 """
 
 from __future__ import annotations
@@ -62,8 +66,10 @@ class Engine:
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        wake_on_change: bool = True,
     ) -> None:
         self._backend = backend
+        self._wake_on_change = wake_on_change
         self._store = store
         self._fetcher = fetcher
         self._interval = interval
@@ -83,13 +89,19 @@ class Engine:
         return planner.wanted(self._desired)
 
     def set_desired(self, desired: dict[str, Any]) -> None:
-        """A new desired section: reconcile at once. Failures of changed apps are forgotten."""
+        """A new desired section: reconcile at once (or at the next tick without `wake_on_change`).
+
+        Failures of changed apps are forgotten.
+        """
         self._desired = desired
         want = planner.wanted(desired)
         for name in list(self._failures):
             if name not in want or want[name].version != self._failures[name].version:
                 del self._failures[name]
-        self.wake()
+        if self._wake_on_change:
+            self.wake()
+        else:
+            self.settled.clear()  # not settled on the new state until the tick has run
 
     def wake(self, *, retry_fetches: bool = False) -> None:
         """Reconcile soon; with `retry_fetches`, apps waiting to fetch are retried now."""

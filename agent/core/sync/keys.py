@@ -2,7 +2,7 @@
 
 Imported only when a renewal is due (agent.core.sync.renewal), because importing
 `cryptography.x509` costs about 8 MB of resident memory that an idle agent should not carry
-(docs/benchmarks.md, "Agent").
+(docs/performance-notes.md, "Agent").
 """
 
 from __future__ import annotations

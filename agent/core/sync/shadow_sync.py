@@ -9,6 +9,10 @@
 - An accepted report whose version skips one means another writer (the cloud) changed the
   document meanwhile: read it again.
 - The node certificate is renewed over the same link at 2/3 of its lifetime (`renewal.py`).
+- With `poll` (`sync.mode: poll`: a polling agent's timing, such as Baetyl v2's, for comparison;
+  not for production) deltas are ignored; instead the document is read after the report of every
+  `report_interval` tick, which keeps a fixed schedule whatever early reports go out, as a polling
+  agent learns desired changes only from its periodic report. Everything else above is the same.
 
 Desired states are saved to the local store before the engine hears of them, so an agent that
 restarts without a broker runs the last desired state it saw.
@@ -17,7 +21,6 @@ restarts without a broker runs the last desired state it saw.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -68,8 +71,10 @@ class ShadowSync:
         on_desired: DesiredListener,
         commands: CommandHandler,
         on_connected: Callable[[], None] | None = None,
+        poll: bool = False,
     ) -> None:
         self._settings = settings
+        self._poll = poll
         self._store = store
         self._on_connected = on_connected
         self._report_interval = report_interval
@@ -189,7 +194,9 @@ class ShadowSync:
                 self._requests.deliver(message.channel, _json_object(message.payload))
             elif message.channel is Channel.SHADOW_UPDATE_DELTA:
                 delta = ShadowDelta.decode(message.payload)
-                if delta.version > self.version:
+                if self._poll:
+                    log.debug("ignored a delta: polling", extra={"version": delta.version})
+                elif delta.version > self.version:
                     self._refresh_now.set()
                 else:
                     log.debug("ignored a stale delta", extra={"version": delta.version})
@@ -242,9 +249,21 @@ class ShadowSync:
     # -- reporting ------------------------------------------------------------------------
 
     async def _report_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = loop.time() + self._report_interval
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._report_now.wait(), self._report_interval)
+            # Pushing, the timer restarts after every report. Polling, the ticks keep a fixed
+            # schedule, like a polling agent's ticker: early reports (a crash-looping app asks
+            # for one every few seconds) must not put off the next read of the shadow.
+            wait = max(0.0, tick - loop.time()) if self._poll else self._report_interval
+            ticked = False
+            try:
+                await asyncio.wait_for(self._report_now.wait(), wait)
+            except TimeoutError:
+                ticked = True
+                tick += self._report_interval
+                if tick <= loop.time():  # fell behind (a slow report): skip the missed ticks
+                    tick = loop.time() + self._report_interval
             self._report_now.clear()
             if not self._link.up or self._accepted is None:
                 continue  # the connect callback reads the document and asks for a report
@@ -252,6 +271,9 @@ class ShadowSync:
                 await self._report_once()
             except Exception:
                 log.exception("report failed")
+            if ticked and self._poll:
+                log.debug("polling the shadow", extra={"version": self.version})
+                self._refresh_now.set()  # a polling agent hears of desired changes as it reports
             await asyncio.sleep(MIN_REPORT_GAP)
 
     async def _report_once(self) -> None:

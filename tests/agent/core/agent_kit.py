@@ -34,14 +34,23 @@ def write_core_config(
     api: bool = False,
     report_interval: float = 1.0,
     engine_interval: float = 2.0,
+    sync_mode: str | None = None,
+    engine_mode: str | None = None,
     mqtt_port: int | None = None,
     cert: CertFiles | None = None,
 ) -> Path:
     """A core.yml for node `nid` with every directory under `directory`; returns its path.
 
-    The node certificate is the harness's for `nid` unless `cert` is given.
+    The node certificate is the harness's for `nid` unless `cert` is given; `sync.mode` and
+    `engine.mode` keep their defaults unless given.
     """
     cert = cert or pki.node(nid)
+    engine: Json = {"interval": engine_interval}
+    sync: Json = {"report_interval": report_interval, "timeout": 5}
+    if engine_mode is not None:
+        engine["mode"] = engine_mode
+    if sync_mode is not None:
+        sync["mode"] = sync_mode
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         "node": {"ca": str(pki.ca_file), "cert": str(cert.cert_file), "key": str(cert.key_file)},
@@ -52,8 +61,8 @@ def write_core_config(
         "store": {"dir": str(directory / "store")},
         "run": {"dir": str(directory / "run")},
         "log": {"dir": str(directory / "log"), "level": "debug", "format": "json"},
-        "engine": {"interval": engine_interval},
-        "sync": {"report_interval": report_interval, "timeout": 5},
+        "engine": engine,
+        "sync": sync,
         "api": {"listen": f"127.0.0.1:{free_port()}" if api else False},
         "native": {"grace_period": 2},
     }

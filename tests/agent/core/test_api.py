@@ -348,7 +348,7 @@ async def test_requests_the_http_layer_refuses_answer_in_the_error_shape(
 
 
 def test_importing_the_api_does_not_import_aiohttp() -> None:
-    # aiohttp's server cost the agent ≈ 11 MB of RSS (docs/benchmarks.md, "Agent (issue 5)").
+    # aiohttp's server cost the agent ≈ 11 MB of RSS (docs/performance-notes.md, "Agent (issue 5)").
     code = "import sys, agent.core.app, agent.core.api; print(sorted(m for m in sys.modules"
     code += " if m.split('.')[0] in ('aiohttp', 'http.server')))"
     result = subprocess.run(

@@ -49,8 +49,16 @@ def test_minimal_config_takes_every_default(tmp_path: Path) -> None:
         "info",
         "json",
     )
-    assert (config.engine.interval, config.engine.backend) == (30, "native")
-    assert (config.sync.report_interval, config.sync.timeout) == (20, 10)
+    assert (config.engine.interval, config.engine.backend, config.engine.mode) == (
+        30,
+        "native",
+        "event",
+    )
+    assert (config.sync.report_interval, config.sync.timeout, config.sync.mode) == (
+        20,
+        10,
+        "push",
+    )
     assert config.api.address == ("127.0.0.1", 30050)
     assert config.native.port_range == (50200, 51000)
     assert config.native.grace_period == 10
@@ -184,6 +192,24 @@ def test_durations_in_the_file_accept_both_forms(tmp_path: Path) -> None:
     assert config.engine.interval == 120
     assert (config.sync.report_interval, config.sync.timeout) == (5, 1.5)
     assert config.native.grace_period == 90
+
+
+def test_polling_timing_is_chosen_with_sync_and_engine_modes(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, "cloud: {mqtt: 'mqtts://a'}\nsync: {mode: poll}\nengine: {mode: tick}\n"),
+        check_files=False,
+    )
+    assert (config.sync.mode, config.engine.mode) == ("poll", "tick")
+
+
+def test_unknown_sync_and_engine_modes_are_refused_with_the_choices(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "cloud: {mqtt: 'mqtts://a'}\nsync: {mode: polling}\nengine: {mode: true}\n"
+    )
+    assert problems_of(path) == [
+        "engine.mode: must be one of 'event' or 'tick' (got true)",
+        "sync.mode: must be one of 'push' or 'poll' (got \"polling\")",
+    ]
 
 
 def test_mqtt_keepalive_must_fit_the_protocol(tmp_path: Path) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -21,6 +23,7 @@ import pytest
 from agent.contracts.topics import Channel
 from agent.core.app import Core
 from agent.core.config import load_config
+from agent.core.sync import shadow_sync
 from agent.core.sync.link import Received
 from tests.agent.core.agent_kit import (
     app_body,
@@ -45,16 +48,19 @@ ENV_DUMP = (
     "print('hello from', os.environ['BAETYL_APP_NAME'], flush=True)\n"
     "while True: time.sleep(1)"
 )
-RunningCore = Callable[[str], AbstractAsyncContextManager[Core]]
+RunningCore = Callable[..., AbstractAsyncContextManager[Core]]
 
 
 @pytest.fixture
 def running_core(tmp_path: Path, mosquitto: MosquittoBroker, pki: HarnessPKI) -> RunningCore:
-    """`async with running_core(nid) as core:` — baetyl-core for that node in this loop."""
+    """`async with running_core(nid, **options) as core:` — baetyl-core for that node in this loop.
+
+    `options` are those of `write_core_config` (`report_interval`, `sync_mode`, ...).
+    """
 
     @asynccontextmanager
-    async def run(nid: str) -> AsyncIterator[Core]:
-        path = write_core_config(tmp_path / nid, nid, mosquitto=mosquitto, pki=pki)
+    async def run(nid: str, **options: Any) -> AsyncIterator[Core]:
+        path = write_core_config(tmp_path / nid, nid, mosquitto=mosquitto, pki=pki, **options)
         core = Core(load_config(path))
         stop = asyncio.Event()
         task = asyncio.create_task(core.run_until(stop), name=f"core-{nid}")
@@ -203,6 +209,103 @@ async def test_a_stale_delta_is_ignored(cloud: CloudServer, running_core: Runnin
         assert core.sync.version >= version
         assert "ghost" not in core.engine.wanted
         assert core.engine.reconciles == refreshes
+
+
+async def test_pushing_a_desired_change_is_read_as_soon_as_its_delta_arrives(
+    cloud: CloudServer, running_core: RunningCore
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    name, nid = await _node(cloud, {"run": run})
+    # No periodic report during the test (a report that finds the version moved on reads the
+    # shadow too): only the delta can tell the agent of the change.
+    async with running_core(nid, report_interval=60.0) as core:
+        await eventually(lambda: _online(cloud, name), what="node online")
+        await eventually(lambda: _reported_once(core), what="the report after connecting")
+        app = await cloud.ok(
+            "POST", "/v1/apps", app_body(f"push-{run}", f"run={run}", python_service(SLEEPER))
+        )
+        await eventually(
+            lambda: _wanted(core, app["name"]), timeout=2, what="desired change read from the delta"
+        )
+
+
+async def test_polling_a_desired_change_waits_for_the_next_report_tick(
+    cloud: CloudServer, running_core: RunningCore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=shadow_sync.__name__)
+    run = uuid.uuid4().hex[:8]
+    name, nid = await _node(cloud, {"run": run})
+    async with running_core(nid, sync_mode="poll", report_interval=2.0) as core:
+        await eventually(lambda: _online(cloud, name), what="node online")
+        (said,) = [r for r in caplog.records if r.getMessage().startswith("polling timing")]
+        assert (said.levelno, vars(said)["sync_mode"], vars(said)["engine_mode"]) == (
+            logging.WARNING,
+            "poll",
+            "event",
+        )
+        polls = _logged(caplog, POLLED)
+        await eventually(lambda: _logged_more(caplog, POLLED, polls), timeout=5, what="a poll")
+        await asyncio.sleep(0.3)  # that poll's read is done; the next tick is 1.7 s away
+        caplog.clear()
+        app = await cloud.ok(
+            "POST", "/v1/apps", app_body(f"poll-{run}", f"run={run}", python_service(SLEEPER))
+        )
+        await eventually(lambda: _logged_more(caplog, IGNORED_DELTA, 0), what="the delta")
+        await asyncio.sleep(0.3)  # a pushing agent has read the shadow by now (the test above)
+        assert not await _wanted(core, app["name"])
+        await eventually(lambda: _wanted(core, app["name"]), timeout=3, what="read at the tick")
+        events = [
+            r.getMessage()
+            for r in caplog.records
+            if r.getMessage() in (IGNORED_DELTA, POLLED, "desired state changed")
+        ]
+        adopted = events.index("desired state changed")
+        assert events[0] == IGNORED_DELTA
+        assert POLLED in events[1:adopted]  # read because of the tick, not of the delta
+
+
+async def test_ticking_engine_deploys_a_new_desired_state_only_at_its_next_tick(
+    cloud: CloudServer, running_core: RunningCore
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    name, nid = await _node(cloud, {"run": run})
+    async with running_core(nid, engine_mode="tick", engine_interval=2.0) as core:
+        await eventually(lambda: _online(cloud, name), what="node online")
+        ticks = core.engine.reconciles
+        await eventually(lambda: _reconciled_since(core, ticks), timeout=5, what="an engine tick")
+        ticks = core.engine.reconciles  # the next tick is 2 s away
+        app = await cloud.ok(
+            "POST", "/v1/apps", app_body(f"tick-{run}", f"run={run}", python_service(SLEEPER))
+        )
+        await eventually(lambda: _wanted(core, app["name"]), timeout=2, what="the pushed change")
+        await asyncio.sleep(0.3)
+        assert core.engine.reconciles == ticks
+        assert app["name"] not in core.backend.observe()
+        await eventually(
+            lambda: app_running(cloud, name, app["name"], app["version"]),
+            timeout=5,
+            what="deployed at the tick",
+        )
+
+
+POLLED = "polling the shadow"
+IGNORED_DELTA = "ignored a delta: polling"
+
+
+def _logged(caplog: pytest.LogCaptureFixture, message: str) -> int:
+    return sum(record.getMessage() == message for record in caplog.records)
+
+
+async def _logged_more(caplog: pytest.LogCaptureFixture, message: str, than: int) -> bool:
+    return _logged(caplog, message) > than
+
+
+async def _wanted(core: Core, app: str) -> bool:
+    return app in core.engine.wanted
+
+
+async def _reconciled_since(core: Core, count: int) -> bool:
+    return core.engine.reconciles > count and core.engine.settled.is_set()
 
 
 async def _online(cloud: CloudServer, name: str) -> bool:

@@ -176,3 +176,29 @@ async def test_run_wakes_on_a_new_desired_state(
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_without_wake_on_change_a_new_desired_state_waits_for_the_next_tick(
+    backends: BackendFactory, store: LocalStore
+) -> None:
+    catalogue = Catalogue()
+    catalogue.add(app("web", "v1"), ResourceKind.APPLICATION)
+    backend = backends()
+    await backend.start()
+    engine = Engine(backend, store, catalogue, interval=0.5, wake_on_change=False)
+    loop = asyncio.create_task(engine.run(), name="engine-under-test")
+    try:
+        async with asyncio.timeout(5):
+            await engine.settled.wait()  # the first tick has run: the next is 0.5 s away
+        ticks = engine.reconciles
+        engine.set_desired({"apps": {"web": "v1"}})
+        await asyncio.sleep(0.2)  # an engine woken by the change would have fetched by now
+        assert (engine.reconciles, catalogue.fetches) == (ticks, [])
+        assert "web" not in backend.observe()
+        async with asyncio.timeout(5):
+            await engine.settled.wait()
+        assert engine.reconciles == ticks + 1  # deployed by the tick itself
+        assert backend.observe()["web"].version == "v1"
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)

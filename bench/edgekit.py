@@ -1,0 +1,426 @@
+"""What the edge benchmarks share: a real cloud, a real agent, their logs, and cleanup.
+
+`bench/agent.py` (footprint and deploy latency) and `bench/push_vs_poll.py` (REST change →
+process running, push against polling) both start a `baetyl-cloud serve` with its managed
+Mosquitto and one or more `baetyl-core` processes with certificates from the cloud's CA, read
+the agent's JSON log to time what it did, and must leave no process behind whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cloud.pki.ca import CertificateAuthority, write_certificate_files  # noqa: E402
+from tests.harness.common import HarnessError, free_port, wait_for_port  # noqa: E402
+
+Json = dict[str, Any]
+T = TypeVar("T")
+
+BIN = Path(sys.executable).parent
+NAMESPACE = "default"
+NODE = "bench-edge"
+APP_MARKER = "BAETYL_INSTANCE_DIR"
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot go on: a process died, a round timed out, the agent failed an app."""
+
+
+class Progress:
+    """Timestamped progress lines on stderr."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        """One line, prefixed with the seconds since the start."""
+        print(f"[{time.monotonic() - self.started:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+class Reaper:
+    """Every process this benchmark started, and app run directories, killed on the way out.
+
+    Processes are held as psutil handles (pid and start time), so a pid reused meanwhile is never
+    signalled. `cleanup` is idempotent and synchronous: it also runs after the event loop is gone.
+    """
+
+    def __init__(self) -> None:
+        self._processes: list[tuple[str, psutil.Process]] = []
+        self._run_dirs: list[Path] = []
+
+    def track(self, what: str, pid: int) -> None:
+        """Remember a process to stop at the end."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self._processes.append((what, psutil.Process(pid)))
+
+    def track_apps(self, run_dir: Path) -> None:
+        """Remember an agent's run directory: its app processes are killed at the end."""
+        self._run_dirs.append(run_dir)
+
+    def kill_apps(self) -> int:
+        """SIGKILL the process group of every app under a tracked run directory; how many."""
+        prefixes = tuple(f"{directory}{os.sep}" for directory in self._run_dirs)
+        if not prefixes:
+            return 0
+        killed = 0
+        for process in psutil.process_iter():
+            try:
+                if not process.environ().get(APP_MARKER, "").startswith(prefixes):
+                    continue
+                os.killpg(process.pid, signal.SIGKILL)
+                killed += 1
+            except (psutil.Error, ProcessLookupError, PermissionError):
+                continue
+        return killed
+
+    def cleanup(self) -> None:
+        """Stop the agent, kill its apps, stop the cloud, then its broker if it outlived it."""
+        for kind in ("agent", "cloud", "broker"):
+            for what, process in self._processes:
+                if what == kind:
+                    _stop(process, timeout=15.0 if what == "cloud" else 10.0)
+            if kind == "agent":
+                self.kill_apps()
+
+
+def _stop(process: psutil.Process, *, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; reaped if it is our child."""
+    try:
+        process.terminate()
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+            process.wait(5)
+    except psutil.NoSuchProcess:
+        pass
+
+
+async def _terminate(process: asyncio.subprocess.Process, *, grace: float) -> None:
+    """SIGTERM a child, SIGKILL it after `grace` seconds, and reap it."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+@dataclasses.dataclass(frozen=True)
+class Cloud:
+    """A running `baetyl-cloud serve` with its managed broker."""
+
+    url: str
+    token: str
+    mqtt_port: int
+    data_dir: Path
+    log_file: Path
+
+
+@contextlib.asynccontextmanager
+async def cloud_process(work: Path, reaper: Reaper) -> AsyncIterator[Cloud]:
+    """`baetyl-cloud serve` with its managed Mosquitto on loopback ports."""
+    data_dir = work / "cloud"
+    port, mqtt_port = free_port(), free_port()
+    log_file = work / "cloud.log"
+    command = [
+        str(BIN / "baetyl-cloud"),
+        "--log-level",
+        "warning",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--mqtt-listen",
+        f"127.0.0.1:{mqtt_port}",
+    ]
+    with log_file.open("ab") as log:
+        # Its own session: a Ctrl-C reaches the benchmark only, which stops things in order.
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=log, stderr=log, start_new_session=True
+        )
+    reaper.track("cloud", process.pid)
+    try:
+        try:
+            await asyncio.to_thread(wait_for_port, "127.0.0.1", port, timeout=60)
+            await asyncio.to_thread(wait_for_port, "127.0.0.1", mqtt_port, timeout=30)
+            for child in psutil.Process(process.pid).children():
+                reaper.track("broker", child.pid)  # the cloud stops it; tracked in case it dies
+            token = (data_dir / "admin.token").read_text(encoding="ascii").strip()
+        except (HarnessError, OSError, psutil.Error) as exc:
+            raise BenchError(f"the cloud did not start: {exc}\n{tail_of(log_file)}") from exc
+        yield Cloud(f"http://127.0.0.1:{port}", token, mqtt_port, data_dir, log_file)
+    finally:
+        await _terminate(process, grace=15)
+
+
+def write_core_config(
+    directory: Path,
+    cloud: Cloud,
+    *,
+    api: bool,
+    node: str = NODE,
+    sections: dict[str, Json] | None = None,
+) -> Path:
+    """Node certificate from the cloud's CA and a core.yml, defaults but for paths; its path.
+
+    `sections` are merged into the core.yml's sections (e.g. `{"sync": {"mode": "poll"}}`).
+    """
+    pki = cloud.data_dir / "pki"
+    ca = CertificateAuthority.load((pki / "ca.pem").read_bytes(), (pki / "ca.key").read_bytes())
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = write_certificate_files(
+        directory, "node", ca.issue_client(f"{NAMESPACE}.{node}")
+    )
+    ca_file = directory / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    config: dict[str, Json] = {
+        "node": {"ca": str(ca_file), "cert": str(cert_file), "key": str(key_file)},
+        "cloud": {"mqtt": f"mqtts://127.0.0.1:{cloud.mqtt_port}"},
+        "store": {"dir": str(directory / "store")},
+        "run": {"dir": str(directory / "run")},
+        "log": {"dir": str(directory / "log"), "level": "info", "format": "json"},
+        "api": {"listen": f"127.0.0.1:{free_port()}" if api else False},
+    }
+    for section, values in (sections or {}).items():
+        config[section] = {**config.get(section, {}), **values}
+    path = directory / "core.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+class AgentLog:
+    """The agent's stderr, read as it grows: JSON log records and `-X importtime` lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: list[Json] = []
+        self.imported: set[str] = set()
+        """Every module the agent imported, so far."""
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> None:
+        """Read what was written since the last call."""
+        with self.path.open("rb") as file:
+            file.seek(self._offset)
+            data = file.read()
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace")
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    self.records.append(json.loads(line))
+            elif line.startswith("import time:"):
+                fields = line.split("|")
+                if len(fields) == 3 and fields[1].strip().isdigit():
+                    self.imported.add(fields[2].strip())
+
+    def since(self, mark: int) -> list[Json]:
+        """Records after the first `mark` ones (take `len(records)` as a mark)."""
+        self.poll()
+        return self.records[mark:]
+
+    def tail(self) -> str:
+        """The last lines, for error messages."""
+        return tail_of(self.path)
+
+
+@dataclasses.dataclass
+class Agent:
+    """A running `baetyl-core` process."""
+
+    pid: int
+    config: Path
+    log: AgentLog
+
+
+@contextlib.asynccontextmanager
+async def agent_process(
+    config: Path, reaper: Reaper, *, trace_imports: bool = False
+) -> AsyncIterator[Agent]:
+    """`baetyl-core -c config`; waits until its link to the cloud is up.
+
+    With `trace_imports` the interpreter logs every import (`-X importtime`) to the same file.
+    """
+    log_file = config.parent / "core.log"
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if trace_imports:
+        environment["PYTHONPROFILEIMPORTTIME"] = "1"
+    reaper.track_apps(config.parent / "run")
+    with log_file.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            str(BIN / "baetyl-core"),
+            "-c",
+            str(config),
+            stdout=log,
+            stderr=log,
+            env=environment,
+            start_new_session=True,
+        )
+    reaper.track("agent", process.pid)
+    agent = Agent(process.pid, config, AgentLog(log_file))
+    try:
+
+        def link_up() -> bool | None:
+            if process.returncode is not None:
+                raise BenchError(f"baetyl-core exited:\n{agent.log.tail()}")
+            return any(r.get("message") == "cloud link up" for r in agent.log.since(0)) or None
+
+        await until(link_up, limit=60, what="the agent's link to the cloud")
+        yield agent
+    finally:
+        await _terminate(process, grace=10)
+        reaper.kill_apps()
+
+
+def app_processes(agent_pid: int) -> dict[str, int]:
+    """App name → live processes the agent started for it (its children)."""
+    found: dict[str, int] = {}
+    try:
+        children = psutil.Process(agent_pid).children()
+    except psutil.NoSuchProcess:
+        return found
+    for child in children:
+        try:
+            name = child.environ().get("BAETYL_APP_NAME")
+            alive = child.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            continue
+        if name and alive:
+            found[name] = found.get(name, 0) + 1
+    return found
+
+
+async def until(check: Callable[[], T | None], *, limit: float, what: str) -> T:
+    """Poll `check` every 50 ms until it returns a value; BenchError after `limit` seconds."""
+    try:
+        async with asyncio.timeout(limit):
+            while True:
+                value = check()
+                if value is not None:
+                    return value
+                await asyncio.sleep(0.05)  # a log file and /proc: nothing to wait on
+    except TimeoutError:
+        raise BenchError(f"timed out after {limit:.0f} s waiting for {what}") from None
+
+
+# -- the cloud's REST API ------------------------------------------------------------------
+
+
+class Rest:
+    """Authenticated JSON calls to the cloud."""
+
+    def __init__(self, cloud: Cloud, session: aiohttp.ClientSession) -> None:
+        self._url = cloud.url
+        self._session = session
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        """One call; BenchError unless it answered 200."""
+        async with self._session.request(method, self._url + path, json=body) as response:
+            payload = await response.json()
+            if response.status != 200:
+                raise BenchError(f"{method} {path}: {response.status} {payload}")
+            return payload
+
+    async def create_apps(self, names: list[str], label: str) -> None:
+        """Native `sleep infinity` apps placed on nodes labelled `label=on`."""
+        sleep = shutil.which("sleep") or "/bin/sleep"
+        for name in names:
+            body = {
+                "name": name,
+                "mode": "native",
+                "selector": f"{label}=on",
+                "services": [{"name": "main", "command": [sleep, "infinity"]}],
+            }
+            await self.call("POST", "/v1/apps", body)
+
+    async def set_labels(self, labels: dict[str, str], node: str = NODE) -> None:
+        """Replace the node's labels (its apps are re-matched in one desired change)."""
+        await self.call("PUT", f"/v1/nodes/{node}", {"name": node, "labels": labels})
+
+
+# -- measurements ---------------------------------------------------------------------------
+
+
+def record_time(record: Json) -> float:
+    """A log record's wall-clock time (the agent writes ISO 8601 with microseconds)."""
+    return datetime.datetime.fromisoformat(str(record["time"])).timestamp()
+
+
+def all_running(agent_pid: int, wanted: set[str]) -> bool | None:
+    """True when every app in `wanted` has a live process; None (keep waiting) otherwise."""
+    running = app_processes(agent_pid)
+    return all(running.get(name) for name in wanted) or None
+
+
+def percentiles(samples: list[float]) -> Json:
+    """Median, nearest-rank p90 and p99, min and max."""
+    ordered = sorted(samples)
+
+    def rank(fraction: float) -> float:
+        return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+    return {
+        "p50": statistics.median(ordered),
+        "p90": rank(0.9),
+        "p99": rank(0.99),
+        "min": ordered[0],
+        "max": ordered[-1],
+        "count": len(ordered),
+    }
+
+
+def tail_of(path: Path, lines: int = 30) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"({path} missing)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def workdir(keep: bool, progress: Progress, *, prefix: str = "baetyl-bench-") -> Iterator[Path]:
+    """A private directory the broker (dropped to its own user) can traverse."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        if keep:
+            progress.say(f"kept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Turning the bench scripts' results files into docs/benchmarks.md and its plots."""
