@@ -49,7 +49,7 @@ demo: install  ## cloud + node + the hello-native app in var/demo/ (DEMO_ARGS='-
 demo-stop: install  ## stop what `make demo` started (data and logs stay in var/demo/)
 	@$(BIN)/python tools/demo.py down $(DEMO_ARGS)
 
-bench: install system-deps  ## run bench/* (~30 min), rewrite docs/benchmarks.md + plots (BENCH_ARGS='--quick')
+bench: install system-deps  ## run bench/* (~17 min), rewrite docs/benchmarks.md + plots (BENCH_ARGS='--quick')
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 bench-report: install  ## redraw docs/benchmarks.md and its plots from bench/results/ without measuring

@@ -22,11 +22,11 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import itertools
 import json
 import os
-import signal
 import statistics
 import sys
 import time
@@ -50,14 +50,17 @@ from edgekit import (  # noqa: E402
     agent_process,
     all_running,
     app_processes,
+    bench_main,
+    bench_parser,
     cloud_process,
     percentiles,
+    plan_from_flags,
     record_time,
     until,
-    workdir,
     write_core_config,
 )
 from provenance import provenance  # noqa: E402
+from reportkit import sections  # noqa: E402
 
 MB = 1024 * 1024
 RSS_TARGET_MB = 50.0
@@ -376,11 +379,7 @@ def summary(result: Json) -> str:
     """The Markdown tables docs/benchmarks.md quotes."""
     imports, memory, cpu = result["imports"], result["memory"], result["cpu"]
     load = result["load_average"]
-    lines = ["| target | measured | met |", "|---|---:|---|"]
-    lines += [
-        f"| {c['target']} | {c['measured']} | {'yes' if c['met'] else 'NO'} |"
-        for c in result["checks"]
-    ]
+    lines = sections.checks_table(result["checks"])
     lines += [
         "",
         "| agent process | RSS MB | RSS max MB | USS MB | PSS MB |",
@@ -465,65 +464,36 @@ def counts(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags; values left unset come from the full or the --quick plan."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        epilog="Progress goes to stderr, the Markdown summary to stdout.",
-    )
+    parser = bench_parser(__doc__, "few apps and short windows (a smoke run)")
     add = parser.add_argument
-    add("--quick", action="store_true", help="few apps and short windows (a smoke run)")
     add("--idle-apps", type=int, help="apps running for the second memory sample and CPU (20)")
     add("--sizes", type=counts, help="app counts of the deploy latency rounds (1,50)")
     add("--rounds", type=int, help="deploy/remove rounds per size (10)")
     add("--settle", type=float, help="seconds left idle before memory is sampled (10)")
     add("--samples", type=int, help="memory samples, one a second (5)")
     add("--cpu-window", type=float, help="seconds of the idle CPU window (60)")
-    add("--out", type=Path, metavar="FILE.json", help="write the results as JSON")
-    add("--keep", action="store_true", help="keep the working directory (logs, store)")
     return parser
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """The plan from the flags, the rest from the full or the quick plan."""
-    base = QUICK if args.quick else FULL
-    changes = {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(Plan)
-        if getattr(args, field.name, None) is not None
-    }
-    plan = dataclasses.replace(base, **changes)
+    plan = plan_from_flags(args, FULL, QUICK)
     if plan.idle_apps < 1 or plan.rounds < 1 or plan.samples < 1:
         raise SystemExit("--idle-apps, --rounds and --samples must be at least 1")
     return plan
-
-
-async def _main(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Json:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    return await run(plan, work, reaper, progress)
 
 
 def main() -> int:
     """Entry point: run, print the summary, write the JSON; clean up whatever happens."""
     args = build_parser().parse_args()
     plan = make_plan(args)
-    progress = Progress()
-    reaper = Reaper()
-    with workdir(args.keep, progress, prefix="baetyl-bench-agent-") as work:
-        try:
-            result = asyncio.run(_main(plan, work, reaper, progress))
-        except BenchError as exc:
-            print(f"bench/agent.py: {exc}", file=sys.stderr)
-            return 1
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            print("bench/agent.py: interrupted", file=sys.stderr)
-            return 130
-        finally:
-            reaper.cleanup()
-    print(summary(result))
-    if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return 0
+    return bench_main(
+        "bench/agent.py",
+        functools.partial(run, plan),
+        summary,
+        out=args.out,
+        keep=args.keep,
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the agent's JSON log to time what it did, and must leave no process behind whate
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -21,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +39,7 @@ from tests.harness.common import HarnessError, free_port, wait_for_port  # noqa:
 
 Json = dict[str, Any]
 T = TypeVar("T")
+P = TypeVar("P")
 
 BIN = Path(sys.executable).parent
 NAMESPACE = "default"
@@ -424,3 +426,68 @@ def workdir(keep: bool, progress: Progress, *, prefix: str = "baetyl-bench-") ->
             progress.say(f"kept {path}")
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def bench_parser(doc: str | None, quick: str) -> argparse.ArgumentParser:
+    """A parser with the flags every edge bench has: --quick, --out, --keep."""
+    parser = argparse.ArgumentParser(
+        description=doc.splitlines()[0] if doc else None,
+        epilog="Values left unset come from the full or the --quick plan. Progress goes to "
+        "stderr, the Markdown summary to stdout.",
+    )
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the results as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
+    return parser
+
+
+def plan_from_flags(args: argparse.Namespace, full: P, quick: P) -> P:
+    """The full or the `--quick` plan (a dataclass), with every flag given put in its field."""
+    changes = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(full)  # type: ignore[arg-type]
+        if getattr(args, field.name, None) is not None
+    }
+    return dataclasses.replace(quick if args.quick else full, **changes)  # type: ignore[type-var]
+
+
+async def _cancelled_by_sigterm(body: Awaitable[Json]) -> Json:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await body
+
+
+def bench_main(
+    script: str,
+    run: Callable[[Path, Reaper, Progress], Awaitable[Json]],
+    summary: Callable[[Json], str],
+    *,
+    out: Path | None,
+    keep: bool,
+) -> int:
+    """The body of a bench script's `main`: run, print the summary, write the JSON results.
+
+    Whatever happens — a failed round, Ctrl-C, SIGTERM — every process the run started is
+    stopped (the reaper) and its working directory removed (unless `keep`); 1 on a BenchError,
+    130 when interrupted.
+    """
+    progress = Progress()
+    reaper = Reaper()
+    prefix = f"baetyl-bench-{Path(script).stem.replace('_', '-')}-"
+    with workdir(keep, progress, prefix=prefix) as work:
+        try:
+            result = asyncio.run(_cancelled_by_sigterm(run(work, reaper, progress)))
+        except BenchError as exc:
+            print(f"{script}: {exc}", file=sys.stderr)
+            return 1
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print(f"{script}: interrupted", file=sys.stderr)
+            return 130
+        finally:
+            reaper.cleanup()
+    print(summary(result))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0

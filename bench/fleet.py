@@ -22,7 +22,6 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import signal
 import sys
 import time
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
 # The repository first: bench/ holds scripts (bench/agent.py) named like the project's packages.
@@ -125,7 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--inflight", type=int, help="reports in flight during saturation, in total (256)")
     add("--workers", type=int, help="simulator processes (4)")
     add("--out", type=Path, metavar="FILE.json", help="write the results as JSON")
-    add("--plot", type=Path, metavar="FILE.png", help="draw latency CDFs and rates (matplotlib)")
+    add(
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="draw the ingest figure here, REST → delta as FILE-delta.png",
+    )
     add("--logs", type=Path, metavar="DIR", help="keep the broker's and replicas' logs here")
     add("--profile", type=Path, metavar="DIR", help="run replicas under cProfile, stats here")
     return parser
@@ -167,25 +170,6 @@ class Progress:
     def batch_done(self) -> None:
         """Reset the per-batch counts."""
         self._connected.clear()
-
-
-def machine() -> Result:
-    """Cores, CPU model and memory of this machine, for the results."""
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    cores = os.cpu_count() or 0
-    ram = round(psutil.virtual_memory().total / 2**30, 1)
-    return {
-        "nproc": cores,
-        "cpu_model": model,
-        "ram_gib": ram,
-        "python": platform.python_version(),
-        "summary": f"{cores} cores ({model}), {ram} GiB RAM",
-    }
 
 
 async def start_replicas(
@@ -305,9 +289,9 @@ def main() -> int:
         return 1
     results: Result = {
         "provenance": origin,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": origin["command"],
         "date": started.isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": origin["machine"],
         "plan": dataclasses.asdict(plan),
         **outcome,
     }
@@ -318,7 +302,13 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     if args.plot is not None:
-        report.plot(results, args.plot)
+        # The report's figures: ingest at the path given, REST → delta beside it. Imported
+        # here: matplotlib (the `dev` extra) is needed only with --plot.
+        from reportkit import plots  # noqa: PLC0415
+
+        caption = f"{origin['command']}\n{results['date']}, {origin['machine']['summary']}"
+        plots.fleet_ingest(results, args.plot, caption)
+        plots.fleet_delta(results, args.plot.with_name(f"{args.plot.stem}-delta.png"), caption)
     progress.say(f"done in {time.monotonic() - progress.started:.0f} s")
     return 0
 

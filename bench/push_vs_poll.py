@@ -27,10 +27,8 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import json
 import random
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -50,14 +48,17 @@ from edgekit import (  # noqa: E402
     Rest,
     agent_process,
     all_running,
+    bench_main,
+    bench_parser,
     cloud_process,
     percentiles,
+    plan_from_flags,
     record_time,
     until,
-    workdir,
     write_core_config,
 )
 from provenance import provenance  # noqa: E402
+from reportkit import sections  # noqa: E402
 
 TARGET_P50_MS = 300.0
 TARGET_P99_MS = 1000.0
@@ -284,35 +285,15 @@ async def run(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Jso
 
 
 def summary(result: Json) -> str:
-    """The Markdown tables docs/benchmarks.md quotes."""
-    lines = [
-        "| model | samples | REST call p50 ms | adopted p50 ms | running p50 ms | p90 ms | "
-        "p99 ms | max ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for model in result["models"]:
-        running = model["running_ms"]
-        lines.append(
-            f"| {model['model']} | {running['count']} | {model['rest_ms']['p50']:.0f} | "
-            f"{model['adopted_ms']['p50']:.0f} | {running['p50']:.0f} | {running['p90']:.0f} | "
-            f"{running['p99']:.0f} | {running['max']:.0f} |"
-        )
-    lines += ["", "| target | measured | met |", "|---|---:|---|"]
-    lines += [
-        f"| {c['target']} | {c['measured']} | {'yes' if c['met'] else 'NO'} |"
-        for c in result["checks"]
-    ]
-    return "\n".join(lines)
+    """The tables docs/benchmarks.md shows, as Markdown."""
+    tables = [*sections.models_table(result), "", *sections.checks_table(result["checks"])]
+    return "\n".join(tables)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags; values left unset come from the full or the --quick plan."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        epilog="Progress goes to stderr, the Markdown summary to stdout.",
-    )
+    parser = bench_parser(__doc__, "few samples and a 2 s + 1 s cycle (a smoke run)")
     add = parser.add_argument
-    add("--quick", action="store_true", help="few samples and a 2 s + 1 s cycle (a smoke run)")
     add("--push-samples", type=int, help="app creations timed in push mode (50)")
     add("--poll-samples", type=int, help="app creations timed in poll mode (30)")
     add("--push-gap", type=float, help="mean seconds between creations in push mode (0.5)")
@@ -320,20 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--report-interval", type=float, help="the polling agent's report interval, s (20)")
     add("--engine-interval", type=float, help="the polling agent's engine tick, s (10)")
     add("--seed", type=int, help="seed of the random gaps (1)")
-    add("--out", type=Path, metavar="FILE.json", help="write the results as JSON")
-    add("--keep", action="store_true", help="keep the working directory (logs, stores)")
     return parser
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """The plan from the flags, the rest from the full or the quick plan."""
-    base = QUICK if args.quick else FULL
-    changes = {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(Plan)
-        if getattr(args, field.name, None) is not None
-    }
-    plan = dataclasses.replace(base, **changes)
+    plan = plan_from_flags(args, FULL, QUICK)
     if plan.push_samples < 1 or plan.poll_samples < 1:
         raise SystemExit("--push-samples and --poll-samples must be at least 1")
     if (
@@ -344,35 +317,17 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return plan
 
 
-async def _main(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Json:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    return await run(plan, work, reaper, progress)
-
-
 def main() -> int:
     """Entry point: run, print the summary, write the JSON; clean up whatever happens."""
     args = build_parser().parse_args()
     plan = make_plan(args)
-    progress = Progress()
-    reaper = Reaper()
-    with workdir(args.keep, progress, prefix="baetyl-bench-push-") as work:
-        try:
-            result = asyncio.run(_main(plan, work, reaper, progress))
-        except BenchError as exc:
-            print(f"bench/push_vs_poll.py: {exc}", file=sys.stderr)
-            return 1
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            print("bench/push_vs_poll.py: interrupted", file=sys.stderr)
-            return 130
-        finally:
-            reaper.cleanup()
-    print(summary(result))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return 0
+    return bench_main(
+        "bench/push_vs_poll.py",
+        functools.partial(run, plan),
+        summary,
+        out=args.out,
+        keep=args.keep,
+    )
 
 
 if __name__ == "__main__":

@@ -41,14 +41,14 @@ class Bench:
 BENCHES = (
     Bench("shadow_apply", "shadow_apply.py", "shadow_apply.json", ("--rounds", "1000"),
           ("--rounds", "20"), 0.2),
-    Bench("push_vs_poll", "push_vs_poll.py", "push_vs_poll.json", (), ("--quick",), 4),
-    Bench("agent", "agent.py", "agent.json", (), ("--quick",), 5),
+    Bench("push_vs_poll", "push_vs_poll.py", "push_vs_poll.json", (), ("--quick",), 2.5),
+    Bench("agent", "agent.py", "agent.json", (), ("--quick",), 2),
     Bench("cloud_rest-sqlite", "cloud_rest.py", "cloud_rest-sqlite.json", ("--db", "sqlite"),
-          ("--db", "sqlite", "--nodes", "100", "--apps", "10", "--rounds", "2"), 4),
+          ("--db", "sqlite", "--nodes", "100", "--apps", "10", "--rounds", "2"), 1.3),
     Bench("cloud_rest-postgres", "cloud_rest.py", "cloud_rest-postgres.json",
           ("--db", "postgres"),
-          ("--db", "postgres", "--nodes", "100", "--apps", "10", "--rounds", "2"), 3),
-    Bench("fleet", "fleet.py", "fleet.json", (), ("--quick",), 11),
+          ("--db", "postgres", "--nodes", "100", "--apps", "10", "--rounds", "2"), 1.3),
+    Bench("fleet", "fleet.py", "fleet.json", (), ("--quick",), 10),
 )  # fmt: skip
 
 

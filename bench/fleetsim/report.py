@@ -1,9 +1,10 @@
-"""Turning a fleet run's results into target checks, Markdown tables and one PNG."""
+"""Turning a fleet run's results into target checks and Markdown tables (plots: reportkit)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
+
+from reportkit import sections
 
 Result = dict[str, Any]
 
@@ -107,11 +108,7 @@ def markdown(results: Result) -> str:
             f"{overall.get('count', 0)} | {overall.get('p50')} | {overall.get('p99')} | "
             f"{overall.get('max')} | |"
         )
-    lines += ["", "| target | measured | met |", "|---|---|---|"]
-    lines += [
-        f"| {check['target']} | {check['measured']} | {'yes' if check['met'] else '**no**'} |"
-        for check in results["checks"]
-    ]
+    lines += ["", *sections.checks_table(results["checks"])]
     return "\n".join(lines)
 
 
@@ -129,62 +126,3 @@ def cpu_split(usage: dict[str, float]) -> str:
             usage.get("machine", 0.0),
         )
     )
-
-
-def plot(results: Result, path: Path) -> None:
-    """One PNG: ingest and delta latency CDFs, and reports/s per replica count."""
-    # Imported here: matplotlib (the `dev` extra) is needed only with --plot.
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    figure, (ingest, delta, rates) = plt.subplots(1, 3, figsize=(15, 4.6))
-    fractions = [step / 100 for step in range(101)]
-    for run in results["runs"]:
-        for item in run["ingest"]:
-            points = item["latency_ms"].get("percentiles")
-            if points:
-                ingest.plot(points, fractions, label=f"{item['nodes']} nodes, {run['replicas']}r")
-        points = (run.get("delta") or {}).get("latency_ms", {}).get("percentiles")
-        if points:
-            delta.plot(points, fractions, label=f"{run['replicas']} replica(s)")
-    ingest.axvline(INGEST_P99_MS, color="grey", linestyle=":", label="p99 target")
-    delta.axvline(DELTA_P99_MS, color="grey", linestyle=":", label="p99 target")
-    for axis, title in ((ingest, "report → accepted"), (delta, "POST/PUT /v1/apps → delta")):
-        axis.set_xscale("log")
-        axis.set_xlabel("latency, ms (log)")
-        axis.set_ylabel("fraction of samples")
-        axis.set_title(title)
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize="small")
-    _rates(rates, results)
-    figure.suptitle(f"Fleet simulator: {results['machine']['summary']}", fontsize="medium")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _rates(axis: Any, results: Result) -> None:
-    """Bars of accepted reports/s per phase, coloured by replica count, values on top."""
-    labels: list[str] = []
-    values: list[float] = []
-    colours: list[str] = []
-    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
-    for run in results["runs"]:
-        colour = palette[(run["replicas"] - 1) % len(palette)]
-        for item in run["ingest"]:
-            labels.append(f"{item['nodes']}\n@{item['interval_s']:g}s\n{run['replicas']}r")
-            values.append(item["achieved_per_s"])
-            colours.append(colour)
-        if run.get("saturation"):
-            labels.append(f"saturated\n{run['replicas']}r")
-            values.append(run["saturation"]["achieved_per_s"])
-            colours.append(colour)
-    positions = list(range(len(values)))
-    bars = axis.bar(positions, values, color=colours)
-    axis.bar_label(bars, fmt="%.0f", fontsize="small")
-    axis.set_xticks(positions, labels, fontsize="small")
-    axis.set_ylabel("reports accepted per second")
-    axis.set_title("ingest rate (colour: replica count)")
-    axis.grid(True, axis="y", alpha=0.3)

@@ -41,6 +41,13 @@ def _ms(value: float | None) -> str:
     return f"{value:,.0f}".replace(",", " ") if value >= 100 else f"{value:.1f}"
 
 
+def checks_table(checks: Sequence[Json]) -> list[str]:
+    """A `target | measured | met` table of a benchmark's checks, as lines."""
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {c['target']} | {c['measured']} | {_met(c['met'])} |" for c in checks]
+    return lines
+
+
 def figure(path: str, alt: str) -> str:
     """A Markdown image line."""
     return f"![{alt}]({path})"
@@ -116,6 +123,23 @@ def _each(results: dict[str, Any]) -> list[tuple[str, Json]]:
 # -- push against polling --------------------------------------------------------------------
 
 
+def models_table(result: Json) -> list[str]:
+    """push_vs_poll: one row per model, REST create → running percentiles."""
+    lines = [
+        "| model | samples | REST call p50 ms | change seen by the agent p50 ms | "
+        "running p50 ms | p90 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model in result["models"]:
+        running = model["running_ms"]
+        lines.append(
+            f"| {model['model']} | {running['count']} | {_ms(model['rest_ms']['p50'])} | "
+            f"{_ms(model['adopted_ms']['p50'])} | **{_ms(running['p50'])}** | "
+            f"{_ms(running['p90'])} | {_ms(running['p99'])} | {_ms(running['max'])} |"
+        )
+    return lines
+
+
 def push_vs_poll(result: Json, image: str) -> str:
     """REST app create → process running, push model against Baetyl's polling timing."""
     plan = result["plan"]
@@ -142,19 +166,9 @@ def push_vs_poll(result: Json, image: str) -> str:
         f"only on its engine tick. Expected: mean {expected['mean'] / 1000:g} s, at most "
         f"{expected['max'] / 1000:g} s.",
         "",
-        "| model | samples | REST call p50 ms | change seen by the agent p50 ms | "
-        "running p50 ms | p90 ms | p99 ms | max ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *models_table(result),
     ]
-    for model in result["models"]:
-        running = model["running_ms"]
-        lines.append(
-            f"| {model['model']} | {running['count']} | {_ms(model['rest_ms']['p50'])} | "
-            f"{_ms(model['adopted_ms']['p50'])} | **{_ms(running['p50'])}** | "
-            f"{_ms(running['p90'])} | {_ms(running['p99'])} | {_ms(running['max'])} |"
-        )
-    lines += ["", "| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {c['target']} | {c['measured']} | {_met(c['met'])} |" for c in result["checks"]]
+    lines += ["", *checks_table(result["checks"])]
     if "push" in by_model and "poll" in by_model:
         push, poll = by_model["push"]["running_ms"], by_model["poll"]["running_ms"]
         lines += [
@@ -211,11 +225,7 @@ def cloud_rest(results: Sequence[Json], image: str) -> str:
         f"Seeding took {seeds}. Node lists with a selector filter labels in memory "
         "(decision #30) and are not part of this table.",
         "",
-        "| target | measured | met |",
-        "|---|---|---|",
-    ]
-    lines += [
-        f"| {c['target']} | {c['measured']} | {_met(c['met'])} |" for c in rest_checks(results)
+        *checks_table(rest_checks(results)),
     ]
     lines += ["", figure(image, "CDFs of REST latency per operation and database"), ""]
     lines += [provenance_note(result) + "  " for result in results]
@@ -284,12 +294,7 @@ def fleet(result: Json, ingest_image: str, delta_image: str) -> str:
                 "simulator share the same cores, so a second replica cannot add a core's worth "
                 "of work: see [performance notes](performance-notes.md#fleet)."
             )
-    lines += ["", "| target | measured | met |", "|---|---|---|"]
-    lines += [
-        f"| {c['target']} | {c['measured']} | {_met(c['met'])} |"
-        for c in result["checks"]
-        if "delta" not in c["target"]
-    ]
+    lines += ["", *checks_table([c for c in result["checks"] if "delta" not in c["target"]])]
     lines += [
         "",
         figure(ingest_image, "Report latency CDFs and accepted rates per phase"),
@@ -323,16 +328,7 @@ def fleet(result: Json, ingest_image: str, delta_image: str) -> str:
             f"**{_ms(overall.get('p99'))}** | {_ms(overall.get('max'))} | "
             f"{overall.get('count', 0)}/{delta['nodes'] * len(delta['rounds'])} |"
         )
-    lines += [
-        "",
-        "| target | measured | met |",
-        "|---|---|---|",
-    ]
-    lines += [
-        f"| {c['target']} | {c['measured']} | {_met(c['met'])} |"
-        for c in result["checks"]
-        if "delta" in c["target"]
-    ]
+    lines += ["", *checks_table([c for c in result["checks"] if "delta" in c["target"]])]
     lines += [
         "",
         figure(delta_image, "CDF of REST change to delta at every matched node"),
@@ -395,11 +391,7 @@ def agent(result: Json, image: str) -> str:
         f"{'was' if found['cryptography'] else 'was not'}. Plan: {plan['idle_apps']} idle apps, "
         f"sizes {', '.join(str(s) for s in plan['sizes'])}, {plan['rounds']} rounds.",
         "",
-        "| target | measured | met |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {c['target']} | {c['measured']} | {_met(c['met'])} |" for c in result["checks"]]
-    lines += [
+        *checks_table(result["checks"]),
         "",
         figure(image, "Agent RSS per idle state and import cost"),
         "",

@@ -88,6 +88,7 @@ def fleet_results(tmp_path_factory: pytest.TempPathFactory) -> Json:
     )  # fmt: skip
     assert "| target | measured | met |" in completed.stdout
     assert plot.stat().st_size > 10_000
+    assert (directory / "plot-delta.png").stat().st_size > 10_000
     return results
 
 

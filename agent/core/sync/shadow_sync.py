@@ -10,9 +10,10 @@
   document meanwhile: read it again.
 - The node certificate is renewed over the same link at 2/3 of its lifetime (`renewal.py`).
 - With `poll` (`sync.mode: poll`: a polling agent's timing, such as Baetyl v2's, for comparison;
-  not for production) deltas are ignored; instead the document is read after the report of every
-  `report_interval` tick, which keeps a fixed schedule whatever early reports go out, as a polling
-  agent learns desired changes only from its periodic report. Everything else above is the same.
+  not for production) deltas are ignored, reports go out only every `report_interval` on a fixed
+  schedule (a request for an early one waits for the tick), and the document is read after each,
+  as a polling agent learns desired changes only from its periodic report. Everything else above
+  is the same.
 
 Desired states are saved to the local store before the engine hears of them, so an agent that
 restarts without a broker runs the last desired state it saw.
@@ -21,6 +22,7 @@ restarts without a broker runs the last desired state it saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -252,18 +254,17 @@ class ShadowSync:
         loop = asyncio.get_running_loop()
         tick = loop.time() + self._report_interval
         while True:
-            # Pushing, the timer restarts after every report. Polling, the ticks keep a fixed
-            # schedule, like a polling agent's ticker: early reports (a crash-looping app asks
-            # for one every few seconds) must not put off the next read of the shadow.
-            wait = max(0.0, tick - loop.time()) if self._poll else self._report_interval
-            ticked = False
-            try:
-                await asyncio.wait_for(self._report_now.wait(), wait)
-            except TimeoutError:
-                ticked = True
+            if self._poll:
+                # A polling agent reports on its ticker's fixed schedule only, and hears of
+                # desired changes from those reports alone: a report sent early (an app changed
+                # status) would have it hear sooner, so early requests wait for the tick.
+                await asyncio.sleep(max(0.0, tick - loop.time()))
                 tick += self._report_interval
                 if tick <= loop.time():  # fell behind (a slow report): skip the missed ticks
                     tick = loop.time() + self._report_interval
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._report_now.wait(), self._report_interval)
             self._report_now.clear()
             if not self._link.up or self._accepted is None:
                 continue  # the connect callback reads the document and asks for a report
@@ -271,9 +272,9 @@ class ShadowSync:
                 await self._report_once()
             except Exception:
                 log.exception("report failed")
-            if ticked and self._poll:
+            if self._poll:
                 log.debug("polling the shadow", extra={"version": self.version})
-                self._refresh_now.set()  # a polling agent hears of desired changes as it reports
+                self._refresh_now.set()  # what the answer to a polling agent's report carries
             await asyncio.sleep(MIN_REPORT_GAP)
 
     async def _report_once(self) -> None:

@@ -39,6 +39,8 @@ class Node:
     name: str
     sync: ShadowSync
     adopted: list[dict[str, Any]]
+    props: dict[str, str]
+    """What the node reports as its properties; change it and call `report_soon`."""
 
 
 @pytest.fixture
@@ -53,8 +55,10 @@ async def polling_node(
     store = LocalStore(tmp_path / "store")
     await store.open()
 
+    props = {"fixed": "yes"}
+
     async def reported() -> dict[str, Any]:
-        return {"nodeprops": {"fixed": "yes"}}  # the same every time: one report, then none
+        return {"nodeprops": dict(props)}  # unless a test changes it: one report, then none
 
     async def commands(request: CommandRequest) -> Any:
         raise ValueError(f"no commands here ({request.cmd})")
@@ -82,7 +86,7 @@ async def polling_node(
     await sync.load()
     task = asyncio.create_task(sync.run(), name=f"sync-{name}")
     try:
-        yield Node(name, sync, adopted)
+        yield Node(name, sync, adopted, props)
     finally:
         await sync.stop()
         task.cancel()
@@ -117,6 +121,26 @@ async def test_polling_reads_the_shadow_at_every_tick_even_with_nothing_to_repor
     await eventually(adopted, timeout=3, what="the change read at the next tick")
     assert _logged(caplog, POLLED) >= 1
     assert sync.reports_sent == 1  # no report answer told it: the tick's own read did
+
+
+async def test_polling_sends_a_report_asked_for_early_only_at_the_next_tick(
+    polling_node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=shadow_sync.__name__)
+    sync = polling_node.sync
+
+    async def reported(count: int) -> bool:
+        return sync.reports_sent == count
+
+    await eventually(lambda: reported(1), timeout=5, what="the report after connecting")
+    polls = _logged(caplog, POLLED)
+    await eventually(lambda: _logged_more(caplog, POLLED, polls), timeout=3, what="a tick")
+    await asyncio.sleep(0.25)  # past the tick's report gap; the next tick is ≈ 0.75 s away
+    polling_node.props["changed"] = "now"
+    sync.report_soon()
+    await asyncio.sleep(0.35)  # a pushing sync has sent it by now
+    assert sync.reports_sent == 1, "an early report would tell of desired changes early"
+    await eventually(lambda: reported(2), timeout=3, what="the report at the next tick")
 
 
 def _logged(caplog: pytest.LogCaptureFixture, message: str) -> int:
