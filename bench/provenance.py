@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+REPORT_OUTPUTS = ("bench/results", "docs/benchmarks.md", "docs/img")
 
 
 def machine() -> dict[str, Any]:
@@ -47,7 +48,11 @@ def machine() -> dict[str, Any]:
 
 
 def git_revision() -> str:
-    """The commit measured, `+dirty` when the tree had changes; "unknown" outside a checkout."""
+    """The commit measured, `+dirty` when the tree had changes; "unknown" outside a checkout.
+
+    The report's own outputs (results files, the document, its plots) do not count: a `make
+    bench` run rewrites them as it goes, and that is no change to what is measured.
+    """
     try:
         head = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
@@ -57,7 +62,17 @@ def git_revision() -> str:
             timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "-C",
+                str(ROOT),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                *(f":!{path}" for path in REPORT_OUTPUTS),
+            ],
             capture_output=True,
             text=True,
             check=True,
