@@ -10,7 +10,8 @@ running the standard json module. On PostgreSQL the rows are both locked and wri
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +25,8 @@ _SELECT_SQLITE = (
     'SELECT "id", "name", "desired", "desired_meta", "version", "timestamp" '
     'FROM "baetyl_node_shadow" WHERE "namespace" = ? AND "name" IN ({marks}) ORDER BY "name"'
 )
-# The names as one array joined to the table: the planner then looks every name up in the
-# (namespace, name) index whatever its statistics say. With `name IN ($2, …)` and statistics not
-# yet refreshed after many nodes were added (autovacuum analyzes at most once a minute), it
-# scanned the whole namespace for each batch: back-to-back fleet-wide app creations on 10,000
-# nodes took 3.3 s each instead of 1.6 s (docs/performance-notes.md). Locked in name order, as
-# every fleet-wide writer locks, so that two of them cannot deadlock.
+# The names as one array joined to the table, locked in name order as every fleet-wide writer
+# locks (two of them cannot deadlock). Run with sequential scans off (`_index_lookups`).
 _SELECT_PG = (
     'SELECT s."id", s."name", s."desired", s."desired_meta", s."version", s."timestamp" '
     'FROM unnest($2::text[]) AS n("name") JOIN "baetyl_node_shadow" AS s '
@@ -100,16 +97,8 @@ class ShadowRows:
             return
         connection = _connection()
         if _is_postgres(connection):
-            for start in range(0, len(self._dirty), PG_BATCH):
-                batch = self._dirty[start : start + PG_BATCH]
-                columns = [
-                    [row.id for row in batch],
-                    [_dumps(row.desired) for row in batch],
-                    [_dumps(row.desired_meta) for row in batch],
-                    [row.version for row in batch],
-                    [row.timestamp for row in batch],
-                ]
-                await connection.execute_query(_UPDATE_PG, columns)
+            async with _index_lookups(connection):
+                await self._save_postgres(connection)
         else:
             values = [
                 [_dumps(row.desired), _dumps(row.desired_meta), row.version, row.timestamp, row.id]
@@ -118,30 +107,63 @@ class ShadowRows:
             await connection.execute_many(_UPDATE_SQLITE, values)
         self._dirty.clear()
 
+    async def _save_postgres(self, connection: BaseDBAsyncClient) -> None:
+        for start in range(0, len(self._dirty), PG_BATCH):
+            batch = self._dirty[start : start + PG_BATCH]
+            columns = [
+                [row.id for row in batch],
+                [_dumps(row.desired) for row in batch],
+                [_dumps(row.desired_meta) for row in batch],
+                [row.version for row in batch],
+                [row.timestamp for row in batch],
+            ]
+            await connection.execute_query(_UPDATE_PG, columns)
+
 
 async def load_for_update(namespace: str, nodes: Iterable[str]) -> ShadowRows:
     """Lock and load the desired half of the shadows of `nodes` (missing ones are skipped)."""
     wanted = sorted(set(nodes))
     connection = _connection()
-    postgres = _is_postgres(connection)
     rows: dict[str, _Row] = {}
-    size = PG_BATCH if postgres else BATCH
-    for start in range(0, len(wanted), size):
-        chunk = wanted[start : start + size]
-        if postgres:
-            sql, values = _SELECT_PG, [namespace, chunk]
-        else:
+    if _is_postgres(connection):
+        async with _index_lookups(connection):
+            for start in range(0, len(wanted), PG_BATCH):
+                values = [namespace, wanted[start : start + PG_BATCH]]
+                _add_rows(rows, await connection.execute_query_dict(_SELECT_PG, values))
+    else:
+        for start in range(0, len(wanted), BATCH):
+            chunk = wanted[start : start + BATCH]
             sql = _SELECT_SQLITE.format(marks=", ".join("?" * len(chunk)))
-            values = [namespace, *chunk]
-        for record in await connection.execute_query_dict(sql, values):
-            rows[str(record["name"])] = _Row(
-                id=int(record["id"]),
-                desired=_loads(record["desired"]),
-                desired_meta=_loads(record["desired_meta"]),
-                version=int(record["version"]),
-                timestamp=float(record["timestamp"]),
-            )
+            _add_rows(rows, await connection.execute_query_dict(sql, [namespace, *chunk]))
     return ShadowRows(rows)
+
+
+def _add_rows(rows: dict[str, _Row], records: list[dict[str, Any]]) -> None:
+    for record in records:
+        rows[str(record["name"])] = _Row(
+            id=int(record["id"]),
+            desired=_loads(record["desired"]),
+            desired_meta=_loads(record["desired_meta"]),
+            version=int(record["version"]),
+            timestamp=float(record["timestamp"]),
+        )
+
+
+@contextlib.asynccontextmanager
+async def _index_lookups(connection: BaseDBAsyncClient) -> AsyncIterator[None]:
+    """Sequential scans off for the statements inside, within the current transaction.
+
+    The fleet-wide statements look each node up by name or id, and an index lookup is right
+    whatever the table's size. The planner does not always see that: with statistics from before
+    thousands of nodes were added (autovacuum analyzes at most once a minute) it judged the
+    shadow table small and scanned all of it for each name, 8.4 s instead of 1.5 s for an app on
+    10,000 nodes (docs/performance-notes.md). `SET LOCAL` ends with the transaction; the rest of
+    the transaction gets the setting back at once. Not in a `finally`: after an error the
+    transaction is aborted and rolled back, setting and all, and a statement now would fail too.
+    """
+    await connection.execute_script("SET LOCAL enable_seqscan = off")
+    yield
+    await connection.execute_script("SET LOCAL enable_seqscan TO DEFAULT")
 
 
 def _connection() -> BaseDBAsyncClient:
