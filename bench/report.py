@@ -64,10 +64,16 @@ def load(results_dir: Path) -> dict[str, Any]:
     return found
 
 
-def _caption(result: Json) -> str:
+def _caption(result: Json, *others: Json) -> str:
+    """The command(s) that produced a figure, then when and on what the first one ran."""
     origin = result.get("provenance") or {}
     machine = (origin.get("machine") or {}).get("summary", "unknown machine")
-    return f"{origin.get('command', '?')}\n{origin.get('date', '?')}, {machine}"
+    commands = [str((r.get("provenance") or {}).get("command", "?")) for r in (result, *others)]
+    if others:
+        commands = [
+            f"{side}: {command}" for side, command in zip(("left", "right"), commands, strict=False)
+        ]
+    return "\n".join([*commands, f"{origin.get('date', '?')}, {machine}"])
 
 
 def draw(results: dict[str, Any], img_dir: Path) -> list[Path]:
@@ -75,8 +81,9 @@ def draw(results: dict[str, Any], img_dir: Path) -> list[Path]:
     written: list[Path] = []
     if results["push_vs_poll"] or results["agent"]:
         path = img_dir / FIGURES["deploy"]
-        source = results["push_vs_poll"] or results["agent"]
-        plots.deploy_latency(results["push_vs_poll"], results["agent"], path, _caption(source))
+        sources = [r for r in (results["push_vs_poll"], results["agent"]) if r]
+        caption = _caption(*sources)
+        plots.deploy_latency(results["push_vs_poll"], results["agent"], path, caption)
         written.append(path)
     if results["cloud_rest"]:
         path = img_dir / FIGURES["rest"]
@@ -128,7 +135,10 @@ def document(results: dict[str, Any], image_prefix: str) -> str:
     if missing:
         parts += ["", f"Not measured in this report: {', '.join(f'`{m}`' for m in missing)}."]
     if results["push_vs_poll"]:
-        parts += ["", sections.push_vs_poll(results["push_vs_poll"], image("deploy"))]
+        parts += [
+            "",
+            sections.push_vs_poll(results["push_vs_poll"], image("deploy"), results["agent"]),
+        ]
     if results["cloud_rest"]:
         parts += ["", sections.cloud_rest(results["cloud_rest"], image("rest"))]
     if results["fleet"]:

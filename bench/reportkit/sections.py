@@ -140,8 +140,12 @@ def models_table(result: Json) -> list[str]:
     return lines
 
 
-def push_vs_poll(result: Json, image: str) -> str:
-    """REST app create → process running, push model against Baetyl's polling timing."""
+def push_vs_poll(result: Json, image: str, agent: Json | None = None) -> str:
+    """REST app create → process running, push model against Baetyl's polling timing.
+
+    The figure's second panel, when `agent` results are given, is their deploy time by app
+    count; its command is named under the figure too.
+    """
     plan = result["plan"]
     expected = result["expected_poll_ms"]
     by_model = {model["model"]: model for model in result["models"]}
@@ -187,7 +191,14 @@ def push_vs_poll(result: Json, image: str) -> str:
             "anyway.",
         ]
     lines += ["", figure(image, "CDF of REST create → running, push vs poll"), ""]
-    lines.append(provenance_note(result))
+    if agent is None:
+        lines.append(provenance_note(result))
+    else:
+        lines += [
+            "Left panel: " + provenance_note(result) + "  ",
+            "Right panel (one desired change carrying N apps, from the agent benchmark below): "
+            + provenance_note(agent),
+        ]
     return "\n".join(lines)
 
 
