@@ -297,7 +297,6 @@ def imported_packages(log: AgentLog) -> Json:
 
 async def run(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Json:
     """Every phase in order; returns the results."""
-    load_start = os.getloadavg()
     progress.say("import cost in a fresh interpreter")
     imports = await import_costs()
     progress.say("starting the cloud and its broker")
@@ -331,7 +330,7 @@ async def run(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Jso
     memory = {**idle, "after_rounds": after, "idle_0_api_off": api_off}
     return {
         "provenance": provenance(),
-        "load_average": {"start": load_start, "end": os.getloadavg()},
+        "load_average_end": os.getloadavg(),  # at the start: in the provenance
         "plan": dataclasses.asdict(plan),
         "workdir": str(work),
         "imports": imports,
@@ -376,71 +375,8 @@ def checks(plan: Plan, memory: Json, cpu: Json, packages: list[str]) -> list[Jso
 
 
 def summary(result: Json) -> str:
-    """The Markdown tables docs/benchmarks.md quotes."""
-    imports, memory, cpu = result["imports"], result["memory"], result["cpu"]
-    load = result["load_average"]
-    lines = sections.checks_table(result["checks"])
-    lines += [
-        "",
-        "| agent process | RSS MB | RSS max MB | USS MB | PSS MB |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for key, figures in memory.items():
-        uss, pss = (
-            "—" if figures[field] is None else f"{figures[field]:.1f}"
-            for field in ("uss_mb", "pss_mb")
-        )
-        lines.append(
-            f"| {key.replace('_', ' ')} | {figures['rss_mb']:.1f} | "
-            f"{figures['rss_max_mb']:.1f} | {uss} | {pss} |"
-        )
-    lines += [
-        "",
-        f"Fresh interpreter: {imports['python_mb']:.1f} MB; importing "
-        f"{', '.join(imports['libraries'])}: {imports['libraries_mb']:.1f} MB; "
-        f"then every agent module: {imports['agent_modules_mb']:.1f} MB.",
-        "",
-        "| then importing | adds MB | RSS MB |",
-        "|---|---:|---:|",
-    ]
-    lines += [
-        f"| {s['module']} | {s['added_mb']:.1f} | {s['rss_mb']:.1f} |" for s in imports["steps"]
-    ]
-    lines += [
-        "",
-        f"Idle CPU: {cpu['cpu_s']:.2f} s over {cpu['window_s']:.0f} s with {cpu['apps']} app "
-        f"processes = {cpu['percent_one_core']:.2f} % of one core.",
-        "",
-        f"Load average (1 min): {load['start'][0]:.2f} at the start, {load['end'][0]:.2f} at "
-        f"the end, on {result['provenance']['machine']['nproc']} CPUs.",
-        "",
-        "| apps | rounds | PUT → running p50 / p90 ms | desired → running p50 / p90 ms "
-        "| removal p50 / p90 ms |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for size in result["latency"]:
-        put, desired, removal = size["from_put_ms"], size["from_desired_ms"], size["removal_ms"]
-        lines.append(
-            f"| {size['apps']} | {put['count']} | {put['p50']:.0f} / {put['p90']:.0f} | "
-            f"{desired['p50']:.0f} / {desired['p90']:.0f} | "
-            f"{removal['p50']:.0f} / {removal['p90']:.0f} |"
-        )
-    for key, what in (
-        ("agent_imports", "The agent"),
-        ("agent_imports_api_off", "With the API off it"),
-    ):
-        found = result[key]
-        lines += [
-            "",
-            f"{what} imported {found['modules']} modules from {len(found['packages'])} "
-            f"top-level packages; kubernetes_asyncio: {_yes(found['kubernetes_asyncio'])}, "
-            f"cryptography: {_yes(found['cryptography'])}, aiohttp: {_yes(found['aiohttp'])}.",
-        ]
-    return "\n".join(lines)
-
-
-def _yes(imported: bool) -> str:
-    return "imported" if imported else "not imported"
+    """The tables docs/benchmarks.md shows, as Markdown."""
+    return sections.agent(result, image=None)
 
 
 def _exists(module: str) -> bool:

@@ -29,7 +29,7 @@ RESULT_FILES = {
     "agent": "agent.json",
     "shadow_apply": "shadow_apply.json",
 }
-REST_FILES = ("cloud_rest-sqlite.json", "cloud_rest-postgres.json")
+REST_FILES = {db: f"cloud_rest-{db}.json" for db in ("sqlite", "postgres")}
 FIGURES = {
     "deploy": "bench-deploy-latency.png",
     "rest": "bench-rest-latency.png",
@@ -59,7 +59,7 @@ def load(results_dir: Path) -> dict[str, Any]:
     """Every results file found; `cloud_rest` is a list (one per database)."""
     found: dict[str, Any] = {key: _read(results_dir / name) for key, name in RESULT_FILES.items()}
     found["cloud_rest"] = [
-        result for name in REST_FILES if (result := _read(results_dir / name)) is not None
+        result for name in REST_FILES.values() if (result := _read(results_dir / name)) is not None
     ]
     return found
 
@@ -130,8 +130,8 @@ def document(results: dict[str, Any], image_prefix: str) -> str:
         sections.machines(results),
     ]
     missing = [name for key, name in RESULT_FILES.items() if not results[key]]
-    missing += [name for name in REST_FILES if name.split("-")[1].split(".")[0] not in
-                {r["db"] for r in results["cloud_rest"]}]  # fmt: skip
+    measured_dbs = {result["db"] for result in results["cloud_rest"]}
+    missing += [name for db, name in REST_FILES.items() if db not in measured_dbs]
     if missing:
         parts += ["", f"Not measured in this report: {', '.join(f'`{m}`' for m in missing)}."]
     if results["push_vs_poll"]:

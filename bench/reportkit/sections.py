@@ -358,8 +358,8 @@ def fleet(result: Json, ingest_image: str, delta_image: str) -> str:
 # -- agent -----------------------------------------------------------------------------------
 
 
-def agent(result: Json, image: str) -> str:
-    """The agent's footprint and deploy latency."""
+def agent(result: Json, image: str | None) -> str:
+    """The agent's footprint and deploy latency; without `image`, as `bench/agent.py` prints it."""
     plan = result["plan"]
     memory, cpu, imports = result["memory"], result["cpu"], result["imports"]
     lines = [
@@ -387,6 +387,10 @@ def agent(result: Json, image: str) -> str:
         f"{imports['libraries_mb']:.1f} MB, and every agent module on top "
         f"{imports['agent_modules_mb']:.1f} MB: the agent's RSS is almost all imports.",
         "",
+        "| then importing | adds MB | RSS MB |",
+        "|---|---:|---:|",
+        *(f"| {s['module']} | {s['added_mb']:.1f} | {s['rss_mb']:.1f} |" for s in imports["steps"]),
+        "",
         "| apps in one desired change | rounds | PUT → all running p50 / p90 ms | "
         "desired seen → all running p50 / p90 ms | removal p50 / p90 ms |",
         "|---:|---:|---:|---:|---:|",
@@ -398,23 +402,36 @@ def agent(result: Json, image: str) -> str:
             f"{_ms(desired['p50'])} / {_ms(desired['p90'])} | "
             f"{_ms(removal['p50'])} / {_ms(removal['p90'])} |"
         )
-    found = result["agent_imports"]
     lines += [
         "",
-        f"The agent imported {found['modules']} modules from {len(found['packages'])} "
-        f"top-level packages (read from `-X importtime`); kubernetes_asyncio "
-        f"{'**was**' if found['kubernetes_asyncio'] else 'was not'} imported, aiohttp "
-        f"{'was' if found['aiohttp'] else 'was not'}, cryptography "
-        f"{'was' if found['cryptography'] else 'was not'}. Plan: {plan['idle_apps']} idle apps, "
-        f"sizes {', '.join(str(s) for s in plan['sizes'])}, {plan['rounds']} rounds.",
+        "From `-X importtime`: "
+        + _imported("the agent", result["agent_imports"])
+        + " "
+        + _imported("With the local API off it", result["agent_imports_api_off"])
+        + f" Plan: {plan['idle_apps']} idle apps, sizes "
+        f"{', '.join(str(s) for s in plan['sizes'])}, {plan['rounds']} rounds.",
         "",
         *checks_table(result["checks"]),
-        "",
-        figure(image, "Agent RSS per idle state and import cost"),
-        "",
-        provenance_note(result),
     ]
+    if image is not None:
+        lines += [
+            "",
+            figure(image, "Agent RSS per idle state and import cost"),
+            "",
+            provenance_note(result),
+        ]
     return "\n".join(lines)
+
+
+def _imported(who: str, found: Json) -> str:
+    """What one agent process imported, read from its `-X importtime` lines."""
+    return (
+        f"{who} imported {found['modules']} modules from {len(found['packages'])} top-level "
+        f"packages; kubernetes_asyncio "
+        f"{'**was**' if found['kubernetes_asyncio'] else 'was not'} imported, aiohttp "
+        f"{'was' if found['aiohttp'] else 'was not'}, cryptography "
+        f"{'was' if found['cryptography'] else 'was not'}."
+    )
 
 
 # -- shadow ----------------------------------------------------------------------------------
