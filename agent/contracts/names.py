@@ -15,6 +15,7 @@ APP_NAME_MAX = 55  # so that "<app>-nodeport" still fits a 63-character Kubernet
 LABEL_NAME_MAX = 63
 LABEL_VALUE_MAX = 63
 LABEL_PREFIX_MAX = 253
+LABELS_MAX = 64  # labels a user gives a resource; selectors need a few, not thousands
 
 _NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _NAME_RE = re.compile(r"^[a-z0-9][-a-z0-9.]{0,61}[a-z0-9]$")
@@ -127,10 +128,12 @@ def check_label_value(value: str) -> str:
     return value
 
 
-def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    """Validate every key and value of a label map and return it as a plain dict."""
+def check_labels(labels: Mapping[str, str], *, max_count: int = LABELS_MAX) -> dict[str, str]:
+    """Validate every key and value of a label map (at most `max_count` of them)."""
     if not isinstance(labels, Mapping):
         raise InvalidName("labels must be an object of string keys and string values")
+    if len(labels) > max_count:
+        raise InvalidName(f"labels: {len(labels)} labels given, at most {max_count} are allowed")
     for key, value in labels.items():
         check_label_key(key)
         try:

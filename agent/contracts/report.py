@@ -8,15 +8,26 @@ builds its reports from them and the cloud reads reports through them.
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Final
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
-from agent.contracts.resources import Labels, Quantity
-from agent.contracts.wire import WireModel
+from agent.contracts import names
+from agent.contracts.resources import Quantity
+from agent.contracts.wire import WireModel, describe_errors
 
 Percent = Annotated[float, Field(ge=0, le=100)]
+REPORTED_LABELS_MAX = 256  # a Kubernetes host may carry many more labels than users give
+
+
+def _reported_labels(labels: dict[str, str]) -> dict[str, str]:
+    return names.check_labels(labels, max_count=REPORTED_LABELS_MAX)
+
+
+ReportedLabels = Annotated[dict[str, str], AfterValidator(_reported_labels)]
 
 
 class AppStatus(enum.StrEnum):
@@ -72,7 +83,7 @@ class NodeInfo(WireModel):
     machine_id: str = Field(default="", alias="machineID")
     boot_id: str = Field(default="", alias="bootID")
     role: str = ""
-    labels: Labels = Field(default_factory=dict)
+    labels: ReportedLabels = Field(default_factory=dict)
 
 
 class Resources(WireModel):
@@ -106,3 +117,43 @@ class CoreInfo(WireModel):
     version: str
     python: str
     backend: str
+
+
+_VersionMap = dict[str, str]
+REPORTED_SHAPES: Final[Mapping[str, TypeAdapter[Any]]] = {
+    "apps": TypeAdapter(_VersionMap),
+    "sysapps": TypeAdapter(_VersionMap),
+    "appstats": TypeAdapter(dict[str, AppStats]),
+    "sysappstats": TypeAdapter(dict[str, AppStats]),
+    "node": TypeAdapter(dict[str, NodeInfo]),
+    "nodestats": TypeAdapter(dict[str, NodeStats]),
+    "nodeprops": TypeAdapter(dict[str, str]),
+    "core": TypeAdapter(CoreInfo),
+    "modeinfo": TypeAdapter(dict[str, Any]),
+}
+
+
+def reported_problems(section: Mapping[str, Any], keys: Iterable[str]) -> list[str]:
+    """What is wrong with the well-known `keys` of a reported section (after the merge).
+
+    The cloud renders these keys in its NodeView and reads them for status, so a report that
+    leaves one of them in a shape other than DESIGN §5's is refused before it is stored. Keys
+    the cloud does not know stay free JSON. The merged value is checked, not the patch, because
+    reports are recursive diffs whose parts are not whole models.
+    """
+    problems: list[str] = []
+    for key in keys:
+        shape = REPORTED_SHAPES.get(key)
+        if shape is None or key not in section:
+            continue
+        try:
+            # Through JSON text, so values get the same rules as a payload (a datetime is text).
+            shape.validate_json(json.dumps(section[key], allow_nan=False))
+        except ValidationError as exc:
+            for problem in describe_errors(exc):
+                where, _, message = problem.partition(": ")
+                inner = "" if where == "(payload)" else f".{where}"
+                problems.append(f"state.reported.{key}{inner}: {message}")
+        except ValueError as exc:
+            problems.append(f"state.reported.{key}: not a JSON value ({exc})")
+    return problems

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from aiohttp import web
 
+from cloud import logs
 from cloud.api import (
     apps,
     certificates,
@@ -55,6 +56,7 @@ def create_app(
     access_listeners: Iterable[AccessListener] = (),
 ) -> web.Application:
     """Build the REST application; nothing is opened until the app starts."""
+    logs.redact_library_logs()
     app = web.Application(
         middlewares=[system.metrics_middleware, error_middleware, auth_middleware],
         client_max_size=MAX_BODY_BYTES,

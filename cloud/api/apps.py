@@ -10,6 +10,7 @@ from cloud.api.auth import caller_of
 from cloud.api.http import path_param, read_body, read_query, reply
 from cloud.api.keys import CONTEXT
 from cloud.api.listing import ListQuery, Page
+from cloud.api.resource_views import check_namespace
 from cloud.api.routing import RouteTable
 from cloud.services import apps
 from cloud.services.app_spec import ApplicationView
@@ -59,8 +60,10 @@ async def list_apps(request: web.Request) -> web.Response:
 )
 async def create_app(request: web.Request) -> web.Response:
     """Create an app; it is placed at once on every node its selector matches."""
+    caller = caller_of(request)
     view = await read_body(request, ApplicationView)
-    return reply(await apps.create(request.app[CONTEXT], caller_of(request), view))
+    check_namespace(view.namespace, caller)
+    return reply(await apps.create(request.app[CONTEXT], caller, view))
 
 
 @routes.route(
@@ -81,9 +84,11 @@ async def get_app(request: web.Request) -> web.Response:
 )
 async def update_app(request: web.Request) -> web.Response:
     """Replace an app; nodes get the new version when what they run changed."""
-    view = await read_body(request, ApplicationView)
+    caller = caller_of(request)
     name = path_param(request, "name")
-    return reply(await apps.update(request.app[CONTEXT], caller_of(request), name, view))
+    view = await read_body(request, ApplicationView)
+    check_namespace(view.namespace, caller)
+    return reply(await apps.update(request.app[CONTEXT], caller, name, view))
 
 
 @routes.route("DELETE", "/apps/{name}", summary="Delete an application", tags=TAGS)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from agent.contracts import names
 from agent.contracts.wire import PayloadError, describe_errors
 from cloud.api.keys import REQUEST_ID
 from cloud.errors import CloudError, Invalid
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a configuration may hold just under 4 MiB of data
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_NAME_PARAMS = frozenset({"name", "app"})
+_APPS = "/v1/apps/"
 
 
 @web.middleware
@@ -60,10 +63,39 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
     raw = await request.read()  # the app's client_max_size bounds it
     if not raw.strip():
         raise Invalid("request body is empty; a JSON object is required")
+    _refuse_duplicate_keys(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise Invalid("invalid request body: " + "; ".join(describe_errors(exc))) from exc
+
+
+def _refuse_duplicate_keys(raw: bytes) -> None:
+    """Invalid if an object of the body repeats a key.
+
+    A JSON parser keeps the last of repeated keys, so `{"role":"read","role":"admin"}` would
+    mean whatever the last one says, unseen by a reviewer of the first: ambiguous, refused.
+    Text that is not JSON is left to the model's parser, which names the problem.
+    """
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in items:
+            if key in seen and key not in repeated:
+                repeated.append(key)
+            seen[key] = value
+        return seen
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except RecursionError:
+        raise Invalid("invalid request body: JSON nested too deeply") from None
+    except ValueError:
+        return
+    if repeated:
+        shown = ", ".join(repr(key[:64]) for key in repeated[:10])
+        raise Invalid(f"invalid request body: duplicate keys in a JSON object: {shown}")
 
 
 def read_query(request: web.Request, model: type[ModelT]) -> ModelT:
@@ -91,8 +123,25 @@ def reply(
 
 
 def path_param(request: web.Request, name: str) -> str:
-    """A path parameter (always present when the route matched)."""
-    return request.match_info[name]
+    """A path parameter, checked like a body name before any lookup (DESIGN §3).
+
+    `{name}` and `{app}` are resource names: a name no resource can have is refused here with
+    a 400, instead of reaching the store (where a name over its column length was a 500).
+    Application names (`/v1/apps/{name}`, `{app}`) are held to their shorter limit.
+    """
+    value = request.match_info[name]
+    if name not in _NAME_PARAMS:
+        return value
+    resource = request.match_info.route.resource
+    is_app = name == "app" or (resource is not None and resource.canonical.startswith(_APPS))
+    try:
+        if is_app:
+            names.check_app_name(value)
+        else:
+            names.check_name(value)
+    except names.InvalidName as exc:
+        raise Invalid(f"path: {exc}") from None
+    return value
 
 
 def _dumps(value: Any) -> str:

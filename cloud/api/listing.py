@@ -15,6 +15,7 @@ from agent.contracts.wire import WireModel
 
 ItemT = TypeVar("ItemT")
 MAX_PAGE_SIZE = 1000
+MAX_PAGE_NO = 1_000_000  # so (pageNo - 1) * pageSize stays far inside a 64-bit OFFSET
 
 
 class ListQuery(BaseModel):
@@ -24,7 +25,7 @@ class ListQuery(BaseModel):
 
     selector: Annotated[str, Field(max_length=4096)] = ""
     name: Annotated[str, Field(max_length=63)] = ""
-    page_no: Annotated[int, Field(alias="pageNo", ge=1)] = 1
+    page_no: Annotated[int, Field(alias="pageNo", ge=1, le=MAX_PAGE_NO)] = 1
     page_size: Annotated[int, Field(alias="pageSize", ge=0, le=MAX_PAGE_SIZE)] = 0
 
     @field_validator("selector")

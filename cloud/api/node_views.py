@@ -44,6 +44,7 @@ class NodeCreate(WireModel):
     """A node to create; `baetyl-node-name=<name>` is added to its labels."""
 
     name: NodeName
+    namespace: str | None = None  # accepted when it is the token's (a GET result posted back)
     labels: Labels = Field(default_factory=dict)
     description: Description = ""
     annotations: Annotations = Field(default_factory=dict)
@@ -54,6 +55,7 @@ class NodeUpdate(WireModel):
     """A node update: absent fields keep their value; `name` and `nodeMode` cannot change."""
 
     name: NodeName | None = None
+    namespace: str | None = None  # accepted when it is the token's (a GET result put back)
     labels: Labels | None = None
     description: Description | None = None
     annotations: Annotations | None = None

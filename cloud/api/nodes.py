@@ -14,6 +14,7 @@ from cloud.api import node_views as views
 from cloud.api.auth import caller_of
 from cloud.api.http import path_param, read_body, read_query, reply
 from cloud.api.keys import CONTEXT
+from cloud.api.resource_views import check_namespace
 from cloud.api.routing import RouteTable
 from cloud.errors import Invalid
 from cloud.services import commands, install, node_shadow, nodes
@@ -58,7 +59,9 @@ async def list_nodes(request: web.Request) -> web.Response:
 )
 async def create_node(request: web.Request) -> web.Response:
     """Create a node; it receives at once every app whose selector matches its labels."""
+    caller = caller_of(request)
     body = await read_body(request, views.NodeCreate)
+    check_namespace(body.namespace, caller)
     spec = NodeSpec(
         name=body.name,
         labels=body.labels,
@@ -66,7 +69,7 @@ async def create_node(request: web.Request) -> web.Response:
         annotations=body.annotations,
         node_mode=body.node_mode,
     )
-    state = await nodes.create(request.app[CONTEXT], caller_of(request), spec)
+    state = await nodes.create(request.app[CONTEXT], caller, spec)
     return reply(views.node_view(state, desire=False, report=False))
 
 
@@ -106,6 +109,7 @@ async def update_node(request: web.Request) -> web.Response:
     """Change labels, description or annotations; changed labels re-match the apps."""
     name = path_param(request, "name")
     body = await read_body(request, views.NodeUpdate)
+    check_namespace(body.namespace, caller_of(request))
     if body.name is not None and body.name != name:
         raise Invalid(f"name: the body names node {body.name!r} but the path names {name!r}")
     changes = NodeChanges(
@@ -178,6 +182,7 @@ async def app_logs(request: web.Request) -> web.Response:
     summary="Get the command that installs a node",
     query=views.InitQuery,
     response=views.InitCommand,
+    access="admin",  # the command holds a fresh install token: a credential for this node
     tags=TAGS,
 )
 async def node_init(request: web.Request) -> web.Response:

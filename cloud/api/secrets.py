@@ -102,7 +102,14 @@ async def create_secret(request: web.Request) -> web.Response:
     return reply(_view(meta))
 
 
-@routes.route("GET", "/secrets/{name}", summary="Get a secret", response=SecretView, tags=TAGS)
+@routes.route(
+    "GET",
+    "/secrets/{name}",
+    summary="Get a secret with its data (admin token)",
+    response=SecretView,
+    access="admin",  # the plaintext data is a credential; read tokens list secrets, no more
+    tags=TAGS,
+)
 async def get_secret(request: web.Request) -> web.Response:
     """One secret with its plaintext data."""
     ctx = request.app[CONTEXT]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -17,6 +18,7 @@ from cloud.services import tokens
 from cloud.services.tokens import TokenInfo
 
 routes = RouteTable(prefix="/v1")
+_TOKEN_ID = re.compile(r"^[0-9]{1,18}$")  # fits a 64-bit integer column
 
 
 class TokenRequest(WireModel):
@@ -88,7 +90,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def delete_token(request: web.Request) -> web.Response:
     """Revoke one token of the caller's namespace."""
     raw = path_param(request, "id")
-    if not raw.isdigit():
-        raise Invalid(f"token id must be a number, not {raw!r}")
+    if not _TOKEN_ID.match(raw):
+        raise Invalid(f"token id must be a number of at most 18 digits, not {raw[:40]!r}")
     await tokens.revoke(caller_of(request), int(raw))
     return reply(None)

@@ -44,12 +44,16 @@ async def create(ctx: CloudContext, caller: Caller, view: ApplicationView) -> Ap
     require_admin(caller)
     namespace = caller.namespace
     _refuse_baetyl_name(view.name)
+    if view.system:
+        # System apps are the platform's own (Baetyl's core, init, broker). Nothing in this
+        # cloud makes them yet, and a tenant's "system" app would escape the app quota and land
+        # in `desired.sysapps`: refused, like system configurations (decision 84).
+        raise Invalid("system: system applications are created by the cloud, not over the API")
     async with transaction():
         await namespace_store.lock(namespace)
         if await store.get(namespace, view.name) is not None:
             raise Conflict(f"application {view.name!r} already exists")
-        if not view.system:  # system apps are the platform's own, outside the tenant's quota
-            await quotas.check(ctx.settings.quotas, namespace, quotas.APPS)
+        await quotas.check(ctx.settings.quotas, namespace, quotas.APPS)
         spec = await _resolve(namespace, view)
         await _save(namespace, spec)
         changed = await desired.recompute_for_apps(namespace, [spec.name])
@@ -71,6 +75,8 @@ async def update(
         row = await store.get(namespace, name)
         if row is None:
             raise NotFound(KIND, name, namespace)
+        if view.system != row.system:
+            raise Invalid("system: whether an application is a system one cannot be changed")
         spec = await _resolve(namespace, view)
         if spec.version != row.version or _routing(spec) != (row.selector, row.system, row.labels):
             await _save(namespace, spec)

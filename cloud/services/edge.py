@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from agent.contracts import report as report_shapes
 from agent.contracts import shadow, wire
 from agent.contracts.messages import (
     ApplicationValue,
@@ -35,6 +36,7 @@ from cloud.store import shadows
 from cloud.store.db import transaction
 
 WRITE_ATTEMPTS: Final = 5
+MAX_PROBLEMS: Final = 10  # a rejection names the first problems of a bad report, not thousands
 Document = dict[str, Any]
 ResourceValue = ApplicationValue | ConfigurationValue | SecretValue
 
@@ -110,6 +112,12 @@ async def _report_once(
             )
         except shadow.ShadowError as exc:
             raise Refused(exc.code, f"state.reported: {exc.message}") from exc
+        if patch:
+            problems = report_shapes.reported_problems(new_doc["state"][shadow.REPORTED], patch)
+            if problems:
+                shown = "; ".join(problems[:MAX_PROBLEMS])
+                more = len(problems) - MAX_PROBLEMS
+                raise Refused(400, shown + (f"; and {more} more" if more > 0 else ""))
         await shadows.save_document(
             namespace, name, new_doc, expected_version=doc["version"], reported_at=now
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,8 @@ from cloud.store.models import Token
 
 TOKEN_PREFIX = "bt_"  # noqa: S105 - the marker every token starts with
 ROLES: tuple[Role, ...] = ("admin", "read")
+MAX_TOKEN_LENGTH = 256
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,10 @@ async def authenticate(authorization: str | None) -> Caller:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    if len(token) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.match(token):
+        # Our tokens are short URL-safe ASCII; anything else (a latin-1 byte aiohttp kept as a
+        # surrogate, a control character) cannot be one and must not reach the digest.
+        raise Unauthenticated("the token is not valid")
     row = await store.find_token(_digest(token))
     # The digest lookup already matched; compare again in constant time for good measure.
     if row is None or not hmac.compare_digest(row.digest, _digest(token)):
@@ -80,7 +87,7 @@ async def authenticate(authorization: str | None) -> Caller:
 def require_admin(caller: Caller) -> None:
     """Forbidden unless the caller's token has the admin role."""
     if caller.role != "admin":
-        raise Forbidden("this token has the read role; writing needs an admin token")
+        raise Forbidden("this token has the read role; writing, and reading credentials, needs an admin token")
 
 
 async def listing(caller: Caller) -> list[TokenInfo]:

@@ -227,7 +227,9 @@ async def test_install_routes_take_the_token_not_a_bearer(cloud: CloudServer) ->
     command = await cloud.call("GET", "/v1/nodes/edge-1/init", anonymous=True)
     assert (command.status, command.body["code"]) == (401, "ErrRequestAccessDenied")
     reader = await cloud.token(role="read")
-    assert (await cloud.call("GET", "/v1/nodes/edge-1/init", token=reader)).status == 200
+    refused = await cloud.call("GET", "/v1/nodes/edge-1/init", token=reader)
+    assert (refused.status, refused.body["code"]) == (403, "ErrRequestForbidden")
+    assert "cmd" not in refused.body  # an install token is a credential: admin only
     other = await cloud.token(namespace="tenant-b")
     assert (await cloud.call("GET", "/v1/nodes/edge-1/init", token=other)).status == 404
     missing = await cloud.call("GET", "/v1/active", anonymous=True)

@@ -47,14 +47,25 @@ async def test_an_empty_selector_matches_no_node(cloud: CloudServer) -> None:
     assert cloud.desired_changes == []
 
 
-async def test_system_apps_go_to_sysapps(cloud: CloudServer) -> None:
+async def test_a_tenant_cannot_create_a_system_app(cloud: CloudServer) -> None:
+    # System apps are the platform's; a tenant's would land in desired.sysapps outside its quota.
     await node(cloud, "edge-1", {"role": "gateway"})
-    created = await cloud.ok(
+    before = await cloud.ok("GET", "/v1/nodes/edge-1/shadow")
+    answer = await cloud.call(
         "POST", "/v1/apps", native_app("agent-extra", "role=gateway", system=True)
     )
-    shadow = await cloud.ok("GET", "/v1/nodes/edge-1/shadow")
-    assert shadow["state"]["desired"]["sysapps"] == {"agent-extra": created["version"]}
-    assert shadow["state"]["desired"].get("apps", {}) == {}
+    assert (answer.status, answer.body["code"]) == (400, "ErrRequestParamInvalid")
+    assert "system" in answer.body["message"]
+    assert (await cloud.call("GET", "/v1/apps/agent-extra")).status == 404
+    assert await cloud.ok("GET", "/v1/nodes/edge-1/shadow") == before
+    assert cloud.desired_changes == []
+
+
+async def test_an_app_cannot_be_turned_into_a_system_app(cloud: CloudServer) -> None:
+    created = await cloud.ok("POST", "/v1/apps", native_app("gw", "role=gateway"))
+    answer = await cloud.call("PUT", "/v1/apps/gw", created | {"system": True})
+    assert (answer.status, answer.body["code"]) == (400, "ErrRequestParamInvalid")
+    assert (await cloud.ok("GET", "/v1/apps/gw")) == created
 
 
 async def test_a_new_node_gets_the_apps_that_already_match_it(cloud: CloudServer) -> None:

@@ -105,7 +105,9 @@ async def test_app_creation_beyond_max_app_count_is_refused_and_creates_nothing(
     assert "maxAppCount" in answer.body["message"]
     assert (await limited.ok("GET", "/v1/apps"))["total"] == 3
     system_app = native_app("platform-extra", "role=x") | {"system": True}
-    await limited.ok("POST", "/v1/apps", system_app)  # system apps are outside the quota
+    refused = await limited.call("POST", "/v1/apps", system_app)  # no way around the quota
+    assert refused.status == 400 and "system" in refused.body["message"]
+    assert (await limited.ok("GET", "/v1/apps"))["total"] == 3
 
 
 async def test_a_namespace_quota_row_overrides_the_default_for_apps(limited: CloudServer) -> None:
