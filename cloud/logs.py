@@ -87,7 +87,22 @@ class RedactSecrets(logging.Filter):
             # would otherwise render the original exception (and its token) again.
             record.msg, record.args = cleaned, None
             record.exc_info, record.exc_text = None, None
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD and not key.startswith("_"):
+                # `extra` fields are logged too (aiohttp's access log puts the request line
+                # with its query there).
+                record.__dict__[key] = _redact_value(value)
         return True
+
+
+def _redact_value(value: object) -> object:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(item) for item in value]
+    return value
 
 
 def redact_library_logs() -> None:

@@ -26,7 +26,7 @@ from cloud.api import (
     tokens,
 )
 from cloud.api.auth import auth_middleware
-from cloud.api.http import MAX_BODY_BYTES, error_middleware
+from cloud.api.http import MAX_BODY_BYTES, error_middleware, path_middleware
 from cloud.api.keys import ALL_ROUTES, BRIDGE, CONTEXT, ROUTES
 from cloud.api.routing import RouteTable
 from cloud.mqtt.bridge import Bridge
@@ -58,7 +58,7 @@ def create_app(
     """Build the REST application; nothing is opened until the app starts."""
     logs.redact_library_logs()
     app = web.Application(
-        middlewares=[system.metrics_middleware, error_middleware, auth_middleware],
+        middlewares=[system.metrics_middleware, error_middleware, auth_middleware, path_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     table = RouteTable()

@@ -27,6 +27,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024  # a configuration may hold just under 4 MiB of
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _NAME_PARAMS = frozenset({"name", "app"})
 _APPS = "/v1/apps/"
+_PROPERTIES = "/v1/properties/"
 
 
 @web.middleware
@@ -123,25 +124,33 @@ def reply(
 
 
 def path_param(request: web.Request, name: str) -> str:
-    """A path parameter, checked like a body name before any lookup (DESIGN §3).
+    """A path parameter (present when the route matched; path_middleware checked names)."""
+    return request.match_info[name]
 
-    `{name}` and `{app}` are resource names: a name no resource can have is refused here with
-    a 400, instead of reaching the store (where a name over its column length was a 500).
-    Application names (`/v1/apps/{name}`, `{app}`) are held to their shorter limit.
+
+@web.middleware
+async def path_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Check `{name}` and `{app}` path parameters like body names (DESIGN §3), before any lookup.
+
+    A name no resource can have is a 400 here, for every route at once, instead of reaching the
+    store (where a name longer than its column was a 500). Application names
+    (`/v1/apps/{name}`, `{app}`) are held to their shorter limit. Property names are the
+    operator's own (up to 128 characters) and are left to their service.
     """
-    value = request.match_info[name]
-    if name not in _NAME_PARAMS:
-        return value
     resource = request.match_info.route.resource
-    is_app = name == "app" or (resource is not None and resource.canonical.startswith(_APPS))
-    try:
-        if is_app:
-            names.check_app_name(value)
-        else:
-            names.check_name(value)
-    except names.InvalidName as exc:
-        raise Invalid(f"path: {exc}") from None
-    return value
+    canonical = "" if resource is None else resource.canonical
+    if not canonical.startswith(_PROPERTIES):
+        for param in _NAME_PARAMS & request.match_info.keys():
+            value = request.match_info[param]
+            try:
+                if param == "app" or canonical.startswith(_APPS):
+                    names.check_app_name(value)
+                else:
+                    names.check_name(value)
+            except names.InvalidName as exc:
+                raise Invalid(f"path: {exc}") from None
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 def _dumps(value: Any) -> str:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from agent.contracts.wire import WireModel
 from cloud.api.auth import caller_of
-from cloud.api.http import reply
+from cloud.api.http import path_param, reply
 from cloud.api.keys import CONTEXT
 from cloud.api.routing import RouteTable
 from cloud.services import properties, quotas
@@ -65,9 +65,7 @@ async def get_quotas(request: web.Request) -> web.Response:
 )
 async def get_property(request: web.Request) -> web.Response:
     """One property set by the operator, or 404."""
-    # Property names are not resource names (operators choose them, up to 128 characters), so
-    # not `path_param`; the service refuses what the store cannot hold.
-    found = await properties.get(request.match_info["name"])
+    found = await properties.get(path_param(request, "name"))
     return reply(
         PropertyView(
             name=found.name,

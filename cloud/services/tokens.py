@@ -87,7 +87,9 @@ async def authenticate(authorization: str | None) -> Caller:
 def require_admin(caller: Caller) -> None:
     """Forbidden unless the caller's token has the admin role."""
     if caller.role != "admin":
-        raise Forbidden("this token has the read role; writing, and reading credentials, needs an admin token")
+        raise Forbidden(
+            "this token has the read role; writing, and reading credentials, needs an admin token"
+        )
 
 
 async def listing(caller: Caller) -> list[TokenInfo]:

@@ -106,7 +106,8 @@ async def test_app_creation_beyond_max_app_count_is_refused_and_creates_nothing(
     assert (await limited.ok("GET", "/v1/apps"))["total"] == 3
     system_app = native_app("platform-extra", "role=x") | {"system": True}
     refused = await limited.call("POST", "/v1/apps", system_app)  # no way around the quota
-    assert refused.status == 400 and "system" in refused.body["message"]
+    assert refused.status == 400
+    assert "system" in refused.body["message"]
     assert (await limited.ok("GET", "/v1/apps"))["total"] == 3
 
 

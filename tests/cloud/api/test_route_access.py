@@ -19,7 +19,7 @@ from tests.harness.cloud import CloudServer
 
 Who = Literal["anonymous", "read", "admin"]
 SECRET_VALUE = "s3cr3t-value-never-for-readers"
-REGISTRY_PASSWORD = "registry-password-never-shown"  # noqa: S105 - a test value
+REGISTRY_PASSWORD = "registry-password-never-shown"
 
 # (method, path) → the least role that may call it. "anonymous": no bearer token needed (the
 # install routes check an install token of their own). "read": any token of the namespace.
@@ -138,7 +138,7 @@ async def test_the_access_table_names_every_registered_route(cloud: CloudServer)
     assert ACCESS.keys() - registered == set(), "table rows for routes that do not exist"
 
 
-@pytest.mark.parametrize(("method", "path"), sorted(ACCESS), ids=lambda v: str(v))
+@pytest.mark.parametrize(("method", "path"), sorted(ACCESS), ids=str)
 async def test_a_read_token_gets_exactly_what_the_table_says(
     cloud: CloudServer, method: str, path: str
 ) -> None:

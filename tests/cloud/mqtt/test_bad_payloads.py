@@ -52,6 +52,9 @@ def _renew(**fields: Any) -> bytes:
 
 
 REF = {"kind": "application", "name": "some-app", "version": "1"}
+APP_STATS = {"name": "a", "version": "1", "status": "Running"}
+BUSY = {"ready": True, "percent": {"cpu": 250.0}}
+MANY_LABELS = {"hostname": "h", "labels": {f"k{i}": "v" for i in range(2000)}}
 CASES: list[tuple[str, Channel, bytes, int]] = [
     ("not JSON", UPDATE, b"{not json", 400),
     ("empty payload", UPDATE, b"", 400),
@@ -77,6 +80,23 @@ CASES: list[tuple[str, Channel, bytes, int]] = [
     ("writes desired", UPDATE, b'{"state": {"desired": {"apps": {}}}}', 403),
     ("writes desired and reported", UPDATE, b'{"state": {"desired": {}, "reported": {}}}', 403),
     ("stale version", UPDATE, _reported({"a": 1}, version=7), 409),
+    ("apps a string", UPDATE, _reported({"apps": "x"}), 400),
+    ("appstats a number", UPDATE, _reported({"appstats": 5}), 400),
+    ("app version a number", UPDATE, _reported({"sysapps": {"a": 1}}), 400),
+    ("app stats without a status", UPDATE, _reported({"appstats": {"a": {"name": "a"}}}), 400),
+    (
+        "app status unknown",
+        UPDATE,
+        _reported({"appstats": {"a": dict(APP_STATS, status="Up")}}),
+        400,
+    ),
+    ("node info a list", UPDATE, _reported({"node": {"h": ["x"]}}), 400),
+    ("node stats not ready", UPDATE, _reported({"nodestats": {"h": {"usage": {}}}}), 400),
+    ("percent over 100", UPDATE, _reported({"nodestats": {"h": BUSY}}), 400),
+    ("core without a version", UPDATE, _reported({"core": {"python": "3"}}), 400),
+    ("nodeprops not strings", UPDATE, _reported({"nodeprops": {"k": {"x": 1}}}), 400),
+    ("modeinfo a string", UPDATE, _reported({"modeinfo": "x"}), 400),
+    ("node labels by the thousand", UPDATE, _reported({"node": {"h": MANY_LABELS}}), 400),
     ("get with a bad token", GET, b'{"clientToken": 5}', 400),
     ("get with an extra field", GET, b'{"what": "all"}', 400),
     ("get not JSON", GET, b"get", 400),
@@ -204,3 +224,31 @@ async def test_unknown_topic_suffixes_are_dropped_and_the_bridge_keeps_serving(
         await node.client.publish(f"baetyl/v1/{nid}/cmd/response", b"{", qos=1)
         channel, answer = await node.ask(UPDATE, _reported({"a": 1}), ANSWERS[UPDATE])
     assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
+
+
+async def test_a_report_is_checked_as_merged_so_partial_patches_pass(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    # Agents send recursive diffs: {"appstats": {"a": {"status": "Failed"}}} is no whole AppStats
+    # but leaves one once merged; a patch that leaves garbage is refused and stores nothing.
+    nid = await make_node(cloud)
+    name = nid.split(".", 1)[1]
+    async with agent(nid) as node:
+        full = _reported({"apps": {"a": "1"}, "appstats": {"a": APP_STATS}})
+        channel, answer = await node.ask(UPDATE, full, ANSWERS[UPDATE])
+        assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
+        partial = _reported({"appstats": {"a": {"status": "Failed", "cause": "exit 1"}}})
+        channel, answer = await node.ask(UPDATE, partial, ANSWERS[UPDATE])
+        assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
+        before = await cloud.ok("GET", f"/v1/nodes/{name}/shadow")
+        for bad in ({"appstats": {"a": {"status": "Exploded"}}}, {"appstats": {"a": None, "b": 1}}):
+            channel, answer = await node.ask(UPDATE, _reported(bad), ANSWERS[UPDATE])
+            assert (channel, answer["code"]) == (Channel.SHADOW_UPDATE_REJECTED, 400), answer
+            assert "state.reported.appstats" in answer["message"]
+        assert await cloud.ok("GET", f"/v1/nodes/{name}/shadow") == before
+        removed = _reported({"apps": None, "appstats": {"a": None}})
+        channel, answer = await node.ask(UPDATE, removed, ANSWERS[UPDATE])
+        assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
+    view = await cloud.ok("GET", f"/v1/nodes/{name}")
+    assert view["report"].get("apps", []) == []
+    assert view["report"]["appstats"] == []
