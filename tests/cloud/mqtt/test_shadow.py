@@ -11,6 +11,8 @@ from tests.harness.cloud import CloudServer
 UPDATE_ANSWERS = (Channel.SHADOW_UPDATE_ACCEPTED, Channel.SHADOW_UPDATE_REJECTED)
 GET_ANSWERS = (Channel.SHADOW_GET_ACCEPTED, Channel.SHADOW_GET_REJECTED)
 
+CORE = {"version": "1.0", "python": "3.11.7", "backend": "native"}
+
 
 async def test_a_report_is_accepted_with_the_merged_state_and_the_next_version(
     cloud: CloudServer, agent: AgentFactory
@@ -18,16 +20,16 @@ async def test_a_report_is_accepted_with_the_merged_state_and_the_next_version(
     nid = await make_node(cloud)
     name = nid.split(".", 1)[1]
     async with agent(nid) as node:
-        report = {"state": {"reported": {"core": {"version": "1.0"}}}, "clientToken": "t-1"}
+        report = {"state": {"reported": {"core": CORE}}, "clientToken": "t-1"}
         channel, answer = await node.ask(Channel.SHADOW_UPDATE, report, UPDATE_ANSWERS)
         assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
-        assert answer["state"] == {"reported": {"core": {"version": "1.0"}}}
+        assert answer["state"] == {"reported": {"core": CORE}}
         assert answer["version"] == 2
         assert answer["clientToken"] == "t-1"
         assert set(answer["metadata"]["reported"]["core"]["version"]) == {"timestamp"}
 
     stored = await cloud.ok("GET", f"/v1/nodes/{name}/shadow")
-    assert stored["state"]["reported"] == {"core": {"version": "1.0"}}
+    assert stored["state"]["reported"] == {"core": CORE}
     assert stored["version"] == 2
     view = await cloud.ok("GET", f"/v1/nodes/{name}")
     assert view["ready"] == 1  # reported just now, no presence known
@@ -125,14 +127,14 @@ async def test_get_after_reconnect_returns_the_current_document(
     label = unique("role")
     nid = await make_node(cloud, {"role": label})
     async with agent(nid) as node:
-        report = {"state": {"reported": {"core": {"version": "1"}}}}
+        report = {"state": {"reported": {"core": CORE}}}
         _, accepted = await node.ask(Channel.SHADOW_UPDATE, report, UPDATE_ANSWERS)
     app = await cloud.ok("POST", "/v1/apps", native_app(unique("app"), f"role={label}"))
     async with agent(nid) as node:
         channel, doc = await node.ask(Channel.SHADOW_GET, {"clientToken": "after"}, GET_ANSWERS)
     assert channel is Channel.SHADOW_GET_ACCEPTED, doc
     assert doc["clientToken"] == "after"
-    assert doc["state"]["reported"] == {"core": {"version": "1"}}
+    assert doc["state"]["reported"] == {"core": CORE}
     assert doc["state"]["desired"]["apps"] == {app["name"]: app["version"]}
     assert doc["state"]["delta"] == {"apps": {app["name"]: app["version"]}}
     assert doc["version"] == accepted["version"] + 1
