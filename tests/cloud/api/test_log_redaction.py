@@ -96,7 +96,8 @@ def _malformed(token: str) -> list[bytes]:
         query = b"?token=" + INSTALL_TOKEN.encode()
         requests.append(b"GET " + path + query + b"\x01 HTTP/1.1\r\nHost: x\r\n\r\n")
         requests.append(b"GET " + path + query + b" HTTP/1.1\r\nHost: x\r\nBad\x01: y\r\n\r\n")
-        requests.append(b"GET " + path + query + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        close = b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        requests.append(b"GET " + path + query + close)
     return requests
 
 
