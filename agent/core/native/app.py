@@ -170,9 +170,8 @@ class AppRuntime:
             platform[procs.PORT_VARIABLE] = str(port)
         env = environment.build(self.context.agent_env, service.env, platform)
         argv = tuple(environment.expand(part, env) for part in [*service.command, *service.args])
-        cwd = directory
-        if service.working_dir:
-            cwd = directory / layout.container_path(service.working_dir, what="workingDir")
+        work = layout.working_path(service)
+        cwd = directory if work is None else directory / work
         return Launch(
             argv=argv,
             env=env,

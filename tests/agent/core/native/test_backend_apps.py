@@ -122,7 +122,7 @@ async def test_app_runs_with_baetyl_env_volumes_and_private_agent_env(
     [
         ({"volumeMounts": [{"name": "conf", "mountPath": "x", "subPath": "../../../etc"}]}, "'..'"),
         ({"workingDir": "../outside"}, "workingDir"),
-        ({"workingDir": "/data/inner"}, "hostPath mount"),
+        ({"workingDir": "/data/inner"}, "lies inside volume 'host'"),
         (
             {
                 "volumeMounts": [
@@ -130,9 +130,9 @@ async def test_app_runs_with_baetyl_env_volumes_and_private_agent_env(
                     {"name": "conf", "mountPath": "/data/conf"},
                 ]
             },
-            "through the hostPath",
+            "lies inside volume 'host'",
         ),
-        ({"volumeMounts": [{"name": "conf", "mountPath": "/"}]}, "instance directory itself"),
+        ({"volumeMounts": [{"name": "conf", "mountPath": "/"}]}, "below the service's directory"),
         ({"volumeMounts": [{"name": "missing", "mountPath": "m"}]}, "not provided"),
     ],
 )
