@@ -67,6 +67,8 @@ class AppRuntime:
         self.removing = False
         self.init_done = True
         self.problem = ""
+        self.rollout_failed = False
+        """The last rollout ended in an error (`problem` says which): apply it again to retry."""
         self.lock = asyncio.Lock()
         self.rollout_task: asyncio.Task[None] | None = None
 
@@ -78,6 +80,7 @@ class AppRuntime:
         self.specs[deployment.version] = deployment
         self.init_done = init_done or not deployment.app.init_services
         self.problem = ""
+        self.rollout_failed = False
 
     def expected(self) -> list[InstanceKey]:
         """The instances the target wants, in rollout order."""
