@@ -158,10 +158,12 @@ class Engine:
 
     async def _step(self, want: dict[str, Want]) -> planner.Plan:
         for name, (version, cause) in self._backend.rollout_failures().items():
-            failure = self._failures.get(name)
-            if name in want and want[name].version == version:
-                if failure is None or failure.version != version:
-                    self._fail(want[name], cause)  # a rollout resumed by the backend's start
+            if (
+                name in want
+                and want[name].version == version
+                and not self._failed_at(name, version)
+            ):
+                self._fail(want[name], cause)  # a rollout resumed by the backend's start
         # An app whose rollout failed runs at its version only on paper: it is deployed again
         # when its backoff ends.
         running = {

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from agent.core.app import Core
+from tests.agent.core import test_core_with_cloud
 from tests.agent.core.agent_kit import app_body, app_running, eventually, python_service, reported
-from tests.agent.core.test_core_with_cloud import RunningCore, running_core  # noqa: F401
+from tests.agent.core.test_core_with_cloud import RunningCore
 from tests.harness.cloud import CloudServer
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(120)]
 
+running_core = test_core_with_cloud.running_core  # the same fixture: a Core in this loop
 SLEEPER = "import time\nwhile True: time.sleep(1)"
 
 
