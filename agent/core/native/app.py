@@ -39,7 +39,7 @@ from agent.core.native.settings import NativeSettings
 log = logging.getLogger(__name__)
 
 INIT_RULE = RestartRule(Restart.NEVER)
-"""An init service runs once; a failure stops the rollout (old instances keep running)."""
+"""An init service runs once per try; a failure fails the rollout (old instances keep running)."""
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,8 @@ class AppRuntime:
         assert target is not None
         self.purge_stopped()
         if not self.init_done and not await self._run_init_services(target):
-            return
+            # A failed rollout like any other: Failed with this cause, retried with backoff.
+            raise DeployError(self.problem)
         timeout = self.context.settings.tuning.rollout_timeout
         for service in target.app.services:
             host_ports = any(port.host_port for port in service.ports)

@@ -380,14 +380,21 @@ async def test_init_services_run_first_and_a_failing_one_fails_the_app(
     await eventually(lambda: _status(backend, "demo", AppStatus.RUNNING), what="app running")
     assert list(backend.observe()["demo"].instances) == ["default.demo.1.main.1"]
 
-    failing = service("setup", script="sys.exit(4)")
-    await backend.apply(
-        deployment(application(version="2", initServices=[failing], services=[main]))
-    )
+    failing = service("setup", script=f"note({str(marker)!r}, 'again'); sys.exit(4)")
+    version2 = deployment(application(version="2", initServices=[failing], services=[main]))
+    cause = "init service 'setup': exited with code 4"
+    with pytest.raises(DeployError, match=cause):
+        await backend.apply(version2)
     stats = backend.observe()["demo"]
     assert stats.status is AppStatus.FAILED
-    assert stats.cause == "init service 'setup': exited with code 4"
+    assert stats.cause == cause
     assert "default.demo.1.main.1" in stats.instances  # the old version keeps serving
+    # The engine sees the failed rollout and applies it again later: the init service reruns.
+    assert backend.rollout_failures() == {"demo": ("2", cause)}
+    marker.unlink()
+    with pytest.raises(DeployError, match=cause):
+        await backend.apply(version2)
+    assert marker.exists()
 
 
 async def test_usage_is_reported_as_kubernetes_quantities(backends: BackendFactory) -> None:
