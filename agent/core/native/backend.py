@@ -152,8 +152,9 @@ class NativeBackend:
             )
             if runtime is not None and same_version and runtime.target == deployment:
                 task = runtime.rollout_task
-                if task is None or task.done():
-                    if runtime.complete:
+                # A failed rollout may still be writing its bookkeeping: applying is a retry.
+                if task is None or task.done() or runtime.rollout_failed:
+                    if runtime.complete and not runtime.rollout_failed:
                         return
                     task = None
             else:

@@ -464,3 +464,36 @@ def _free_range(size: int) -> int:
         if all(is_free(port) for port in range(low, low + size)):
             return low
     raise AssertionError("no free port range")
+
+
+async def test_a_rollout_failing_on_the_node_is_failed_with_its_cause_also_after_a_restart(
+    backends: BackendFactory, dirs: Dirs
+) -> None:
+    blocker = dirs.root / "blocker"
+    blocker.write_text("a file where the app wants a directory")
+    spec = service()
+    spec["volumeMounts"] = [{"name": "data", "mountPath": "data"}]
+    app = application(
+        volumes=[
+            {"name": "data", "hostPath": {"path": str(blocker / "d"), "type": "DirectoryOrCreate"}}
+        ],
+        services=[spec],
+    )
+    first = await _started(backends)
+    with pytest.raises(DeployError, match="volume 'data'"):
+        await first.apply(deployment(app))
+    stats = first.observe()["demo"]
+    assert (stats.status, stats.version) == (AppStatus.FAILED, "1")
+    assert "Not a directory" in stats.cause
+    assert first.rollout_failures() == {"demo": ("1", stats.cause)}
+    await first.close()
+    # The next agent resumes the unfinished rollout by itself; it fails with nobody awaiting it,
+    # and must still say so (Failed with the cause) and offer the app to the engine again.
+    second = await _started(backends)
+    failed = await eventually(lambda: second.rollout_failures().get("demo"), what="resumed failure")
+    assert failed[0] == "1" and "Not a directory" in failed[1]
+    assert second.observe()["demo"].status is AppStatus.FAILED
+    blocker.unlink()
+    await second.apply(deployment(app))  # what the engine does when the backoff ends
+    await eventually(lambda: _status(second, "demo", AppStatus.RUNNING), what="app running")
+    assert second.rollout_failures() == {}
