@@ -491,7 +491,8 @@ async def test_a_rollout_failing_on_the_node_is_failed_with_its_cause_also_after
     # and must still say so (Failed with the cause) and offer the app to the engine again.
     second = await _started(backends)
     failed = await eventually(lambda: second.rollout_failures().get("demo"), what="resumed failure")
-    assert failed[0] == "1" and "Not a directory" in failed[1]
+    assert failed[0] == "1"
+    assert "Not a directory" in failed[1]
     assert second.observe()["demo"].status is AppStatus.FAILED
     blocker.unlink()
     await second.apply(deployment(app))  # what the engine does when the backoff ends
