@@ -14,6 +14,12 @@ from pathlib import PurePosixPath
 from agent.contracts.resources import Application, Service, Volume
 
 _UNUSABLE_VERSIONS = frozenset({".", ".."})
+NAME_MAX = 255
+"""Bytes of one path component on Linux file systems: a longer one fails on every node."""
+MAX_PATH_BYTES = 1024
+"""Bytes of a mountPath, subPath or workingDir: it lands under the instance directory, and the
+whole must stay within PATH_MAX (4096)."""
+MAX_HOST_PATH_BYTES = 4095
 
 
 class SpecError(ValueError):
@@ -25,15 +31,29 @@ class SpecError(ValueError):
 
 
 def container_path(path: str, *, what: str) -> PurePosixPath:
-    """`path` (absolute or relative) as a relative path; SpecError if empty, `..` or NUL."""
-    if "\x00" in path:
-        raise SpecError([f"{what} {path!r} contains a NUL character"])
+    """`path` (absolute or relative) as a relative path.
+
+    SpecError if empty, `..`, NUL, or too long for the node's file system.
+    """
+    _check_path_text(path, what=what, limit=MAX_PATH_BYTES)
     parts = [part for part in PurePosixPath(path).parts if part not in ("/", ".")]
     if ".." in parts:
         raise SpecError([f"{what} {path!r} must not contain '..'"])
     if not parts:
         raise SpecError([f"{what} {path!r} must name a place below the service's directory"])
     return PurePosixPath(*parts)
+
+
+def _check_path_text(path: str, *, what: str, limit: int) -> None:
+    """SpecError if `path` holds a NUL, is longer than `limit` bytes or has a too long component."""
+    if "\x00" in path:
+        raise SpecError([f"{what} {path[:64]!r} contains a NUL character"])
+    size = len(path.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise SpecError([f"{what} is {size} bytes long; at most {limit}"])
+    for part in path.split("/"):
+        if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX:
+            raise SpecError([f"{what}: the name {part[:32]!r}... is longer than {NAME_MAX} bytes"])
 
 
 def working_path(service: Service) -> PurePosixPath | None:
@@ -53,6 +73,13 @@ def problems(app: Application) -> list[str]:
     if app.version in _UNUSABLE_VERSIONS:
         found.append(f"app {app.name!r}: version {app.version!r} cannot name a directory")
     volumes = {volume.name: volume for volume in app.volumes}
+    for index, volume in enumerate(app.volumes):
+        if volume.host_path is not None:
+            what = f"app {app.name!r} volumes[{index}] {volume.name!r}: hostPath.path"
+            try:
+                _check_path_text(volume.host_path.path, what=what, limit=MAX_HOST_PATH_BYTES)
+            except SpecError as exc:
+                found.extend(exc.problems)
     for field, services in (("initServices", app.init_services), ("services", app.services)):
         for service in services:
             where = f"app {app.name!r} {field} {service.name!r}"
@@ -74,6 +101,23 @@ def _service_problems(
     native = app.mode == "native" and app.type == "container"
     if native and service.command and not service.command[0]:
         found.append(f"{where}: command[0] must not be empty")
+    # A process cannot get a NUL in its arguments or environment: the spawn would always fail.
+    texts = [
+        *(f"command[{i}]" for i, part in enumerate(service.command) if "\x00" in part),
+        *(f"args[{i}]" for i, part in enumerate(service.args) if "\x00" in part),
+        *(f"env[{i}].value" for i, var in enumerate(service.env) if "\x00" in var.value),
+    ]
+    for name, probe in (
+        ("livenessProbe", service.liveness_probe),
+        ("readinessProbe", service.readiness_probe),
+    ):
+        if probe is not None and probe.exec is not None:
+            texts.extend(
+                f"{name}.exec.command[{i}]"
+                for i, part in enumerate(probe.exec.command)
+                if "\x00" in part
+            )
+    found.extend(f"{where}: {field} contains a NUL character" for field in texts)
     # Mount paths that other paths must not lie in: hostPath (a link to the host), and the
     # config/secret mounts, whose files come from data the cloud may change at any time.
     closed: list[tuple[PurePosixPath, str, bool]] = []  # (path, described, is a directory)

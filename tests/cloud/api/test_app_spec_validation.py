@@ -132,3 +132,47 @@ async def test_nested_mounts_in_an_empty_dir_and_a_config_working_dir_are_accept
     )
     created = await with_resources.ok("POST", "/v1/apps", body)
     assert created["services"][0]["workingDir"] == "/etc/app"
+
+
+NODE_REFUSES: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "hostpath-nul",
+        spec(volumes=[{"name": "host", "hostPath": {"path": "/var/lib/a\x00b"}}]),
+        "volumes[0] 'host': hostPath.path '/var/lib/a\\x00b' contains a NUL character",
+    ),
+    (
+        "command-nul",
+        spec({"command": ["python3", "-c", "print(1)\x00"]}),
+        "services 'web': command[2] contains a NUL character",
+    ),
+    (
+        "env-nul",
+        spec({"env": [{"name": "MODE", "value": "a\x00b"}]}),
+        "services 'web': env[0].value contains a NUL character",
+    ),
+    (
+        "mountpath-name-too-long",
+        spec(mounts(("tmp", "/data/" + "n" * 256))),
+        "services 'web': volumeMounts[0].mountPath: the name 'nnnn",
+    ),
+    (
+        "workdir-too-long",
+        spec({"workingDir": "/w" * 600}),
+        "services 'web': workingDir is 1200 bytes long; at most 1024",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body"), [b[1] for b in NODE_REFUSES], ids=[b[0] for b in NODE_REFUSES])
+async def test_text_no_node_can_use_is_a_400_and_changes_nothing(
+    with_resources: CloudServer, body: dict[str, Any]
+) -> None:
+    """NUL characters and over-long paths: every node would fail the spawn or the mkdir."""
+    cloud = with_resources
+    fragment = next(b[2] for b in NODE_REFUSES if b[1] is body)
+    before = await cloud.ok("GET", "/v1/apps")
+    answer = await cloud.call("POST", "/v1/apps", body)
+    assert answer.status == 400, answer.body
+    assert answer.body["code"] == "ErrRequestParamInvalid"
+    assert fragment in answer.body["message"]
+    assert await cloud.ok("GET", "/v1/apps") == before
