@@ -80,8 +80,16 @@ Labels = Annotated[dict[str, str], AfterValidator(names.check_labels)]
 SelectorText = Annotated[str, StringConstraints(max_length=4096), AfterValidator(_selector_text)]
 Version = Annotated[str, StringConstraints(max_length=64, pattern=r"^[-._a-zA-Z0-9]*$")]
 Description = Annotated[str, StringConstraints(max_length=1024)]
-Quantity = Annotated[str, AfterValidator(_quantity)]
+Quantity = Annotated[str, StringConstraints(max_length=64), AfterValidator(_quantity)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+# Every integer of a spec is bounded: the JSON encoders of the cloud and the agent take 64-bit
+# integers at most, and no node runs more than a few hundred instances or waits for days.
+MAX_REPLICA = 1000
+MAX_PROBE_SECONDS = 86400
+MAX_COUNT = 1000
+Replica = Annotated[int, Field(ge=0, le=MAX_REPLICA)]
+ProbeSeconds = Annotated[int, Field(ge=1, le=MAX_PROBE_SECONDS)]
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 
 
 class EnvVar(WireModel):
@@ -159,11 +167,11 @@ class Probe(WireModel):
     exec: ExecAction | None = None
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
-    initial_delay_seconds: Annotated[int, Field(ge=0)] = 0
-    period_seconds: Annotated[int, Field(ge=1)] = 10
-    timeout_seconds: Annotated[int, Field(ge=1)] = 1
-    success_threshold: Annotated[int, Field(ge=1)] = 1
-    failure_threshold: Annotated[int, Field(ge=1)] = 3
+    initial_delay_seconds: Annotated[int, Field(ge=0, le=MAX_PROBE_SECONDS)] = 0
+    period_seconds: ProbeSeconds = 10
+    timeout_seconds: ProbeSeconds = 1
+    success_threshold: Count = 1
+    failure_threshold: Count = 3
 
     @model_validator(mode="after")
     def _exactly_one_action(self) -> Probe:
@@ -201,7 +209,7 @@ class Service(WireModel):
     volume_mounts: list[VolumeMount] = Field(default_factory=list)
     resources: ResourceRequirements | None = None
     security: Security | None = None
-    replica: Annotated[int, Field(ge=0)] | None = None
+    replica: Replica | None = None
     liveness_probe: Probe | None = None
     readiness_probe: Probe | None = None
     function_config: FunctionConfig | None = None
@@ -266,9 +274,9 @@ class Volume(WireModel):
 class JobConfig(WireModel):
     """Run-to-completion settings for `workload: job`."""
 
-    completions: Annotated[int, Field(ge=1)] = 1
-    parallelism: Annotated[int, Field(ge=1)] = 1
-    backoff_limit: Annotated[int, Field(ge=0)] = 6
+    completions: Count = 1
+    parallelism: Count = 1
+    backoff_limit: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 6
     restart_policy: Literal["Never", "OnFailure"] = "Never"
 
 
@@ -285,7 +293,7 @@ class Application(WireModel):
     node_selector: SelectorText = ""
     description: Description = ""
     system: bool = False
-    replica: Annotated[int, Field(ge=0)] = 1
+    replica: Replica = 1
     workload: Literal["deployment", "daemonset", "statefulset", "job"] = "deployment"
     job_config: JobConfig | None = None
     host_network: bool = False

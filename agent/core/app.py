@@ -221,9 +221,11 @@ class Core:
 
 
 def _with_failure(stats: AppStats, failure: AppStats | None) -> AppStats:
-    """An app runs an older version because the new one failed: say why in its cause."""
-    if failure is None or failure.version == stats.version:
+    """Say why an app is not as desired: its rollout failed, or it runs an older version."""
+    if failure is None:
         return stats
+    if failure.version == stats.version:
+        return stats.model_copy(update={"status": failure.status, "cause": failure.cause})
     return stats.model_copy(
         update={"cause": f"version {failure.version} not deployed: {failure.cause}"}
     )

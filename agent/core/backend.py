@@ -94,6 +94,14 @@ class Backend(Protocol):
         """What runs now, by app name (apps being removed are absent)."""
         ...
 
+    def rollout_failures(self) -> dict[str, tuple[str, str]]:
+        """Apps whose last rollout ended in an error: name → (version, cause).
+
+        `observe` shows them Failed at that version; the engine applies them again after their
+        backoff (a rollout resumed by `start` can fail with nobody awaiting it).
+        """
+        ...
+
     def on_change(self, listener: StatusListener) -> None:
         """Register a listener for status changes (a report is sent right away)."""
         ...

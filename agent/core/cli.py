@@ -72,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"{args.config}: ok, node {identity.nid}\n")
         return 0
     logsetup.configure(config.log.level, config.log.format)
-    os.umask(0o077)
+    # 022, not 077: apps are the agent's children and may drop privileges, so their run
+    # directories must stay reachable (0755, docs/install.md); the agent's own private files
+    # (store, keys, bookkeeping) get explicit owner-only modes whatever the umask.
+    os.umask(0o022)
     from agent.core.app import Core  # noqa: PLC0415 - `--help` and `--check` stay light
 
     async def run() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.contracts import selectors
+from agent.contracts import selectors, spec_rules
 from agent.contracts.resources import Application
 from agent.contracts.wire import PayloadError, validate
 from cloud.errors import Conflict, Invalid, NotFound
@@ -151,6 +151,10 @@ async def _resolve(namespace: str, view: ApplicationView) -> Application:
     configs, secrets = referenced(view)
     found_configs, found_secrets = await store.resource_versions(namespace, configs, secrets)
     spec = to_spec(view, Resolved(found_configs, found_secrets))
+    try:
+        spec_rules.check(spec)  # the rules the agent applies again before it runs the spec
+    except spec_rules.SpecError as exc:
+        raise Invalid(f"invalid request body: {exc}") from None
     spec.namespace = namespace
     spec.version = desired.app_version(spec)
     return spec

@@ -157,7 +157,20 @@ class Engine:
         return last
 
     async def _step(self, want: dict[str, Want]) -> planner.Plan:
-        running = {name: stats.version for name, stats in self._backend.observe().items()}
+        for name, (version, cause) in self._backend.rollout_failures().items():
+            if (
+                name in want
+                and want[name].version == version
+                and not self._failed_at(name, version)
+            ):
+                self._fail(want[name], cause)  # a rollout resumed by the backend's start
+        # An app whose rollout failed runs at its version only on paper: it is deployed again
+        # when its backoff ends.
+        running = {
+            name: stats.version
+            for name, stats in self._backend.observe().items()
+            if not self._failed_at(name, stats.version)
+        }
         stored = await self._store.list_resources()
         specs = await self._specs(want, stored)
         step = planner.plan(
@@ -221,6 +234,10 @@ class Engine:
         except OSError as exc:  # a full disk or an unwritable directory: retried with backoff
             self._fail(app, f"cannot write the app's files: {exc}")
             return
+        except Exception as exc:  # a bug: reported and retried like any failure, never Pending
+            log.exception("deploying an app failed", extra={"app": app.name})
+            self._fail(app, f"internal error: {exc!r}")
+            return
         self._forget(app.name)
 
     async def _deployment(self, spec: Application) -> Deployment:
@@ -254,6 +271,10 @@ class Engine:
         )
         if previous is None or previous.cause != cause:
             self._changed()
+
+    def _failed_at(self, name: str, version: str) -> bool:
+        failure = self._failures.get(name)
+        return failure is not None and failure.version == version
 
     def _forget(self, name: str) -> None:
         if self._failures.pop(name, None) is not None:

@@ -39,7 +39,7 @@ from agent.core.native.settings import NativeSettings
 log = logging.getLogger(__name__)
 
 INIT_RULE = RestartRule(Restart.NEVER)
-"""An init service runs once; a failure stops the rollout (old instances keep running)."""
+"""An init service runs once per try; a failure fails the rollout (old instances keep running)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class AppRuntime:
         self.removing = False
         self.init_done = True
         self.problem = ""
+        self.rollout_failed = False
+        """The last rollout ended in an error (`problem` says which): apply it again to retry."""
         self.lock = asyncio.Lock()
         self.rollout_task: asyncio.Task[None] | None = None
 
@@ -78,6 +80,7 @@ class AppRuntime:
         self.specs[deployment.version] = deployment
         self.init_done = init_done or not deployment.app.init_services
         self.problem = ""
+        self.rollout_failed = False
 
     def expected(self) -> list[InstanceKey]:
         """The instances the target wants, in rollout order."""
@@ -170,9 +173,8 @@ class AppRuntime:
             platform[procs.PORT_VARIABLE] = str(port)
         env = environment.build(self.context.agent_env, service.env, platform)
         argv = tuple(environment.expand(part, env) for part in [*service.command, *service.args])
-        cwd = directory
-        if service.working_dir:
-            cwd = directory / layout.container_path(service.working_dir, what="workingDir")
+        work = layout.working_path(service)
+        cwd = directory if work is None else directory / work
         return Launch(
             argv=argv,
             env=env,
@@ -241,7 +243,8 @@ class AppRuntime:
         assert target is not None
         self.purge_stopped()
         if not self.init_done and not await self._run_init_services(target):
-            return
+            # A failed rollout like any other: Failed with this cause, retried with backoff.
+            raise DeployError(self.problem)
         timeout = self.context.settings.tuning.rollout_timeout
         for service in target.app.services:
             host_ports = any(port.host_port for port in service.ports)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.contracts.report import AppStats, Usage
-from agent.core.backend import Deployment, NodeIdentity, StatusListener
+from agent.core.backend import DeployError, Deployment, NodeIdentity, StatusListener
 from agent.core.native import layout, logfiles, procs
 from agent.core.native.aio import complete
 from agent.core.native.app import AppRuntime, Context, process_id, terminal_phase
@@ -152,8 +152,9 @@ class NativeBackend:
             )
             if runtime is not None and same_version and runtime.target == deployment:
                 task = runtime.rollout_task
-                if task is None or task.done():
-                    if runtime.complete:
+                # A failed rollout may still be writing its bookkeeping: applying is a retry.
+                if task is None or task.done() or runtime.rollout_failed:
+                    if runtime.complete and not runtime.rollout_failed:
                         return
                     task = None
             else:
@@ -199,6 +200,14 @@ class NativeBackend:
             if stats is not None:
                 result[name] = stats
         return result
+
+    def rollout_failures(self) -> dict[str, tuple[str, str]]:
+        """Apps whose last rollout ended in an error: name → (target version, cause)."""
+        return {
+            name: (runtime.target.version, runtime.problem)
+            for name, runtime in self._apps.items()
+            if runtime.rollout_failed and runtime.target is not None and not runtime.removing
+        }
 
     def on_change(self, listener: StatusListener) -> None:
         """Call `listener` (from the event loop) whenever an app or instance status changes."""
@@ -393,6 +402,12 @@ class NativeBackend:
     async def _rollout(self, runtime: AppRuntime) -> None:
         try:
             await runtime.rollout()
+        except Exception as exc:
+            # Reported as the app's cause (Failed, not a silent Pending) until the engine applies
+            # the app again after its backoff (`rollout_failures`).
+            runtime.problem = str(exc) if isinstance(exc, DeployError) else f"rollout: {exc!r}"
+            runtime.rollout_failed = True
+            raise
         finally:
             self.changed()
             await self.persist()

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from agent.contracts import spec_rules
 from agent.contracts.resources import Application, Service, Volume, VolumeMount
 from agent.core.backend import DeployError, Deployment
 
@@ -24,7 +25,6 @@ CONFIG_DIR_MODE = 0o755
 CONFIG_FILE_MODE = 0o644
 SECRET_DIR_MODE = 0o700
 SECRET_FILE_MODE = 0o600
-_UNUSABLE_VERSIONS = frozenset({"", ".", ".."})
 
 
 @dataclass(frozen=True)
@@ -73,69 +73,48 @@ def replicas(app: Application, service: Service) -> int:
 
 def container_path(path: str, *, what: str) -> PurePosixPath:
     """`path` (absolute or relative) as a relative path inside an instance; no `..`, not empty."""
-    if "\x00" in path:
-        raise DeployError(f"{what} {path!r} contains a NUL character")
-    pure = PurePosixPath(path)
-    parts = [part for part in pure.parts if part not in ("/", ".")]
-    if ".." in parts:
-        raise DeployError(f"{what} {path!r} must not contain '..'")
-    if not parts:
-        raise DeployError(f"{what} {path!r} would be the instance directory itself")
-    return PurePosixPath(*parts)
+    try:
+        return spec_rules.container_path(path, what=what)
+    except spec_rules.SpecError as exc:
+        raise DeployError(str(exc)) from None
+
+
+def working_path(service: Service) -> PurePosixPath | None:
+    """The service's workingDir inside its instance directory (None: the directory itself)."""
+    try:
+        return spec_rules.working_path(service)
+    except spec_rules.SpecError as exc:
+        raise DeployError(f"service {service.name!r}: {exc}") from None
 
 
 def check(deployment: Deployment) -> None:
-    """Refuse a deployment that cannot run natively, before anything is touched (pure)."""
+    """Refuse a deployment that cannot run natively, before anything is touched (pure).
+
+    The spec's own rules (agent.contracts.spec_rules, which the cloud applies too) are checked
+    again here: a spec in the local store may predate them. Then what needs the node's data:
+    every configuration and secret provided at its version, every subPath one of its keys.
+    """
     app = deployment.app
-    where = f"app {app.name!r}"
-    if app.version in _UNUSABLE_VERSIONS:
-        raise DeployError(f"{where}: version {app.version!r} cannot name a directory")
+    try:
+        spec_rules.check(app)
+    except spec_rules.SpecError as exc:
+        raise DeployError(str(exc)) from None
+    if not app.version:
+        raise DeployError(f"app {app.name!r}: version {app.version!r} cannot name a directory")
     volumes = {volume.name: volume for volume in app.volumes}
     for service in [*app.init_services, *app.services]:
-        _check_service(deployment, service, volumes)
-
-
-def _check_service(deployment: Deployment, service: Service, volumes: dict[str, Volume]) -> None:
-    where = f"app {deployment.app.name!r} service {service.name!r}"
-    if not service.command or not service.command[0]:
-        raise DeployError(f"{where}: a native service needs a command")
-    host_mounts: list[PurePosixPath] = []
-    seen: dict[PurePosixPath, str] = {}
-    for mount in service.volume_mounts:
-        path = container_path(mount.mount_path, what=f"{where}: volume {mount.name!r} mountPath")
-        if path in seen:
-            raise DeployError(
-                f"{where}: volumes {seen[path]!r} and {mount.name!r} are both mounted at "
-                f"{mount.mount_path!r}"
-            )
-        seen[path] = mount.name
-        volume = volumes.get(mount.name)
-        if volume is None:
-            raise DeployError(f"{where}: volume {mount.name!r} is not declared by the app")
-        _check_source(deployment, where, mount, volume)
-        if volume.host_path is not None:
-            host_mounts.append(path)
-    for path, name in seen.items():
-        for host in host_mounts:
-            if path != host and path.is_relative_to(host):
-                raise DeployError(
-                    f"{where}: volume {name!r} at {path} would be written through the "
-                    f"hostPath mount at {host}, outside the instance directory"
-                )
-    if service.working_dir:
-        work = container_path(service.working_dir, what=f"{where}: workingDir")
-        for host in host_mounts:
-            if work.is_relative_to(host):
-                raise DeployError(
-                    f"{where}: workingDir {service.working_dir!r} lies in the hostPath mount "
-                    f"at {host}, outside the instance directory"
-                )
+        where = f"app {app.name!r} service {service.name!r}"
+        if not service.command:
+            raise DeployError(f"{where}: a native service needs a command")
+        for mount in service.volume_mounts:
+            volume = volumes.get(mount.name)
+            if volume is None:
+                raise DeployError(f"{where}: volume {mount.name!r} is not declared by the app")
+            _check_source(deployment, where, mount, volume)
 
 
 def _check_source(deployment: Deployment, where: str, mount: VolumeMount, volume: Volume) -> None:
     what = f"{where}: volume {volume.name!r}"
-    if mount.sub_path:
-        container_path(mount.sub_path, what=f"{what} subPath")
     if volume.config is not None or volume.secret is not None:
         data = _volume_data(deployment, what, volume)
         if mount.sub_path and mount.sub_path not in data:
@@ -211,9 +190,9 @@ def materialise(directory: Path, deployment: Deployment, service: Service) -> Pa
             raise
         except OSError as exc:
             raise DeployError(f"{what} at {mount.mount_path!r}: {exc}") from exc
-    if not service.working_dir:
+    work = working_path(service)
+    if work is None:
         return root
-    work = container_path(service.working_dir, what=f"{where}: workingDir")
     try:
         return _make_dirs(root, work, mode=0o755, what=f"{where}: workingDir")
     except OSError as exc:

@@ -122,7 +122,7 @@ async def test_app_runs_with_baetyl_env_volumes_and_private_agent_env(
     [
         ({"volumeMounts": [{"name": "conf", "mountPath": "x", "subPath": "../../../etc"}]}, "'..'"),
         ({"workingDir": "../outside"}, "workingDir"),
-        ({"workingDir": "/data/inner"}, "hostPath mount"),
+        ({"workingDir": "/data/inner"}, "lies inside volume 'host'"),
         (
             {
                 "volumeMounts": [
@@ -130,9 +130,9 @@ async def test_app_runs_with_baetyl_env_volumes_and_private_agent_env(
                     {"name": "conf", "mountPath": "/data/conf"},
                 ]
             },
-            "through the hostPath",
+            "lies inside volume 'host'",
         ),
-        ({"volumeMounts": [{"name": "conf", "mountPath": "/"}]}, "instance directory itself"),
+        ({"volumeMounts": [{"name": "conf", "mountPath": "/"}]}, "below the service's directory"),
         ({"volumeMounts": [{"name": "missing", "mountPath": "m"}]}, "not provided"),
     ],
 )
@@ -380,14 +380,21 @@ async def test_init_services_run_first_and_a_failing_one_fails_the_app(
     await eventually(lambda: _status(backend, "demo", AppStatus.RUNNING), what="app running")
     assert list(backend.observe()["demo"].instances) == ["default.demo.1.main.1"]
 
-    failing = service("setup", script="sys.exit(4)")
-    await backend.apply(
-        deployment(application(version="2", initServices=[failing], services=[main]))
-    )
+    failing = service("setup", script=f"note({str(marker)!r}, 'again'); sys.exit(4)")
+    version2 = deployment(application(version="2", initServices=[failing], services=[main]))
+    cause = "init service 'setup': exited with code 4"
+    with pytest.raises(DeployError, match=cause):
+        await backend.apply(version2)
     stats = backend.observe()["demo"]
     assert stats.status is AppStatus.FAILED
-    assert stats.cause == "init service 'setup': exited with code 4"
+    assert stats.cause == cause
     assert "default.demo.1.main.1" in stats.instances  # the old version keeps serving
+    # The engine sees the failed rollout and applies it again later: the init service reruns.
+    assert backend.rollout_failures() == {"demo": ("2", cause)}
+    marker.unlink()
+    with pytest.raises(DeployError, match=cause):
+        await backend.apply(version2)
+    assert marker.exists()
 
 
 async def test_usage_is_reported_as_kubernetes_quantities(backends: BackendFactory) -> None:
@@ -457,3 +464,37 @@ def _free_range(size: int) -> int:
         if all(is_free(port) for port in range(low, low + size)):
             return low
     raise AssertionError("no free port range")
+
+
+async def test_a_rollout_failing_on_the_node_is_failed_with_its_cause_also_after_a_restart(
+    backends: BackendFactory, dirs: Dirs
+) -> None:
+    blocker = dirs.root / "blocker"
+    blocker.write_text("a file where the app wants a directory")
+    spec = service()
+    spec["volumeMounts"] = [{"name": "data", "mountPath": "data"}]
+    app = application(
+        volumes=[
+            {"name": "data", "hostPath": {"path": str(blocker / "d"), "type": "DirectoryOrCreate"}}
+        ],
+        services=[spec],
+    )
+    first = await _started(backends)
+    with pytest.raises(DeployError, match="volume 'data'"):
+        await first.apply(deployment(app))
+    stats = first.observe()["demo"]
+    assert (stats.status, stats.version) == (AppStatus.FAILED, "1")
+    assert "Not a directory" in stats.cause
+    assert first.rollout_failures() == {"demo": ("1", stats.cause)}
+    await first.close()
+    # The next agent resumes the unfinished rollout by itself; it fails with nobody awaiting it,
+    # and must still say so (Failed with the cause) and offer the app to the engine again.
+    second = await _started(backends)
+    failed = await eventually(lambda: second.rollout_failures().get("demo"), what="resumed failure")
+    assert failed[0] == "1"
+    assert "Not a directory" in failed[1]
+    assert second.observe()["demo"].status is AppStatus.FAILED
+    blocker.unlink()
+    await second.apply(deployment(app))  # what the engine does when the backoff ends
+    await eventually(lambda: _status(second, "demo", AppStatus.RUNNING), what="app running")
+    assert second.rollout_failures() == {}
