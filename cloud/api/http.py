@@ -64,18 +64,20 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
     raw = await request.read()  # the app's client_max_size bounds it
     if not raw.strip():
         raise Invalid("request body is empty; a JSON object is required")
-    _refuse_duplicate_keys(raw)
+    _refuse_ambiguous_json(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise Invalid("invalid request body: " + "; ".join(describe_errors(exc))) from exc
 
 
-def _refuse_duplicate_keys(raw: bytes) -> None:
-    """Invalid if an object of the body repeats a key.
+def _refuse_ambiguous_json(raw: bytes) -> None:
+    """Invalid if an object of the body repeats a key, or any text holds a NUL character.
 
     A JSON parser keeps the last of repeated keys, so `{"role":"read","role":"admin"}` would
     mean whatever the last one says, unseen by a reviewer of the first: ambiguous, refused.
+    A NUL (`\\u0000`) is valid JSON but no stored text may hold one (PostgreSQL refuses it in
+    text and jsonb columns, C programs cut the string there): refused once, for every route.
     Text that is not JSON is left to the model's parser, which names the problem.
     """
     repeated: list[str] = []
@@ -89,7 +91,7 @@ def _refuse_duplicate_keys(raw: bytes) -> None:
         return seen
 
     try:
-        json.loads(raw, object_pairs_hook=pairs)
+        value = json.loads(raw, object_pairs_hook=pairs)
     except RecursionError:
         raise Invalid("invalid request body: JSON nested too deeply") from None
     except ValueError:
@@ -97,12 +99,42 @@ def _refuse_duplicate_keys(raw: bytes) -> None:
     if repeated:
         shown = ", ".join(repr(key[:64]) for key in repeated[:10])
         raise Invalid(f"invalid request body: duplicate keys in a JSON object: {shown}")
+    try:
+        where = _nul_at(value, "")
+    except RecursionError:
+        raise Invalid("invalid request body: JSON nested too deeply") from None
+    if where is not None:
+        raise Invalid(f"invalid request body: {where[:200] or '(body)'}: text must not contain NUL")
+
+
+def _nul_at(value: Any, path: str) -> str | None:
+    """The path of the first key or string holding a NUL character, None if there is none."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return inner.replace("\x00", "\\u0000")
+            found = _nul_at(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def read_query(request: web.Request, model: type[ModelT]) -> ModelT:
     """Parse the query string as `model` (values are strings; the model converts them)."""
+    query = dict(request.query)
+    for key, value in query.items():
+        if "\x00" in key or "\x00" in value:
+            raise Invalid(f"invalid query: {key[:64]!r}: text must not contain NUL")
     try:
-        return model.model_validate(dict(request.query), strict=False)
+        return model.model_validate(query, strict=False)
     except ValidationError as exc:
         raise Invalid("invalid query: " + "; ".join(describe_errors(exc))) from exc
 

@@ -226,3 +226,28 @@ async def test_a_body_repeating_a_key_is_refused_and_changes_nothing(
 async def test_a_body_nested_too_deeply_is_a_400(cloud: CloudServer) -> None:
     answer = await cloud.call("POST", "/v1/nodes", raw=b"[" * 200_000)
     assert answer.status == 400, answer.body
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+async def test_every_kind_refuses_a_nul_character_in_any_text_and_stores_nothing(
+    cloud: CloudServer, kind: str
+) -> None:
+    # PostgreSQL refuses NUL in text and jsonb (a 500 before); SQLite stored it silently.
+    answer = await cloud.call("POST", f"/v1/{kind}", KINDS[kind](description="before\u0000after"))
+    assert _is_bad_request(answer), answer.body
+    assert answer.body["message"].endswith("description: text must not contain NUL")
+    assert (await cloud.call("GET", f"/v1/{kind}/thing")).status == 404
+    labelled = KINDS[kind](labels={"x\u0000y": "1"})
+    answer = await cloud.call("POST", f"/v1/{kind}", labelled)
+    assert _is_bad_request(answer), answer.body
+    assert (await cloud.call("GET", f"/v1/{kind}/thing")).status == 404
+
+
+async def test_a_nul_character_in_config_data_or_a_list_query_is_a_400(cloud: CloudServer) -> None:
+    item = {"key": "k", "value": {"type": "kv", "value": "a\u0000b"}}
+    answer = await cloud.call("POST", "/v1/configs", {"name": "c1", "data": [item]})
+    assert _is_bad_request(answer), answer.body
+    assert "data[0].value.value: text must not contain NUL" in answer.body["message"]
+    assert (await cloud.call("GET", "/v1/configs/c1")).status == 404
+    answer = await cloud.call("GET", "/v1/configs?name=a%00b")
+    assert _is_bad_request(answer), answer.body
