@@ -191,6 +191,10 @@ def _merge_metadata(
     return meta
 
 
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
 def _check_json(value: object, limits: ShadowLimits, *, path: str, depth: int) -> None:
     """Refuse anything that is not plain JSON within the depth and key-length limits (400)."""
     if depth > limits.max_depth:
@@ -199,6 +203,8 @@ def _check_json(value: object, limits: ShadowLimits, *, path: str, depth: int) -
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ShadowError(400, f"{path}: object keys must be strings")
+            if "\x00" in key:
+                raise ShadowError(400, f"{path}: a key contains a NUL character")
             if len(key) > limits.max_key_length:
                 raise ShadowError(
                     400,
@@ -217,8 +223,18 @@ def _check_json(value: object, limits: ShadowLimits, *, path: str, depth: int) -
 
 
 def _check_scalar(value: object, *, path: str) -> None:
-    if value is None or isinstance(value, str | bool | int):
+    # Stored documents must be readable by every store and peer: integers that fit 64 bits
+    # (orjson and PostgreSQL's jsonb consumers), text without NUL (refused by PostgreSQL).
+    if value is None or isinstance(value, bool):
         return
+    if isinstance(value, int):
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return
+        raise ShadowError(400, f"{path}: integer does not fit in 64 bits")
+    if isinstance(value, str):
+        if "\x00" not in value:
+            return
+        raise ShadowError(400, f"{path}: text contains a NUL character")
     if isinstance(value, float):
         if math.isfinite(value):
             return

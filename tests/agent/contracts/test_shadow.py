@@ -147,6 +147,10 @@ def test_a_null_section_empties_it() -> None:
         ("reported", {"a": {1, 2}}, None, 400, "not a JSON value"),
         ("reported", {"k" * 129: 1}, None, 400, "longer than 128"),
         ("reported", {"a": {"k" * 129: 1}}, None, 400, "longer than 128"),
+        ("reported", {"n": 2**64}, None, 400, "does not fit in 64 bits"),
+        ("reported", {"n": [-(2**63) - 1]}, None, 400, "does not fit in 64 bits"),
+        ("reported", {"t": "a\x00b"}, None, 400, "NUL"),
+        ("reported", {"a": {"k\x00": 1}}, None, 400, "NUL"),
     ],
 )
 def test_refused_updates(section: str, patch: Any, version: Any, code: int, fragment: str) -> None:
@@ -163,6 +167,12 @@ def _nest(depth: int) -> dict[str, Any]:
     for _ in range(depth):
         value = {"k": value}
     return value  # type: ignore[no-any-return]
+
+
+def test_the_64_bit_integer_bounds_are_accepted() -> None:
+    bounds = {"lo": -(2**63), "hi": 2**63 - 1}
+    doc = shadow.apply_update(shadow.new_document(1.0), "reported", bounds, version=None, now=2.0)
+    assert doc["state"]["reported"] == bounds
 
 
 def test_depth_eight_is_allowed_and_nine_is_refused() -> None:
