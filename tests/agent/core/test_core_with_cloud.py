@@ -121,9 +121,13 @@ async def test_an_app_created_in_the_cloud_runs_with_baetyl_env_and_goes_away_wh
         assert section["node"]
         assert section["nodestats"]
 
-        logs = await cloud.call("GET", f"/v1/nodes/{name}/apps/{app['name']}/logs?tailLines=5")
-        assert logs.status == 200, logs.body
-        assert f"hello from {app['name']}" in logs.body
+        # The app prints its greeting after writing env.json: wait for the line, not a moment.
+        async def greeted() -> bool:
+            logs = await cloud.call("GET", f"/v1/nodes/{name}/apps/{app['name']}/logs?tailLines=5")
+            assert logs.status == 200, logs.body
+            return f"hello from {app['name']}" in logs.body
+
+        await eventually(greeted, what="the app's greeting in its logs")
 
         await cloud.ok("DELETE", f"/v1/apps/{app['name']}")
         await eventually(lambda: _gone(cloud, name, app["name"]), what="app gone from the report")

@@ -16,6 +16,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -246,7 +247,7 @@ class Fuzzed:
 
 @pytest.fixture
 async def fuzzed(
-    tmp_path: Any,
+    tmp_path: Path,
     cloud_db_url: str | None,
     mqtt_settings: MqttSettings,
     agent: AgentFactory,
