@@ -9,6 +9,9 @@ CACHE_DIR ?= $(HOME)/.cache/baetyl-py
 export PIP_CACHE_DIR ?= $(CACHE_DIR)/pip
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# `make test` is a pass/fail gate: Hypothesis runs repeatable and without wall-clock limits
+# (tests/conftest.py); a plain `pytest` keeps the exploring `dev` profile.
+export HYPOTHESIS_PROFILE ?= ci
 
 .PHONY: help venv install system-deps test lint demo demo-stop bench bench-report migrations wheel clean
 

@@ -6,15 +6,45 @@ Implementations live in tests/harness/; this file only registers them with pytes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
 from tests.harness.postgres import PostgresCluster
 from tests.harness.wheel import agent_wheel as build_agent_wheel
+
+# Hypothesis profiles. `dev` is Hypothesis' default (random examples, deadline and health checks
+# on: a local run keeps exploring). `ci` keeps the example counts but makes a run repeatable and
+# load-proof: CI machines are shared, so a wall-clock deadline or the too_slow health check fails
+# a correct test when another job takes the cores (a fresh clone once failed that way in
+# tests/agent/core/sync/test_diff.py); derandomize gives every run the same examples, and
+# print_blob lets a failure be replayed locally with @reproduce_failure.
+settings.register_profile("dev")
+settings.register_profile(
+    "ci",
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+def hypothesis_profile(environ: Mapping[str, str]) -> str:
+    """HYPOTHESIS_PROFILE when set, else `ci` when CI is set to a true value, else `dev`."""
+    chosen = environ.get("HYPOTHESIS_PROFILE")
+    if chosen:
+        return chosen
+    if environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
+        return "ci"
+    return "dev"
+
+
+settings.load_profile(hypothesis_profile(os.environ))
 
 
 @pytest.fixture(scope="session")

@@ -7,15 +7,20 @@ the cloud is the real one bridged to the session Mosquitto; apps are real proces
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 import yaml
 
+from agent.core.sync import shadow_sync
+from agent.core.sync.shadow_sync import ShadowSync
 from tests.harness.cloud import CloudServer
 from tests.harness.common import free_port
 from tests.harness.mosquitto import MosquittoBroker
@@ -142,3 +147,59 @@ async def spawn_core(config: Path, log_file: Path) -> asyncio.subprocess.Process
             stderr=log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+
+
+POLLED = "polling the shadow"
+IGNORED_DELTA = "ignored a delta: polling"
+
+
+class PollingReads(logging.Handler):
+    """The order in which a polling ShadowSync ticks, ignores deltas, reads the shadow, adopts.
+
+    Install it before the sync runs (`watch`). Each shadow read is counted against what may
+    cause one in poll mode: a tick (its "polling the shadow" log) or a connect (the link's
+    `connects`). A read beyond that was caused by something else, say a delta: `stray_reads`
+    names them. Only counters and their order are compared, never wall time, so a loaded
+    machine cannot make a correct sync fail.
+    """
+
+    def __init__(self, sync: ShadowSync) -> None:
+        super().__init__(logging.DEBUG)
+        self.sync = sync
+        self.ticks = 0
+        self.reads = 0
+        self.ignored_deltas = 0
+        self.stray_reads: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message == POLLED:
+            self.ticks += 1
+        elif message == IGNORED_DELTA:
+            self.ignored_deltas += 1
+
+    @contextlib.contextmanager
+    def watch(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[PollingReads]:
+        """Count while inside; the sync's own logger is set to DEBUG meanwhile."""
+        logger = logging.getLogger(shadow_sync.__name__)
+        read = self.sync._refresh  # counted here, not replaced
+
+        async def counted() -> None:
+            self.reads += 1
+            allowed = self.ticks + self.sync.link.connects
+            if self.reads > allowed:
+                self.stray_reads.append(
+                    f"read {self.reads} after {self.ticks} ticks and "
+                    f"{self.sync.link.connects} connects ({self.ignored_deltas} deltas ignored)"
+                )
+            await read()
+
+        monkeypatch.setattr(self.sync, "_refresh", counted)
+        old_level = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(self)
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(old_level)

@@ -26,6 +26,7 @@ from agent.core.config import load_config
 from agent.core.sync import shadow_sync
 from agent.core.sync.link import Received
 from tests.agent.core.agent_kit import (
+    PollingReads,
     app_body,
     app_running,
     eventually,
@@ -120,9 +121,13 @@ async def test_an_app_created_in_the_cloud_runs_with_baetyl_env_and_goes_away_wh
         assert section["node"]
         assert section["nodestats"]
 
-        logs = await cloud.call("GET", f"/v1/nodes/{name}/apps/{app['name']}/logs?tailLines=5")
-        assert logs.status == 200, logs.body
-        assert f"hello from {app['name']}" in logs.body
+        # The app prints its greeting after writing env.json: wait for the line, not a moment.
+        async def greeted() -> bool:
+            logs = await cloud.call("GET", f"/v1/nodes/{name}/apps/{app['name']}/logs?tailLines=5")
+            assert logs.status == 200, logs.body
+            return f"hello from {app['name']}" in logs.body
+
+        await eventually(greeted, what="the app's greeting in its logs")
 
         await cloud.ok("DELETE", f"/v1/apps/{app['name']}")
         await eventually(lambda: _gone(cloud, name, app["name"]), what="app gone from the report")
@@ -201,14 +206,19 @@ async def test_a_stale_delta_is_ignored(cloud: CloudServer, running_core: Runnin
         await eventually(lambda: _online(cloud, name), what="node online")
         await eventually(lambda: _reported_once(core), what="first report")
         version = core.sync.version
-        refreshes = core.engine.reconciles
         # A delta the cloud might have sent long ago: its version is not newer than ours.
         stale = {"state": {"apps": {"ghost": "1"}}, "metadata": {}, "version": 1, "timestamp": 1}
         await core.sync._deliver(_delta(stale))
-        await asyncio.sleep(0.5)
-        assert core.sync.version >= version
-        assert "ghost" not in core.engine.wanted
-        assert core.engine.reconciles == refreshes
+        # A newer delta only asks the refresher to read the shadow; this one asked nothing.
+        assert not core.sync._refresh_now.is_set()
+        # A sentinel through the same path: a real change after it. Once the agent has taken
+        # that one in, anything the stale delta could have caused has happened too.
+        app = await cloud.ok(
+            "POST", "/v1/apps", app_body(f"after-{run}", f"run={run}", python_service(SLEEPER))
+        )
+        await eventually(lambda: _wanted(core, app["name"]), what="the change after it")
+        assert core.sync.version > version
+        assert set(core.engine.wanted) == {app["name"]}
 
 
 async def test_pushing_a_desired_change_is_read_as_soon_as_its_delta_arrives(
@@ -221,83 +231,87 @@ async def test_pushing_a_desired_change_is_read_as_soon_as_its_delta_arrives(
     async with running_core(nid, report_interval=60.0) as core:
         await eventually(lambda: _online(cloud, name), what="node online")
         await eventually(lambda: _reported_once(core), what="the report after connecting")
+        reports = core.sync.reports_sent
         app = await cloud.ok(
             "POST", "/v1/apps", app_body(f"push-{run}", f"run={run}", python_service(SLEEPER))
         )
-        await eventually(
-            lambda: _wanted(core, app["name"]), timeout=2, what="desired change read from the delta"
-        )
+        await eventually(lambda: _wanted(core, app["name"]), what="desired change read")
+        # Read before any report went out, and the next periodic one is a minute away: the
+        # delta told it (a report's answer did not).
+        assert core.sync.reports_sent == reports
 
 
 async def test_polling_a_desired_change_waits_for_the_next_report_tick(
-    cloud: CloudServer, running_core: RunningCore, caplog: pytest.LogCaptureFixture
+    cloud: CloudServer,
+    running_core: RunningCore,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=shadow_sync.__name__)
     run = uuid.uuid4().hex[:8]
     name, nid = await _node(cloud, {"run": run})
     async with running_core(nid, sync_mode="poll", report_interval=2.0) as core:
-        await eventually(lambda: _online(cloud, name), what="node online")
-        (said,) = [r for r in caplog.records if r.getMessage().startswith("polling timing")]
-        assert (said.levelno, vars(said)["sync_mode"], vars(said)["engine_mode"]) == (
-            logging.WARNING,
-            "poll",
-            "event",
-        )
-        polls = _logged(caplog, POLLED)
-        await eventually(lambda: _logged_more(caplog, POLLED, polls), timeout=5, what="a poll")
-        await asyncio.sleep(0.3)  # that poll's read is done; the next tick is 1.7 s away
-        caplog.clear()
-        app = await cloud.ok(
-            "POST", "/v1/apps", app_body(f"poll-{run}", f"run={run}", python_service(SLEEPER))
-        )
-        await eventually(lambda: _logged_more(caplog, IGNORED_DELTA, 0), what="the delta")
-        await asyncio.sleep(0.3)  # a pushing agent has read the shadow by now (the test above)
-        assert not await _wanted(core, app["name"])
-        await eventually(lambda: _wanted(core, app["name"]), timeout=3, what="read at the tick")
-        events = [
-            r.getMessage()
-            for r in caplog.records
-            if r.getMessage() in (IGNORED_DELTA, POLLED, "desired state changed")
-        ]
-        adopted = events.index("desired state changed")
-        assert events[0] == IGNORED_DELTA
-        assert POLLED in events[1:adopted]  # read because of the tick, not of the delta
+        # The core's task has not started yet: every read is counted from the first one.
+        with PollingReads(core.sync).watch(monkeypatch) as reads:
+            await eventually(lambda: _online(cloud, name), what="node online")
+            (said,) = [r for r in caplog.records if r.getMessage().startswith("polling timing")]
+            assert (said.levelno, vars(said)["sync_mode"], vars(said)["engine_mode"]) == (
+                logging.WARNING,
+                "poll",
+                "event",
+            )
+            app = await cloud.ok(
+                "POST", "/v1/apps", app_body(f"poll-{run}", f"run={run}", python_service(SLEEPER))
+            )
+            await eventually(lambda: _wanted(core, app["name"]), what="read at a tick")
+            assert reads.ignored_deltas >= 1, "the cloud pushed a delta for the change"
+            # Every read came from a tick or a connect: none was caused by the delta.
+            assert reads.stray_reads == []
 
 
 async def test_ticking_engine_deploys_a_new_desired_state_only_at_its_next_tick(
-    cloud: CloudServer, running_core: RunningCore
+    cloud: CloudServer, running_core: RunningCore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The reconcile that deploys a pushed change is a tick: one interval after the last one.
+
+    Compared on the engine's own loop clock (its tick timer starts when a reconcile ends and
+    cannot fire early, so load only lengthens the gaps), never on a guess of where a tick is.
+    """
     run = uuid.uuid4().hex[:8]
     name, nid = await _node(cloud, {"run": run})
-    async with running_core(nid, engine_mode="tick", engine_interval=2.0) as core:
+    interval = 2.0
+    async with running_core(nid, engine_mode="tick", engine_interval=interval) as core:
+        engine = core.engine
+        clock = asyncio.get_running_loop().time
+        spans: list[tuple[float, float, bool]] = []  # (start, end, wanted the app at start)
+        reconcile = engine.reconcile
+        wanted_app = ""
+
+        async def timed() -> Any:
+            start, wanted = clock(), wanted_app in engine.wanted
+            try:
+                return await reconcile()
+            finally:
+                spans.append((start, clock(), wanted))
+
+        monkeypatch.setattr(engine, "reconcile", timed)
         await eventually(lambda: _online(cloud, name), what="node online")
-        ticks = core.engine.reconciles
-        await eventually(lambda: _reconciled_since(core, ticks), timeout=5, what="an engine tick")
-        ticks = core.engine.reconciles  # the next tick is 2 s away
+        ticks = engine.reconciles
+        await eventually(lambda: _reconciled_since(core, ticks), what="an engine tick")
         app = await cloud.ok(
             "POST", "/v1/apps", app_body(f"tick-{run}", f"run={run}", python_service(SLEEPER))
         )
-        await eventually(lambda: _wanted(core, app["name"]), timeout=2, what="the pushed change")
-        await asyncio.sleep(0.3)
-        assert core.engine.reconciles == ticks
-        assert app["name"] not in core.backend.observe()
+        wanted_app = app["name"]
+        await eventually(lambda: _wanted(core, app["name"]), what="the pushed change")
         await eventually(
-            lambda: app_running(cloud, name, app["name"], app["version"]),
-            timeout=5,
-            what="deployed at the tick",
+            lambda: app_running(cloud, name, app["name"], app["version"]), what="deployed"
         )
-
-
-POLLED = "polling the shadow"
-IGNORED_DELTA = "ignored a delta: polling"
-
-
-def _logged(caplog: pytest.LogCaptureFixture, message: str) -> int:
-    return sum(record.getMessage() == message for record in caplog.records)
-
-
-async def _logged_more(caplog: pytest.LogCaptureFixture, message: str, than: int) -> bool:
-    return _logged(caplog, message) > than
+        first = next(i for i, (_, _, wanted) in enumerate(spans) if wanted)
+        assert first > 0
+        (_, ended, _), (started, _, _) = spans[first - 1], spans[first]
+        assert started - ended >= interval - 0.01, (
+            f"the change was deployed {started - ended:.3f} s after the last reconcile"
+        )
 
 
 async def _wanted(core: Core, app: str) -> bool:

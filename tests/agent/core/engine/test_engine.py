@@ -179,26 +179,47 @@ async def test_run_wakes_on_a_new_desired_state(
 
 
 async def test_without_wake_on_change_a_new_desired_state_waits_for_the_next_tick(
-    backends: BackendFactory, store: LocalStore
+    backends: BackendFactory, store: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The reconcile that deploys a new desired state is the tick's, one interval after the last.
+
+    Compared on the engine's own loop clock, never on a guess of where the tick is: the tick's
+    timer starts when a reconcile ends and cannot fire early, so load only lengthens the gap. An
+    engine woken by the change would reconcile at once, well inside the interval.
+    """
     catalogue = Catalogue()
     catalogue.add(app("web", "v1"), ResourceKind.APPLICATION)
     backend = backends()
     await backend.start()
-    engine = Engine(backend, store, catalogue, interval=0.5, wake_on_change=False)
+    interval = 0.5
+    engine = Engine(backend, store, catalogue, interval=interval, wake_on_change=False)
+    clock = asyncio.get_running_loop().time
+    spans: list[tuple[float, float]] = []  # (start, end) of each reconcile, on the loop clock
+    reconcile = engine.reconcile
+
+    async def timed() -> Any:
+        start = clock()
+        try:
+            return await reconcile()
+        finally:
+            spans.append((start, clock()))
+
+    monkeypatch.setattr(engine, "reconcile", timed)
     loop = asyncio.create_task(engine.run(), name="engine-under-test")
     try:
-        async with asyncio.timeout(5):
-            await engine.settled.wait()  # the first tick has run: the next is 0.5 s away
+        async with asyncio.timeout(20):
+            await engine.settled.wait()  # the first tick has run
         ticks = engine.reconciles
         engine.set_desired({"apps": {"web": "v1"}})
-        await asyncio.sleep(0.2)  # an engine woken by the change would have fetched by now
-        assert (engine.reconciles, catalogue.fetches) == (ticks, [])
-        assert "web" not in backend.observe()
-        async with asyncio.timeout(5):
+        assert not engine.settled.is_set()
+        async with asyncio.timeout(20):
             await engine.settled.wait()
-        assert engine.reconciles == ticks + 1  # deployed by the tick itself
+        assert engine.reconciles == ticks + 1  # deployed by one reconcile...
         assert backend.observe()["web"].version == "v1"
+        (_, ended), (started, _) = spans[ticks - 1], spans[ticks]
+        # ...the tick's: a full interval after the previous one (the clock resolution aside).
+        assert started - ended >= interval - 0.01, f"reconciled {started - ended:.3f} s after"
+        assert catalogue.fetches  # and that tick fetched the spec
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)

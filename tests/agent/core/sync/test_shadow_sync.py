@@ -2,15 +2,16 @@
 
 The agent's other parts are left out so that the sync's own behaviour shows: here the node has
 nothing new to report after connecting, so no report answer can tell it of a desired change.
+What is timed is compared by counters and their order (`PollingReads`) or against the sync's own
+schedule, never against a guess of where a tick is, so a loaded machine cannot fail these tests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +19,16 @@ import pytest
 
 from agent.contracts.messages import CommandRequest
 from agent.core.store import LocalStore
-from agent.core.sync import shadow_sync
 from agent.core.sync.link import LinkSettings
 from agent.core.sync.shadow_sync import ShadowSync
-from tests.agent.core.agent_kit import app_body, eventually, python_service
+from tests.agent.core.agent_kit import PollingReads, app_body, eventually, python_service
 from tests.harness.cloud import CloudServer
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(60)]
 
-POLLED = "polling the shadow"
-IGNORED_DELTA = "ignored a delta: polling"
+INTERVAL = 1.0  # the polling sync's report interval
 
 
 @dataclass
@@ -41,11 +40,20 @@ class Node:
     adopted: list[dict[str, Any]]
     props: dict[str, str]
     """What the node reports as its properties; change it and call `report_soon`."""
+    reads: PollingReads
+    builds: list[float] = field(default_factory=list)
+    """The loop time of each report the sync built (one per tick while connected)."""
+    on_build: list[Callable[[], None]] = field(default_factory=list)
+    """Called inside each build, after the report's content was taken."""
 
 
 @pytest.fixture
 async def polling_node(
-    cloud: CloudServer, mosquitto: MosquittoBroker, pki: HarnessPKI, tmp_path: Path
+    cloud: CloudServer,
+    mosquitto: MosquittoBroker,
+    pki: HarnessPKI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Node]:
     """A new node (label `run=<its name>`) whose sync polls every second, running."""
     name = f"n-{uuid.uuid4().hex[:10]}"
@@ -56,9 +64,15 @@ async def polling_node(
     await store.open()
 
     props = {"fixed": "yes"}
+    builds: list[float] = []
+    on_build: list[Callable[[], None]] = []
 
     async def reported() -> dict[str, Any]:
-        return {"nodeprops": dict(props)}  # unless a test changes it: one report, then none
+        builds.append(asyncio.get_running_loop().time())
+        content = {"nodeprops": dict(props)}  # unless a test changes it: one report, then none
+        for hook in on_build:
+            hook()
+        return content
 
     async def commands(request: CommandRequest) -> Any:
         raise ValueError(f"no commands here ({request.cmd})")
@@ -77,75 +91,89 @@ async def polling_node(
     sync = ShadowSync(
         settings,
         store,
-        report_interval=1.0,
+        report_interval=INTERVAL,
         reported=reported,
         on_desired=adopted.append,
         commands=commands,
         poll=True,
     )
     await sync.load()
-    task = asyncio.create_task(sync.run(), name=f"sync-{name}")
-    try:
-        yield Node(name, sync, adopted, props)
-    finally:
-        await sync.stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    reads = PollingReads(sync)
+    with reads.watch(monkeypatch):
+        task = asyncio.create_task(sync.run(), name=f"sync-{name}")
+        try:
+            yield Node(name, sync, adopted, props, reads, builds, on_build)
+        finally:
+            await sync.stop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_polling_reads_the_shadow_at_every_tick_even_with_nothing_to_report(
-    cloud: CloudServer, polling_node: Node, caplog: pytest.LogCaptureFixture
+    cloud: CloudServer, polling_node: Node
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger=shadow_sync.__name__)
-    sync = polling_node.sync
+    sync, reads = polling_node.sync, polling_node.reads
 
     async def reported_once() -> bool:
         return sync.reports_sent == 1
 
-    await eventually(reported_once, timeout=5, what="the report after connecting")
-    polls = _logged(caplog, POLLED)
-    await eventually(lambda: _logged_more(caplog, POLLED, polls), timeout=3, what="a tick")
-    await asyncio.sleep(0.2)  # that tick's read is done; the next tick is 0.8 s away
-    caplog.clear()
+    await eventually(reported_once, what="the report after connecting")
+    ticks = reads.ticks
+    await eventually(lambda: _more(lambda: reads.ticks, ticks), what="a tick")
     run = polling_node.name
     app = await cloud.ok(
         "POST", "/v1/apps", app_body(f"poll-{run}", f"run={run}", python_service("pass"))
     )
-    await eventually(lambda: _logged_more(caplog, IGNORED_DELTA, 0), timeout=3, what="the delta")
-    await asyncio.sleep(0.2)  # a pushing sync has read the shadow by now
-    assert not any(app["name"] in desired.get("apps", {}) for desired in polling_node.adopted)
 
     async def adopted() -> bool:
         return any(app["name"] in desired.get("apps", {}) for desired in polling_node.adopted)
 
-    await eventually(adopted, timeout=3, what="the change read at the next tick")
-    assert _logged(caplog, POLLED) >= 1
+    await eventually(adopted, what="the change read at a tick")
+    assert reads.ignored_deltas >= 1, "the cloud pushed a delta for the change"
+    # Every read came from a tick or the connect: the delta made none, a tick's read found it.
+    assert reads.stray_reads == []
+    assert reads.reads >= 2
     assert sync.reports_sent == 1  # no report answer told it: the tick's own read did
 
 
 async def test_polling_sends_a_report_asked_for_early_only_at_the_next_tick(
-    polling_node: Node, caplog: pytest.LogCaptureFixture
+    polling_node: Node,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger=shadow_sync.__name__)
+    """Every build asks for an early report of a new change: reports still follow the ticks.
+
+    A polling sync builds a report at each tick only: however it is asked, k builds span at
+    least k - 2 intervals of its own schedule (a late tick only moves the later ones further
+    away, so load cannot make this fail). A sync that honoured the early request would build
+    again after the 0.2 s report gap, five times as often.
+    """
     sync = polling_node.sync
 
     async def reported(count: int) -> bool:
-        return sync.reports_sent == count
+        return sync.reports_sent >= count
 
-    await eventually(lambda: reported(1), timeout=5, what="the report after connecting")
-    polls = _logged(caplog, POLLED)
-    await eventually(lambda: _logged_more(caplog, POLLED, polls), timeout=3, what="a tick")
-    await asyncio.sleep(0.25)  # past the tick's report gap; the next tick is ≈ 0.75 s away
-    polling_node.props["changed"] = "now"
-    sync.report_soon()
-    await asyncio.sleep(0.35)  # a pushing sync has sent it by now
-    assert sync.reports_sent == 1, "an early report would tell of desired changes early"
-    await eventually(lambda: reported(2), timeout=3, what="the report at the next tick")
+    await eventually(lambda: reported(1), what="the report after connecting")
+    first = len(polling_node.builds)
+
+    def ask_early() -> None:
+        polling_node.props["changed"] = str(len(polling_node.builds))
+        sync.report_soon()
+
+    polling_node.on_build.append(ask_early)
+    sent = sync.reports_sent
+    builds = 5
+
+    async def built() -> bool:
+        return len(polling_node.builds) > first + builds
+
+    await eventually(built, what=f"{builds + 1} builds asked for early reports")
+    await eventually(lambda: reported(sent + builds), what="the reports asked for, at the ticks")
+    window = polling_node.builds[first : first + builds + 1]
+    assert len(window) == builds + 1
+    span = window[-1] - window[0]
+    assert span >= (builds - 1) * INTERVAL - 0.05, (
+        f"{builds + 1} builds within {span:.2f} s: an early report did not wait for its tick"
+    )
 
 
-def _logged(caplog: pytest.LogCaptureFixture, message: str) -> int:
-    return sum(record.getMessage() == message for record in caplog.records)
-
-
-async def _logged_more(caplog: pytest.LogCaptureFixture, message: str, than: int) -> bool:
-    return _logged(caplog, message) > than
+async def _more(count: Callable[[], int], than: int) -> bool:
+    return count() > than
