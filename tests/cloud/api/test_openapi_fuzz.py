@@ -190,35 +190,10 @@ def _transport_limit(case: Case, response: Response) -> bool:
 
 
 def _validate(case: Case, response: Response) -> None:
-    known = _known_finding(case, response)
-    if known is not None:
-        tolerated.append(f"{case.method} {case.formatted_path}: {known}")
-        return
     checks = [not_a_server_error, status_code_conformance]
     if not _transport_limit(case, response):
         checks += [content_type_conformance, response_schema_conformance]
     case.validate_response(response, checks=checks)
-
-
-# Known findings (issue 12, fixed by the REST-hardening work in cloud/api and cloud/services).
-# The fuzz tests let exactly these answers through and record them; the strict xfail at the end
-# of this module fails once they stop happening, so the tolerance can then be deleted.
-NAME_LIMIT = 63
-KNOWN_LONG_NAME_500 = (
-    "known bug: a path name longer than 63 characters (GET /v1/apps/<64 x 'a'>, also nodes, "
-    "configs, ...) reaches the ORM's max_length check: tortoise ValidationError -> 500"
-)
-tolerated: list[str] = []
-
-
-def _known_finding(case: Case, response: Response) -> str | None:
-    """The known finding this answer is an instance of, if any."""
-    path_parameters = case.path_parameters or {}
-    if response.status_code == 500 and any(
-        len(str(value)) > NAME_LIMIT for value in path_parameters.values()
-    ):
-        return KNOWN_LONG_NAME_500
-    return None
 
 
 @admin_pass.exclude(path=list(ADMIN_EXCLUDED)).parametrize()
@@ -248,15 +223,3 @@ def test_a_read_token_never_gets_a_write_through(case: Case, fuzz_target: FuzzTa
             f"{case.method} {case.formatted_path} with a read token -> {response.status_code}: "
             f"{response.text[:300]}"
         )
-
-
-@pytest.mark.xfail(strict=True, reason=KNOWN_LONG_NAME_500)
-def test_the_known_findings_are_fixed(fuzz_target: FuzzTarget) -> None:
-    long_name = "a" * (NAME_LIMIT + 1)
-    answer = requests.get(
-        f"{fuzz_target.url}/v1/apps/{long_name}",
-        headers={"Authorization": f"Bearer {fuzz_target.admin_token}"},
-        timeout=10,
-    )
-    assert answer.status_code < 500, answer.text
-    assert not tolerated, "\n".join(tolerated)
