@@ -62,10 +62,11 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext:
 class Link:
     """Owns the aiomqtt client of one cloud replica."""
 
-    def __init__(self, settings: MqttSettings, deliver: Deliver) -> None:
+    def __init__(self, settings: MqttSettings, deliver: Deliver, *, share_group: str) -> None:
+        """`share_group` is the deployment's secret group (cloud.mqtt.share)."""
         self._settings = settings
         self._deliver = deliver
-        self._filters = topics.cloud_subscriptions(group=settings.share_group)
+        self._filters = topics.cloud_subscriptions(group=share_group)
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._stopping = asyncio.Event()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import Sequence
 
@@ -16,6 +17,8 @@ import aiomqtt
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 
+from cloud.mqtt.share import share_group
+from cloud.secretbox import KEY_BYTES, SecretBox
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
 
@@ -289,26 +292,23 @@ async def test_each_cloud_replica_reads_and_writes_every_topic(
     assert mine == [(name, name.encode()) for name in topics]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Mosquitto's ACL file never checks SUBSCRIBE: a node can join the cloud's $share group, "
-        "and the broker drops the reports it assigns to that node; the cloud needs a share group "
-        "name nodes cannot guess (or a broker plugin that checks subscriptions)"
-    ),
-)
 async def test_node_cannot_take_reports_away_from_the_cloud_share_group(
     mosquitto: MosquittoBroker, pki: HarnessPKI
 ) -> None:
+    """Mosquitto never checks SUBSCRIBE, so the group name is the protection (decision #73): a
+    node joining the old fixed group `baetyl-cloud` shares nothing with a cloud whose group is
+    derived from its secret.key, and every report reaches the cloud."""
     tok = token()
-    reports = [f"{tok}-{index}".encode() for index in range(4)]
+    group = share_group(SecretBox(os.urandom(KEY_BYTES)))
+    cloud_share = f"$share/{group}/baetyl/v1/+/shadow/update"
+    reports = [f"{tok}-{index}".encode() for index in range(30)]
     sentinel = f"{tok}-sentinel".encode()
     async with (
         mosquitto.client(pki.cloud("r1")) as cloud,
         mosquitto.client(pki.node(NODE_A)) as intruder,
         mosquitto.client(pki.node(NODE_B)) as node_b,
     ):
-        await cloud.subscribe([(CLOUD_SHARE, 1), (topic(NODE_B, "test", tok), 1)])
+        await cloud.subscribe([(cloud_share, 1), (topic(NODE_B, "test", tok), 1)])
         await intruder.subscribe(CLOUD_SHARE, qos=1)
         for report in reports:
             await node_b.publish(topic(NODE_B, "shadow", "update"), report, qos=1)
