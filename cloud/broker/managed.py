@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import pwd
@@ -53,6 +54,8 @@ _CONNECT = bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 0x02, 0, 10, 0, 0])
 _CONNACK_ACCEPTED = bytes([0x20, 2, 0, 0])
 _DISCONNECT = bytes([0xE0, 0])
 _UNSPECIFIED = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared, not bound
+_PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal the kernel sends a process when its parent thread dies."""
 
 
 class BrokerError(RuntimeError):
@@ -236,9 +239,21 @@ class ManagedBroker:
             exited.cancel()
 
     async def _start(self) -> None:
-        """(Re)write every file, spawn the broker and wait until it accepts mutual TLS."""
+        """(Re)write every file, replace a stale broker, spawn ours, wait until it serves TLS."""
         await asyncio.to_thread(self._prepare)
+        await _replace_stale(self._settings.pid_file, self._binary, self._config_file)
         stdio = await asyncio.to_thread(_open_append, self._stdio_file)
+        account = self._account
+        identity: dict[str, object] = {}
+        if account is not None:
+            # We drop to the broker's account ourselves instead of letting mosquitto do it: the
+            # kernel clears the parent-death signal when a process changes its user, so it must
+            # be set after the change (the preexec function runs after Popen's setuid).
+            identity = {
+                "user": account.pw_uid,
+                "group": account.pw_gid,
+                "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid),
+            }
         try:
             process = await asyncio.create_subprocess_exec(
                 self._binary,
@@ -250,6 +265,9 @@ class ManagedBroker:
                 # A Ctrl-C in the terminal must reach the cloud only, which then stops the broker
                 # in order, instead of the supervisor seeing it die and restarting it.
                 start_new_session=True,
+                # The broker dies with the cloud, even with a kill -9 that runs no cleanup.
+                preexec_fn=_die_with_parent(os.getpid()),
+                **identity,  # type: ignore[arg-type]
             )
         finally:
             stdio.close()
@@ -429,6 +447,96 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
     await process.wait()
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """The preexec function of the broker: SIGTERM it when the cloud dies (Linux prctl).
+
+    It runs in the forked child before exec, so it only calls prctl and getppid (libc is loaded
+    here, in the parent). A cloud that died between fork and prctl is noticed by the parent pid
+    having changed; the child then exits instead of starting an orphan broker. The signal is
+    sent when the forking thread ends: asyncio forks in the event loop's thread, the main one.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+async def _replace_stale(pid_file: Path, binary: str, config_file: Path) -> None:
+    """Stop a broker of this data directory left over from a cloud that did not stop it.
+
+    The pid in `pid_file` is trusted only if /proc/<pid>/cmdline is `<binary> -c <config_file>`:
+    a pid file can outlive its process and the pid be reused by anything. The check and the
+    signals go through a pidfd, so the pid cannot be reused between them.
+    """
+    pid = await asyncio.to_thread(_read_pid, pid_file)
+    if pid is None:
+        return
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # no such process any more
+    try:
+        if not await asyncio.to_thread(_is_broker_of, pid, binary, config_file):
+            return
+        log.warning(
+            "stopping a stale broker of this data directory (its cloud did not stop it)",
+            extra={"broker_pid": pid, "config": str(config_file)},
+        )
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signum)
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await _exited(pidfd)
+            except TimeoutError:
+                continue
+            return
+        raise BrokerError(f"the stale broker {pid} of {config_file} survived SIGKILL")
+    finally:
+        os.close(pidfd)
+
+
+async def _exited(pidfd: int) -> None:
+    """Return once the process of `pidfd` has exited (a pidfd becomes readable then)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(pidfd)
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        text = pid_file.read_text(encoding="ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and int(text) > 1 else None
+
+
+def _is_broker_of(pid: int, binary: str, config_file: Path) -> bool:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    args = [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+    if len(args) < 3 or Path(args[0]).name != Path(binary).name:
+        return False
+    return any(
+        args[index] == "-c" and args[index + 1] == str(config_file)
+        for index in range(1, len(args) - 1)
+    )
 
 
 def _broker_account() -> pwd.struct_passwd | None:

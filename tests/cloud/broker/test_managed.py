@@ -256,3 +256,32 @@ def test_restart_delay_doubles_from_half_a_second_up_to_thirty(
 ) -> None:
     assert backoff_delay(failures, rand=lambda: 0.0) == pytest.approx(shortest)
     assert backoff_delay(failures, rand=lambda: 1.0) == pytest.approx(longest)
+
+
+async def test_restart_backoff_grows_while_the_broker_keeps_dying_and_resets_after_a_healthy_run(
+    broker: ManagedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor asks for ever longer delays for quick deaths, the shortest after a run that
+    lasted STABLE_AFTER (the recorded argument is the failure count the delay is computed for)."""
+    asked: list[int] = []
+
+    def recording_delay(failures: int) -> float:
+        asked.append(failures)
+        return 0.0
+
+    monkeypatch.setattr(managed, "backoff_delay", recording_delay)
+
+    async def kill_and_wait_restart() -> None:
+        pid, restarts = broker.pid, broker.restarts
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        async with asyncio.timeout(10):
+            while broker.restarts == restarts:
+                await asyncio.sleep(0.02)
+
+    for _ in range(3):
+        await kill_and_wait_restart()
+    assert asked == [0, 1, 2]
+    monkeypatch.setattr(managed, "STABLE_AFTER", 0.0)  # the run that just ended counts as healthy
+    await kill_and_wait_restart()
+    assert asked == [0, 1, 2, 0]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
+import signal
 import ssl
 import tempfile
 import uuid
@@ -122,3 +124,91 @@ async def collect_tokens(client: aiomqtt.Client, count: int) -> list[str]:
                 if len(answered) == count:
                     break
     return answered
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def wait_gone(pid: int, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while alive(pid):
+            await asyncio.sleep(0.02)
+
+
+async def broker_pid(cloud: ManagedCloud) -> int:
+    async with asyncio.timeout(TIMEOUT):
+        while not cloud.broker_pid_file.exists():
+            await asyncio.sleep(0.02)
+    return int(cloud.broker_pid_file.read_text().strip())
+
+
+async def test_the_broker_dies_with_a_killed_cloud_and_a_stale_one_is_replaced_on_start(
+    data_dir: Path,
+) -> None:
+    first = await start_managed(data_dir)
+    try:
+        orphan = await broker_pid(first)
+        first.process.kill()  # kill -9: the cloud runs no cleanup at all
+        await first.process.wait()
+        await wait_gone(orphan)  # the parent-death signal stopped it
+    finally:
+        await stop_managed(first)
+        if alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
+
+    # A stale broker of this data directory (as left by a cloud before this fix): the next start
+    # must replace it, not fail on "Address already in use" while its probe reaches the stale one.
+    config = data_dir / "mosquitto" / "mosquitto.conf"
+    stale = await asyncio.create_subprocess_exec(
+        shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(config)
+    )
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while not (
+                first.broker_pid_file.exists()
+                and first.broker_pid_file.read_text().strip() == str(stale.pid)
+            ):
+                await asyncio.sleep(0.02)
+        second = await start_managed(data_dir, mqtt_port=first.mqtt_port)
+        try:
+            assert await asyncio.wait_for(stale.wait(), TIMEOUT) is not None
+            assert await broker_pid(second) != stale.pid
+            await assert_acl_reloads_reach_the_broker(second)
+        finally:
+            await stop_managed(second)
+    finally:
+        if stale.returncode is None:
+            stale.kill()
+            await stale.wait()
+
+
+async def assert_acl_reloads_reach_the_broker(cloud: ManagedCloud) -> None:
+    """A node works, is deleted through REST, and its open connection can do nothing after."""
+    nid = await create_node(cloud, f"n-{uuid.uuid4().hex[:6]}")
+    own = topics.build(nid, Channel.SHADOW_UPDATE) + "/test"
+    async with node_client(cloud, nid) as node:
+        await node.subscribe(own, qos=1)
+        await node.publish(own, b"before", qos=1)
+        async with asyncio.timeout(TIMEOUT):
+            assert (await anext(aiter(node.messages))).payload == b"before"
+        await delete_node(cloud, nid)
+        # The broker delivers to the node before it acknowledges the node's publish, so once the
+        # PUBACK is in, an allowed message would be in the queue.
+        await node.publish(own, b"after", qos=1)
+        assert len(node.messages) == 0
+
+
+async def delete_node(cloud: ManagedCloud, nid: str) -> None:
+    headers = {"Authorization": f"Bearer {cloud.admin_token}"}
+    name = nid.split(".", 1)[1]
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.delete(f"{cloud.url}/v1/nodes/{name}") as answer,
+    ):
+        assert answer.status == 200, await answer.text()
