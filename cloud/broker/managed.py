@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import datetime
 import logging
 import os
 import pwd
@@ -32,7 +33,14 @@ from cloud.broker.mosquitto_config import (
     render_acl,
     render_config,
 )
-from cloud.broker.pki_files import CloudPKIFiles, ensure_cloud_pki
+from cloud.broker.pki_files import (
+    CRL_NAME,
+    CloudPKIFiles,
+    crl_serials,
+    ensure_cloud_pki,
+    load_or_create_ca,
+)
+from cloud.pki.ca import CertificateAuthority, IssuedCertificate, write_certificate_files
 from cloud.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -122,6 +130,7 @@ class ManagedBroker:
             pid_file=self._dir / "mosquitto.pid",
             log_file=self._dir / "mosquitto.log",
             persistence_dir=self._dir / "data",
+            crl_file=self._dir / "crl.pem",
             bind_address=host,
             port=port,
             user=BROKER_USER,
@@ -133,6 +142,11 @@ class ManagedBroker:
         self._binary = ""
         self._account: pwd.struct_passwd | None = None
         self._pki: CloudPKIFiles | None = None
+        self._ca: CertificateAuthority | None = None
+        self._revoked: frozenset[int] | None = None
+        """Revoked node certificate serials; None until known (then from `pki/crl.pem`)."""
+        self._kicks: dict[int, datetime.datetime] = {}
+        """Serials (and expiry) of the certificates `_kick` used, revoked in the CRL too."""
         self._probe_context: ssl.SSLContext | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._started_at = 0.0
@@ -205,21 +219,40 @@ class ManagedBroker:
                 await _stop(self._process)
                 log.info("managed broker stopped", extra={"exit_code": self._process.returncode})
 
-    async def reload_acl(self, denied_nids: Iterable[str]) -> None:
-        """Shut out `denied_nids` (deleted nodes) and make the running broker apply it now.
+    async def reload_acl(
+        self, denied_nids: Iterable[str], revoked_serials: Iterable[int] | None = None
+    ) -> None:
+        """Shut out `denied_nids` (deleted nodes) and refuse `revoked_serials`, effective now.
 
-        The ACL is rewritten and the broker gets SIGHUP; this returns once the broker logged the
-        reload, so messages it handles afterwards see the new ACL. The list replaces the previous
-        one and is kept for restarts. Raises ValueError for an invalid nid (nothing changes) and
-        BrokerError if the broker does not confirm the reload within RELOAD_TIMEOUT.
+        The CRL and the ACL are rewritten and the broker gets SIGHUP (Mosquitto 2.0 re-reads
+        both); this returns once the broker logged the reload, so what it handles afterwards
+        sees them. A nid that leaves the deny list (a node created again under that name) is
+        first disconnected: with its old certificates already refused, the cloud connects once
+        as that nid, which makes the broker close any connection still open under it (an old
+        agent muted by the deny list), and only then lifts the deny. The lists replace the
+        previous ones (None keeps the revoked serials) and are kept for restarts. Raises
+        ValueError for an invalid nid (nothing changes) and BrokerError if the broker does not
+        confirm a reload within RELOAD_TIMEOUT.
         """
         denied = tuple(denied_nids)
-        text = render_acl(cloud_users=[self._user], denied_nids=denied)
+        render_acl(cloud_users=[self._user], denied_nids=denied)  # validates the nids
+        if revoked_serials is not None:
+            self._revoked = frozenset(revoked_serials)
+        lifted = [nid for nid in self._denied if nid not in denied]
+        if lifted and self.pid is not None:
+            await self._apply(denied + tuple(lifted))
+            for nid in lifted:
+                await self._kick(nid)
         self._denied = denied
-        await asyncio.to_thread(self._write, self._settings.acl_file, text.encode())
+        await self._apply(denied)
+        log.info("broker ACL reloaded", extra={"denied_nids": list(denied)})
+
+    async def _apply(self, denied: tuple[str, ...]) -> None:
+        """Write the CRL and an ACL denying `denied`, SIGHUP the broker, wait for its reload."""
+        await asyncio.to_thread(self._write_access, denied)
         process = self._process
         if process is None or process.returncode is not None:
-            return  # the supervisor's next start reads the new file
+            return  # the supervisor's next start reads the new files
         offset = await asyncio.to_thread(_size, self._settings.log_file)
         process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + RELOAD_TIMEOUT
@@ -227,7 +260,6 @@ class ManagedBroker:
         try:
             while not exited.done():
                 if await asyncio.to_thread(_contains_after, self._settings.log_file, offset):
-                    log.info("broker ACL reloaded", extra={"denied_nids": list(denied)})
                     return
                 if time.monotonic() >= deadline:
                     raise BrokerError(
@@ -237,6 +269,63 @@ class ManagedBroker:
                 await asyncio.wait([exited], timeout=_POLL)
         finally:
             exited.cancel()
+
+    def _write_access(self, denied: tuple[str, ...]) -> None:
+        """Blocking: the CRL (revoked node certificates and kick certificates) and the ACL."""
+        assert self._ca is not None
+        now = datetime.datetime.now(datetime.UTC)
+        self._kicks = {serial: end for serial, end in self._kicks.items() if end > now}
+        if self._revoked is None:
+            # First start: what the last run published, until the store's list arrives.
+            self._revoked = crl_serials(self._pki_dir / CRL_NAME, self._ca)
+        assert self._settings.crl_file is not None
+        self._write(self._settings.crl_file, self._ca.crl(self._revoked | set(self._kicks)))
+        acl = render_acl(cloud_users=[self._user], denied_nids=denied)
+        self._write(self._settings.acl_file, acl.encode())
+
+    async def _kick(self, nid: str) -> None:
+        """Close any connection open under `nid` by connecting as `nid` once (client takeover).
+
+        The broker forces the client id to the certificate CN, so a new connection with CN `nid`
+        makes it drop the old one; clean session discards the old session's subscriptions. The
+        certificate is made for this one connection, never written outside a private temporary
+        directory, and revoked in the CRL right after.
+        """
+        assert self._ca is not None
+        issued = await asyncio.to_thread(self._ca.issue_client, nid, valid_days=1)
+        self._kicks[issued.serial_number] = issued.not_after
+        context = await asyncio.to_thread(_client_context, self._pki_dir, issued)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self._client_host,
+                    self._settings.port,
+                    ssl=context,
+                    server_hostname=self._client_host,
+                ),
+                timeout=RELOAD_TIMEOUT,
+            )
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            raise BrokerError(
+                f"could not connect as {nid} to close its old connection: {exc}"
+            ) from exc
+        try:
+            writer.write(_CONNECT)
+            await writer.drain()
+            answer = await asyncio.wait_for(
+                reader.readexactly(len(_CONNACK_ACCEPTED)), timeout=RELOAD_TIMEOUT
+            )
+            if answer != _CONNACK_ACCEPTED:
+                raise BrokerError(f"the broker refused the connection as {nid}: {answer.hex()}")
+            writer.write(_DISCONNECT)
+            await writer.drain()
+        except (OSError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            raise BrokerError(f"closing the old connection of {nid} failed: {exc}") from exc
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+        log.info("closed any old connection of a re-created node", extra={"nid": nid})
 
     async def _start(self) -> None:
         """(Re)write every file, replace a stale broker, spawn ours, wait until it serves TLS."""
@@ -400,8 +489,8 @@ class ManagedBroker:
             (self._settings.keyfile, pki.broker_key_file),
         ):
             self._write(target, source.read_bytes())
-        acl = render_acl(cloud_users=[self._user], denied_nids=self._denied)
-        self._write(self._settings.acl_file, acl.encode())
+        self._ca = load_or_create_ca(self._pki_dir)
+        self._write_access(self._denied)
         self._write(self._config_file, render_config(self._settings).encode())
         assert self._settings.persistence_dir is not None
         self._settings.persistence_dir.mkdir(mode=0o700, exist_ok=True)
@@ -586,6 +675,15 @@ def _check_reachable(account: pwd.struct_passwd, data_dir: Path, target: Path) -
                 f"reach {target}: {directory} (mode {mode:o}) is closed to it; choose a "
                 f"--data-dir it can reach, or run `chmod o+x {directory}`"
             )
+
+
+def _client_context(directory: Path, issued: IssuedCertificate) -> ssl.SSLContext:
+    """Blocking: a client TLS context for `issued` (the ssl module loads keys from files only)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(directory / "ca.pem"))
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        cert, key = write_certificate_files(Path(scratch), "kick", issued)
+        context.load_cert_chain(cert, key)
+    return context
 
 
 def _open_append(path: Path) -> BinaryIO:

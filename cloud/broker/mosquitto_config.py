@@ -52,6 +52,9 @@ class MosquittoSettings:
     """Broker log; a file because stdout is block-buffered when redirected."""
     persistence_dir: Path | None = None
     """Directory for the persistence database; None turns persistence off (tests)."""
+    crl_file: Path | None = None
+    """CRL of the cloud CA (revoked node certificates), re-read on SIGHUP; None = no check. With
+    it, a missing or expired CRL makes the broker refuse every client (decision #75)."""
     bind_address: str = "127.0.0.1"
     """Address of the TLS listener; loopback unless the broker must be reachable by nodes."""
     port: int = 8883
@@ -76,6 +79,8 @@ class MosquittoSettings:
             _check_path(name, getattr(self, name))
         if self.persistence_dir is not None:
             _check_path("persistence_dir", self.persistence_dir)
+        if self.crl_file is not None:
+            _check_path("crl_file", self.crl_file)
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port must be between 1 and 65535, got {self.port}")
         _check_bind_address(self.bind_address)
@@ -104,6 +109,7 @@ def production_settings() -> MosquittoSettings:
         pid_file=var / "mosquitto.pid",
         log_file=var / "mosquitto.log",
         persistence_dir=var / "data",
+        crl_file=etc / "crl.pem",
         bind_address="0.0.0.0",  # noqa: S104 - nodes connect from other machines
         port=8883,
     )
@@ -122,7 +128,16 @@ def render_config(settings: MosquittoSettings) -> str:
         # Mosquitto joins the location and the file name without a separator: keep the slash.
         persistence = "# Sessions and queued QoS 1 messages survive a broker restart.\n"
         persistence += f"persistence true\npersistence_location {settings.persistence_dir}/"
+    if settings.crl_file is None:
+        crl = "# No CRL: a deleted node's certificate is shut out by the ACL's deny list alone."
+    else:
+        crl = (
+            "# Revoked certificates (deleted nodes) are refused at the TLS handshake. Mosquitto\n"
+            "# re-reads this file on SIGHUP; the cloud rewrites it on every revocation.\n"
+            f"crlfile {settings.crl_file}"
+        )
     return _template("mosquitto.conf.tmpl").substitute(
+        crl=crl,
         user=settings.user,
         pid_file=settings.pid_file,
         log_file=settings.log_file,

@@ -285,3 +285,30 @@ async def test_restart_backoff_grows_while_the_broker_keeps_dying_and_resets_aft
     monkeypatch.setattr(managed, "STABLE_AFTER", 0.0)  # the run that just ended counts as healthy
     await kill_and_wait_restart()
     assert asked == [0, 1, 2, 0]
+
+
+async def test_a_revoked_certificate_is_refused_once_the_crl_is_reloaded(
+    broker: ManagedBroker, data_dir: Path
+) -> None:
+    """Mosquitto 2.0.11 re-reads `crlfile` on SIGHUP (decision #75): no restart is needed."""
+    async with node_client(broker, data_dir, "default.n1"):
+        pass  # accepted before the revocation
+    nodes = data_dir.parent / "nodes"
+    cert, key = nodes / "default.n1.pem", nodes / "default.n1.key"
+    serial = x509.load_pem_x509_certificate(cert.read_bytes()).serial_number
+    settings = broker.mqtt_settings()
+
+    def same_certificate() -> aiomqtt.Client:
+        context = tls(data_dir / "pki" / "ca.pem", cert, key)
+        return aiomqtt.Client(settings.host, settings.port, timeout=3, tls_context=context)
+
+    async with same_certificate():
+        pass  # the same files connect again: what follows is the CRL's doing
+    await broker.reload_acl([], [serial])
+    with pytest.raises(aiomqtt.MqttError):
+        async with same_certificate():
+            pass
+    async with node_client(broker, data_dir, "default.n2"):
+        pass  # another certificate of the same CA still connects
+    crl = x509.load_pem_x509_crl((broker.directory / "crl.pem").read_bytes())
+    assert [entry.serial_number for entry in crl] == [serial]

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -17,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import aiomqtt
@@ -24,6 +26,7 @@ import pytest
 
 from agent.contracts import topics
 from agent.contracts.topics import Channel
+from agent.init import keys
 from cloud.pki.ca import CertificateAuthority, write_certificate_files
 from tests.harness.cloud_process import ManagedCloud, start_managed, stop_managed
 
@@ -212,3 +215,111 @@ async def delete_node(cloud: ManagedCloud, nid: str) -> None:
         session.delete(f"{cloud.url}/v1/nodes/{name}") as answer,
     ):
         assert answer.status == 200, await answer.text()
+
+
+_TOKEN = re.compile(r"token=([A-Za-z0-9_.-]+)")
+
+
+async def rest(
+    cloud: ManagedCloud, method: str, path: str, body: object = None, *, anonymous: bool = False
+) -> tuple[int, Any]:
+    headers = {} if anonymous else {"Authorization": f"Bearer {cloud.admin_token}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.request(method, f"{cloud.url}{path}", json=body) as answer,
+    ):
+        return answer.status, await answer.json()
+
+
+async def install_token(cloud: ManagedCloud, name: str) -> str:
+    status, body = await rest(cloud, "GET", f"/v1/nodes/{name}/init")
+    assert status == 200, body
+    found = _TOKEN.search(body["cmd"])
+    assert found, body
+    return found.group(1)
+
+
+async def activate(cloud: ManagedCloud, token: str, nid: str) -> ssl.SSLContext:
+    """What baetyl-init does: a key, a CSR, `POST /v1/active`; the node's client TLS context."""
+    key = keys.new_key()
+    status, body = await rest(
+        cloud, "POST", "/v1/active", {"token": token, "csr": keys.csr_pem(key, nid)}, anonymous=True
+    )
+    assert status == 200, body
+    directory = Path(tempfile.mkdtemp(dir=cloud.data_dir.parent))
+    (directory / "node.pem").write_text(body["certificate"])
+    (directory / "node.key").write_bytes(keys.key_pem(key))
+    context = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cafile=str(cloud.data_dir / "pki" / "ca.pem")
+    )
+    context.load_cert_chain(directory / "node.pem", directory / "node.key")
+    return context
+
+
+async def shadow_answered(client: aiomqtt.Client, nid: str, token: str) -> bool:
+    """Whether a `shadow/get` from `client` is answered (accepted or rejected) by the cloud."""
+    await client.publish(
+        topics.build(nid, Channel.SHADOW_GET), json.dumps({"clientToken": token}), qos=1
+    )
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                if json.loads(message.payload).get("clientToken") == token:
+                    return True
+    return False
+
+
+async def connection_closed(client: aiomqtt.Client) -> bool:
+    """Whether the broker closes `client`'s connection within TIMEOUT (what it receives until
+    then is discarded)."""
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            async for _ in client.messages:
+                pass
+    except aiomqtt.MqttError:
+        return True
+    except TimeoutError:
+        return False
+    return False
+
+
+async def test_a_deleted_node_stays_out_when_a_node_of_its_name_is_created_again(
+    cloud: ManagedCloud,
+) -> None:
+    """Decision #75: the old certificate is refused (CRL), the old connection is closed, and a
+    token issued before the delete does not install the new node."""
+    name = f"edge-{uuid.uuid4().hex[:6]}"
+    nid = await create_node(cloud, name)
+    old_tls = await activate(cloud, await install_token(cloud, name), nid)
+    early_token = await install_token(cloud, name)  # issued before the delete, never used
+    old = aiomqtt.Client("127.0.0.1", cloud.mqtt_port, timeout=5, tls_context=old_tls)
+    async with old:
+        answers = [(topics.build(nid, channel), 1) for channel in topics.Channel]
+        await old.subscribe([(f, q) for f, q in answers if not f.endswith(("/update", "/get"))])
+        assert await shadow_answered(old, nid, "before")
+
+        status, body = await rest(cloud, "DELETE", f"/v1/nodes/{name}")
+        assert status == 200, body
+        assert nid == await create_node(cloud, name)
+
+        # The old agent's connection, open through the delete and the re-creation, is closed:
+        # it can neither ask nor be answered.
+        assert await connection_closed(old)
+
+    # Its certificate no longer connects (revoked, refused at the TLS handshake).
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client("127.0.0.1", cloud.mqtt_port, timeout=3, tls_context=old_tls):
+            pass
+    # A token issued for the deleted node installs nothing now; a fresh one does.
+    for method, path, body in (
+        ("GET", f"/v1/active?token={early_token}", None),
+        ("POST", "/v1/active", {"token": early_token, "csr": keys.csr_pem(keys.new_key(), nid)}),
+    ):
+        status, answer = await rest(cloud, method, path, body, anonymous=True)
+        assert (status, answer["code"]) == (400, "ErrInvalidToken"), answer
+        assert "earlier node" in answer["message"]
+    new_tls = await activate(cloud, await install_token(cloud, name), nid)
+    async with aiomqtt.Client("127.0.0.1", cloud.mqtt_port, timeout=5, tls_context=new_tls) as new:
+        await new.subscribe(topics.build(nid, Channel.SHADOW_GET_ACCEPTED), qos=1)
+        assert await shadow_answered(new, nid, "new")
