@@ -416,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     host=listen_host,
                     port=listen_port,
                     replica=args.mqtt_replica,
-                                keepalive=args.mqtt_keepalive,
+                    keepalive=args.mqtt_keepalive,
                     max_messages_per_second=args.mqtt_rate_limit,
                     server_names=_broker_names(install),
                 )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from agent.contracts import topics
 from agent.contracts.names import InvalidName, check_nid
 
 CLOUD_USER_PREFIX = "baetyl-cloud:"
@@ -169,7 +170,17 @@ def render_acl(*, cloud_users: Iterable[str], denied_nids: Iterable[str] = ()) -
     return _template("acl.tmpl").substitute(
         cloud_users=cloud_block or "# (none)\n",
         denied_nids=denied_block or "# (none)\n",
+        node_patterns=_node_patterns(),
     )
+
+
+def _node_patterns() -> str:
+    """`pattern write` for each agent → cloud channel, `pattern read` for each cloud → agent one."""
+    lines = []
+    for channel in topics.Channel:
+        access = "write" if channel.direction is topics.Direction.TO_CLOUD else "read"
+        lines.append(f"pattern {access} {topics.PREFIX}/%u/{channel.value}")
+    return "\n".join(lines)
 
 
 def check_cloud_user(user: str) -> str:

@@ -141,9 +141,7 @@ def _parse(head: str) -> TokenClaims:
         names.check_name(name, kind="node")
     except names.InvalidName as exc:
         raise TokenError(f"the install token is malformed ({exc})") from None
-    return TokenClaims(
-        namespace=namespace, name=name, expires=expires, jti=jti, instance=instance
-    )
+    return TokenClaims(namespace=namespace, name=name, expires=expires, jti=jti, instance=instance)
 
 
 def _is_int(value: object) -> TypeGuard[int]:

@@ -58,7 +58,13 @@ class Bridge:
         self._link = Link(self.settings, self._enqueue, share_group=share_group(ctx.secrets))
         limiter = RateLimiter(self.settings.max_messages_per_second)
         self._commands = Commands(self._link.publish)
-        self._handlers = Handlers(ctx, self._link.publish, limiter, self._commands)
+        self._handlers = Handlers(
+            ctx,
+            self._link.publish,
+            limiter,
+            self._commands,
+            clear_retained=self._link.clear_retained,
+        )
         ctx.commands = self
         self._changed = asyncio.Event()
         if self._pending:

@@ -146,12 +146,13 @@ async def test_node_certificate_is_confined_to_its_own_topics(
         await node.subscribe("baetyl/v1/#", qos=1)
         # Forbidden publishes are dropped silently: the sentinel that follows proves they are gone.
         await node.publish("baetyl/v1/default.n2/shadow/update", b"forbidden", qos=1)
+        await node.publish("baetyl/v1/default.n1/junk", b"not a protocol topic", qos=1)
         await node.publish("baetyl/v1/default.n1/shadow/update", b"sentinel", qos=1)
         assert await next_topic(cloud) == "baetyl/v1/default.n1/shadow/update"
-        assert await next_topic(node) == "baetyl/v1/default.n1/shadow/update"
-        await cloud.publish("baetyl/v1/default.n2/shadow/delta", b"not yours", qos=1)
-        await cloud.publish("baetyl/v1/default.n1/shadow/delta", b"sentinel", qos=1)
-        assert await next_topic(node) == "baetyl/v1/default.n1/shadow/delta"
+        await cloud.publish("baetyl/v1/default.n2/shadow/update/delta", b"not yours", qos=1)
+        await cloud.publish("baetyl/v1/default.n1/shadow/update/delta", b"sentinel", qos=1)
+        # Its own request was not echoed to it: a node reads only the cloud's answers.
+        assert await next_topic(node) == "baetyl/v1/default.n1/shadow/update/delta"
 
 
 async def test_reloaded_acl_shuts_out_a_denied_node(broker: ManagedBroker, data_dir: Path) -> None:
