@@ -89,14 +89,6 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _group(text: str) -> str:
-    if not text or any(c in text for c in "/+#") or not text.isprintable() or " " in text:
-        raise argparse.ArgumentTypeError(
-            f"a share group is a non-empty name without '/', '+', '#' or spaces, got {text!r}"
-        )
-    return text
-
-
 def _replica(text: str) -> str:
     if not text or not all(c.isalnum() or c in "-_." for c in text):
         raise argparse.ArgumentTypeError(
@@ -183,13 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
         default="cloud-0",
         metavar="NAME",
         help="replica name; its certificate's CN is baetyl-cloud:NAME (default cloud-0)",
-    )
-    mqtt.add_argument(
-        "--mqtt-share-group",
-        type=_group,
-        default="baetyl-cloud",
-        metavar="NAME",
-        help="shared-subscription group, the same on every replica; keep it secret from nodes",
     )
     mqtt.add_argument(
         "--mqtt-keepalive",
@@ -374,7 +359,6 @@ def _mqtt_settings(
         cert_file=args.mqtt_cert,
         key_file=args.mqtt_key,
         replica=args.mqtt_replica,
-        share_group=args.mqtt_share_group,
         keepalive=args.mqtt_keepalive,
         max_messages_per_second=args.mqtt_rate_limit,
     )
@@ -432,7 +416,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     host=listen_host,
                     port=listen_port,
                     replica=args.mqtt_replica,
-                    share_group=args.mqtt_share_group,
                     keepalive=args.mqtt_keepalive,
                     max_messages_per_second=args.mqtt_rate_limit,
                     server_names=_broker_names(install),

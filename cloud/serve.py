@@ -31,7 +31,6 @@ class ManagedBrokerOptions:
     host: str
     port: int
     replica: str = "cloud-0"
-    share_group: str = "baetyl-cloud"
     keepalive: int = 30
     max_messages_per_second: float = 20.0
     server_names: tuple[str, ...] = ()
@@ -53,7 +52,6 @@ async def serve(settings: CloudSettings, *, managed: ManagedBrokerOptions | None
     ) as broker:
         mqtt = dataclasses.replace(
             broker.mqtt_settings(),
-            share_group=managed.share_group,
             keepalive=managed.keepalive,
             max_messages_per_second=managed.max_messages_per_second,
         )

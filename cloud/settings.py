@@ -26,9 +26,6 @@ class MqttSettings:
         ca_file: CA that signed the broker's server certificate (the cloud CA).
         cert_file, key_file: this replica's client certificate, CN `baetyl-cloud:<replica>`.
         replica: this replica's name (the CN suffix); also the MQTT client id.
-        share_group: the `$share/<group>/…` name of the request subscriptions. Nodes must not
-            know it (docs/decisions.md, "Shared subscriptions"): use a random one in production,
-            the same on every replica.
         keepalive: MQTT keepalive in seconds.
         max_messages_per_second: per node; messages beyond it are rejected with 429.
     """
@@ -39,7 +36,6 @@ class MqttSettings:
     cert_file: Path
     key_file: Path
     replica: str = "cloud-0"
-    share_group: str = "baetyl-cloud"
     keepalive: int = 30
     max_messages_per_second: float = 20.0
 

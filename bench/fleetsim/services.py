@@ -226,7 +226,6 @@ class Cloud:
         self._db_url = db_url
         self._broker = broker
         self._pki = pki
-        self._group = f"fleet-{time.monotonic_ns() % 10**9}"
 
     @property
     def token(self) -> str:
@@ -259,7 +258,6 @@ class Cloud:
             "--mqtt-cert", str(cert),
             "--mqtt-key", str(key),
             "--mqtt-replica", name,
-            "--mqtt-share-group", self._group,
         ]  # fmt: skip
         log_file = self._root / f"{name}.log"
         with log_file.open("ab") as output:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import datetime
 import logging
 import os
 import pwd
@@ -31,7 +33,14 @@ from cloud.broker.mosquitto_config import (
     render_acl,
     render_config,
 )
-from cloud.broker.pki_files import CloudPKIFiles, ensure_cloud_pki
+from cloud.broker.pki_files import (
+    CRL_NAME,
+    CloudPKIFiles,
+    crl_serials,
+    ensure_cloud_pki,
+    load_or_create_ca,
+)
+from cloud.pki.ca import CertificateAuthority, IssuedCertificate, write_certificate_files
 from cloud.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -53,6 +62,8 @@ _CONNECT = bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 0x02, 0, 10, 0, 0])
 _CONNACK_ACCEPTED = bytes([0x20, 2, 0, 0])
 _DISCONNECT = bytes([0xE0, 0])
 _UNSPECIFIED = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared, not bound
+_PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal the kernel sends a process when its parent thread dies."""
 
 
 class BrokerError(RuntimeError):
@@ -119,6 +130,7 @@ class ManagedBroker:
             pid_file=self._dir / "mosquitto.pid",
             log_file=self._dir / "mosquitto.log",
             persistence_dir=self._dir / "data",
+            crl_file=self._dir / "crl.pem",
             bind_address=host,
             port=port,
             user=BROKER_USER,
@@ -130,6 +142,11 @@ class ManagedBroker:
         self._binary = ""
         self._account: pwd.struct_passwd | None = None
         self._pki: CloudPKIFiles | None = None
+        self._ca: CertificateAuthority | None = None
+        self._revoked: frozenset[int] | None = None
+        """Revoked node certificate serials; None until known (then from `pki/crl.pem`)."""
+        self._kicks: dict[int, datetime.datetime] = {}
+        """Serials (and expiry) of the certificates `_kick` used, revoked in the CRL too."""
         self._probe_context: ssl.SSLContext | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._started_at = 0.0
@@ -202,21 +219,40 @@ class ManagedBroker:
                 await _stop(self._process)
                 log.info("managed broker stopped", extra={"exit_code": self._process.returncode})
 
-    async def reload_acl(self, denied_nids: Iterable[str]) -> None:
-        """Shut out `denied_nids` (deleted nodes) and make the running broker apply it now.
+    async def reload_acl(
+        self, denied_nids: Iterable[str], revoked_serials: Iterable[int] | None = None
+    ) -> None:
+        """Shut out `denied_nids` (deleted nodes) and refuse `revoked_serials`, effective now.
 
-        The ACL is rewritten and the broker gets SIGHUP; this returns once the broker logged the
-        reload, so messages it handles afterwards see the new ACL. The list replaces the previous
-        one and is kept for restarts. Raises ValueError for an invalid nid (nothing changes) and
-        BrokerError if the broker does not confirm the reload within RELOAD_TIMEOUT.
+        The CRL and the ACL are rewritten and the broker gets SIGHUP (Mosquitto 2.0 re-reads
+        both); this returns once the broker logged the reload, so what it handles afterwards
+        sees them. A nid that leaves the deny list (a node created again under that name) is
+        first disconnected: with its old certificates already refused, the cloud connects once
+        as that nid, which makes the broker close any connection still open under it (an old
+        agent muted by the deny list), and only then lifts the deny. The lists replace the
+        previous ones (None keeps the revoked serials) and are kept for restarts. Raises
+        ValueError for an invalid nid (nothing changes) and BrokerError if the broker does not
+        confirm a reload within RELOAD_TIMEOUT.
         """
         denied = tuple(denied_nids)
-        text = render_acl(cloud_users=[self._user], denied_nids=denied)
+        render_acl(cloud_users=[self._user], denied_nids=denied)  # validates the nids
+        if revoked_serials is not None:
+            self._revoked = frozenset(revoked_serials)
+        lifted = [nid for nid in self._denied if nid not in denied]
+        if lifted and self.pid is not None:
+            await self._apply(denied + tuple(lifted))
+            for nid in lifted:
+                await self._kick(nid)
         self._denied = denied
-        await asyncio.to_thread(self._write, self._settings.acl_file, text.encode())
+        await self._apply(denied)
+        log.info("broker ACL reloaded", extra={"denied_nids": list(denied)})
+
+    async def _apply(self, denied: tuple[str, ...]) -> None:
+        """Write the CRL and an ACL denying `denied`, SIGHUP the broker, wait for its reload."""
+        await asyncio.to_thread(self._write_access, denied)
         process = self._process
         if process is None or process.returncode is not None:
-            return  # the supervisor's next start reads the new file
+            return  # the supervisor's next start reads the new files
         offset = await asyncio.to_thread(_size, self._settings.log_file)
         process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + RELOAD_TIMEOUT
@@ -224,7 +260,6 @@ class ManagedBroker:
         try:
             while not exited.done():
                 if await asyncio.to_thread(_contains_after, self._settings.log_file, offset):
-                    log.info("broker ACL reloaded", extra={"denied_nids": list(denied)})
                     return
                 if time.monotonic() >= deadline:
                     raise BrokerError(
@@ -235,10 +270,79 @@ class ManagedBroker:
         finally:
             exited.cancel()
 
+    def _write_access(self, denied: tuple[str, ...]) -> None:
+        """Blocking: the CRL (revoked node certificates and kick certificates) and the ACL."""
+        assert self._ca is not None
+        now = datetime.datetime.now(datetime.UTC)
+        self._kicks = {serial: end for serial, end in self._kicks.items() if end > now}
+        if self._revoked is None:
+            # First start: what the last run published, until the store's list arrives.
+            self._revoked = crl_serials(self._pki_dir / CRL_NAME, self._ca)
+        assert self._settings.crl_file is not None
+        self._write(self._settings.crl_file, self._ca.crl(self._revoked | set(self._kicks)))
+        acl = render_acl(cloud_users=[self._user], denied_nids=denied)
+        self._write(self._settings.acl_file, acl.encode())
+
+    async def _kick(self, nid: str) -> None:
+        """Close any connection open under `nid` by connecting as `nid` once (client takeover).
+
+        The broker forces the client id to the certificate CN, so a new connection with CN `nid`
+        makes it drop the old one; clean session discards the old session's subscriptions. The
+        certificate is made for this one connection, never written outside a private temporary
+        directory, and revoked in the CRL right after.
+        """
+        assert self._ca is not None
+        issued = await asyncio.to_thread(self._ca.issue_client, nid, valid_days=1)
+        self._kicks[issued.serial_number] = issued.not_after
+        context = await asyncio.to_thread(_client_context, self._pki_dir, issued)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self._client_host,
+                    self._settings.port,
+                    ssl=context,
+                    server_hostname=self._client_host,
+                ),
+                timeout=RELOAD_TIMEOUT,
+            )
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            raise BrokerError(
+                f"could not connect as {nid} to close its old connection: {exc}"
+            ) from exc
+        try:
+            writer.write(_CONNECT)
+            await writer.drain()
+            answer = await asyncio.wait_for(
+                reader.readexactly(len(_CONNACK_ACCEPTED)), timeout=RELOAD_TIMEOUT
+            )
+            if answer != _CONNACK_ACCEPTED:
+                raise BrokerError(f"the broker refused the connection as {nid}: {answer.hex()}")
+            writer.write(_DISCONNECT)
+            await writer.drain()
+        except (OSError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            raise BrokerError(f"closing the old connection of {nid} failed: {exc}") from exc
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+        log.info("closed any old connection of a re-created node", extra={"nid": nid})
+
     async def _start(self) -> None:
-        """(Re)write every file, spawn the broker and wait until it accepts mutual TLS."""
+        """(Re)write every file, replace a stale broker, spawn ours, wait until it serves TLS."""
         await asyncio.to_thread(self._prepare)
+        await _replace_stale(self._settings.pid_file, self._binary, self._config_file)
         stdio = await asyncio.to_thread(_open_append, self._stdio_file)
+        account = self._account
+        identity: dict[str, object] = {}
+        if account is not None:
+            # We drop to the broker's account ourselves instead of letting mosquitto do it: the
+            # kernel clears the parent-death signal when a process changes its user, so it must
+            # be set after the change (the preexec function runs after Popen's setuid).
+            identity = {
+                "user": account.pw_uid,
+                "group": account.pw_gid,
+                "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid),
+            }
         try:
             process = await asyncio.create_subprocess_exec(
                 self._binary,
@@ -250,6 +354,9 @@ class ManagedBroker:
                 # A Ctrl-C in the terminal must reach the cloud only, which then stops the broker
                 # in order, instead of the supervisor seeing it die and restarting it.
                 start_new_session=True,
+                # The broker dies with the cloud, even with a kill -9 that runs no cleanup.
+                preexec_fn=_die_with_parent(os.getpid()),
+                **identity,  # type: ignore[arg-type]
             )
         finally:
             stdio.close()
@@ -382,8 +489,8 @@ class ManagedBroker:
             (self._settings.keyfile, pki.broker_key_file),
         ):
             self._write(target, source.read_bytes())
-        acl = render_acl(cloud_users=[self._user], denied_nids=self._denied)
-        self._write(self._settings.acl_file, acl.encode())
+        self._ca = load_or_create_ca(self._pki_dir)
+        self._write_access(self._denied)
         self._write(self._config_file, render_config(self._settings).encode())
         assert self._settings.persistence_dir is not None
         self._settings.persistence_dir.mkdir(mode=0o700, exist_ok=True)
@@ -429,6 +536,96 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
     await process.wait()
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """The preexec function of the broker: SIGTERM it when the cloud dies (Linux prctl).
+
+    It runs in the forked child before exec, so it only calls prctl and getppid (libc is loaded
+    here, in the parent). A cloud that died between fork and prctl is noticed by the parent pid
+    having changed; the child then exits instead of starting an orphan broker. The signal is
+    sent when the forking thread ends: asyncio forks in the event loop's thread, the main one.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+async def _replace_stale(pid_file: Path, binary: str, config_file: Path) -> None:
+    """Stop a broker of this data directory left over from a cloud that did not stop it.
+
+    The pid in `pid_file` is trusted only if /proc/<pid>/cmdline is `<binary> -c <config_file>`:
+    a pid file can outlive its process and the pid be reused by anything. The check and the
+    signals go through a pidfd, so the pid cannot be reused between them.
+    """
+    pid = await asyncio.to_thread(_read_pid, pid_file)
+    if pid is None:
+        return
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # no such process any more
+    try:
+        if not await asyncio.to_thread(_is_broker_of, pid, binary, config_file):
+            return
+        log.warning(
+            "stopping a stale broker of this data directory (its cloud did not stop it)",
+            extra={"broker_pid": pid, "config": str(config_file)},
+        )
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signum)
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await _exited(pidfd)
+            except TimeoutError:
+                continue
+            return
+        raise BrokerError(f"the stale broker {pid} of {config_file} survived SIGKILL")
+    finally:
+        os.close(pidfd)
+
+
+async def _exited(pidfd: int) -> None:
+    """Return once the process of `pidfd` has exited (a pidfd becomes readable then)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(pidfd)
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        text = pid_file.read_text(encoding="ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and int(text) > 1 else None
+
+
+def _is_broker_of(pid: int, binary: str, config_file: Path) -> bool:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    args = [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+    if len(args) < 3 or Path(args[0]).name != Path(binary).name:
+        return False
+    return any(
+        args[index] == "-c" and args[index + 1] == str(config_file)
+        for index in range(1, len(args) - 1)
+    )
 
 
 def _broker_account() -> pwd.struct_passwd | None:
@@ -478,6 +675,15 @@ def _check_reachable(account: pwd.struct_passwd, data_dir: Path, target: Path) -
                 f"reach {target}: {directory} (mode {mode:o}) is closed to it; choose a "
                 f"--data-dir it can reach, or run `chmod o+x {directory}`"
             )
+
+
+def _client_context(directory: Path, issued: IssuedCertificate) -> ssl.SSLContext:
+    """Blocking: a client TLS context for `issued` (the ssl module loads keys from files only)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(directory / "ca.pem"))
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        cert, key = write_certificate_files(Path(scratch), "kick", issued)
+        context.load_cert_chain(cert, key)
+    return context
 
 
 def _open_append(path: Path) -> BinaryIO:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from agent.contracts import topics
 from agent.contracts.names import InvalidName, check_nid
 
 CLOUD_USER_PREFIX = "baetyl-cloud:"
@@ -52,6 +53,9 @@ class MosquittoSettings:
     """Broker log; a file because stdout is block-buffered when redirected."""
     persistence_dir: Path | None = None
     """Directory for the persistence database; None turns persistence off (tests)."""
+    crl_file: Path | None = None
+    """CRL of the cloud CA (revoked node certificates), re-read on SIGHUP; None = no check. With
+    it, a missing or expired CRL makes the broker refuse every client (decision #75)."""
     bind_address: str = "127.0.0.1"
     """Address of the TLS listener; loopback unless the broker must be reachable by nodes."""
     port: int = 8883
@@ -76,6 +80,8 @@ class MosquittoSettings:
             _check_path(name, getattr(self, name))
         if self.persistence_dir is not None:
             _check_path("persistence_dir", self.persistence_dir)
+        if self.crl_file is not None:
+            _check_path("crl_file", self.crl_file)
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port must be between 1 and 65535, got {self.port}")
         _check_bind_address(self.bind_address)
@@ -104,6 +110,7 @@ def production_settings() -> MosquittoSettings:
         pid_file=var / "mosquitto.pid",
         log_file=var / "mosquitto.log",
         persistence_dir=var / "data",
+        crl_file=etc / "crl.pem",
         bind_address="0.0.0.0",  # noqa: S104 - nodes connect from other machines
         port=8883,
     )
@@ -122,7 +129,16 @@ def render_config(settings: MosquittoSettings) -> str:
         # Mosquitto joins the location and the file name without a separator: keep the slash.
         persistence = "# Sessions and queued QoS 1 messages survive a broker restart.\n"
         persistence += f"persistence true\npersistence_location {settings.persistence_dir}/"
+    if settings.crl_file is None:
+        crl = "# No CRL: a deleted node's certificate is shut out by the ACL's deny list alone."
+    else:
+        crl = (
+            "# Revoked certificates (deleted nodes) are refused at the TLS handshake. Mosquitto\n"
+            "# re-reads this file on SIGHUP; the cloud rewrites it on every revocation.\n"
+            f"crlfile {settings.crl_file}"
+        )
     return _template("mosquitto.conf.tmpl").substitute(
+        crl=crl,
         user=settings.user,
         pid_file=settings.pid_file,
         log_file=settings.log_file,
@@ -154,7 +170,17 @@ def render_acl(*, cloud_users: Iterable[str], denied_nids: Iterable[str] = ()) -
     return _template("acl.tmpl").substitute(
         cloud_users=cloud_block or "# (none)\n",
         denied_nids=denied_block or "# (none)\n",
+        node_patterns=_node_patterns(),
     )
+
+
+def _node_patterns() -> str:
+    """`pattern write` for each agent → cloud channel, `pattern read` for each cloud → agent one."""
+    lines = []
+    for channel in topics.Channel:
+        access = "write" if channel.direction is topics.Direction.TO_CLOUD else "read"
+        lines.append(f"pattern {access} {topics.PREFIX}/%u/{channel.value}")
+    return "\n".join(lines)
 
 
 def check_cloud_user(user: str) -> str:

@@ -17,7 +17,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from cloud.broker.mosquitto_config import CLOUD_USER_PREFIX, check_cloud_user
-from cloud.pki.ca import CertificateAuthority, IssuedCertificate, PKIError, write_certificate_files
+from cloud.pki.ca import (
+    CertificateAuthority,
+    IssuedCertificate,
+    PKIError,
+    atomic_write,
+    write_certificate_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +102,29 @@ def ensure_cloud_pki(
         probe_cert_file=probe_cert,
         probe_key_file=probe_key,
     )
+
+
+CRL_NAME = "crl.pem"
+
+
+def write_crl(path: Path, ca: CertificateAuthority, revoked_serials: Iterable[int]) -> None:
+    """Write the CA's CRL listing `revoked_serials` to `path` (0644, replaced atomically).
+
+    `DATA_DIR/pki/crl.pem` is what an external broker's `crlfile` is fed from; the managed broker
+    writes its own copy under `DATA_DIR/mosquitto/`.
+    """
+    atomic_write(path, ca.crl(revoked_serials), mode=0o644)
+
+
+def crl_serials(path: Path, ca: CertificateAuthority) -> frozenset[int]:
+    """The serials a CRL written by `write_crl` lists; empty if it is missing or not `ca`'s."""
+    try:
+        crl = x509.load_pem_x509_crl(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return frozenset()
+    if not crl.is_signature_valid(ca.certificate.public_key()):  # type: ignore[arg-type]
+        return frozenset()
+    return frozenset(entry.serial_number for entry in crl)
 
 
 def load_or_create_ca(directory: Path) -> CertificateAuthority:

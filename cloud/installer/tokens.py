@@ -1,9 +1,12 @@
 """Install tokens: HMAC-SHA256 signed, expiring, bound to one node (DESIGN §10).
 
 A token is `base64url(claims JSON) "." base64url(HMAC-SHA256(key, first part))`, with the claims
-`{"ns", "n", "e", "jti"}` (namespace, node, expiry in epoch seconds, random id). The claims are
-readable by whoever holds the token — they name nothing secret — but cannot be changed without
-the key. Single use is not decided here: the cloud records consumed `jti`s (cloud.store).
+`{"ns", "n", "i", "e", "jti"}` (namespace, node, node instance, expiry in epoch seconds, random
+id). The instance is the node's creation time in microseconds: a token issued before the node
+was deleted names the old instance and is refused for a node re-created under the same name.
+The claims are readable by whoever holds the token — they name nothing secret — but cannot be
+changed without the key. Single use is not decided here: the cloud records consumed `jti`s
+(cloud.store).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeGuard
 
 from agent.contracts import names
 
@@ -36,6 +41,8 @@ class TokenClaims:
     name: str
     expires: int
     jti: str
+    instance: int = 0
+    """The node instance (`instance_of` its record); 0 matches no node."""
 
     @property
     def nid(self) -> str:
@@ -43,20 +50,38 @@ class TokenClaims:
         return names.make_nid(self.namespace, self.name)
 
 
-def new_claims(namespace: str, name: str, *, now: float, ttl: float) -> TokenClaims:
-    """Claims for a fresh token valid `ttl` seconds from `now`."""
+def new_claims(
+    namespace: str, name: str, *, now: float, ttl: float, instance: int = 0
+) -> TokenClaims:
+    """Claims for a fresh token valid `ttl` seconds from `now`, for node instance `instance`."""
     return TokenClaims(
         namespace=namespace,
         name=name,
         expires=int(now + ttl),
         jti=secrets.token_hex(_JTI_BYTES),
+        instance=instance,
     )
+
+
+def instance_of(created: datetime) -> int:
+    """The instance number of a node created at `created`: its creation time in microseconds.
+
+    A node deleted and created again under the same name gets another creation time, so tokens
+    issued for the first one do not fit the second.
+    """
+    return int(created.timestamp() * 1_000_000)
 
 
 def sign(key: bytes, claims: TokenClaims) -> str:
     """The token text for `claims`."""
     body = json.dumps(
-        {"e": claims.expires, "jti": claims.jti, "n": claims.name, "ns": claims.namespace},
+        {
+            "e": claims.expires,
+            "i": claims.instance,
+            "jti": claims.jti,
+            "n": claims.name,
+            "ns": claims.namespace,
+        },
         separators=(",", ":"),
         sort_keys=True,
     ).encode()
@@ -101,12 +126,13 @@ def _parse(head: str) -> TokenClaims:
     if not isinstance(data, dict):
         raise TokenError("the install token is malformed (its claims are not an object)")
     namespace, name, expires, jti = (data.get(k) for k in ("ns", "n", "e", "jti"))
+    instance = data.get("i", 0)
     if (
         not isinstance(namespace, str)
         or not isinstance(name, str)
         or not isinstance(jti, str)
-        or not isinstance(expires, int)
-        or isinstance(expires, bool)
+        or not _is_int(expires)
+        or not _is_int(instance)
         or not 0 < len(jti) <= 64
     ):
         raise TokenError("the install token is malformed (missing or mistyped claims)")
@@ -115,7 +141,11 @@ def _parse(head: str) -> TokenClaims:
         names.check_name(name, kind="node")
     except names.InvalidName as exc:
         raise TokenError(f"the install token is malformed ({exc})") from None
-    return TokenClaims(namespace=namespace, name=name, expires=expires, jti=jti)
+    return TokenClaims(namespace=namespace, name=name, expires=expires, jti=jti, instance=instance)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _mac(key: bytes, head: str) -> bytes:

@@ -21,6 +21,7 @@ from cloud.mqtt.commands import Commands
 from cloud.mqtt.handlers import Handlers, delta_message
 from cloud.mqtt.link import Incoming, Link, LinkDown
 from cloud.mqtt.ratelimit import RateLimiter
+from cloud.mqtt.share import share_group
 from cloud.services import edge
 from cloud.services.commands import CommandOutcome, NoBroker
 from cloud.services.context import CloudContext
@@ -54,10 +55,16 @@ class Bridge:
 
     def start(self, ctx: CloudContext) -> None:
         """Spawn the link, the workers and the delta pusher; offer node commands to `ctx`."""
-        self._link = Link(self.settings, self._enqueue)
+        self._link = Link(self.settings, self._enqueue, share_group=share_group(ctx.secrets))
         limiter = RateLimiter(self.settings.max_messages_per_second)
         self._commands = Commands(self._link.publish)
-        self._handlers = Handlers(ctx, self._link.publish, limiter, self._commands)
+        self._handlers = Handlers(
+            ctx,
+            self._link.publish,
+            limiter,
+            self._commands,
+            clear_retained=self._link.clear_retained,
+        )
         ctx.commands = self
         self._changed = asyncio.Event()
         if self._pending:

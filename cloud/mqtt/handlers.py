@@ -56,16 +56,27 @@ _CORRELATED: Final[dict[Channel, type[Rejected]]] = {
     Channel.CERT_RENEW_REJECTED: CertRenewRejected,
 }
 _TOKEN: Final = re.compile(r"^[\x21-\x7e]{1,64}$")
+MAX_PRESENCE_BYTES: Final = 1024
+"""A presence is `{"online", "timestamp", "version"}`: far smaller. A larger retained one is
+deleted rather than kept in the broker's memory."""
 
 
 class Handlers:
     """Dispatch of received messages by channel."""
 
     def __init__(
-        self, ctx: CloudContext, publish: Publish, limiter: RateLimiter, commands: Commands
+        self,
+        ctx: CloudContext,
+        publish: Publish,
+        limiter: RateLimiter,
+        commands: Commands,
+        *,
+        clear_retained: Callable[[str], Awaitable[None]],
     ) -> None:
+        """`clear_retained` deletes the retained message of a topic (Link.clear_retained)."""
         self._ctx = ctx
         self._publish = publish
+        self._clear_retained = clear_retained
         self._limiter = limiter
         self._commands = commands
         limits = ctx.settings.shadow_limits
@@ -80,12 +91,30 @@ class Handlers:
             log.warning("dropped a message on an unknown topic", extra={"error": str(exc)})
             return
         try:
+            if message.retain and not _retain_allowed(topic.channel, message.payload):
+                await self._drop_retained(topic, message.payload)
+                return
             await self._dispatch(topic, message.payload)
         except LinkDown as exc:
             log.warning("could not answer a node", extra={"nid": topic.nid, "error": str(exc)})
         except Exception:
             log.exception("failed to handle a node message", extra={"topic": message.topic})
             await self._reject(topic, 500, "internal error", _token_of(message.payload))
+
+    async def _drop_retained(self, topic: topics.Topic, payload: bytes) -> None:
+        """Delete a retained message the protocol does not use, unanswered (decision #76).
+
+        Only presence is retained in the protocol; anything else a node leaves retained would
+        stay in the broker's memory. The empty message that deletes it comes back here (retain
+        as published) and is dropped without another publish.
+        """
+        if not payload:
+            return
+        log.warning(
+            "deleted a retained message a node left on its topic",
+            extra={"topic": str(topic), "bytes": len(payload)},
+        )
+        await self._clear_retained(str(topic))
 
     async def _dispatch(self, topic: topics.Topic, payload: bytes) -> None:
         channel = topic.channel
@@ -200,6 +229,11 @@ class Handlers:
 
     async def _send(self, nid: str, channel: Channel, payload: bytes) -> None:
         await self._publish(topics.build(nid, channel), payload)
+
+
+def _retain_allowed(channel: Channel, payload: bytes) -> bool:
+    """Whether a retained message may stay: a presence of plausible size (DESIGN §4)."""
+    return channel is Channel.PRESENCE and 0 < len(payload) <= MAX_PRESENCE_BYTES
 
 
 def delta_message(push: edge.DeltaPush) -> bytes:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import aiomqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.contracts import topics
 from cloud.settings import MqttSettings
@@ -62,10 +63,11 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext:
 class Link:
     """Owns the aiomqtt client of one cloud replica."""
 
-    def __init__(self, settings: MqttSettings, deliver: Deliver) -> None:
+    def __init__(self, settings: MqttSettings, deliver: Deliver, *, share_group: str) -> None:
+        """`share_group` is the deployment's secret group (cloud.mqtt.share)."""
         self._settings = settings
         self._deliver = deliver
-        self._filters = topics.cloud_subscriptions(group=settings.share_group)
+        self._filters = topics.cloud_subscriptions(group=share_group)
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -102,15 +104,19 @@ class Link:
         """Ask `run` to end; the caller then cancels or awaits its task."""
         self._stopping.set()
 
-    async def publish(self, topic: str, payload: bytes) -> None:
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish with QoS 1 and wait for the broker's PUBACK, or raise LinkDown."""
         client = self._client
         if client is None:
             raise LinkDown(f"not connected to the MQTT broker at {self._address}")
         try:
-            await client.publish(topic, payload, qos=QOS, timeout=PUBLISH_TIMEOUT)
+            await client.publish(topic, payload, qos=QOS, retain=retain, timeout=PUBLISH_TIMEOUT)
         except aiomqtt.MqttError as exc:
             raise LinkDown(f"publish to {topic} failed: {exc}") from exc
+
+    async def clear_retained(self, topic: str) -> None:
+        """Delete the retained message of `topic` (an empty retained publish), or raise LinkDown."""
+        await self.publish(topic, b"", retain=True)
 
     async def _session(self, context: ssl.SSLContext) -> None:
         settings = self._settings
@@ -118,8 +124,11 @@ class Link:
             settings.host,
             settings.port,
             identifier=f"baetyl-cloud:{settings.replica}",
-            protocol=aiomqtt.ProtocolVersion.V311,
-            clean_session=True,
+            # MQTT 5 for "retain as published": the retain flag of a message a node published
+            # reaches the cloud, which deletes retained messages the protocol has no use for
+            # (decision #76). MQTT 3.1.1 clears the flag on delivery to existing subscriptions.
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True,
             keepalive=settings.keepalive,
             tls_context=context,
             timeout=PUBLISH_TIMEOUT,
@@ -128,8 +137,9 @@ class Link:
             socket_options=[NO_DELAY],
         )
         async with client:
+            options = SubscribeOptions(qos=QOS, retainAsPublished=True)
             for topic_filter in self._filters:
-                await client.subscribe(topic_filter, qos=QOS)
+                await client.subscribe(topic_filter, options=options)
             self._client = client
             self._connected.set()
             log.info("MQTT link up", extra={"broker": self._address})

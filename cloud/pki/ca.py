@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -26,6 +26,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 # peer whose clock is a few seconds behind.
 _BACKDATE = datetime.timedelta(minutes=1)
 _MIN_RSA_BITS = 2048
+CRL_DAYS = 3650
+"""Validity of the CRLs the CA makes: long, as a stale CRL shuts out every node (see `crl`)."""
 _ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 _FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -270,6 +272,30 @@ class CertificateAuthority:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return builder.sign(self._key, hashes.SHA256())
 
+    def crl(self, revoked_serials: Iterable[int], *, valid_days: int = CRL_DAYS) -> bytes:
+        """A CRL (PEM) of this CA listing `revoked_serials`, valid `valid_days` from now.
+
+        Brokers that check revocation (Mosquitto's `crlfile`) refuse every client of this CA
+        when its CRL is missing or expired, so the cloud rewrites it at every start and every
+        revocation and the validity only has to outlast the longest time between starts.
+        """
+        now = _now()
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self._certificate.subject)
+            .last_update(now - _BACKDATE)
+            .next_update(now + datetime.timedelta(days=valid_days))
+            .add_extension(self._authority_key_identifier(), critical=False)
+        )
+        for serial in sorted(set(revoked_serials)):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(now - _BACKDATE)
+                .build()
+            )
+        return builder.sign(self._key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
     def _authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
         try:
             ski = self._certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
@@ -295,12 +321,13 @@ def write_certificate_files(
     directory.mkdir(parents=True, exist_ok=True)
     cert_path = directory / f"{name}.pem"
     key_path = directory / f"{name}.key"
-    _atomic_write(key_path, issued.key_pem, mode=0o600)
-    _atomic_write(cert_path, issued.cert_pem, mode=0o644)
+    atomic_write(key_path, issued.key_pem, mode=0o600)
+    atomic_write(cert_path, issued.cert_pem, mode=0o644)
     return cert_path, key_path
 
 
-def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
+    """Write `data` to `path` with `mode`; readers see the old file or the new, never half."""
     # mkstemp creates the file 0600, so the key is private from the first byte; fchmod then sets the
     # final mode regardless of the umask.
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
+from cloud.broker.pki_files import CRL_NAME, write_crl
 from cloud.pki.ca import CertificateAuthority
 from cloud.secretbox import SecretBox
 from cloud.settings import CloudSettings
 from cloud.store import denied as denied_store
+from cloud.store import node_certs as cert_store
 
 if TYPE_CHECKING:
     from cloud.services.commands import CommandSender
@@ -19,7 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Role = Literal["admin", "read"]
 DesiredListener = Callable[[list[str]], Awaitable[None] | None]
-AccessListener = Callable[[list[str]], Awaitable[None]]
+AccessListener = Callable[[list[str], list[int]], Awaitable[None]]
+"""Called with the deny list (nids of deleted nodes) and the serials of revoked certificates."""
 
 
 @dataclass(frozen=True)
@@ -51,13 +56,21 @@ class CloudContext:
     ca: CertificateAuthority | None = None
 
     async def access_changed(self) -> None:
-        """Give every access listener the current deny list (after the commit)."""
+        """Publish the deny list and the CRL after a commit that changed them, and at start.
+
+        `DATA_DIR/pki/crl.pem` is rewritten (an external broker's `crlfile` comes from it), then
+        every access listener gets the deny list and the revoked serials.
+        """
+        revoked = await cert_store.revoked_serials(datetime.now(UTC))
+        if self.ca is not None:
+            path = self.settings.pki_dir / CRL_NAME
+            await asyncio.to_thread(write_crl, path, self.ca, revoked)
         if not self.access_listeners:
             return
         denied = await denied_store.all_nids()
         for listener in self.access_listeners:
             try:
-                await listener(denied)
+                await listener(denied, revoked)
             except Exception:
                 # The node is deleted either way; the broker catches up at its next reload.
                 log.exception("access listener failed", extra={"denied": len(denied)})

@@ -23,15 +23,22 @@ from cloud.services import node_certs, nodes, properties
 from cloud.services.context import Caller, CloudContext
 from cloud.store import node_certs as store
 from cloud.store.db import transaction
+from cloud.store.nodes import NodeRecord
 
 log = logging.getLogger(__name__)
 # Used tokens are kept this long past their expiry, then forgotten (they are refused as expired).
 PURGE_AFTER = timedelta(hours=1)
 
 
-def issue_token(ctx: CloudContext, namespace: str, name: str) -> str:
-    """A fresh install token for node `namespace/name`, valid for `--install-token-ttl`."""
-    claims = tokens.new_claims(namespace, name, now=time.time(), ttl=ctx.settings.install.token_ttl)
+def issue_token(ctx: CloudContext, record: NodeRecord) -> str:
+    """A fresh install token for this node instance, valid for `--install-token-ttl`."""
+    claims = tokens.new_claims(
+        record.namespace,
+        record.name,
+        now=time.time(),
+        ttl=ctx.settings.install.token_ttl,
+        instance=tokens.instance_of(record.create_time),
+    )
     return tokens.sign(_key(ctx), claims)
 
 
@@ -53,7 +60,7 @@ async def install_command(
     """
     record = await nodes.require(caller.namespace, name)
     chosen: Mode = mode or ("kube" if record.node_mode == "kube" else "native")
-    token = issue_token(ctx, caller.namespace, record.name)
+    token = issue_token(ctx, record)
     template_name = properties.INIT_COMMAND + ("-wget" if method == "wget" else "")
     found = await properties.values([template_name, properties.INIT_SERVER_ADDRESS])
     template = found.get(template_name)
@@ -79,7 +86,7 @@ async def install_command(
 async def activation_info(ctx: CloudContext, token: str) -> ActivationInfo:
     """Which node `token` installs (checked, not consumed; a used token still answers)."""
     claims = check_token(ctx, token)
-    await nodes.require(claims.namespace, claims.name)
+    await _require_instance(claims)
     return ActivationInfo(
         namespace=claims.namespace, name=claims.name, nid=claims.nid, expires=claims.expires
     )
@@ -95,6 +102,7 @@ async def activate(ctx: CloudContext, request: ActivateRequest) -> ActivateRespo
     mqtt = _node_mqtt_url(ctx)
     async with transaction():
         await _require_unused(claims)
+        await _require_instance(claims)
         issued = await node_certs.issue(
             ctx,
             claims.namespace,
@@ -158,6 +166,16 @@ async def _unused_claims(ctx: CloudContext, token: str) -> tokens.TokenClaims:
     await _require_unused(claims)
     await nodes.require(claims.namespace, claims.name)
     return claims
+
+
+async def _require_instance(claims: tokens.TokenClaims) -> None:
+    """The token's node exists and is the instance the token was issued for."""
+    record = await nodes.require(claims.namespace, claims.name)
+    if tokens.instance_of(record.create_time) != claims.instance:
+        raise InvalidToken(
+            f"the install token was issued for an earlier node {claims.name!r} that was deleted "
+            f"since; get a new install command (GET /v1/nodes/{claims.name}/init)"
+        )
 
 
 async def _require_unused(claims: tokens.TokenClaims) -> None:

@@ -62,6 +62,14 @@ async def revoke(namespace: str, names: Iterable[str]) -> int:
     )
 
 
+async def revoked_serials(now: datetime) -> list[int]:
+    """Serials of the revoked certificates that have not expired yet (what a CRL must list)."""
+    rows = await NodeCertificate.filter(revoked_at__isnull=False, not_after__gt=now).values_list(
+        "serial", flat=True
+    )
+    return sorted(int(str(serial), 16) for serial in rows)
+
+
 async def token_consumed(jti: str) -> bool:
     """Whether an install token with this id already activated a node."""
     return await ConsumedInstallToken.filter(jti=jti).exists()

@@ -290,11 +290,13 @@ async def test_a_node_installed_with_the_script_runs_the_apps_it_is_given(
     with pytest.raises(aiomqtt.MqttError):
         await shadow_get_answered(cloud, forger, nid)
 
-    # Deleted in the cloud, the node's certificate no longer gets it anywhere (deny list).
+    # Deleted in the cloud, the node's certificate is revoked: the broker refuses it at the TLS
+    # handshake (the CRL, decision #75), on top of the deny list.
     core.kill()  # it would reconnect with the same identity and take the session back
     assert await shadow_get_answered(cloud, node_dir, nid)
     await cloud.ok("DELETE", f"/v1/nodes/{name}")
-    assert not await shadow_get_answered(cloud, node_dir, nid)
+    with pytest.raises(aiomqtt.MqttError):
+        await shadow_get_answered(cloud, node_dir, nid)
 
 
 async def test_a_used_command_cannot_install_a_second_node(cloud: Cloud, node: Node) -> None:

@@ -35,7 +35,6 @@ class ReplicaSpec:
         db_url: the database URL given to `--db`.
         broker: the broker's `mqtts://HOST:PORT`.
         ca_file, cert: the broker's CA and this replica's client certificate.
-        share_group: the shared-subscription group, the same on every replica.
         log_file: where the server's stderr (its JSON log) goes.
     """
 
@@ -45,7 +44,6 @@ class ReplicaSpec:
     broker: str
     ca_file: Path
     cert: CertFiles
-    share_group: str
     log_file: Path
 
 
@@ -95,7 +93,6 @@ async def running_replica(spec: ReplicaSpec) -> AsyncIterator[CloudProcess]:
             "--mqtt-cert", str(spec.cert.cert_file),
             "--mqtt-key", str(spec.cert.key_file),
             "--mqtt-replica", spec.replica,
-            "--mqtt-share-group", spec.share_group,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,
@@ -133,3 +130,82 @@ async def _healthy(session: aiohttp.ClientSession, url: str) -> bool:
             return response.status == 200
     except aiohttp.ClientConnectionError:
         return False
+
+
+@dataclass
+class ManagedCloud:
+    """A running `baetyl-cloud serve` with its own (managed) Mosquitto."""
+
+    data_dir: Path
+    url: str
+    mqtt_port: int
+    process: asyncio.subprocess.Process
+    log_file: Path
+
+    @property
+    def admin_token(self) -> str:
+        """The first-start admin token the server wrote into its data directory."""
+        return (self.data_dir / "admin.token").read_text(encoding="ascii").strip()
+
+    @property
+    def broker_pid_file(self) -> Path:
+        """Where the managed broker writes its pid."""
+        return self.data_dir / "mosquitto" / "mosquitto.pid"
+
+    def log(self) -> str:
+        """Everything the server logged so far."""
+        return self.log_file.read_text(encoding="utf-8", errors="replace")
+
+
+async def start_managed(data_dir: Path, *, mqtt_port: int | None = None) -> ManagedCloud:
+    """Start `baetyl-cloud serve` with its managed broker and wait until its link is up.
+
+    `data_dir`'s parents must be searchable by the broker's account (not pytest's tmp_path).
+    The caller stops it (`stop_managed`), or kills it to test what a crash leaves behind.
+    """
+    port = free_port()
+    broker_port = mqtt_port or free_port()
+    log_file = data_dir.parent / f"{data_dir.name}.log"
+    offset = log_file.stat().st_size if log_file.exists() else 0
+    with log_file.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            BIN,
+            "serve",
+            "--data-dir", str(data_dir),
+            "--listen", f"127.0.0.1:{port}",
+            "--mqtt-listen", f"127.0.0.1:{broker_port}",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+        )  # fmt: skip
+    running = ManagedCloud(data_dir, f"http://127.0.0.1:{port}", broker_port, process, log_file)
+    try:
+        async with asyncio.timeout(START_TIMEOUT):
+            while _LINK_UP not in running.log()[offset:]:
+                if process.returncode is not None:
+                    raise AssertionError(f"exited with code {process.returncode}")
+                await asyncio.sleep(_POLL)
+            async with aiohttp.ClientSession() as session:
+                while not await _healthy(session, running.url):
+                    await asyncio.sleep(_POLL)
+    except (AssertionError, TimeoutError) as exc:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise AssertionError(
+            f"the managed cloud did not start ({exc or 'timed out'})\n"
+            f"--- its log ---\n{tail(log_file)}"
+        ) from exc
+    return running
+
+
+async def stop_managed(running: ManagedCloud) -> None:
+    """SIGTERM, SIGKILL after STOP_TIMEOUT (no-op once it exited)."""
+    process = running.process
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -186,7 +186,6 @@ async def test_a_broker_outage_leaves_apps_alone_and_the_agent_converges_after_i
             cert_file=cert.cert_file,
             key_file=cert.key_file,
             replica="r1",
-            share_group=f"g{uuid.uuid4().hex}",
             keepalive=5,
         )
         async with running_cloud(tmp_path / "cloud", None, settings) as cloud:

@@ -146,12 +146,13 @@ async def test_node_certificate_is_confined_to_its_own_topics(
         await node.subscribe("baetyl/v1/#", qos=1)
         # Forbidden publishes are dropped silently: the sentinel that follows proves they are gone.
         await node.publish("baetyl/v1/default.n2/shadow/update", b"forbidden", qos=1)
+        await node.publish("baetyl/v1/default.n1/junk", b"not a protocol topic", qos=1)
         await node.publish("baetyl/v1/default.n1/shadow/update", b"sentinel", qos=1)
         assert await next_topic(cloud) == "baetyl/v1/default.n1/shadow/update"
-        assert await next_topic(node) == "baetyl/v1/default.n1/shadow/update"
-        await cloud.publish("baetyl/v1/default.n2/shadow/delta", b"not yours", qos=1)
-        await cloud.publish("baetyl/v1/default.n1/shadow/delta", b"sentinel", qos=1)
-        assert await next_topic(node) == "baetyl/v1/default.n1/shadow/delta"
+        await cloud.publish("baetyl/v1/default.n2/shadow/update/delta", b"not yours", qos=1)
+        await cloud.publish("baetyl/v1/default.n1/shadow/update/delta", b"sentinel", qos=1)
+        # Its own request was not echoed to it: a node reads only the cloud's answers.
+        assert await next_topic(node) == "baetyl/v1/default.n1/shadow/update/delta"
 
 
 async def test_reloaded_acl_shuts_out_a_denied_node(broker: ManagedBroker, data_dir: Path) -> None:
@@ -256,3 +257,59 @@ def test_restart_delay_doubles_from_half_a_second_up_to_thirty(
 ) -> None:
     assert backoff_delay(failures, rand=lambda: 0.0) == pytest.approx(shortest)
     assert backoff_delay(failures, rand=lambda: 1.0) == pytest.approx(longest)
+
+
+async def test_restart_backoff_grows_while_the_broker_keeps_dying_and_resets_after_a_healthy_run(
+    broker: ManagedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor asks for ever longer delays for quick deaths, the shortest after a run that
+    lasted STABLE_AFTER (the recorded argument is the failure count the delay is computed for)."""
+    asked: list[int] = []
+
+    def recording_delay(failures: int) -> float:
+        asked.append(failures)
+        return 0.0
+
+    monkeypatch.setattr(managed, "backoff_delay", recording_delay)
+
+    async def kill_and_wait_restart() -> None:
+        pid, restarts = broker.pid, broker.restarts
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        async with asyncio.timeout(10):
+            while broker.restarts == restarts:
+                await asyncio.sleep(0.02)
+
+    for _ in range(3):
+        await kill_and_wait_restart()
+    assert asked == [0, 1, 2]
+    monkeypatch.setattr(managed, "STABLE_AFTER", 0.0)  # the run that just ended counts as healthy
+    await kill_and_wait_restart()
+    assert asked == [0, 1, 2, 0]
+
+
+async def test_a_revoked_certificate_is_refused_once_the_crl_is_reloaded(
+    broker: ManagedBroker, data_dir: Path
+) -> None:
+    """Mosquitto 2.0.11 re-reads `crlfile` on SIGHUP (decision #75): no restart is needed."""
+    async with node_client(broker, data_dir, "default.n1"):
+        pass  # accepted before the revocation
+    nodes = data_dir.parent / "nodes"
+    cert, key = nodes / "default.n1.pem", nodes / "default.n1.key"
+    serial = x509.load_pem_x509_certificate(cert.read_bytes()).serial_number
+    settings = broker.mqtt_settings()
+
+    def same_certificate() -> aiomqtt.Client:
+        context = tls(data_dir / "pki" / "ca.pem", cert, key)
+        return aiomqtt.Client(settings.host, settings.port, timeout=3, tls_context=context)
+
+    async with same_certificate():
+        pass  # the same files connect again: what follows is the CRL's doing
+    await broker.reload_acl([], [serial])
+    with pytest.raises(aiomqtt.MqttError):
+        async with same_certificate():
+            pass
+    async with node_client(broker, data_dir, "default.n2"):
+        pass  # another certificate of the same CA still connects
+    crl = x509.load_pem_x509_crl((broker.directory / "crl.pem").read_bytes())
+    assert [entry.serial_number for entry in crl] == [serial]

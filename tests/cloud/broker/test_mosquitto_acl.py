@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import Sequence
 
@@ -16,6 +17,8 @@ import aiomqtt
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 
+from cloud.mqtt.share import share_group
+from cloud.secretbox import KEY_BYTES, SecretBox
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
 
@@ -31,6 +34,16 @@ PROTOCOLS = [
 
 def topic(nid: str, *parts: str) -> str:
     return "/".join(("baetyl", "v1", nid, *parts))
+
+
+def up(nid: str) -> str:
+    """A topic node `nid` may publish to (DESIGN §4: agent → cloud)."""
+    return topic(nid, "cmd", "response")
+
+
+def down(nid: str) -> str:
+    """A topic node `nid` may receive on (cloud → agent)."""
+    return topic(nid, "cmd", "request")
 
 
 def token() -> str:
@@ -84,8 +97,6 @@ async def test_node_uses_its_own_topics_and_the_cloud_gets_reports_by_shared_sub
             report,
             1,
         )
-        echoed = await next_message(node)  # the node reads its own topics too
-        assert (echoed.topic.value, echoed.payload) == (topic(NODE_A, "shadow", "update"), report)
 
         await cloud.publish(topic(NODE_A, "shadow", "update", "delta"), delta, qos=1)
         received = await next_message(node)
@@ -123,7 +134,7 @@ async def test_node_cannot_publish_into_another_nodes_topics(
     mosquitto: MosquittoBroker, pki: HarnessPKI, protocol: aiomqtt.ProtocolVersion
 ) -> None:
     tok = token()
-    target = topic(NODE_B, "test", tok)
+    target = down(NODE_B)
     sentinel = f"sentinel {tok}".encode()
     async with (
         mosquitto.client(pki.cloud("r1"), protocol=protocol) as cloud,
@@ -151,10 +162,10 @@ async def test_node_cannot_subscribe_to_another_nodes_topics(
         codes = granted(await node_a.subscribe([(pattern, 1) for pattern in foreign_filters]))
         # Mosquitto 2.0.11 grants every SUBSCRIBE and filters at delivery; a refusal is fine too.
         assert all(code in (1, 0x80, 0x87) for code in codes), codes
-        assert granted(await node_a.subscribe(topic(NODE_A, "test", tok), qos=1)) == [1]
+        assert granted(await node_a.subscribe(down(NODE_A), qos=1)) == [1]
 
-        await cloud.publish(topic(NODE_B, "test", tok), f"for B only {tok}".encode(), qos=1)
-        await cloud.publish(topic(NODE_A, "test", tok), sentinel, qos=1)
+        await cloud.publish(down(NODE_B), f"for B only {tok}".encode(), qos=1)
+        await cloud.publish(down(NODE_A), sentinel, qos=1)
         assert summary(await receive_until(node_a, sentinel)) == []
 
 
@@ -167,15 +178,13 @@ async def test_node_claiming_another_nodes_client_id_neither_kicks_it_off_nor_ac
         mosquitto.client(pki.cloud("r1")) as cloud,
         mosquitto.client(pki.node(NODE_A), identifier=NODE_A) as node_a,
     ):
-        await cloud.subscribe([(topic(NODE_A, "test", tok), 1), (topic(NODE_B, "test", tok), 1)])
-        await node_a.subscribe(topic(NODE_A, "test", tok), qos=1)
+        await cloud.subscribe([(up(NODE_A), 1), (up(NODE_B), 1)])
         async with mosquitto.client(pki.node(NODE_B), identifier=NODE_A) as node_b:
-            await node_b.publish(topic(NODE_B, "test", tok), own, qos=1)
-            await node_b.publish(topic(NODE_A, "test", tok), forged, qos=1)
-            # Node A is still connected: a publish -> receive round trip on its own topic works.
-            await node_a.publish(topic(NODE_A, "test", tok), ping, qos=1)
-            assert summary(await receive_until(node_a, ping)) == []
-            assert summary(await receive_until(cloud, ping)) == [(topic(NODE_B, "test", tok), own)]
+            await node_b.publish(up(NODE_B), own, qos=1)
+            await node_b.publish(up(NODE_A), forged, qos=1)
+            # Node A is still connected: its publish reaches the cloud, after B's own message only.
+            await node_a.publish(up(NODE_A), ping, qos=1)
+            assert summary(await receive_until(cloud, ping)) == [(up(NODE_B), own)]
 
 
 async def test_client_without_certificate_is_refused(
@@ -206,34 +215,36 @@ async def test_denied_node_can_no_longer_publish_or_receive(
     tok = token()
     # A nid of its own: a deny left behind by a failure harms no other test.
     nid = f"default.deleted-{tok[:8]}"
-    own = topic(nid, "test", tok)
-    before, after, to_node, ping, again = (
-        f"{kind} {tok}".encode() for kind in ("before", "after", "to-node", "ping", "again")
+    before, hello, after, to_node, ping, again = (
+        f"{kind} {tok}".encode()
+        for kind in ("before", "hello", "after", "to-node", "ping", "again")
     )
     try:
         async with (
             mosquitto.client(pki.cloud("r1")) as cloud,
             mosquitto.client(pki.node(nid)) as node,
         ):
-            await cloud.subscribe(own, qos=1)
-            await node.subscribe(own, qos=1)
+            await cloud.subscribe([(up(nid), 1), (down(nid), 1)])
+            await node.subscribe(down(nid), qos=1)
             # Both directions work before the deny, so what follows is the deny list's doing.
-            await node.publish(own, before, qos=1)
+            await node.publish(up(nid), before, qos=1)
             assert (await next_message(cloud)).payload == before
-            assert (await next_message(node)).payload == before
+            await cloud.publish(down(nid), hello, qos=1)
+            assert (await next_message(node)).payload == hello
+            assert (await next_message(cloud)).payload == hello  # the cloud's own copy
 
             mosquitto.set_denied([nid])  # the existing connection is affected, no reconnect needed
-            await node.publish(own, after, qos=1)
-            await cloud.publish(own, to_node, qos=1)  # the cloud's own copy is the sentinel
+            await node.publish(up(nid), after, qos=1)
+            await cloud.publish(down(nid), to_node, qos=1)  # the cloud's own copy is the sentinel
             assert summary(await receive_until(cloud, to_node)) == []
             # The broker sends the PUBACK of this publish after anything it delivers for `to_node`
             # and `ping`, so once it is awaited the node's queue would hold them.
-            await node.publish(own, ping, qos=1)
+            await node.publish(up(nid), ping, qos=1)
             assert len(node.messages) == 0
 
             # Lifting the deny works on the same connection; `ping` (denied) never shows up first.
             mosquitto.set_denied([])
-            await node.publish(own, again, qos=1)
+            await node.publish(up(nid), again, qos=1)
             assert (await next_message(cloud)).payload == again
     finally:
         mosquitto.set_denied([])
@@ -244,20 +255,19 @@ async def test_denied_node_that_reconnects_still_gets_nothing_through(
 ) -> None:
     tok = token()
     nid = f"default.deleted-{tok[:8]}"
-    own = topic(nid, "test", tok)
     mosquitto.set_denied([nid])
     try:
         async with (
             mosquitto.client(pki.cloud("r1")) as cloud,
             mosquitto.client(pki.node(nid)) as node,
         ):
-            await cloud.subscribe(own, qos=1)
-            await node.subscribe(own, qos=1)
-            await node.publish(own, f"from denied {tok}".encode(), qos=1)
+            await cloud.subscribe([(up(nid), 1), (down(nid), 1)])
+            await node.subscribe(down(nid), qos=1)
+            await node.publish(up(nid), f"from denied {tok}".encode(), qos=1)
             sentinel = f"sentinel {tok}".encode()
-            await cloud.publish(own, sentinel, qos=1)
+            await cloud.publish(down(nid), sentinel, qos=1)
             assert summary(await receive_until(cloud, sentinel)) == []
-            await node.publish(own, f"ping {tok}".encode(), qos=1)
+            await node.publish(up(nid), f"ping {tok}".encode(), qos=1)
             assert len(node.messages) == 0
     finally:
         mosquitto.set_denied([])
@@ -289,30 +299,27 @@ async def test_each_cloud_replica_reads_and_writes_every_topic(
     assert mine == [(name, name.encode()) for name in topics]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Mosquitto's ACL file never checks SUBSCRIBE: a node can join the cloud's $share group, "
-        "and the broker drops the reports it assigns to that node; the cloud needs a share group "
-        "name nodes cannot guess (or a broker plugin that checks subscriptions)"
-    ),
-)
 async def test_node_cannot_take_reports_away_from_the_cloud_share_group(
     mosquitto: MosquittoBroker, pki: HarnessPKI
 ) -> None:
+    """Mosquitto never checks SUBSCRIBE, so the group name is the protection (decision #73): a
+    node joining the old fixed group `baetyl-cloud` shares nothing with a cloud whose group is
+    derived from its secret.key, and every report reaches the cloud."""
     tok = token()
-    reports = [f"{tok}-{index}".encode() for index in range(4)]
+    group = share_group(SecretBox(os.urandom(KEY_BYTES)))
+    cloud_share = f"$share/{group}/baetyl/v1/+/shadow/update"
+    reports = [f"{tok}-{index}".encode() for index in range(30)]
     sentinel = f"{tok}-sentinel".encode()
     async with (
         mosquitto.client(pki.cloud("r1")) as cloud,
         mosquitto.client(pki.node(NODE_A)) as intruder,
         mosquitto.client(pki.node(NODE_B)) as node_b,
     ):
-        await cloud.subscribe([(CLOUD_SHARE, 1), (topic(NODE_B, "test", tok), 1)])
+        await cloud.subscribe([(cloud_share, 1), (up(NODE_B), 1)])
         await intruder.subscribe(CLOUD_SHARE, qos=1)
         for report in reports:
             await node_b.publish(topic(NODE_B, "shadow", "update"), report, qos=1)
-        await node_b.publish(topic(NODE_B, "test", tok), sentinel, qos=1)
+        await node_b.publish(up(NODE_B), sentinel, qos=1)
         got = [message.payload for message in await receive_until(cloud, sentinel)]
     assert got == reports
 
@@ -331,4 +338,4 @@ async def _assert_broker_logged(mosquitto: MosquittoBroker, offset: int, text: s
 async def _assert_broker_serves(mosquitto: MosquittoBroker, pki: HarnessPKI) -> None:
     """A valid client still connects: the refusal was policy, not an unreachable broker."""
     async with mosquitto.client(pki.node(NODE_A)) as node:
-        assert granted(await node.subscribe(topic(NODE_A, "test", token()), qos=1)) == [1]
+        assert granted(await node.subscribe(down(NODE_A), qos=1)) == [1]

@@ -13,6 +13,7 @@ import pytest
 from agent.contracts import messages, shadow
 from agent.contracts.resources import CONFIG_DATA_MAX_BYTES
 from agent.contracts.shadow import DEFAULT_LIMITS
+from agent.contracts.topics import Channel, Direction
 from cloud.broker.mosquitto_config import (
     DEFAULT_MESSAGE_SIZE_LIMIT,
     PRODUCTION_CLOUD_USERS,
@@ -183,6 +184,29 @@ def test_bad_settings_are_refused(changes: dict[str, Any], message: str) -> None
         _settings(**changes)
 
 
+NODE_PATTERNS = [
+    (
+        "pattern",
+        f"{'write' if c.direction is Direction.TO_CLOUD else 'read'} baetyl/v1/%u/{c.value}",
+    )
+    for c in Channel
+]
+
+
+def test_node_patterns_are_exactly_the_protocol_channels() -> None:
+    """Nodes publish the six agent → cloud channels (presence included) and read the rest."""
+    writes = sorted(v for o, v in NODE_PATTERNS if v.startswith("write"))
+    assert writes == [
+        "write baetyl/v1/%u/cert/renew",
+        "write baetyl/v1/%u/cmd/response",
+        "write baetyl/v1/%u/presence",
+        "write baetyl/v1/%u/resources/get",
+        "write baetyl/v1/%u/shadow/get",
+        "write baetyl/v1/%u/shadow/update",
+    ]
+    assert len(NODE_PATTERNS) == 16
+
+
 def test_acl_gives_cloud_users_everything_and_denied_nids_nothing() -> None:
     text = render_acl(
         cloud_users=["baetyl-cloud:r1", "baetyl-cloud:r2"],
@@ -197,7 +221,7 @@ def test_acl_gives_cloud_users_everything_and_denied_nids_nothing() -> None:
         ("topic", "deny #"),
         ("user", "tenant-b.old-node"),
         ("topic", "deny #"),
-        ("pattern", "readwrite baetyl/v1/%u/#"),
+        *NODE_PATTERNS,
     ]
 
 
@@ -205,7 +229,7 @@ def test_acl_without_denied_nids_has_only_cloud_users_and_the_node_pattern() -> 
     assert _directives(render_acl(cloud_users=["baetyl-cloud:r1"])) == [
         ("user", "baetyl-cloud:r1"),
         ("topic", "readwrite #"),
-        ("pattern", "readwrite baetyl/v1/%u/#"),
+        *NODE_PATTERNS,
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 from collections.abc import Callable
 
@@ -88,3 +89,19 @@ def test_another_key_refuses_the_token() -> None:
 def test_a_malformed_token_is_refused_with_the_reason(token: str, reason: str) -> None:
     with pytest.raises(TokenError, match=reason):
         tokens.verify(KEY, token, now=NOW)
+
+
+def test_a_token_names_the_node_instance_it_was_issued_for() -> None:
+    """A node re-created under the same name is another instance (decision #75)."""
+    first = datetime.datetime(2026, 1, 1, 12, 0, 0, 1, tzinfo=datetime.UTC)
+    again = first + datetime.timedelta(microseconds=1)
+    assert tokens.instance_of(first) != tokens.instance_of(again)
+    fresh = tokens.new_claims(
+        "default", "edge-1", now=NOW, ttl=60, instance=tokens.instance_of(first)
+    )
+    assert tokens.verify(KEY, tokens.sign(KEY, fresh), now=NOW).instance == tokens.instance_of(
+        first
+    )
+    # A token without the claim (made before it existed) binds to no instance at all.
+    old = forged({"e": int(NOW) + 60, "jti": "x", "n": "edge-1", "ns": "default"})
+    assert tokens.verify(KEY, old, now=NOW).instance == 0

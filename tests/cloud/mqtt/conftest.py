@@ -100,7 +100,6 @@ def mqtt_settings(mosquitto: MosquittoBroker, pki: HarnessPKI) -> MqttSettings:
         cert_file=cert.cert_file,
         key_file=cert.key_file,
         replica="r1",
-        share_group=f"g{uuid.uuid4().hex}",
         keepalive=5,
         max_messages_per_second=50.0,
     )

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import ssl
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,7 +29,7 @@ def acl_of(data_dir: Path) -> str:
 
 @contextlib.asynccontextmanager
 async def cloud_on(broker: ManagedBroker, data_dir: Path) -> AsyncIterator[CloudServer]:
-    settings = dataclasses.replace(broker.mqtt_settings(), share_group=f"g{uuid.uuid4().hex}")
+    settings = broker.mqtt_settings()
     runner, cloud = await start_cloud(
         data_dir.parent / "rest", None, mqtt=settings, access_listeners=[broker.reload_acl]
     )

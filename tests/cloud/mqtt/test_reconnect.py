@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import signal
 import ssl
-import uuid
 from pathlib import Path
 
 import aiomqtt
@@ -62,7 +60,7 @@ async def test_after_a_broker_crash_deltas_still_reach_the_node(
     managed_broker: ManagedBroker, managed_data_dir: Path
 ) -> None:
     broker, data_dir = managed_broker, managed_data_dir
-    settings = dataclasses.replace(broker.mqtt_settings(), share_group=f"g{uuid.uuid4().hex}")
+    settings = broker.mqtt_settings()
     runner, cloud = await start_cloud(data_dir.parent / "rest", None, mqtt=settings)
     agent = None
     try:

@@ -247,7 +247,6 @@ async def two_replicas(
     tmp_path: Path, dsn: str, mosquitto: MosquittoBroker, pki: HarnessPKI
 ) -> AsyncIterator[tuple[CloudProcess, CloudProcess]]:
     """Replicas r1 and r2 started as docs/operations.md says; the audit trigger is in place."""
-    group = f"g{uuid.uuid4().hex}"
 
     def spec(replica: str) -> ReplicaSpec:
         return ReplicaSpec(
@@ -258,7 +257,6 @@ async def two_replicas(
             broker=f"mqtts://{mosquitto.host}:{mosquitto.port}",
             ca_file=pki.ca_file,
             cert=pki.cloud(replica),
-            share_group=group,
             log_file=tmp_path / f"{replica}.log",
         )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import uuid
 from pathlib import Path
 
 import aiohttp
@@ -49,8 +48,6 @@ async def test_serve_with_an_external_broker_answers_a_node(
         str(cert.key_file),
         "--mqtt-replica",
         "r2",
-        "--mqtt-share-group",
-        f"g{uuid.uuid4().hex}",
         stderr=asyncio.subprocess.PIPE,
     )
     try:
