@@ -13,7 +13,6 @@ from typing import Final
 from agent.contracts import names
 
 PREFIX: Final = "baetyl/v1"
-SHARED_GROUP: Final = "baetyl-cloud"
 _WILDCARDS: Final = frozenset("+#")
 
 
@@ -125,8 +124,11 @@ def agent_subscriptions(nid: str) -> tuple[str, ...]:
     return tuple(str(Topic(checked, channel)) for channel in Channel if channel in _TO_AGENT)
 
 
-def cloud_subscriptions(*, group: str = SHARED_GROUP) -> tuple[str, ...]:
+def cloud_subscriptions(*, group: str) -> tuple[str, ...]:
     """The topic filters a cloud replica subscribes to.
+
+    `group` is the deployment's secret share group (cloud.mqtt.share): there is no default,
+    since a guessable one lets any node join the group and drop its share of the requests.
 
     Request channels use a shared subscription so that replicas split the load. Presence is
     subscribed plainly because shared subscriptions receive no retained messages, and so is

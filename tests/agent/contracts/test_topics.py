@@ -108,10 +108,10 @@ def test_agent_subscribes_to_every_cloud_to_agent_channel_of_its_own_nid_only() 
 
 
 def test_cloud_shares_requests_but_hears_every_presence_and_command_answer() -> None:
-    subs = topics.cloud_subscriptions()
+    subs = topics.cloud_subscriptions(group="g0123")
     shared = [s for s in subs if s.startswith("$share/")]
     assert sorted(shared) == sorted(
-        f"$share/baetyl-cloud/baetyl/v1/+/{c}"
+        f"$share/g0123/baetyl/v1/+/{c}"
         for c in ("shadow/update", "shadow/get", "resources/get", "cert/renew")
     )
     plain = sorted(set(subs) - set(shared))

@@ -138,17 +138,17 @@ NODE_REFUSES: list[tuple[str, dict[str, Any], str]] = [
     (
         "hostpath-nul",
         spec(volumes=[{"name": "host", "hostPath": {"path": "/var/lib/a\x00b"}}]),
-        "volumes[0] 'host': hostPath.path '/var/lib/a\\x00b' contains a NUL character",
+        "volumes[0].hostPath.path: text must not contain NUL",  # the body reader's rule
     ),
     (
         "command-nul",
         spec({"command": ["python3", "-c", "print(1)\x00"]}),
-        "services 'web': command[2] contains a NUL character",
+        "services[0].command[2]: text must not contain NUL",
     ),
     (
         "env-nul",
         spec({"env": [{"name": "MODE", "value": "a\x00b"}]}),
-        "services 'web': env[0].value contains a NUL character",
+        "services[0].env[0].value: text must not contain NUL",
     ),
     (
         "mountpath-name-too-long",
