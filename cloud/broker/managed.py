@@ -185,7 +185,7 @@ class ManagedBroker:
     async def __aenter__(self) -> ManagedBroker:
         """Prepare the files, start the broker, wait until it serves, start the supervisor."""
         self._binary = find_mosquitto()
-        self._account = await asyncio.to_thread(_broker_account)
+        self._account = await asyncio.to_thread(broker_account)
         await self._start()
         self._supervisor = asyncio.create_task(
             self._supervise(), name=f"managed-broker:{self._replica}"
@@ -332,17 +332,7 @@ class ManagedBroker:
         await asyncio.to_thread(self._prepare)
         await _replace_stale(self._settings.pid_file, self._binary, self._config_file)
         stdio = await asyncio.to_thread(_open_append, self._stdio_file)
-        account = self._account
-        identity: dict[str, object] = {}
-        if account is not None:
-            # We drop to the broker's account ourselves instead of letting mosquitto do it: the
-            # kernel clears the parent-death signal when a process changes its user, so it must
-            # be set after the change (the preexec function runs after Popen's setuid).
-            identity = {
-                "user": account.pw_uid,
-                "group": account.pw_gid,
-                "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid),
-            }
+        identity = spawn_identity(self._account)
         try:
             process = await asyncio.create_subprocess_exec(
                 self._binary,
@@ -355,7 +345,7 @@ class ManagedBroker:
                 # in order, instead of the supervisor seeing it die and restarting it.
                 start_new_session=True,
                 # The broker dies with the cloud, even with a kill -9 that runs no cleanup.
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=die_with_parent(os.getpid()),
                 **identity,  # type: ignore[arg-type]
             )
         finally:
@@ -538,7 +528,23 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
     await process.wait()
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
+def spawn_identity(account: pwd.struct_passwd | None) -> dict[str, object]:
+    """Popen's `user`, `group` and `extra_groups` for the broker's account ({} when not root).
+
+    We drop to the broker's account ourselves instead of letting mosquitto do it: the kernel
+    clears the parent-death signal when a process changes its user, so it must be set after the
+    change (die_with_parent's preexec function runs after Popen's setuid).
+    """
+    if account is None:
+        return {}
+    return {
+        "user": account.pw_uid,
+        "group": account.pw_gid,
+        "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid),
+    }
+
+
+def die_with_parent(parent: int) -> Callable[[], None]:
     """The preexec function of the broker: SIGTERM it when the cloud dies (Linux prctl).
 
     It runs in the forked child before exec, so it only calls prctl and getppid (libc is loaded
@@ -628,7 +634,7 @@ def _is_broker_of(pid: int, binary: str, config_file: Path) -> bool:
     )
 
 
-def _broker_account() -> pwd.struct_passwd | None:
+def broker_account() -> pwd.struct_passwd | None:
     """The account Mosquitto drops to when we are root, None otherwise (it then runs as us)."""
     if os.geteuid() != 0:
         return None

@@ -8,6 +8,7 @@ So that directory, and everything in it, belongs to the account the broker ends 
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from cloud.broker.managed import broker_account, die_with_parent, spawn_identity
 from cloud.broker.mosquitto_config import MosquittoSettings, render_acl, render_config
 from tests.harness.common import (
     HarnessError,
@@ -97,6 +99,11 @@ class MosquittoBroker:
                     stdout=stdio,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # Ctrl-C in the terminal must not skip our teardown
+                    # A pytest killed by a timeout must not leave its broker behind (as the
+                    # managed broker with its cloud, decision #74). Started from the main
+                    # thread only (fixtures), so the signal is tied to the process's life.
+                    preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509
+                    **spawn_identity(broker_account()),  # type: ignore[arg-type]
                 )
             if wait_until(self._accepts_mqtt, timeout=START_TIMEOUT, alive=self._alive):
                 return
