@@ -27,7 +27,7 @@ import yaml
 
 from tests.agent.core.native.kit import kill_leftovers
 from tests.harness.cloud import seed_ca
-from tests.harness.common import free_port, tail
+from tests.harness.common import free_port, stop_async_process, tail
 from tests.harness.pki import HarnessPKI
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,15 +123,7 @@ class Cloud:
         process, self.process = self.process, None
         if process is None:
             return 0
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        assert process.returncode is not None
-        return process.returncode
+        return await stop_async_process(process, timeout=STOP_TIMEOUT)
 
     def broker(self) -> psutil.Process | None:
         """The managed Mosquitto process, if one runs."""

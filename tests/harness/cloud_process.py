@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.harness.common import free_port, tail
+from tests.harness.common import free_port, stop_async_process, tail
 from tests.harness.pki import CertFiles
 
 BIN = Path(sys.executable).parent / "baetyl-cloud"
@@ -201,11 +201,4 @@ async def start_managed(data_dir: Path, *, mqtt_port: int | None = None) -> Mana
 
 async def stop_managed(running: ManagedCloud) -> None:
     """SIGTERM, SIGKILL after STOP_TIMEOUT (no-op once it exited)."""
-    process = running.process
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    await stop_async_process(running.process, timeout=STOP_TIMEOUT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import signal
@@ -70,6 +71,17 @@ def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 5.0) -> N
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+async def stop_async_process(process: asyncio.subprocess.Process, *, timeout: float) -> int:
+    """The asyncio twin of stop_process: SIGTERM, SIGKILL after `timeout`; the exit code."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+    return await process.wait()
 
 
 def tail(path: Path, lines: int = 40) -> str:
