@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.contracts import shadow
-from agent.contracts.topics import Channel
+from agent.contracts.topics import Channel, Direction
 from cloud.settings import MqttSettings
 from tests.agent.core.agent_kit import eventually
 from tests.cloud.mqtt.conftest import Agent, AgentFactory, make_node, running_cloud
@@ -33,24 +33,10 @@ from tests.harness.cloud import CloudServer
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(300)]
 
 MAX_EXAMPLES = 300
-SUBSCRIBED = (
-    Channel.SHADOW_UPDATE,
-    Channel.SHADOW_GET,
-    Channel.RESOURCES_GET,
-    Channel.CMD_RESPONSE,
-    Channel.CERT_RENEW,
-    Channel.PRESENCE,
-)
-ANSWERS = (
-    Channel.SHADOW_UPDATE_ACCEPTED,
-    Channel.SHADOW_UPDATE_REJECTED,
-    Channel.SHADOW_UPDATE_DELTA,
-    Channel.SHADOW_GET_ACCEPTED,
-    Channel.SHADOW_GET_REJECTED,
-    Channel.RESOURCES_GET_ACCEPTED,
-    Channel.RESOURCES_GET_REJECTED,
-    Channel.CERT_RENEW_ACCEPTED,
-    Channel.CERT_RENEW_REJECTED,
+# What a node sends, and what the cloud answers on (every cloud-to-agent channel but commands).
+SUBSCRIBED = tuple(c for c in Channel if c.direction is Direction.TO_CLOUD)
+ANSWERS = tuple(
+    c for c in Channel if c.direction is Direction.TO_AGENT and c is not Channel.CMD_REQUEST
 )
 REJECTIONS = frozenset(
     {
