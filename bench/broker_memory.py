@@ -5,13 +5,15 @@ connects as that node (a certificate from the cloud's CA) and publishes the atta
 5 MiB payloads on topics under its own prefix (`baetyl/v1/<nid>/junk/<i>`), then the same on the
 six topics a node may publish to (`shadow/update`, ...). Prints the broker's resident memory
 (VmRSS of the mosquitto process) before, after each round and once the cloud had a moment to clear
-stray retained messages. Not part of `make bench`: it measures a security property, not speed.
+stray retained messages (the node-limits plugin refuses them first, decision #98). Not part
+of `make bench`: it measures a security property, not speed.
 
 Run: `.venv/bin/python bench/broker_memory.py`
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shutil
 import ssl
@@ -87,4 +89,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="It takes no options; about 10 s."
+    ).parse_args()
     asyncio.run(main())

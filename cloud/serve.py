@@ -49,6 +49,7 @@ async def serve(settings: CloudSettings, *, managed: ManagedBrokerOptions | None
         port=managed.port,
         replica=managed.replica,
         server_names=managed.server_names,
+        node_payload_limit=settings.shadow_limits.node_payload_bytes,
     ) as broker:
         mqtt = dataclasses.replace(
             broker.mqtt_settings(),

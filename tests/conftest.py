@@ -65,6 +65,17 @@ def mosquitto(pki: HarnessPKI) -> Iterator[MosquittoBroker]:
 
 
 @pytest.fixture(scope="session")
+def mosquitto_without_node_limits(pki: HarnessPKI) -> Iterator[MosquittoBroker]:
+    """The same broker without the node-limits plugin, as an operator's own broker may run."""
+    broker = MosquittoBroker(pki, node_limits=False)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster started on first use of its address and removed after the session."""
     cluster = PostgresCluster()

@@ -36,6 +36,16 @@ class ShadowLimits:
     max_depth: int = 8
     max_key_length: int = 128
 
+    @property
+    def node_payload_bytes(self) -> int:
+        """The largest MQTT payload a node may publish: an update of two full sections with room
+        for its envelope (320 KiB by default). The managed broker refuses bigger ones from nodes
+        (decision #98), the cloud drops them, and the agent cuts a command answer to fit."""
+        return 2 * self.max_section_bytes + 64 * 1024
+
+
+PRESENCE_MAX_BYTES: Final = 1024
+"""The largest `presence` payload; the only message a node may retain (DESIGN §4)."""
 
 DEFAULT_LIMITS: Final = ShadowLimits()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import datetime
 import logging
 import os
@@ -26,9 +27,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from agent.contracts.shadow import DEFAULT_LIMITS
+from cloud.broker import node_limits_plugin
 from cloud.broker.mosquitto_config import (
     CLOUD_USER_PREFIX,
     MosquittoSettings,
+    NodeLimits,
     check_cloud_user,
     render_acl,
     render_config,
@@ -107,12 +111,14 @@ class ManagedBroker:
         replica: str = "cloud-0",
         server_names: Iterable[str] = (),
         denied_nids: Iterable[str] = (),
+        node_payload_limit: int = DEFAULT_LIMITS.node_payload_bytes,
     ) -> None:
         """Check the arguments; nothing is written or started before `async with`.
 
         `server_names` are extra DNS names or IPs nodes use to reach the broker (its certificate
         always covers `host`, `localhost` and `127.0.0.1`); `denied_nids` are deleted nodes to
-        shut out from the start (see `reload_acl`).
+        shut out from the start (see `reload_acl`); `node_payload_limit` is the largest payload
+        the node-limits plugin lets a node publish (decision #98).
         """
         self._data_dir = data_dir.absolute()
         self._pki_dir = self._data_dir / "pki"
@@ -134,6 +140,10 @@ class ManagedBroker:
             bind_address=host,
             port=port,
             user=BROKER_USER,
+        )
+        # Validated now; the plugin's real path is known once it is built (`_prepare`).
+        self._node_limits = NodeLimits(
+            plugin=self._dir / "plugin.so", max_payload=node_payload_limit
         )
         self._config_file = self._dir / "mosquitto.conf"
         self._stdio_file = self._dir / "stdio.log"
@@ -481,6 +491,12 @@ class ManagedBroker:
             self._write(target, source.read_bytes())
         self._ca = load_or_create_ca(self._pki_dir)
         self._write_access(self._denied)
+        try:
+            plugin = node_limits_plugin.build(self._dir)
+        except node_limits_plugin.PluginBuildError as exc:
+            raise BrokerError(str(exc)) from None
+        limits = dataclasses.replace(self._node_limits, plugin=plugin)
+        self._settings = dataclasses.replace(self._settings, node_limits=limits)
         self._write(self._config_file, render_config(self._settings).encode())
         assert self._settings.persistence_dir is not None
         self._settings.persistence_dir.mkdir(mode=0o700, exist_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from agent.contracts import topics
 from agent.contracts.names import InvalidName, check_nid
+from agent.contracts.shadow import DEFAULT_LIMITS, PRESENCE_MAX_BYTES
 
 CLOUD_USER_PREFIX = "baetyl-cloud:"
 # Replica names go into certificate CNs and ACL lines; keep them to a safe, readable alphabet.
@@ -24,11 +25,36 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
 _SYSTEM_USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 _MQTT_USER_FORBIDDEN = frozenset("+#%/")
 
-# The largest messages are `shadow/get/accepted` (desired, reported and delta, each at most
-# 128 KiB, plus per-leaf metadata that can outweigh a section of many small leaves) and
-# `resources/get/accepted` carrying one configuration of just under 4 MiB
-# (agent.contracts.resources), with headroom for the envelope.
+# The largest messages are the cloud's (NodeLimits holds nodes far lower): `shadow/get/accepted`
+# (desired, reported and delta, each at most 128 KiB, plus per-leaf metadata that can outweigh a
+# section of many small leaves) and `resources/get/accepted` carrying one configuration of just
+# under 4 MiB (agent.contracts.resources), with headroom for the envelope.
 DEFAULT_MESSAGE_SIZE_LIMIT = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NodeLimits:
+    """What the node-limits plugin holds every non-cloud client to (decision #98).
+
+    Mosquitto's size and retain settings are global and must let the cloud's answers through;
+    the plugin (`cloud/broker/plugin/node_limits.c`, built by `node_limits_plugin.build`) caps
+    nodes instead.
+    """
+
+    plugin: Path
+    """The built shared object; loaded by the broker's account after it drops privileges."""
+    max_payload: int = DEFAULT_LIMITS.node_payload_bytes
+    """Largest payload a node may publish (320 KiB: a shadow update of two full sections)."""
+    presence_max_payload: int = PRESENCE_MAX_BYTES
+    """Largest presence payload; presence is also the only topic a node may retain on."""
+
+    def __post_init__(self) -> None:
+        """Refuse a relative path or a limit the plugin would refuse at the broker's start."""
+        _check_path("node limits plugin", self.plugin)
+        for name in ("max_payload", "presence_max_payload"):
+            value = getattr(self, name)
+            if not 1 <= value <= 2**32 - 1:
+                raise ValueError(f"{name} must be between 1 and {2**32 - 1} bytes, got {value}")
 
 
 @dataclass(frozen=True)
@@ -73,6 +99,8 @@ class MosquittoSettings:
     """Connections accepted by the listener; -1 = unlimited (the OS file limit still applies)."""
     message_size_limit: int = DEFAULT_MESSAGE_SIZE_LIMIT
     """Largest accepted payload in bytes; larger publishes are dropped by the broker."""
+    node_limits: NodeLimits | None = None
+    """The node-limits plugin and its limits; None = nodes are bounded by the above alone."""
 
     def __post_init__(self) -> None:
         """Refuse values that would make a broken or unsafe configuration file."""
@@ -111,6 +139,7 @@ def production_settings() -> MosquittoSettings:
         log_file=var / "mosquitto.log",
         persistence_dir=var / "data",
         crl_file=etc / "crl.pem",
+        node_limits=NodeLimits(plugin=etc / "baetyl_node_limits.so"),
         bind_address="0.0.0.0",  # noqa: S104 - nodes connect from other machines
         port=8883,
     )
@@ -139,6 +168,7 @@ def render_config(settings: MosquittoSettings) -> str:
         )
     return _template("mosquitto.conf.tmpl").substitute(
         crl=crl,
+        node_limits=_node_limits_lines(settings.node_limits),
         user=settings.user,
         pid_file=settings.pid_file,
         log_file=settings.log_file,
@@ -154,6 +184,26 @@ def render_config(settings: MosquittoSettings) -> str:
         certfile=settings.certfile,
         keyfile=settings.keyfile,
         acl_file=settings.acl_file,
+    )
+
+
+def _node_limits_lines(limits: NodeLimits | None) -> str:
+    if limits is None:
+        return (
+            "# No node-limits plugin: a node may publish up to message_size_limit and retain on\n"
+            "# each of its topics until the cloud deletes it (decision #98)."
+        )
+    return (
+        f"# Nodes (every client but a cloud replica) may publish at most {limits.max_payload} "
+        "bytes and may\n"
+        f"# retain only a presence of at most {limits.presence_max_payload} bytes; the plugin "
+        "refuses anything else\n"
+        "# (decision #98). Built by cloud.broker.node_limits_plugin (deploy/mosquitto/README.md).\n"
+        f"plugin {limits.plugin}\n"
+        f"plugin_opt_cloud_prefix {CLOUD_USER_PREFIX}\n"
+        f"plugin_opt_max_payload {limits.max_payload}\n"
+        f"plugin_opt_presence_max_payload {limits.presence_max_payload}\n"
+        f"plugin_opt_retain_suffix /{topics.Channel.PRESENCE.value}"
     )
 
 

@@ -32,7 +32,7 @@ from agent.contracts.messages import (
     ShadowUpdateAccepted,
     UpdateState,
 )
-from agent.contracts.shadow import REPORTED
+from agent.contracts.shadow import PRESENCE_MAX_BYTES, REPORTED
 from agent.contracts.topics import Channel
 from cloud.errors import CloudError
 from cloud.mqtt.commands import Commands
@@ -56,9 +56,6 @@ _CORRELATED: Final[dict[Channel, type[Rejected]]] = {
     Channel.CERT_RENEW_REJECTED: CertRenewRejected,
 }
 _TOKEN: Final = re.compile(r"^[\x21-\x7e]{1,64}$")
-MAX_PRESENCE_BYTES: Final = 1024
-"""A presence is `{"online", "timestamp", "version"}`: far smaller. A larger retained one is
-deleted rather than kept in the broker's memory."""
 
 
 class Handlers:
@@ -80,8 +77,9 @@ class Handlers:
         self._limiter = limiter
         self._commands = commands
         limits = ctx.settings.shadow_limits
-        # Far above any acceptable update; refused before JSON parsing spends time on it.
-        self._max_payload = 2 * limits.max_section_bytes + 64 * 1024
+        # Far above any acceptable update; refused before JSON parsing spends time on it. The
+        # managed broker already refuses bigger payloads from nodes; an external one may not.
+        self._max_payload = limits.node_payload_bytes
 
     async def handle(self, message: Incoming) -> None:
         """Handle one message; never raises (a bad message must not stop the bridge)."""
@@ -233,7 +231,7 @@ class Handlers:
 
 def _retain_allowed(channel: Channel, payload: bytes) -> bool:
     """Whether a retained message may stay: a presence of plausible size (DESIGN §4)."""
-    return channel is Channel.PRESENCE and 0 < len(payload) <= MAX_PRESENCE_BYTES
+    return channel is Channel.PRESENCE and 0 < len(payload) <= PRESENCE_MAX_BYTES
 
 
 def delta_message(push: edge.DeltaPush) -> bytes:

@@ -21,8 +21,14 @@ from pathlib import Path
 
 import aiomqtt
 
+from cloud.broker import node_limits_plugin
 from cloud.broker.managed import broker_account, die_with_parent, spawn_identity
-from cloud.broker.mosquitto_config import MosquittoSettings, render_acl, render_config
+from cloud.broker.mosquitto_config import (
+    MosquittoSettings,
+    NodeLimits,
+    render_acl,
+    render_config,
+)
 from tests.harness.common import (
     HarnessError,
     free_port,
@@ -65,8 +71,11 @@ class MosquittoBroker:
         *,
         cloud_users: Sequence[str] = CLOUD_USERS,
         host: str = "127.0.0.1",
+        node_limits: bool = True,
     ) -> None:
+        """`node_limits=False` leaves the node-limits plugin out, as an external broker may."""
         self.host = host
+        self._node_limits = node_limits
         self.port = 0
         self._pki = pki
         self._cloud_users = tuple(cloud_users)
@@ -188,6 +197,8 @@ class MosquittoBroker:
         give_to(self._account, self._data_directory)
 
     def _write_config(self) -> None:
+        # The node-limits plugin, as in production (decision #98).
+        limits = NodeLimits(plugin=node_limits_plugin.build(self._directory))
         settings = MosquittoSettings(
             cafile=self._directory / "ca.pem",
             certfile=self._directory / "server.pem",
@@ -198,6 +209,7 @@ class MosquittoBroker:
             persistence_dir=self._data_directory,  # as in production
             bind_address=self.host,
             port=self.port,
+            node_limits=limits if self._node_limits else None,
         )
         self._write(self._config_file, render_config(settings))
 

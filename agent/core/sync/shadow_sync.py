@@ -43,6 +43,7 @@ from agent.contracts.topics import Channel
 from agent.core.backend import FetchError
 from agent.core.store import LocalStore, ResourceKey
 from agent.core.sync import renewal
+from agent.core.sync.answer_fit import fit_answer
 from agent.core.sync.diff import diff
 from agent.core.sync.link import AgentLink, LinkDown, LinkSettings, Received
 from agent.core.sync.requests import ACCEPTED, REJECTED, Rejected, Requests
@@ -322,7 +323,7 @@ class ShadowSync:
                 error = str(exc) or type(exc).__name__
                 response = CommandResponse(client_token=token, ok=False, error=error)
             try:
-                await self._link.publish(Channel.CMD_RESPONSE, response.to_bytes())
+                await self._link.publish(Channel.CMD_RESPONSE, fit_answer(response))
             except LinkDown as exc:
                 log.warning("could not answer a command", extra={"error": str(exc)})
             log.info(

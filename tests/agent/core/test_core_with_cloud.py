@@ -24,6 +24,7 @@ from agent.contracts.topics import Channel
 from agent.core.app import Core
 from agent.core.config import load_config
 from agent.core.sync import shadow_sync
+from agent.core.sync.answer_fit import NODE_PAYLOAD_LIMIT
 from agent.core.sync.link import Received
 from tests.agent.core.agent_kit import (
     PollingReads,
@@ -135,6 +136,42 @@ async def test_an_app_created_in_the_cloud_runs_with_baetyl_env_and_goes_away_wh
         assert core.backend.observe() == {}
     # Logged so the push latency can be read in the test output (timings live in bench/).
     print(f"create -> running: {latency * 1000:.0f} ms")
+
+
+LOUD = (
+    "import sys, time\n"
+    "line = 'x' * 99 + '\\n'\n"
+    "for _ in range(8000): sys.stdout.write(line)\n"
+    "print('the last line', flush=True)\n"
+    "while True: time.sleep(1)"
+)
+
+
+async def test_logs_larger_than_a_node_may_publish_arrive_cut_to_their_latest_lines(
+    cloud: CloudServer, running_core: RunningCore
+) -> None:
+    """Decision #98: 800 KB of log is over the 320 KiB a node may publish. Before, the answer was
+    dropped (by the cloud, now also by the broker) and the REST call timed out."""
+    run = uuid.uuid4().hex[:8]
+    name, nid = await _node(cloud, {"run": run})
+    async with running_core(nid):
+        await eventually(lambda: _online(cloud, name), what="node online")
+        app = await cloud.ok(
+            "POST", "/v1/apps", app_body(f"loud-{run}", f"run={run}", python_service(LOUD))
+        )
+        path = f"/v1/nodes/{name}/apps/{app['name']}/logs?tailLines=10000"
+
+        async def cut_logs() -> str | None:
+            logs = await cloud.call("GET", path)
+            if logs.status != 200 or "the last line" not in logs.body:
+                return None
+            return logs.body
+
+        body = await eventually(cut_logs, what="the app's last line in its logs")
+        assert body.startswith("[")
+        assert "characters cut" in body.splitlines()[0]
+        assert body.rstrip().endswith("the last line")
+        assert 200_000 < len(body.encode()) < NODE_PAYLOAD_LIMIT
 
 
 async def test_a_new_version_replaces_the_processes(
