@@ -36,6 +36,7 @@ import aiohttp
 import psutil
 import yaml
 
+from cloud.broker import node_limits_plugin
 from cloud.broker.managed import BrokerError, find_mosquitto
 from cloud.installer.dist import newest_wheel
 
@@ -450,13 +451,15 @@ def missing_packages() -> list[str]:
         find_mosquitto()
     except BrokerError:
         missing.append("mosquitto")
+    missing += node_limits_plugin.missing_packages()  # the broker's plugin is built at start
     if shutil.which("curl") is None and shutil.which("wget") is None:
         missing.append("curl")
     return missing
 
 
 async def check_machine(progress: Progress) -> str:
-    """Install Mosquitto and curl with apt-get if missing; the download method for the node."""
+    """Install Mosquitto, the plugin's build tools and curl with apt-get if missing; return the
+    download method for the node."""
     missing = await asyncio.to_thread(missing_packages)
     if missing:
         progress.detail(f"missing: {', '.join(missing)}; installing with apt-get (tools/apt.sh)")
@@ -826,7 +829,7 @@ async def fetch_page(session: aiohttp.ClientSession, url: str) -> str:
 
 async def up(demo: Demo, progress: Progress) -> None:
     started = time.monotonic()
-    with progress.step("checking this machine (mosquitto, curl or wget)"):
+    with progress.step("checking this machine (mosquitto, gcc, mosquitto-dev, curl or wget)"):
         method = await check_machine(progress)
     await asyncio.to_thread(save_state, demo)
     await ensure_wheel(demo, progress)
