@@ -25,11 +25,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(STAMP)  ## install the packages in editable mode with test and dev extras
+install: $(STAMP)  ## install the packages in editable mode with every extra (cloud, kube, test, dev)
 
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
-	@echo "==> installing baetyl-py and its test/dev dependencies into $(VENV)"
-	$(BIN)/python -m pip install --quiet -e '.[test,dev,postgres]'
+	@echo "==> installing baetyl-py with the cloud's, the tests' and the tools' dependencies into $(VENV)"
+	$(BIN)/python -m pip install --quiet -e '.[cloud,kube,postgres,test,dev]'
 	@touch $(STAMP)
 
 system-deps:  ## install mosquitto and postgresql with apt-get when missing
@@ -61,7 +61,7 @@ bench-report: install  ## redraw docs/benchmarks.md and its plots from bench/res
 migrations: install  ## write a migration for model changes (NAME=short_name)
 	$(BIN)/tortoise -c cloud.store.migration_config.TORTOISE_ORM makemigrations $(if $(NAME),-n $(NAME))
 
-wheel: venv  ## build the agent wheel into dist/ (what baetyl-cloud serves to installing nodes)
+wheel: venv  ## build the wheel into dist/ (baetyl-cloud serves it; nodes install it without extras)
 	rm -rf build  # setuptools would reuse stale modules from an earlier build
 	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
 	@ls -t dist/baetyl_py-*.whl | head -1

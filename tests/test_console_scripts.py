@@ -1,5 +1,6 @@
 """Every console script of setup.cfg is installed and answers --help and --version."""
 
+import configparser
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from agent.contracts.version import VERSION
 
 SCRIPTS = ["baetyl-cloud", "baetylctl", "baetyl-init", "baetyl-core", "baetyl-function"]
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,3 +45,35 @@ def test_script_refuses_unknown_arguments_without_a_traceback(script: str) -> No
 
 def test_version_comes_from_the_installed_package() -> None:
     assert VERSION != "0+unknown"
+
+
+def entry_points() -> dict[str, str]:
+    """`console_scripts` of the working tree's setup.cfg: script name → `module:function`."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg", encoding="utf-8")
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(tuple(part.strip() for part in line.split("=", 1)) for line in lines)
+
+
+def test_setup_cfg_declares_every_script() -> None:
+    assert sorted(entry_points()) == sorted(SCRIPTS)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_entry_point_in_setup_cfg_runs_the_script(script: str) -> None:
+    # The installed scripts may come from an older install: this runs what setup.cfg names now.
+    module, function = entry_points()[script].split(":")
+    code = (
+        f"import sys; from {module} import {function}; "
+        f"sys.argv = [{script!r}, '--version']; sys.exit({function}())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{script} {VERSION}"
