@@ -28,6 +28,7 @@ RESULT_FILES = {
     "fleet": "fleet.json",
     "agent": "agent.json",
     "shadow_apply": "shadow_apply.json",
+    "node_venv": "node_venv.json",
 }
 REST_FILES = {db: f"cloud_rest-{db}.json" for db in ("sqlite", "postgres")}
 FIGURES = {
@@ -147,6 +148,8 @@ def document(results: dict[str, Any], image_prefix: str) -> str:
         parts += ["", sections.agent(results["agent"], image("rss"))]
     if results["shadow_apply"]:
         parts += ["", sections.shadow_apply(results["shadow_apply"])]
+    if results["node_venv"]:
+        parts += ["", sections.node_venv(results["node_venv"])]
     return "\n".join(parts) + "\n"
 
 

@@ -90,6 +90,8 @@ def targets(results: dict[str, Any]) -> str:
         rows += [("fleet", check) for check in results["fleet"]["checks"]]
     if results.get("agent"):
         rows += [("agent", check) for check in results["agent"]["checks"]]
+    if results.get("node_venv"):
+        rows += [("node_venv", check) for check in results["node_venv"]["checks"]]
     lines = ["| benchmark | target | measured | met |", "|---|---|---|---|"]
     lines += [
         f"| `bench/{name}.py` | {check['target']} | {check['measured']} | {_met(check['met'])} |"
@@ -456,4 +458,70 @@ def shadow_apply(result: Json) -> str:
         for row in result["rows"]
     ]
     lines += ["", provenance_note(result)]
+    return "\n".join(lines)
+
+
+# -- node virtualenv -------------------------------------------------------------------------
+
+
+def node_venv(result: Json) -> str:
+    """A node's virtualenv: its size without extras (native) and with every extra."""
+    variants = result["variants"]
+    native = variants[0]
+    lines = [
+        "## A node's virtualenv (`bench/node_venv.py`)",
+        "",
+        "What a node installs: the wheel the cloud serves, into a fresh virtualenv, as the "
+        "install script does (`python -m venv DIR`, then `DIR/bin/python -m pip install --quiet "
+        f"--disable-pip-version-check {result['wheel']}`), measured as `du -sm DIR` counts "
+        "(disk blocks in MiB; the interpreter is a link to the system's and not counted). A "
+        "native node gets the wheel without extras: the edge and its own dependencies "
+        "(decision #100). With the `cloud` and `kube` extras a venv gets what every node "
+        "installed before that split: the cloud's ORM, web server and metrics and the "
+        "Kubernetes client.",
+        "",
+        "| installation | `pip install` | venv MB | pip + setuptools MB | distributions | "
+        "install s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for variant in variants:
+        extras = f"[{','.join(variant['extras'])}]" if variant["extras"] else ""
+        lines.append(
+            f"| {variant['name']} | `{result['wheel']}{extras}` | **{variant['total_mb']:.1f}** | "
+            f"{variant['installer_mb']:.1f} | {len(variant['distributions'])} | "
+            f"{variant['install_s']:.0f} |"
+        )
+    sizes = [{d["name"]: d["mb"] for d in variant["distributions"]} for variant in variants]
+    big = sorted(
+        {name for found in sizes for name, mb in found.items() if mb >= 1.0},
+        key=lambda name: (-max(found.get(name, 0.0) for found in sizes), name),
+    )
+    lines += [
+        "",
+        "| distribution | " + " | ".join(f"{v['name']} MB" for v in variants) + " |",
+        "|---|" + "---:|" * len(variants),
+    ]
+    for name in big:
+        cells = " | ".join(f"{found[name]:.1f}" if name in found else "—" for found in sizes)
+        lines.append(f"| {name} | {cells} |")
+    small = [sum(mb for name, mb in found.items() if name not in big) for found in sizes]
+    lines.append(
+        "| the others (under 1 MB each) | " + " | ".join(f"{mb:.1f}" for mb in small) + " |"
+    )
+    rest = native["total_mb"] - native["installer_mb"]
+    lines += [
+        "",
+        f"pip and setuptools, which `python -m venv` puts into every virtualenv of Python "
+        f"{result['python']}, are {native['installer_mb']:.1f} MB of the native node's "
+        f"{native['total_mb']:.1f} MB; the edge and its dependencies are the other "
+        f"{rest:.1f} MB. pip stays: the install script, its second runs and agent upgrades "
+        "(`PREFIX/venv/bin/pip install --upgrade`) install with it.",
+    ]
+    if len(variants) > 1:
+        whole = variants[-1]["total_mb"]
+        lines[-1] += (
+            f" The native node's venv is {native['total_mb'] / whole * 100:.0f} % of the "
+            f"{whole:.1f} MB every node installed before."
+        )
+    lines += ["", *checks_table(result["checks"]), "", provenance_note(result)]
     return "\n".join(lines)

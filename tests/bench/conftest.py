@@ -115,3 +115,12 @@ def shadow_results(tmp_path_factory: pytest.TempPathFactory) -> Json:
     out = tmp_path_factory.mktemp("shadow-apply") / "shadow_apply.json"
     results, _ = run_bench("shadow_apply.py", SHADOW_QUICK, out, timeout=60)
     return results
+
+
+@pytest.fixture(scope="session")
+def node_venv_results(tmp_path_factory: pytest.TempPathFactory) -> Json:
+    """`bench/node_venv.py --quick`: the native node's venv only."""
+    out = tmp_path_factory.mktemp("node-venv") / "node_venv.json"
+    results, completed = run_bench("node_venv.py", ["--quick"], out, timeout=240)
+    assert "| target | measured | met |" in completed.stdout
+    return results

@@ -40,6 +40,7 @@ def results_dir(
     push_results: Json,
     rest_results: Json,
     shadow_results: Json,
+    node_venv_results: Json,
 ) -> Path:
     """A results directory laid out as `make bench` leaves bench/results/."""
     directory = tmp_path / "results"
@@ -50,6 +51,7 @@ def results_dir(
         ("push_vs_poll.json", push_results),
         ("cloud_rest-sqlite.json", rest_results),
         ("shadow_apply.json", shadow_results),
+        ("node_venv.json", node_venv_results),
     ):
         (directory / name).write_text(json.dumps(value), encoding="utf-8")
     return directory
@@ -70,6 +72,7 @@ def test_the_report_has_every_section_figure_and_measured_figure(
         "## Fleet: REST change → delta",
         "## Agent footprint and deploy time",
         "## Shadow update cost",
+        "## A node's virtualenv",
     ):
         assert heading in text
     lines = text.splitlines()
@@ -81,7 +84,7 @@ def test_the_report_has_every_section_figure_and_measured_figure(
         assert len(data) > 10_000
     # Every figure comes with the command that produced it and the machine it ran on: the
     # deploy figure's two panels come from two benchmarks, so it names both.
-    assert text.count("*Command:* `.venv/bin/python bench/") == 7
+    assert text.count("*Command:* `.venv/bin/python bench/") == 8
     assert "Right panel (one desired change carrying N apps" in text
     assert push_results["provenance"]["machine"]["summary"] in text
     # The measured figures are those of the results files.
