@@ -45,8 +45,8 @@ from tests.harness.wheel import agent_wheel  # noqa: E402
 Json = dict[str, Any]
 NATIVE_TARGET_MB = 70.0
 INSTALLER = ("pip", "setuptools")
-"""What `python -m venv` itself installs (Python 3.11): needed to install and upgrade the agent,
-not to run it."""
+"""What `python -m venv` itself installs (Python 3.11): pip installs and upgrades the agent;
+neither is needed to run it."""
 EDGE_SCRIPTS = ("baetyl-core", "baetyl-init")
 VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("native node", ()),
