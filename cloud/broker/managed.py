@@ -14,7 +14,6 @@ import datetime
 import logging
 import os
 import pwd
-import random
 import shutil
 import signal
 import ssl
@@ -27,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from agent.contracts.kit import backoff, files
 from agent.contracts.shadow import DEFAULT_LIMITS
 from cloud.broker import node_limits_plugin
 from cloud.broker.mosquitto_config import (
@@ -56,6 +56,9 @@ STOP_TIMEOUT = 5.0
 RELOAD_TIMEOUT = 5.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
+BACKOFF_JITTER = 0.2
+"""Restarts wait 0.5 s doubling to 30 s, up to 20 % less: replicas on one machine do not
+restart their brokers in lockstep."""
 STABLE_AFTER = 60.0
 """A broker that stayed up this long (seconds) restarts with the shortest delay again."""
 _POLL = 0.05
@@ -83,15 +86,6 @@ def find_mosquitto() -> str:
             "`apt-get install mosquitto`, or use an external broker with --mqtt-url"
         )
     return found
-
-
-def backoff_delay(failures: int, *, rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before restart number `failures` + 1: doubling from 0.5 s up to 30 s, ±20 %.
-
-    The jitter keeps several replicas on one machine from restarting their brokers in lockstep.
-    """
-    base = min(BACKOFF_BASE * 2.0 ** min(failures, 16), BACKOFF_CAP)
-    return min(base * (0.8 + 0.4 * rand()), BACKOFF_CAP)
 
 
 class ManagedBroker:
@@ -444,7 +438,9 @@ class ManagedBroker:
                 extra={"broker_pid": process.pid, "exit_code": code, "uptime": round(uptime, 1)},
             )
             while True:
-                delay = backoff_delay(failures)
+                delay = backoff.delay(
+                    failures + 1, base=BACKOFF_BASE, cap=BACKOFF_CAP, jitter=BACKOFF_JITTER
+                )
                 failures += 1
                 log.info(
                     "restarting mosquitto",
@@ -507,18 +503,11 @@ class ManagedBroker:
                 os.chown(path, account.pw_uid, account.pw_gid)
 
     def _write(self, path: Path, data: bytes) -> None:
-        # Write-then-rename, so a broker reloading at that moment never reads half a file; a
-        # unique temporary name because a restart and an ACL reload may write at the same time.
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                if self._account is not None:
-                    os.fchown(handle.fileno(), self._account.pw_uid, self._account.pw_gid)
-                handle.write(data)
-            Path(name).replace(path)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
+        # Atomic, so a broker reloading at that moment never reads half a file; owner-only and
+        # owned by the broker's account, which reads it after dropping root.
+        account = self._account
+        owner = None if account is None else (account.pw_uid, account.pw_gid)
+        files.atomic_write(path, data, mode=0o600, owner=owner)
 
     async def _logs(self) -> str:
         def read() -> str:

@@ -15,10 +15,9 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
+from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.report import AppStats, Usage
 from agent.core.backend import DeployError, Deployment, NodeIdentity, StatusListener
 from agent.core.native import layout, logfiles, procs
@@ -35,6 +34,8 @@ log = logging.getLogger(__name__)
 
 LOGS_READ_LIMIT = 1024 * 1024
 """Most log text one `logs` call returns (newest kept): it travels in one MQTT message."""
+CLOSE_GRACE = 2.5
+"""How long background tasks get to end once `close` cancels them (a quarter of Core's stop)."""
 _RETRY_WRITE = 1.0
 
 
@@ -92,7 +93,7 @@ class NativeBackend:
         self._apps: dict[str, AppRuntime] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._listeners: list[StatusListener] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Tasks("native backend", logger=log)
         self._running = False
         self._write_lock = asyncio.Lock()
         self._dirty = 0
@@ -121,15 +122,15 @@ class NativeBackend:
             await self._adopt_unrecorded(mark, orphans)
         self._running = True
         if orphans:
-            self._spawn(self._stop_orphans(orphans), "native:orphans")
+            self._tasks.spawn(self._stop_orphans(orphans), "native:orphans")
         for runtime in list(self._apps.values()):
             if runtime.removing:
-                self._spawn(self._remove_later(runtime.name), f"native:{runtime.name}:remove")
+                self._tasks.spawn(self._remove_later(runtime.name), f"native:{runtime.name}:remove")
             elif not runtime.complete:
-                runtime.rollout_task = self._spawn(
+                runtime.rollout_task = self._tasks.spawn(
                     self._rollout(runtime), f"native:{runtime.name}:rollout"
                 )
-        self._spawn(self._keep_logs(), "native:logs")
+        self._tasks.spawn(self._keep_logs(), "native:logs")
         await self.persist()
         self.changed()
         log.info(
@@ -169,7 +170,7 @@ class NativeBackend:
                 log.info("applying an app", extra={"app": name, "version": deployment.version})
                 self.changed()
                 await self.persist()
-                task = self._spawn(self._rollout(runtime), f"native:{name}:rollout")
+                task = self._tasks.spawn(self._rollout(runtime), f"native:{name}:rollout")
                 runtime.rollout_task = task
         try:
             await asyncio.shield(task)
@@ -234,10 +235,7 @@ class NativeBackend:
             for instance in list(runtime.instances.values()):
                 await instance.detach()
         persister = self._persister
-        background = [task for task in self._tasks if task is not persister]
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await self._tasks.stop(grace=CLOSE_GRACE, spare=() if persister is None else {persister})
         if persister is not None:
             await asyncio.gather(persister, return_exceptions=True)
         await self.persist()
@@ -255,7 +253,7 @@ class NativeBackend:
         if self._notify_handle is None:
             self._notify_handle = loop.call_soon(self._notify)
         if self._running and (self._persister is None or self._persister.done()):
-            self._persister = self._spawn(self._persist_pending(), "native:persist")
+            self._persister = self._tasks.spawn(self._persist_pending(), "native:persist")
 
     async def persist(self) -> None:
         """Write bookkeeping and registry as they are now; returns once they are on disk.
@@ -283,24 +281,6 @@ class NativeBackend:
     def _require_running(self) -> None:
         if not self._running:
             raise RuntimeError("NativeBackend.start() must be awaited first (or it was closed)")
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            log.error(
-                "native backend task failed",
-                extra={"task": task.get_name(), "error": str(error)},
-                exc_info=error,
-            )
 
     def _prepare_directories(self) -> None:
         self.settings.run_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -498,7 +478,7 @@ class NativeBackend:
             return
         self._usage_at = time.monotonic()
         pids = [pid for runtime in self._apps.values() for pid in runtime.live_pids()]
-        self._usage_task = self._spawn(self._sample_usage(pids), "native:usage")
+        self._usage_task = self._tasks.spawn(self._sample_usage(pids), "native:usage")
 
     async def _sample_usage(self, pids: list[int]) -> None:
         self._usage = await asyncio.to_thread(self._sampler.sample, pids)

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from cloud.broker import managed
-from cloud.broker.managed import BrokerError, ManagedBroker, backoff_delay
+from cloud.broker.managed import BrokerError, ManagedBroker
 from cloud.broker.pki_files import ensure_cloud_pki
 from cloud.pki.ca import CertificateAuthority, write_certificate_files
 from tests.harness.common import free_port
@@ -241,36 +241,20 @@ def test_a_half_present_ca_is_refused_rather_than_replaced(data_dir: Path) -> No
         ensure_cloud_pki(data_dir, broker_host="127.0.0.1", replica="r1")
 
 
-@pytest.mark.parametrize(
-    ("failures", "shortest", "longest"),
-    [
-        (0, 0.4, 0.6),
-        (1, 0.8, 1.2),
-        (3, 3.2, 4.8),
-        (5, 12.8, 19.2),
-        (6, 24.0, 30.0),
-        (40, 24.0, 30.0),
-    ],
-)
-def test_restart_delay_doubles_from_half_a_second_up_to_thirty(
-    failures: int, shortest: float, longest: float
-) -> None:
-    assert backoff_delay(failures, rand=lambda: 0.0) == pytest.approx(shortest)
-    assert backoff_delay(failures, rand=lambda: 1.0) == pytest.approx(longest)
-
-
 async def test_restart_backoff_grows_while_the_broker_keeps_dying_and_resets_after_a_healthy_run(
     broker: ManagedBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The supervisor asks for ever longer delays for quick deaths, the shortest after a run that
-    lasted STABLE_AFTER (the recorded argument is the failure count the delay is computed for)."""
+    lasted STABLE_AFTER: 0.5 s doubling to 30 s, up to 20 % shorter (the recorded argument is the
+    attempt the delay is computed for)."""
     asked: list[int] = []
 
-    def recording_delay(failures: int) -> float:
-        asked.append(failures)
+    def recording_delay(attempt: int, **policy: float) -> float:
+        assert policy == {"base": 0.5, "cap": 30.0, "jitter": 0.2}
+        asked.append(attempt)
         return 0.0
 
-    monkeypatch.setattr(managed, "backoff_delay", recording_delay)
+    monkeypatch.setattr(managed.backoff, "delay", recording_delay)
 
     async def kill_and_wait_restart() -> None:
         pid, restarts = broker.pid, broker.restarts
@@ -282,10 +266,10 @@ async def test_restart_backoff_grows_while_the_broker_keeps_dying_and_resets_aft
 
     for _ in range(3):
         await kill_and_wait_restart()
-    assert asked == [0, 1, 2]
+    assert asked == [1, 2, 3]
     monkeypatch.setattr(managed, "STABLE_AFTER", 0.0)  # the run that just ended counts as healthy
     await kill_and_wait_restart()
-    assert asked == [0, 1, 2, 0]
+    assert asked == [1, 2, 3, 1]
 
 
 async def test_a_revoked_certificate_is_refused_once_the_crl_is_reloaded(
