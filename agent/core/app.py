@@ -20,7 +20,7 @@ from agent.core import node
 from agent.core.backend import Backend, NodeIdentity
 from agent.core.config import ConfigError, CoreConfig, node_identity, unsupported
 from agent.core.engine.engine import Engine
-from agent.core.native.backend import NativeBackend
+from agent.core.native import NativeBackend, NativeSettings
 from agent.core.store import LocalStore
 from agent.core.sync.link import LinkSettings
 from agent.core.sync.shadow_sync import ShadowSync
@@ -74,8 +74,7 @@ class Core:
         problems = unsupported(config)
         if problems:
             raise ConfigError("core.yml", problems)
-        return NativeBackend(
-            self.identity,
+        settings = NativeSettings(
             run_dir=config.run.dir,
             log_dir=config.log.dir,
             state_dir=config.store.dir / NATIVE_STATE,
@@ -83,6 +82,7 @@ class Core:
             grace_period=config.native.grace_period,
             registry_file=config.run.dir / REGISTRY_FILE,
         )
+        return NativeBackend(self.identity, settings)
 
     async def start(self) -> None:
         """Open the store, adopt running apps and start every root task."""

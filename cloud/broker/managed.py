@@ -45,7 +45,7 @@ from cloud.broker.pki_files import (
     load_or_create_ca,
 )
 from cloud.pki.ca import CertificateAuthority, IssuedCertificate, write_certificate_files
-from cloud.settings import MqttSettings
+from cloud.settings import ManagedBrokerSettings, MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def find_mosquitto() -> str:
 class ManagedBroker:
     """A local Mosquitto with mutual TLS and the platform ACL, restarted whenever it dies.
 
-    Use as `async with ManagedBroker(data_dir=..., port=...) as broker:`; entering creates what
+    Use as `async with ManagedBroker(data_dir=..., settings=...) as broker:`; entering creates what
     is missing (CA, certificates, config, ACL), starts the broker and returns once it accepts a
     mutual-TLS MQTT connection; leaving stops it (SIGTERM, SIGKILL after STOP_TIMEOUT).
     """
@@ -100,26 +100,25 @@ class ManagedBroker:
         self,
         *,
         data_dir: Path,
-        host: str = "127.0.0.1",
-        port: int = 8883,
-        replica: str = "cloud-0",
-        server_names: Iterable[str] = (),
+        settings: ManagedBrokerSettings | None = None,
         denied_nids: Iterable[str] = (),
         node_payload_limit: int = DEFAULT_LIMITS.node_payload_bytes,
     ) -> None:
         """Check the arguments; nothing is written or started before `async with`.
 
-        `server_names` are extra DNS names or IPs nodes use to reach the broker (its certificate
-        always covers `host`, `localhost` and `127.0.0.1`); `denied_nids` are deleted nodes to
-        shut out from the start (see `reload_acl`); `node_payload_limit` is the largest payload
-        the node-limits plugin lets a node publish (decision #98).
+        `settings` default to ManagedBrokerSettings(); `denied_nids` are deleted nodes to shut
+        out from the start (see `reload_acl`); `node_payload_limit` is the largest payload the
+        node-limits plugin lets a node publish (decision #98).
         """
+        options = settings or ManagedBrokerSettings()
+        host = options.host
         self._data_dir = data_dir.absolute()
         self._pki_dir = self._data_dir / "pki"
         self._dir = self._data_dir / "mosquitto"
-        self._replica = replica
-        self._user = check_cloud_user(f"{CLOUD_USER_PREFIX}{replica}")
-        self._server_names = tuple(server_names)
+        self._bridge = options.bridge
+        self._replica = options.bridge.replica
+        self._user = check_cloud_user(f"{CLOUD_USER_PREFIX}{self._replica}")
+        self._server_names = options.server_names
         self._denied = tuple(denied_nids)
         render_acl(cloud_users=[self._user], denied_nids=self._denied)  # validates the nids
         self._settings = MosquittoSettings(
@@ -132,7 +131,7 @@ class ManagedBroker:
             persistence_dir=self._dir / "data",
             crl_file=self._dir / "crl.pem",
             bind_address=host,
-            port=port,
+            port=options.port,
             user=BROKER_USER,
         )
         # Validated now; the plugin's real path is known once it is built (`_prepare`).
@@ -183,7 +182,7 @@ class ManagedBroker:
             ca_file=self._pki.ca_file,
             cert_file=self._pki.client_cert_file,
             key_file=self._pki.client_key_file,
-            replica=self._replica,
+            bridge=self._bridge,
         )
 
     async def __aenter__(self) -> ManagedBroker:

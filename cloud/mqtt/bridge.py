@@ -57,7 +57,7 @@ class Bridge:
     def start(self, ctx: CloudContext) -> None:
         """Spawn the link, the workers and the delta pusher; offer node commands to `ctx`."""
         self._link = Link(self.settings, self._enqueue, share_group=share_group(ctx.secrets))
-        limiter = RateLimiter(self.settings.max_messages_per_second)
+        limiter = RateLimiter(self.settings.bridge.max_messages_per_second)
         self._commands = Commands(self._link.publish)
         self._handlers = Handlers(
             ctx,

@@ -121,13 +121,13 @@ class Link:
         client = aiomqtt.Client(
             settings.host,
             settings.port,
-            identifier=f"baetyl-cloud:{settings.replica}",
+            identifier=f"baetyl-cloud:{settings.bridge.replica}",
             # MQTT 5 for "retain as published": the retain flag of a message a node published
             # reaches the cloud, which deletes retained messages the protocol has no use for
             # (decision #76). MQTT 3.1.1 clears the flag on delivery to existing subscriptions.
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=True,
-            keepalive=settings.keepalive,
+            keepalive=settings.bridge.keepalive,
             tls_context=context,
             timeout=PUBLISH_TIMEOUT,
             # paho leaves Nagle on: an answer written right after the PUBACK of the request then

@@ -27,7 +27,7 @@ from agent.core.native.bookkeeping import AppRecord, Bookkeeping
 from agent.core.native.instance import InstanceKey, missed_exit
 from agent.core.native.ports import PortAllocator
 from agent.core.native.registry import Registry, RegistryFile, build
-from agent.core.native.settings import DEFAULT_PORT_RANGE, NativeSettings, Tuning
+from agent.core.native.settings import NativeSettings
 from agent.core.native.usage import UsageSampler
 
 log = logging.getLogger(__name__)
@@ -46,40 +46,15 @@ class NativeBackend:
     docs/native-backend.md for the directory layout, environment, restart and log rules.
     """
 
-    def __init__(
-        self,
-        identity: NodeIdentity,
-        *,
-        run_dir: Path,
-        log_dir: Path,
-        state_dir: Path,
-        port_range: tuple[int, int] = DEFAULT_PORT_RANGE,
-        grace_period: float = 10.0,
-        registry_file: Path | None = None,
-        log_max_bytes: int = 10 * 1024 * 1024,
-        log_backups: int = 5,
-        tuning: Tuning | None = None,
-    ) -> None:
-        self.settings = NativeSettings(
-            # Resolved, so that instance markers compare equal however the path was spelled.
-            run_dir=Path(run_dir).resolve(),
-            log_dir=Path(log_dir).resolve(),
-            state_dir=Path(state_dir).resolve(),
-            port_range=port_range,
-            grace_period=grace_period,
-            registry_file=None if registry_file is None else Path(registry_file).absolute(),
-            log_max_bytes=log_max_bytes,
-            log_backups=log_backups,
-            tuning=tuning or Tuning(),
-        )
-        settings = self.settings
+    def __init__(self, identity: NodeIdentity, settings: NativeSettings) -> None:
+        self.settings = settings = settings.resolved()
         self._layout = layout.Layout(settings.run_dir, settings.log_dir, identity.namespace)
         self._ports = PortAllocator(settings.port_range)
         self._book = Bookkeeping(settings.state_dir)
         registry = settings.registry_file
         self._registry = None if registry is None else RegistryFile(registry)
         self._logs = logfiles.LogKeeper(
-            max_bytes=log_max_bytes, keep=log_backups, read_limit=LOGS_READ_LIMIT
+            max_bytes=settings.log_max_bytes, keep=settings.log_backups, read_limit=LOGS_READ_LIMIT
         )
         self._context = Context(
             identity=identity,

@@ -45,7 +45,11 @@ class LinkDown(Exception):
 
 @dataclass(frozen=True)
 class LinkSettings:
-    """Where the broker is and who this node is (the certificate's CN is the nid)."""
+    """Where the broker is and who this node is (the certificate's CN is the nid).
+
+    `keepalive` and `timeout` (seconds) have no default here: they come from core.yml
+    (`cloud.keepalive`, `sync.timeout`), whose defaults are the only ones.
+    """
 
     host: str
     port: int
@@ -53,8 +57,8 @@ class LinkSettings:
     ca_file: Path
     cert_file: Path
     key_file: Path
-    keepalive: int = 30
-    timeout: float = 10.0
+    keepalive: int
+    timeout: float
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from cloud.broker import managed
 from cloud.broker.managed import BrokerError, ManagedBroker
 from cloud.broker.pki_files import ensure_cloud_pki
 from cloud.pki.ca import CertificateAuthority, write_certificate_files
+from cloud.settings import ManagedBrokerSettings
 from tests.harness.common import free_port
 
 
@@ -40,9 +41,13 @@ def data_dir() -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _broker(data_dir: Path, port: int) -> ManagedBroker:
+    return ManagedBroker(data_dir=data_dir, settings=ManagedBrokerSettings(port=port))
+
+
 @pytest.fixture
 async def broker(data_dir: Path) -> AsyncIterator[ManagedBroker]:
-    async with ManagedBroker(data_dir=data_dir, port=free_port()) as running:
+    async with _broker(data_dir, free_port()) as running:
         yield running
 
 
@@ -93,7 +98,7 @@ def gone(pid: int) -> bool:
 
 async def test_first_start_creates_private_files_and_a_restart_keeps_the_ca(data_dir: Path) -> None:
     port = free_port()
-    async with ManagedBroker(data_dir=data_dir, port=port) as broker:
+    async with _broker(data_dir, port) as broker:
         first_pid = broker.pid
         pki = data_dir / "pki"
         names = {path.name for path in pki.iterdir()}
@@ -117,7 +122,7 @@ async def test_first_start_creates_private_files_and_a_restart_keeps_the_ca(data
         ca_print, broker_print = fingerprint(pki / "ca.pem"), fingerprint(pki / "broker.pem")
     assert first_pid is not None
     assert gone(first_pid)
-    async with ManagedBroker(data_dir=data_dir, port=port) as broker:
+    async with _broker(data_dir, port) as broker:
         assert fingerprint(pki / "ca.pem") == ca_print
         assert fingerprint(pki / "broker.pem") == broker_print
         async with cloud_client(broker) as client:
@@ -188,7 +193,7 @@ async def test_killed_broker_is_restarted_and_clients_work_again(broker: Managed
 
 
 async def test_leaving_the_context_stops_the_broker(data_dir: Path) -> None:
-    async with ManagedBroker(data_dir=data_dir, port=free_port()) as broker:
+    async with _broker(data_dir, free_port()) as broker:
         pid = broker.pid
     assert pid is not None
     assert gone(pid)
@@ -197,9 +202,9 @@ async def test_leaving_the_context_stops_the_broker(data_dir: Path) -> None:
 
 async def test_a_broker_that_cannot_start_raises_with_its_log(data_dir: Path) -> None:
     port = free_port()
-    async with ManagedBroker(data_dir=data_dir, port=port):
+    async with _broker(data_dir, port):
         with pytest.raises(BrokerError, match="Address already in use"):
-            async with ManagedBroker(data_dir=data_dir.with_name("other"), port=port):
+            async with _broker(data_dir.with_name("other"), port):
                 pass
 
 
@@ -208,7 +213,7 @@ async def test_missing_mosquitto_binary_says_how_to_install_it(
 ) -> None:
     monkeypatch.setattr(managed.shutil, "which", lambda *_args, **_kwargs: None)
     with pytest.raises(BrokerError, match="apt-get install mosquitto"):
-        async with ManagedBroker(data_dir=data_dir, port=free_port()):
+        async with _broker(data_dir, free_port()):
             pass
 
 
