@@ -1,14 +1,20 @@
-"""Command line of `baetyl-cloud`, the cloud management suite server."""
+"""Command line of `baetyl-cloud`, the cloud management suite server.
+
+Every default is the settings dataclass's own (cloud.settings): an option left out is None and
+keeps it, an option given replaces it (`_given`); `--help` quotes the dataclass defaults.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from agent.contracts.version import VERSION
@@ -18,20 +24,35 @@ from cloud.errors import CloudError
 from cloud.mqtt.link import tls_context
 from cloud.pki.ca import PKIError
 from cloud.secretbox import SecretBoxError
-from cloud.serve import ManagedBrokerOptions, serve
+from cloud.serve import serve
 from cloud.services import tokens
 from cloud.services.bootstrap import prepare_data_dir
 from cloud.settings import (
     DEFAULT_AGENT_IMAGE,
-    DEFAULT_INSTALL_TOKEN_TTL,
-    DEFAULT_NODE_CERT_DAYS,
     UNSPECIFIED_HOSTS,
+    BridgeSettings,
     CloudSettings,
     InstallSettings,
+    ManagedBrokerSettings,
     MqttSettings,
     QuotaDefaults,
 )
 from cloud.store.db import StoreError, check_url, close_store, open_store
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    Settings = TypeVar("Settings", bound=DataclassInstance)
+
+
+def _given(base: Settings, **options: Any) -> Settings:
+    """`base` with the options the command line gave; one left out (None) keeps its default."""
+    return dataclasses.replace(base, **{k: v for k, v in options.items() if v is not None})
+
+
+def _address(listen: tuple[str, int] | None) -> dict[str, Any]:
+    """A `--listen`-style option as the `host` and `port` fields it sets (none when not given)."""
+    return {} if listen is None else {"host": listen[0], "port": listen[1]}
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -140,9 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument(
         "--listen",
         type=_listen,
-        default=("127.0.0.1", 9004),
         metavar="HOST:PORT",
-        help="address of the REST API (default 127.0.0.1:9004)",
+        help=f"address of the REST API (default {CloudSettings.host}:{CloudSettings.port})",
     )
     serve_cmd.add_argument(
         "--no-mqtt",
@@ -157,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     mqtt.add_argument(
         "--mqtt-listen",
         type=_listen,
-        default=("127.0.0.1", 8883),
         metavar="HOST:PORT",
-        help="where the managed broker listens for nodes (default 127.0.0.1:8883)",
+        help="where the managed broker listens for nodes "
+        f"(default {ManagedBrokerSettings.host}:{ManagedBrokerSettings.port})",
     )
     mqtt.add_argument(
         "--mqtt-url", type=_mqtt_url, metavar="mqtts://HOST:PORT", help="the broker's TLS listener"
@@ -172,45 +192,44 @@ def build_parser() -> argparse.ArgumentParser:
     mqtt.add_argument(
         "--mqtt-replica",
         type=_replica,
-        default="cloud-0",
         metavar="NAME",
-        help="replica name; its certificate's CN is baetyl-cloud:NAME (default cloud-0)",
+        help="replica name; its certificate's CN is baetyl-cloud:NAME "
+        f"(default {BridgeSettings.replica})",
     )
     mqtt.add_argument(
         "--mqtt-keepalive",
         type=_bounded(5, 3600, integer=True),
-        default=30,
         metavar="SECONDS",
-        help="MQTT keepalive of the cloud's own connection (default 30)",
+        help=f"MQTT keepalive of the cloud's own connection (default {BridgeSettings.keepalive})",
     )
     mqtt.add_argument(
         "--mqtt-rate-limit",
         type=_bounded(0.1, 100_000),
-        default=20.0,
         metavar="N",
-        help="messages per second one node may send; more are rejected with 429 (default 20)",
+        help="messages per second one node may send; more are rejected with 429 "
+        f"(default {BridgeSettings.max_messages_per_second:g})",
     )
     mqtt.add_argument(
         "--command-timeout",
         type=_bounded(0.1, 300),
-        default=10.0,
         metavar="SECONDS",
-        help="how long a REST call waits for a node to answer, e.g. for logs (default 10)",
+        help="how long a REST call waits for a node to answer, e.g. for logs "
+        f"(default {CloudSettings.command_timeout:g})",
     )
     _install_flags(serve_cmd)
     serve_cmd.add_argument(
         "--max-nodes",
         type=_count,
-        default=0,
         metavar="N",
-        help="default maxNodeCount quota per namespace (0 = unlimited)",
+        help="default maxNodeCount quota per namespace "
+        f"(0 = unlimited; default {QuotaDefaults.max_node_count})",
     )
     serve_cmd.add_argument(
         "--max-apps",
         type=_count,
-        default=0,
         metavar="N",
-        help="default maxAppCount quota per namespace (0 = unlimited)",
+        help="default maxAppCount quota per namespace "
+        f"(0 = unlimited; default {QuotaDefaults.max_app_count})",
     )
 
     token_cmd = commands.add_parser("token", help="manage API tokens")
@@ -247,16 +266,15 @@ def _install_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--install-token-ttl",
         type=_bounded(60, 7 * 86400),
-        default=DEFAULT_INSTALL_TOKEN_TTL,
         metavar="SECONDS",
-        help="how long an install token stays valid (default 3600)",
+        help=f"how long an install token stays valid (default {InstallSettings.token_ttl:g})",
     )
     group.add_argument(
         "--node-cert-days",
         type=_bounded(1, 3650, integer=True),
-        default=DEFAULT_NODE_CERT_DAYS,
         metavar="N",
-        help="validity of the certificates signed for nodes, in days (default 365)",
+        help="validity of the certificates signed for nodes, in days "
+        f"(default {InstallSettings.node_cert_days})",
     )
     group.add_argument(
         "--dist-dir",
@@ -271,39 +289,67 @@ def _install_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def serve_settings(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[CloudSettings, ManagedBrokerSettings | None]:
+    """What `serve` runs with, and its managed broker's settings (None with an external one or
+    none at all); a usage error exits through `parser`, unusable TLS files raise MqttConfigError.
+    """
+    bridge = _given(
+        BridgeSettings(),
+        replica=args.mqtt_replica,
+        keepalive=args.mqtt_keepalive,
+        max_messages_per_second=args.mqtt_rate_limit,
+    )
+    mqtt = _mqtt_settings(parser, args, bridge)
+    managed = None
+    if mqtt is None and not args.no_mqtt:
+        managed = _given(ManagedBrokerSettings(bridge=bridge), **_address(args.mqtt_listen))
+    quotas = _given(QuotaDefaults(), max_node_count=args.max_nodes, max_app_count=args.max_apps)
+    settings = _given(
+        CloudSettings(data_dir=args.data_dir, db_url=args.db, mqtt=mqtt, quotas=quotas),
+        **_address(args.listen),
+        command_timeout=args.command_timeout,
+    )
+    install = _install_settings(parser, args, settings, managed)
+    if managed is not None:
+        managed = dataclasses.replace(managed, server_names=_broker_names(install))
+    return dataclasses.replace(settings, install=install), managed
+
+
 def _install_settings(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, mqtt: MqttSettings | None
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    settings: CloudSettings,
+    managed: ManagedBrokerSettings | None,
 ) -> InstallSettings:
     """The installer settings; refuses to guess an address from a wildcard listen address."""
-    host, port = args.listen
-    init_url = args.init_url
+    init_url = args.init_url or settings.init_url
     if init_url is None:
-        if host in UNSPECIFIED_HOSTS:
-            parser.error(
-                f"--listen {host}:{port} listens on every address, so the cloud cannot tell "
-                "installing nodes where to reach it: give --init-url http://HOST:PORT"
-            )
-        init_url = f"http://{_url_host(host)}:{port}"
+        parser.error(
+            f"--listen {settings.host}:{settings.port} listens on every address, so the cloud "
+            "cannot tell installing nodes where to reach it: give --init-url http://HOST:PORT"
+        )
     node_mqtt_url = args.node_mqtt_url
-    if node_mqtt_url is None and not args.no_mqtt:
-        if mqtt is not None:
-            node_mqtt_url = f"mqtts://{_url_host(mqtt.host)}:{mqtt.port}"
-        else:
-            broker_host, broker_port = args.mqtt_listen
-            if broker_host in UNSPECIFIED_HOSTS:
-                parser.error(
-                    f"--mqtt-listen {broker_host}:{broker_port} listens on every address, so the "
-                    "cloud cannot tell nodes which one to dial: give --node-mqtt-url "
-                    f"mqtts://HOST:{broker_port}"
-                )
-            node_mqtt_url = f"mqtts://{_url_host(broker_host)}:{broker_port}"
-    return InstallSettings(
-        init_url=init_url,
-        node_mqtt_url=node_mqtt_url,
+    if node_mqtt_url is None and settings.mqtt is not None:
+        node_mqtt_url = f"mqtts://{_url_host(settings.mqtt.host)}:{settings.mqtt.port}"
+    elif node_mqtt_url is None and managed is not None:
+        if managed.host in UNSPECIFIED_HOSTS:
+            parser.error(
+                f"--mqtt-listen {managed.host}:{managed.port} listens on every address, so the "
+                "cloud cannot tell nodes which one to dial: give --node-mqtt-url "
+                f"mqtts://HOST:{managed.port}"
+            )
+        node_mqtt_url = f"mqtts://{_url_host(managed.host)}:{managed.port}"
+    return _given(
+        InstallSettings(
+            init_url=init_url,
+            node_mqtt_url=node_mqtt_url,
+            dist_dir=args.dist_dir,
+            agent_image=args.agent_image,
+        ),
         token_ttl=args.install_token_ttl,
-        node_cert_days=int(args.node_cert_days),
-        dist_dir=args.dist_dir,
-        agent_image=args.agent_image,
+        node_cert_days=args.node_cert_days,
     )
 
 
@@ -336,7 +382,7 @@ async def _create_token(args: argparse.Namespace) -> int:
 
 
 def _mqtt_settings(
-    parser: argparse.ArgumentParser, args: argparse.Namespace
+    parser: argparse.ArgumentParser, args: argparse.Namespace, bridge: BridgeSettings
 ) -> MqttSettings | None:
     """The external broker settings from the serve flags (None with --no-mqtt), checked."""
     tls = {"--mqtt-ca": args.mqtt_ca, "--mqtt-cert": args.mqtt_cert, "--mqtt-key": args.mqtt_key}
@@ -358,9 +404,7 @@ def _mqtt_settings(
         ca_file=args.mqtt_ca,
         cert_file=args.mqtt_cert,
         key_file=args.mqtt_key,
-        replica=args.mqtt_replica,
-        keepalive=args.mqtt_keepalive,
-        max_messages_per_second=args.mqtt_rate_limit,
+        bridge=bridge,
     )
     for flag, path in tls.items():
         if not path.is_file():
@@ -396,30 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Everything the server writes (database, keys, tokens) is for its own user only;
             # the managed broker's files are handed to its account explicitly.
             os.umask(0o077)
-            mqtt = _mqtt_settings(parser, args)
-            install = _install_settings(parser, args, mqtt)
-            host, port = args.listen
-            settings = CloudSettings(
-                data_dir=args.data_dir,
-                db_url=args.db,
-                host=host,
-                port=port,
-                mqtt=mqtt,
-                quotas=QuotaDefaults(max_node_count=args.max_nodes, max_app_count=args.max_apps),
-                command_timeout=args.command_timeout,
-                install=install,
-            )
-            managed = None
-            if mqtt is None and not args.no_mqtt:
-                listen_host, listen_port = args.mqtt_listen
-                managed = ManagedBrokerOptions(
-                    host=listen_host,
-                    port=listen_port,
-                    replica=args.mqtt_replica,
-                    keepalive=args.mqtt_keepalive,
-                    max_messages_per_second=args.mqtt_rate_limit,
-                    server_names=_broker_names(install),
-                )
+            settings, managed = serve_settings(parser, args)
             asyncio.run(serve(settings, managed=managed))
             return 0
         return asyncio.run(_create_token(args))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from agent.contracts.kit import files
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -38,13 +39,7 @@ class SecretBox:
     def load_or_create(cls, path: Path) -> SecretBox:
         """Read the key file, or create it (mode 0600) on first start."""
         if not path.exists():
-            temporary = path.with_name(f".{path.name}.tmp")
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(secrets.token_bytes(KEY_BYTES))
-                handle.flush()
-                os.fsync(handle.fileno())
-            temporary.replace(path)
+            files.atomic_write(path, secrets.token_bytes(KEY_BYTES), mode=0o600)
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise SecretBoxError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")

@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import logging
 import signal
-from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -18,26 +17,13 @@ from cloud.api.app import create_app
 from cloud.broker.managed import ManagedBroker
 from cloud.services.bootstrap import prepare_data_dir
 from cloud.services.context import AccessListener
-from cloud.settings import CloudSettings
+from cloud.settings import CloudSettings, ManagedBrokerSettings
 
 log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class ManagedBrokerOptions:
-    """Where the managed Mosquitto listens and who this replica is."""
-
-    host: str
-    port: int
-    replica: str = "cloud-0"
-    keepalive: int = 30
-    max_messages_per_second: float = 20.0
-    server_names: tuple[str, ...] = ()
-    """Extra names or addresses nodes dial; the broker certificate covers them."""
-
-
-async def serve(settings: CloudSettings, *, managed: ManagedBrokerOptions | None = None) -> None:
+async def serve(settings: CloudSettings, *, managed: ManagedBrokerSettings | None = None) -> None:
     """Serve until a stop signal, with a managed broker when `managed` is given."""
     if managed is None:
         await _serve(settings)
@@ -45,17 +31,10 @@ async def serve(settings: CloudSettings, *, managed: ManagedBrokerOptions | None
     await asyncio.to_thread(prepare_data_dir, settings.data_dir)
     async with ManagedBroker(
         data_dir=settings.data_dir,
-        host=managed.host,
-        port=managed.port,
-        replica=managed.replica,
-        server_names=managed.server_names,
+        settings=managed,
         node_payload_limit=settings.shadow_limits.node_payload_bytes,
     ) as broker:
-        mqtt = dataclasses.replace(
-            broker.mqtt_settings(),
-            keepalive=managed.keepalive,
-            max_messages_per_second=managed.max_messages_per_second,
-        )
+        mqtt = broker.mqtt_settings()
         await _serve(dataclasses.replace(settings, mqtt=mqtt), access=[broker.reload_acl])
 
 

@@ -18,6 +18,22 @@ class QuotaDefaults:
 
 
 @dataclass(frozen=True)
+class BridgeSettings:
+    """This replica's MQTT bridge, whichever broker it talks to (managed or external).
+
+    Attributes:
+        replica: this replica's name: its client certificate's CN is `baetyl-cloud:<replica>`,
+            and it is the MQTT client id.
+        keepalive: MQTT keepalive in seconds.
+        max_messages_per_second: per node; messages beyond it are rejected with 429.
+    """
+
+    replica: str = "cloud-0"
+    keepalive: int = 30
+    max_messages_per_second: float = 20.0
+
+
+@dataclass(frozen=True)
 class MqttSettings:
     """How the cloud reaches its MQTT broker (mutual TLS, DESIGN §10).
 
@@ -25,9 +41,7 @@ class MqttSettings:
         host, port: the broker's TLS listener.
         ca_file: CA that signed the broker's server certificate (the cloud CA).
         cert_file, key_file: this replica's client certificate, CN `baetyl-cloud:<replica>`.
-        replica: this replica's name (the CN suffix); also the MQTT client id.
-        keepalive: MQTT keepalive in seconds.
-        max_messages_per_second: per node; messages beyond it are rejected with 429.
+        bridge: who this replica is on the broker and how its bridge behaves.
     """
 
     host: str
@@ -35,16 +49,30 @@ class MqttSettings:
     ca_file: Path
     cert_file: Path
     key_file: Path
-    replica: str = "cloud-0"
-    keepalive: int = 30
-    max_messages_per_second: float = 20.0
+    bridge: BridgeSettings = field(default_factory=BridgeSettings)
+
+
+@dataclass(frozen=True)
+class ManagedBrokerSettings:
+    """The Mosquitto that `baetyl-cloud serve` runs and supervises itself (DESIGN §11).
+
+    Attributes:
+        host, port: where it listens for nodes (and this replica's bridge).
+        server_names: extra names or addresses nodes dial; the broker certificate covers them
+            (besides `host`, `localhost` and `127.0.0.1`).
+        bridge: this replica's bridge, which the broker lets in as its cloud user.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8883
+    server_names: tuple[str, ...] = ()
+    bridge: BridgeSettings = field(default_factory=BridgeSettings)
 
 
 UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - compared, never bound
 """Listen addresses that say nothing about the address clients should dial."""
 DEFAULT_AGENT_IMAGE = "baetyl-py/agent"
-DEFAULT_NODE_CERT_DAYS = 365
-DEFAULT_INSTALL_TOKEN_TTL = 3600.0
+"""The agent image's name; the tag is the cloud's VERSION (see InstallSettings.agent_image)."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +94,8 @@ class InstallSettings:
 
     init_url: str | None = None
     node_mqtt_url: str | None = None
-    token_ttl: float = DEFAULT_INSTALL_TOKEN_TTL
-    node_cert_days: int = DEFAULT_NODE_CERT_DAYS
+    token_ttl: float = 3600.0
+    node_cert_days: int = 365
     dist_dir: Path | None = None
     agent_image: str | None = None
 

@@ -13,13 +13,14 @@ import asyncio
 import logging
 from typing import Any, Final
 
+from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.messages import CommandRequest
 from agent.contracts.report import AppStats
 from agent.core import node
 from agent.core.backend import Backend, NodeIdentity
 from agent.core.config import ConfigError, CoreConfig, node_identity, unsupported
 from agent.core.engine.engine import Engine
-from agent.core.native.backend import NativeBackend
+from agent.core.native import NativeBackend, NativeSettings
 from agent.core.store import LocalStore
 from agent.core.sync.link import LinkSettings
 from agent.core.sync.shadow_sync import ShadowSync
@@ -66,15 +67,14 @@ class Core:
         )
         self._stats = node.StatsCollector(config.store.dir)
         self._core_info = node.core_info(config.engine.backend)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = Tasks("root", logger=log)
 
     def _backend(self) -> Backend:
         config = self.config
         problems = unsupported(config)
         if problems:
             raise ConfigError("core.yml", problems)
-        return NativeBackend(
-            self.identity,
+        settings = NativeSettings(
             run_dir=config.run.dir,
             log_dir=config.log.dir,
             state_dir=config.store.dir / NATIVE_STATE,
@@ -82,6 +82,7 @@ class Core:
             grace_period=config.native.grace_period,
             registry_file=config.run.dir / REGISTRY_FILE,
         )
+        return NativeBackend(self.identity, settings)
 
     async def start(self) -> None:
         """Open the store, adopt running apps and start every root task."""
@@ -91,13 +92,11 @@ class Core:
         self.backend.on_change(self.sync.report_soon)
         self.engine.on_change(self.sync.report_soon)
         self.engine.set_desired(self.sync.desired)
-        self._tasks = [
-            asyncio.create_task(self.engine.run(), name="engine"),
-            asyncio.create_task(self.sync.run(), name="sync"),
-        ]
+        self._tasks.spawn(self.engine.run(), "engine")
+        self._tasks.spawn(self.sync.run(), "sync")
         address = self.config.api.address
         if address is not None:
-            self._tasks.append(asyncio.create_task(self._serve_api(*address), name="local-api"))
+            self._tasks.spawn(self._serve_api(*address), "local-api")
         log.info(
             "baetyl-core started",
             extra={"nid": self.identity.nid, "apps": len(self.engine.wanted)},
@@ -114,19 +113,11 @@ class Core:
             )
 
     async def run_until(self, stop: asyncio.Event) -> None:
-        """Start, run until `stop` is set or a root task dies, then stop."""
+        """Start, run until `stop` is set or a root task ends (its failure is logged), then stop."""
         await self.start()
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
         try:
-            done, _ = await asyncio.wait(
-                [stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                if task is not stopper and not task.cancelled() and task.exception():
-                    log.error(
-                        "a root task died",
-                        extra={"task": task.get_name(), "error": repr(task.exception())},
-                    )
+            await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
             await self.stop()
@@ -138,13 +129,7 @@ class Core:
                 await self.sync.stop()
         except TimeoutError:
             log.warning("could not say offline in time")
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT / 4)
-            for task in stuck:
-                log.error("task did not stop in time", extra={"task": task.get_name()})
-        self._tasks = []
+        await self._tasks.stop(grace=STOP_TIMEOUT / 4)
         await self.backend.close()
         log.info("baetyl-core stopped; apps keep running")
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from agent.contracts import names
 from agent.core import certinfo
 from agent.core.backend import NodeIdentity
+from agent.core.native.settings import NativeSettings
 
 DEFAULT_CONFIG_PATH = Path("/opt/baetyl/etc/baetyl/core.yml")
 
@@ -233,10 +234,10 @@ class ApiConfig(_Section):
 
 
 class NativeConfig(_Section):
-    """The native (process) backend."""
+    """The native (process) backend; the defaults are its settings' (NativeSettings)."""
 
-    port_range: Annotated[tuple[int, int], BeforeValidator(_port_range)] = (50200, 51000)
-    grace_period: Duration = 10.0
+    port_range: Annotated[tuple[int, int], BeforeValidator(_port_range)] = NativeSettings.port_range
+    grace_period: Duration = NativeSettings.grace_period
 
 
 class CoreConfig(_Section):

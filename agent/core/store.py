@@ -2,10 +2,10 @@
 
 It holds the last desired section with its shadow version, the last accepted reported section,
 every fetched resource (immutable per (kind, name, version)) and the backends' bookkeeping. Each
-item is one JSON file replaced by write-rename (agent.core.files), so a kill at any instant leaves
-the old or the new content. Bad content (disk damage, a hand edit) never stops the agent: a bad
-resource is dropped so that it is fetched again; a bad desired, reported or state file is moved
-aside to `<file>.corrupt` and treated as absent, with an error in the log.
+item is one JSON file replaced by write-rename (agent.contracts.kit.files), so a kill at any
+instant leaves the old or the new content. Bad content (disk damage, a hand edit) never stops the
+agent: a bad resource is dropped so that it is fetched again; a bad desired, reported or state
+file is moved aside to `<file>.corrupt` and treated as absent, with an error in the log.
 
 Layout under the root (mode 0700, files 0600):
 
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from agent.contracts.kit import files
 from agent.contracts.resources import Application, Configuration, ResourceKind, Secret
 from agent.contracts.wire import PayloadError, decode
-from agent.core import files
 
 log = logging.getLogger(__name__)
 

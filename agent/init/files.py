@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from agent.contracts import names
+from agent.contracts.kit.files import atomic_write
 from agent.core.config import ConfigError, CoreConfig, load_config, node_identity, parse_config
-from agent.core.files import atomic_write
 from agent.init import keys
 from agent.init.errors import InitError
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import psutil
 
+from agent.contracts.kit.files import atomic_write
 from agent.core.config import CoreConfig
-from agent.core.files import atomic_write
 from agent.init.errors import InitError, NotOnline
 from agent.init.files import Layout
 

@@ -14,7 +14,6 @@ import datetime
 import logging
 import os
 import pwd
-import random
 import shutil
 import signal
 import ssl
@@ -27,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from agent.contracts.kit import backoff, files
 from agent.contracts.shadow import DEFAULT_LIMITS
 from cloud.broker import node_limits_plugin
 from cloud.broker.mosquitto_config import (
@@ -45,7 +45,7 @@ from cloud.broker.pki_files import (
     load_or_create_ca,
 )
 from cloud.pki.ca import CertificateAuthority, IssuedCertificate, write_certificate_files
-from cloud.settings import MqttSettings
+from cloud.settings import ManagedBrokerSettings, MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ STOP_TIMEOUT = 5.0
 RELOAD_TIMEOUT = 5.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
+BACKOFF_JITTER = 0.2
+"""Restarts wait 0.5 s doubling to 30 s, up to 20 % less: replicas on one machine do not
+restart their brokers in lockstep."""
 STABLE_AFTER = 60.0
 """A broker that stayed up this long (seconds) restarts with the shortest delay again."""
 _POLL = 0.05
@@ -85,19 +88,10 @@ def find_mosquitto() -> str:
     return found
 
 
-def backoff_delay(failures: int, *, rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before restart number `failures` + 1: doubling from 0.5 s up to 30 s, ±20 %.
-
-    The jitter keeps several replicas on one machine from restarting their brokers in lockstep.
-    """
-    base = min(BACKOFF_BASE * 2.0 ** min(failures, 16), BACKOFF_CAP)
-    return min(base * (0.8 + 0.4 * rand()), BACKOFF_CAP)
-
-
 class ManagedBroker:
     """A local Mosquitto with mutual TLS and the platform ACL, restarted whenever it dies.
 
-    Use as `async with ManagedBroker(data_dir=..., port=...) as broker:`; entering creates what
+    Use as `async with ManagedBroker(data_dir=..., settings=...) as broker:`; entering creates what
     is missing (CA, certificates, config, ACL), starts the broker and returns once it accepts a
     mutual-TLS MQTT connection; leaving stops it (SIGTERM, SIGKILL after STOP_TIMEOUT).
     """
@@ -106,26 +100,25 @@ class ManagedBroker:
         self,
         *,
         data_dir: Path,
-        host: str = "127.0.0.1",
-        port: int = 8883,
-        replica: str = "cloud-0",
-        server_names: Iterable[str] = (),
+        settings: ManagedBrokerSettings | None = None,
         denied_nids: Iterable[str] = (),
         node_payload_limit: int = DEFAULT_LIMITS.node_payload_bytes,
     ) -> None:
         """Check the arguments; nothing is written or started before `async with`.
 
-        `server_names` are extra DNS names or IPs nodes use to reach the broker (its certificate
-        always covers `host`, `localhost` and `127.0.0.1`); `denied_nids` are deleted nodes to
-        shut out from the start (see `reload_acl`); `node_payload_limit` is the largest payload
-        the node-limits plugin lets a node publish (decision #98).
+        `settings` default to ManagedBrokerSettings(); `denied_nids` are deleted nodes to shut
+        out from the start (see `reload_acl`); `node_payload_limit` is the largest payload the
+        node-limits plugin lets a node publish (decision #98).
         """
+        options = settings or ManagedBrokerSettings()
+        host = options.host
         self._data_dir = data_dir.absolute()
         self._pki_dir = self._data_dir / "pki"
         self._dir = self._data_dir / "mosquitto"
-        self._replica = replica
-        self._user = check_cloud_user(f"{CLOUD_USER_PREFIX}{replica}")
-        self._server_names = tuple(server_names)
+        self._bridge = options.bridge
+        self._replica = options.bridge.replica
+        self._user = check_cloud_user(f"{CLOUD_USER_PREFIX}{self._replica}")
+        self._server_names = options.server_names
         self._denied = tuple(denied_nids)
         render_acl(cloud_users=[self._user], denied_nids=self._denied)  # validates the nids
         self._settings = MosquittoSettings(
@@ -138,7 +131,7 @@ class ManagedBroker:
             persistence_dir=self._dir / "data",
             crl_file=self._dir / "crl.pem",
             bind_address=host,
-            port=port,
+            port=options.port,
             user=BROKER_USER,
         )
         # Validated now; the plugin's real path is known once it is built (`_prepare`).
@@ -189,7 +182,7 @@ class ManagedBroker:
             ca_file=self._pki.ca_file,
             cert_file=self._pki.client_cert_file,
             key_file=self._pki.client_key_file,
-            replica=self._replica,
+            bridge=self._bridge,
         )
 
     async def __aenter__(self) -> ManagedBroker:
@@ -444,7 +437,9 @@ class ManagedBroker:
                 extra={"broker_pid": process.pid, "exit_code": code, "uptime": round(uptime, 1)},
             )
             while True:
-                delay = backoff_delay(failures)
+                delay = backoff.delay(
+                    failures + 1, base=BACKOFF_BASE, cap=BACKOFF_CAP, jitter=BACKOFF_JITTER
+                )
                 failures += 1
                 log.info(
                     "restarting mosquitto",
@@ -507,18 +502,11 @@ class ManagedBroker:
                 os.chown(path, account.pw_uid, account.pw_gid)
 
     def _write(self, path: Path, data: bytes) -> None:
-        # Write-then-rename, so a broker reloading at that moment never reads half a file; a
-        # unique temporary name because a restart and an ACL reload may write at the same time.
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                if self._account is not None:
-                    os.fchown(handle.fileno(), self._account.pw_uid, self._account.pw_gid)
-                handle.write(data)
-            Path(name).replace(path)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
+        # Atomic, so a broker reloading at that moment never reads half a file; owner-only and
+        # owned by the broker's account, which reads it after dropping root.
+        account = self._account
+        owner = None if account is None else (account.pw_uid, account.pw_gid)
+        files.atomic_write(path, data, mode=0o600, owner=owner)
 
     async def _logs(self) -> str:
         def read() -> str:

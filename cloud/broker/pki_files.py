@@ -16,12 +16,12 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from agent.contracts.kit import files
 from cloud.broker.mosquitto_config import CLOUD_USER_PREFIX, check_cloud_user
 from cloud.pki.ca import (
     CertificateAuthority,
     IssuedCertificate,
     PKIError,
-    atomic_write,
     write_certificate_files,
 )
 
@@ -113,7 +113,7 @@ def write_crl(path: Path, ca: CertificateAuthority, revoked_serials: Iterable[in
     `DATA_DIR/pki/crl.pem` is what an external broker's `crlfile` is fed from; the managed broker
     writes its own copy under `DATA_DIR/mosquitto/`.
     """
-    atomic_write(path, ca.crl(revoked_serials), mode=0o644)
+    files.atomic_write(path, ca.crl(revoked_serials), mode=0o644)
 
 
 def crl_serials(path: Path, ca: CertificateAuthority) -> frozenset[int]:

@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Any, Final
 
 from agent.contracts import topics
+from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.messages import CommandName
 from agent.contracts.topics import Channel
 from cloud.mqtt.commands import Commands
@@ -39,7 +40,7 @@ class Bridge:
     def __init__(self, settings: MqttSettings) -> None:
         self.settings = settings
         self._pending: set[str] = set()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = Tasks("MQTT bridge", logger=log)
         self._queues: list[asyncio.Queue[Incoming]] = []
         self._changed: asyncio.Event | None = None
         self._link: Link | None = None
@@ -56,7 +57,7 @@ class Bridge:
     def start(self, ctx: CloudContext) -> None:
         """Spawn the link, the workers and the delta pusher; offer node commands to `ctx`."""
         self._link = Link(self.settings, self._enqueue, share_group=share_group(ctx.secrets))
-        limiter = RateLimiter(self.settings.max_messages_per_second)
+        limiter = RateLimiter(self.settings.bridge.max_messages_per_second)
         self._commands = Commands(self._link.publish)
         self._handlers = Handlers(
             ctx,
@@ -70,24 +71,16 @@ class Bridge:
         if self._pending:
             self._changed.set()
         self._queues = [asyncio.Queue(QUEUE_SIZE) for _ in range(WORKERS)]
-        self._tasks = [asyncio.create_task(self._link.run(), name="mqtt-link")]
-        self._tasks += [
-            asyncio.create_task(self._work(queue), name=f"mqtt-worker-{n}")
-            for n, queue in enumerate(self._queues)
-        ]
-        self._tasks.append(asyncio.create_task(self._push_deltas(), name="mqtt-delta-push"))
+        self._tasks.spawn(self._link.run(), "mqtt-link")
+        for n, queue in enumerate(self._queues):
+            self._tasks.spawn(self._work(queue), f"mqtt-worker-{n}")
+        self._tasks.spawn(self._push_deltas(), "mqtt-delta-push")
 
     async def stop(self) -> None:
         """Stop receiving, then cancel the workers and the pusher; wait at most STOP_TIMEOUT."""
         if self._link is not None:
             self._link.stop()
-        for task in reversed(self._tasks):
-            task.cancel()
-        if self._tasks:
-            _done, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
-            for task in stuck:
-                log.error("MQTT bridge task did not stop in time", extra={"task": task.get_name()})
-        self._tasks = []
+        await self._tasks.stop(grace=STOP_TIMEOUT)
 
     async def call(self, nid: str, cmd: CommandName, args: dict[str, Any]) -> CommandOutcome:
         """CommandSender of the REST side: one command to one node, until answered or cancelled."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -21,11 +20,13 @@ import aiomqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.contracts import topics
+from agent.contracts.kit import backoff
 from cloud.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE: Final = 1.0
 BACKOFF_CAP: Final = 60.0
+BACKOFF_JITTER: Final = 0.5
 QOS: Final = 1
 PUBLISH_TIMEOUT: Final = 10.0
 NO_DELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -45,12 +46,6 @@ class Incoming:
 
 
 Deliver = Callable[[Incoming], Awaitable[None]]
-
-
-def backoff(failures: int, *, rng: random.Random | None = None) -> float:
-    """Seconds to wait after `failures` failed attempts in a row: jittered, 1 s → 60 s."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, failures - 1))
-    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 def tls_context(settings: MqttSettings) -> ssl.SSLContext:
@@ -97,8 +92,11 @@ class Link:
                 )
             if self._stopping.is_set():
                 break
+            delay = backoff.delay(
+                max(failures, 1), base=BACKOFF_BASE, cap=BACKOFF_CAP, jitter=BACKOFF_JITTER
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), backoff(max(failures, 1)))
+                await asyncio.wait_for(self._stopping.wait(), delay)
 
     def stop(self) -> None:
         """Ask `run` to end; the caller then cancels or awaits its task."""
@@ -123,13 +121,13 @@ class Link:
         client = aiomqtt.Client(
             settings.host,
             settings.port,
-            identifier=f"baetyl-cloud:{settings.replica}",
+            identifier=f"baetyl-cloud:{settings.bridge.replica}",
             # MQTT 5 for "retain as published": the retain flag of a message a node published
             # reaches the cloud, which deletes retained messages the protocol has no use for
             # (decision #76). MQTT 3.1.1 clears the flag on delivery to existing subscriptions.
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=True,
-            keepalive=settings.keepalive,
+            keepalive=settings.bridge.keepalive,
             tls_context=context,
             timeout=PUBLISH_TIMEOUT,
             # paho leaves Nagle on: an answer written right after the PUBACK of the request then

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from agent.contracts.kit import files
 
 # Clocks of freshly booted edge boards drift; a certificate valid from "now" would be refused by a
 # peer whose clock is a few seconds behind.
@@ -321,26 +321,9 @@ def write_certificate_files(
     directory.mkdir(parents=True, exist_ok=True)
     cert_path = directory / f"{name}.pem"
     key_path = directory / f"{name}.key"
-    atomic_write(key_path, issued.key_pem, mode=0o600)
-    atomic_write(cert_path, issued.cert_pem, mode=0o644)
+    files.atomic_write(key_path, issued.key_pem, mode=0o600)
+    files.atomic_write(cert_path, issued.cert_pem, mode=0o644)
     return cert_path, key_path
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
-    """Write `data` to `path` with `mode`; readers see the old file or the new, never half."""
-    # mkstemp creates the file 0600, so the key is private from the first byte; fchmod then sets the
-    # final mode regardless of the umask.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp_name).replace(path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def _issued(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 
+from agent.contracts.kit import files
 from cloud.broker.pki_files import load_or_create_ca
 from cloud.pki.ca import CertificateAuthority
 from cloud.secretbox import SecretBox
@@ -35,11 +35,7 @@ async def ensure_default_tenant(data_dir: Path) -> None:
     if path.exists():
         return
     _, plain = await tokens.issue(DEFAULT_NAMESPACE, "admin", description="first-start admin token")
-    temporary = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-        handle.write(plain + "\n")
-    temporary.replace(path)
+    await asyncio.to_thread(files.atomic_write, path, f"{plain}\n".encode("ascii"), mode=0o600)
     log.info("wrote the admin token of namespace default", extra={"path": str(path)})
 
 

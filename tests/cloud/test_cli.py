@@ -13,6 +13,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from cloud.cli import build_parser, serve_settings
+from cloud.settings import (
+    BridgeSettings,
+    CloudSettings,
+    InstallSettings,
+    ManagedBrokerSettings,
+    QuotaDefaults,
+)
 from tests.harness.common import free_port
 
 BIN = Path(sys.executable).parent / "baetyl-cloud"
@@ -231,3 +239,58 @@ async def test_serve_runs_and_stops_its_own_broker_by_default(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_serve_without_options_runs_on_the_settings_defaults(tmp_path: Path) -> None:
+    parser = build_parser()
+    settings, managed = serve_settings(parser, parser.parse_args(["serve", "--data-dir", "d"]))
+    assert managed == ManagedBrokerSettings(server_names=("127.0.0.1",))
+    assert settings == CloudSettings(
+        data_dir=Path("d"),
+        install=InstallSettings(
+            init_url="http://127.0.0.1:9004", node_mqtt_url="mqtts://127.0.0.1:8883"
+        ),
+    )
+
+
+def test_serve_options_replace_only_the_settings_they_name() -> None:
+    parser = build_parser()
+    args = parser.parse_args(
+        [
+            *("serve", "--data-dir", "d", "--listen", "10.0.0.5:9100"),
+            *("--mqtt-listen", "[::1]:8884", "--mqtt-replica", "r2", "--mqtt-keepalive", "60"),
+            *("--mqtt-rate-limit", "5", "--command-timeout", "3", "--max-nodes", "7"),
+            *("--node-cert-days", "30"),
+        ]
+    )
+    settings, managed = serve_settings(parser, args)
+    assert managed == ManagedBrokerSettings(
+        host="::1",
+        port=8884,
+        server_names=("::1",),
+        bridge=BridgeSettings(replica="r2", keepalive=60, max_messages_per_second=5.0),
+    )
+    assert (settings.host, settings.port, settings.command_timeout) == ("10.0.0.5", 9100, 3.0)
+    assert settings.quotas == QuotaDefaults(max_node_count=7)
+    assert settings.install == InstallSettings(
+        init_url="http://10.0.0.5:9100", node_mqtt_url="mqtts://[::1]:8884", node_cert_days=30
+    )
+
+
+def test_serve_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    _usage, text = " ".join(capsys.readouterr().out.split()).split(" options: ", 1)
+    for option, default in [
+        ("--listen", "127.0.0.1:9004"),
+        ("--mqtt-listen", "127.0.0.1:8883"),
+        ("--mqtt-replica", "cloud-0"),
+        ("--mqtt-keepalive", "30"),
+        ("--mqtt-rate-limit", "20"),
+        ("--command-timeout", "10"),
+        ("--install-token-ttl", "3600"),
+        ("--node-cert-days", "365"),
+        ("--max-nodes", "0"),
+    ]:
+        described = text.split(f"{option} ", 1)[1].split(" --", 1)[0]
+        assert f"default {default})" in described, (option, described)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from agent.contracts.kit import backoff
 from agent.contracts.report import AppStats, AppStatus
 from agent.contracts.resources import Application, Configuration, ResourceKind, Secret
 from agent.core.backend import Backend, DeployError, Deployment, FetchError
@@ -263,7 +264,7 @@ class Engine:
     def _fail(self, app: Want, cause: str) -> None:
         previous = self._failures.get(app.name)
         count = previous.count + 1 if previous and previous.version == app.version else 1
-        delay = min(self._backoff_cap, self._backoff_base * 2 ** (count - 1))
+        delay = backoff.delay(count, base=self._backoff_base, cap=self._backoff_cap)
         self._failures[app.name] = Failure(app.version, cause, count, self._clock() + delay)
         log.warning(
             "app not deployed",

@@ -15,10 +15,9 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
+from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.report import AppStats, Usage
 from agent.core.backend import DeployError, Deployment, NodeIdentity, StatusListener
 from agent.core.native import layout, logfiles, procs
@@ -28,13 +27,15 @@ from agent.core.native.bookkeeping import AppRecord, Bookkeeping
 from agent.core.native.instance import InstanceKey, missed_exit
 from agent.core.native.ports import PortAllocator
 from agent.core.native.registry import Registry, RegistryFile, build
-from agent.core.native.settings import DEFAULT_PORT_RANGE, NativeSettings, Tuning
+from agent.core.native.settings import NativeSettings
 from agent.core.native.usage import UsageSampler
 
 log = logging.getLogger(__name__)
 
 LOGS_READ_LIMIT = 1024 * 1024
 """Most log text one `logs` call returns (newest kept): it travels in one MQTT message."""
+CLOSE_GRACE = 2.5
+"""How long background tasks get to end once `close` cancels them (a quarter of Core's stop)."""
 _RETRY_WRITE = 1.0
 
 
@@ -45,40 +46,15 @@ class NativeBackend:
     docs/native-backend.md for the directory layout, environment, restart and log rules.
     """
 
-    def __init__(
-        self,
-        identity: NodeIdentity,
-        *,
-        run_dir: Path,
-        log_dir: Path,
-        state_dir: Path,
-        port_range: tuple[int, int] = DEFAULT_PORT_RANGE,
-        grace_period: float = 10.0,
-        registry_file: Path | None = None,
-        log_max_bytes: int = 10 * 1024 * 1024,
-        log_backups: int = 5,
-        tuning: Tuning | None = None,
-    ) -> None:
-        self.settings = NativeSettings(
-            # Resolved, so that instance markers compare equal however the path was spelled.
-            run_dir=Path(run_dir).resolve(),
-            log_dir=Path(log_dir).resolve(),
-            state_dir=Path(state_dir).resolve(),
-            port_range=port_range,
-            grace_period=grace_period,
-            registry_file=None if registry_file is None else Path(registry_file).absolute(),
-            log_max_bytes=log_max_bytes,
-            log_backups=log_backups,
-            tuning=tuning or Tuning(),
-        )
-        settings = self.settings
+    def __init__(self, identity: NodeIdentity, settings: NativeSettings) -> None:
+        self.settings = settings = settings.resolved()
         self._layout = layout.Layout(settings.run_dir, settings.log_dir, identity.namespace)
         self._ports = PortAllocator(settings.port_range)
         self._book = Bookkeeping(settings.state_dir)
         registry = settings.registry_file
         self._registry = None if registry is None else RegistryFile(registry)
         self._logs = logfiles.LogKeeper(
-            max_bytes=log_max_bytes, keep=log_backups, read_limit=LOGS_READ_LIMIT
+            max_bytes=settings.log_max_bytes, keep=settings.log_backups, read_limit=LOGS_READ_LIMIT
         )
         self._context = Context(
             identity=identity,
@@ -92,7 +68,7 @@ class NativeBackend:
         self._apps: dict[str, AppRuntime] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._listeners: list[StatusListener] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Tasks("native backend", logger=log)
         self._running = False
         self._write_lock = asyncio.Lock()
         self._dirty = 0
@@ -121,15 +97,15 @@ class NativeBackend:
             await self._adopt_unrecorded(mark, orphans)
         self._running = True
         if orphans:
-            self._spawn(self._stop_orphans(orphans), "native:orphans")
+            self._tasks.spawn(self._stop_orphans(orphans), "native:orphans")
         for runtime in list(self._apps.values()):
             if runtime.removing:
-                self._spawn(self._remove_later(runtime.name), f"native:{runtime.name}:remove")
+                self._tasks.spawn(self._remove_later(runtime.name), f"native:{runtime.name}:remove")
             elif not runtime.complete:
-                runtime.rollout_task = self._spawn(
+                runtime.rollout_task = self._tasks.spawn(
                     self._rollout(runtime), f"native:{runtime.name}:rollout"
                 )
-        self._spawn(self._keep_logs(), "native:logs")
+        self._tasks.spawn(self._keep_logs(), "native:logs")
         await self.persist()
         self.changed()
         log.info(
@@ -169,7 +145,7 @@ class NativeBackend:
                 log.info("applying an app", extra={"app": name, "version": deployment.version})
                 self.changed()
                 await self.persist()
-                task = self._spawn(self._rollout(runtime), f"native:{name}:rollout")
+                task = self._tasks.spawn(self._rollout(runtime), f"native:{name}:rollout")
                 runtime.rollout_task = task
         try:
             await asyncio.shield(task)
@@ -234,10 +210,7 @@ class NativeBackend:
             for instance in list(runtime.instances.values()):
                 await instance.detach()
         persister = self._persister
-        background = [task for task in self._tasks if task is not persister]
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await self._tasks.stop(grace=CLOSE_GRACE, spare=() if persister is None else {persister})
         if persister is not None:
             await asyncio.gather(persister, return_exceptions=True)
         await self.persist()
@@ -255,7 +228,7 @@ class NativeBackend:
         if self._notify_handle is None:
             self._notify_handle = loop.call_soon(self._notify)
         if self._running and (self._persister is None or self._persister.done()):
-            self._persister = self._spawn(self._persist_pending(), "native:persist")
+            self._persister = self._tasks.spawn(self._persist_pending(), "native:persist")
 
     async def persist(self) -> None:
         """Write bookkeeping and registry as they are now; returns once they are on disk.
@@ -283,24 +256,6 @@ class NativeBackend:
     def _require_running(self) -> None:
         if not self._running:
             raise RuntimeError("NativeBackend.start() must be awaited first (or it was closed)")
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            log.error(
-                "native backend task failed",
-                extra={"task": task.get_name(), "error": str(error)},
-                exc_info=error,
-            )
 
     def _prepare_directories(self) -> None:
         self.settings.run_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -498,7 +453,7 @@ class NativeBackend:
             return
         self._usage_at = time.monotonic()
         pids = [pid for runtime in self._apps.values() for pid in runtime.live_pids()]
-        self._usage_task = self._spawn(self._sample_usage(pids), "native:usage")
+        self._usage_task = self._tasks.spawn(self._sample_usage(pids), "native:usage")
 
     async def _sample_usage(self, pids: list[int]) -> None:
         self._usage = await asyncio.to_thread(self._sampler.sample, pids)

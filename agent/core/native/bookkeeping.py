@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.contracts.kit import files
 from agent.contracts.resources import Application, Configuration, Secret
 from agent.contracts.wire import PayloadError, validate
-from agent.core import files
 from agent.core.backend import Deployment
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agent.contracts.kit import backoff as exponential  # `backoff` names a Backoff below
 from agent.contracts.report import AppStatus
 from agent.contracts.resources import Application
 
@@ -57,9 +58,7 @@ class Backoff:
 
     def delay(self, streak: int) -> float:
         """Seconds to wait before restarting after the `streak`-th quick exit in a row."""
-        if streak <= 0:
-            return 0.0
-        return min(self.base * 2.0 ** min(streak - 1, 62), self.cap)
+        return exponential.delay(streak, base=self.base, cap=self.cap)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from agent.core import files
+from agent.contracts.kit import files
 
 Registry = dict[str, dict[str, list[str]]]
 

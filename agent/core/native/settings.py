@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-
-DEFAULT_PORT_RANGE = (50200, 51000)
-"""Baetyl's range for `BAETYL_SERVICE_DYNAMIC_PORT` (DESIGN §8)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,8 @@ class NativeSettings:
     run_dir: instance working directories, `<run>/<ns>/<app>/<version>/<service>/<i>/`.
     log_dir: app logs, `<log>/<ns>/<app>/<service>-<i>.log` (+ `.1` … rotated copies).
     state_dir: the backend's bookkeeping (`instances.json`, `specs/`), owner-only.
-    port_range: inclusive range of dynamic ports handed to instances.
+    port_range: inclusive range of dynamic ports handed to instances (Baetyl's range for
+        `BAETYL_SERVICE_DYNAMIC_PORT`, DESIGN §8).
     grace_period: seconds between SIGTERM and SIGKILL when an instance is stopped.
     registry_file: where running instances' dynamic ports are published (function proxy).
     log_max_bytes, log_backups: a log file is rotated past `log_max_bytes`; `log_backups`
@@ -55,7 +54,7 @@ class NativeSettings:
     run_dir: Path
     log_dir: Path
     state_dir: Path
-    port_range: tuple[int, int] = DEFAULT_PORT_RANGE
+    port_range: tuple[int, int] = (50200, 51000)
     grace_period: float = 10.0
     registry_file: Path | None = None
     log_max_bytes: int = 10 * 1024 * 1024
@@ -70,3 +69,14 @@ class NativeSettings:
             raise ValueError("grace_period must not be negative")
         if self.log_max_bytes < 1 or self.log_backups < 0:
             raise ValueError("log_max_bytes must be positive and log_backups not negative")
+
+    def resolved(self) -> NativeSettings:
+        """These settings with absolute paths: instance markers match however a path was spelled."""
+        registry = self.registry_file
+        return dataclasses.replace(
+            self,
+            run_dir=self.run_dir.resolve(),
+            log_dir=self.log_dir.resolve(),
+            state_dir=self.state_dir.resolve(),
+            registry_file=None if registry is None else registry.absolute(),
+        )

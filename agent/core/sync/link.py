@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import ssl
 import time
@@ -25,6 +24,7 @@ from typing import Any, Final
 import aiomqtt
 
 from agent.contracts import topics
+from agent.contracts.kit import backoff
 from agent.contracts.messages import Presence
 from agent.contracts.topics import Channel
 from agent.contracts.version import VERSION
@@ -32,6 +32,7 @@ from agent.contracts.version import VERSION
 log = logging.getLogger(__name__)
 BACKOFF_BASE: Final = 1.0
 BACKOFF_CAP: Final = 60.0
+BACKOFF_JITTER: Final = 0.5
 QOS: Final = 1
 # paho leaves Nagle's algorithm on: a request written right after a PUBACK then waits for the
 # broker's delayed ACK (40 ms on Linux) — a delay on every round trip.
@@ -44,7 +45,11 @@ class LinkDown(Exception):
 
 @dataclass(frozen=True)
 class LinkSettings:
-    """Where the broker is and who this node is (the certificate's CN is the nid)."""
+    """Where the broker is and who this node is (the certificate's CN is the nid).
+
+    `keepalive` and `timeout` (seconds) have no default here: they come from core.yml
+    (`cloud.keepalive`, `sync.timeout`), whose defaults are the only ones.
+    """
 
     host: str
     port: int
@@ -52,8 +57,8 @@ class LinkSettings:
     ca_file: Path
     cert_file: Path
     key_file: Path
-    keepalive: int = 30
-    timeout: float = 10.0
+    keepalive: int
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -66,12 +71,6 @@ class Received:
 
 Deliver = Callable[[Received], Awaitable[None]]
 Connected = Callable[[], Coroutine[Any, Any, None]]
-
-
-def backoff(failures: int, *, rng: random.Random | None = None) -> float:
-    """Seconds to wait after `failures` failed attempts in a row: jittered, 1 s → 60 s."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, failures - 1))
-    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 def tls_context(settings: LinkSettings) -> ssl.SSLContext:
@@ -123,8 +122,11 @@ class AgentLink:
                 break
             if self._reconnect.is_set() and not failures:
                 continue  # asked for: connect again at once
+            delay = backoff.delay(
+                max(failures, 1), base=BACKOFF_BASE, cap=BACKOFF_CAP, jitter=BACKOFF_JITTER
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), backoff(max(failures, 1)))
+                await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def stop(self) -> None:
         """Say offline (a clean disconnect sends no will) and end `run`."""

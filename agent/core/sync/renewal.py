@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,10 +24,11 @@ from typing import Final
 
 from pydantic import ValidationError
 
+from agent.contracts.kit import backoff
+from agent.contracts.kit.files import atomic_write, sync_directory
 from agent.contracts.messages import CertRenewAccepted
 from agent.contracts.topics import Channel
 from agent.core import certinfo
-from agent.core.files import atomic_write, sync_directory
 from agent.core.sync.link import AgentLink, LinkDown, LinkSettings
 from agent.core.sync.requests import Rejected, Requests
 
@@ -39,6 +39,7 @@ RECHECK: Final = 3600.0  # long waits are cut into these: wall-clock time may ju
 MIN_GAP: Final = 30.0  # between two renewals, should the cloud issue certificates this short
 RETRY_BASE: Final = 5.0
 RETRY_CAP: Final = 600.0
+RETRY_JITTER: Final = 0.5
 STAGED: Final = ".next"
 CERT_MODE: Final = 0o644
 KEY_MODE: Final = 0o600
@@ -113,7 +114,9 @@ class CertRenewal:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: keep the old certificate, retry
                 self.failures += 1
-                delay = retry_delay(self.failures)
+                delay = backoff.delay(
+                    self.failures, base=RETRY_BASE, cap=RETRY_CAP, jitter=RETRY_JITTER
+                )
                 earliest = self._clock() + delay
                 log.warning(
                     "certificate renewal failed",
@@ -155,12 +158,6 @@ class CertRenewal:
         )
         self._link.reconnect()
         return renewed
-
-
-def retry_delay(failures: int, *, rng: random.Random | None = None) -> float:
-    """Seconds before the next attempt after `failures` in a row: jittered, 5 s → 10 min."""
-    ceiling = min(RETRY_CAP, RETRY_BASE * 2 ** max(0, failures - 1))
-    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 def read_lifetime(cert_file: Path) -> Lifetime:

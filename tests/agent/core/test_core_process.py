@@ -18,7 +18,7 @@ import pytest
 
 from agent.core.app import Core
 from agent.core.config import load_config
-from cloud.settings import MqttSettings
+from cloud.settings import BridgeSettings, MqttSettings
 from tests.agent.core.agent_kit import (
     app_body,
     app_running,
@@ -185,8 +185,7 @@ async def test_a_broker_outage_leaves_apps_alone_and_the_agent_converges_after_i
             ca_file=pki.ca_file,
             cert_file=cert.cert_file,
             key_file=cert.key_file,
-            replica="r1",
-            keepalive=5,
+            bridge=BridgeSettings(replica="r1", keepalive=5),
         )
         async with running_cloud(tmp_path / "cloud", None, settings) as cloud:
             name, app = await _node_with_app(cloud)

@@ -20,9 +20,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from cloud.broker import managed
-from cloud.broker.managed import BrokerError, ManagedBroker, backoff_delay
+from cloud.broker.managed import BrokerError, ManagedBroker
 from cloud.broker.pki_files import ensure_cloud_pki
 from cloud.pki.ca import CertificateAuthority, write_certificate_files
+from cloud.settings import ManagedBrokerSettings
 from tests.harness.common import free_port
 
 
@@ -40,9 +41,13 @@ def data_dir() -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _broker(data_dir: Path, port: int) -> ManagedBroker:
+    return ManagedBroker(data_dir=data_dir, settings=ManagedBrokerSettings(port=port))
+
+
 @pytest.fixture
 async def broker(data_dir: Path) -> AsyncIterator[ManagedBroker]:
-    async with ManagedBroker(data_dir=data_dir, port=free_port()) as running:
+    async with _broker(data_dir, free_port()) as running:
         yield running
 
 
@@ -93,7 +98,7 @@ def gone(pid: int) -> bool:
 
 async def test_first_start_creates_private_files_and_a_restart_keeps_the_ca(data_dir: Path) -> None:
     port = free_port()
-    async with ManagedBroker(data_dir=data_dir, port=port) as broker:
+    async with _broker(data_dir, port) as broker:
         first_pid = broker.pid
         pki = data_dir / "pki"
         names = {path.name for path in pki.iterdir()}
@@ -117,7 +122,7 @@ async def test_first_start_creates_private_files_and_a_restart_keeps_the_ca(data
         ca_print, broker_print = fingerprint(pki / "ca.pem"), fingerprint(pki / "broker.pem")
     assert first_pid is not None
     assert gone(first_pid)
-    async with ManagedBroker(data_dir=data_dir, port=port) as broker:
+    async with _broker(data_dir, port) as broker:
         assert fingerprint(pki / "ca.pem") == ca_print
         assert fingerprint(pki / "broker.pem") == broker_print
         async with cloud_client(broker) as client:
@@ -188,7 +193,7 @@ async def test_killed_broker_is_restarted_and_clients_work_again(broker: Managed
 
 
 async def test_leaving_the_context_stops_the_broker(data_dir: Path) -> None:
-    async with ManagedBroker(data_dir=data_dir, port=free_port()) as broker:
+    async with _broker(data_dir, free_port()) as broker:
         pid = broker.pid
     assert pid is not None
     assert gone(pid)
@@ -197,9 +202,9 @@ async def test_leaving_the_context_stops_the_broker(data_dir: Path) -> None:
 
 async def test_a_broker_that_cannot_start_raises_with_its_log(data_dir: Path) -> None:
     port = free_port()
-    async with ManagedBroker(data_dir=data_dir, port=port):
+    async with _broker(data_dir, port):
         with pytest.raises(BrokerError, match="Address already in use"):
-            async with ManagedBroker(data_dir=data_dir.with_name("other"), port=port):
+            async with _broker(data_dir.with_name("other"), port):
                 pass
 
 
@@ -208,7 +213,7 @@ async def test_missing_mosquitto_binary_says_how_to_install_it(
 ) -> None:
     monkeypatch.setattr(managed.shutil, "which", lambda *_args, **_kwargs: None)
     with pytest.raises(BrokerError, match="apt-get install mosquitto"):
-        async with ManagedBroker(data_dir=data_dir, port=free_port()):
+        async with _broker(data_dir, free_port()):
             pass
 
 
@@ -241,36 +246,20 @@ def test_a_half_present_ca_is_refused_rather_than_replaced(data_dir: Path) -> No
         ensure_cloud_pki(data_dir, broker_host="127.0.0.1", replica="r1")
 
 
-@pytest.mark.parametrize(
-    ("failures", "shortest", "longest"),
-    [
-        (0, 0.4, 0.6),
-        (1, 0.8, 1.2),
-        (3, 3.2, 4.8),
-        (5, 12.8, 19.2),
-        (6, 24.0, 30.0),
-        (40, 24.0, 30.0),
-    ],
-)
-def test_restart_delay_doubles_from_half_a_second_up_to_thirty(
-    failures: int, shortest: float, longest: float
-) -> None:
-    assert backoff_delay(failures, rand=lambda: 0.0) == pytest.approx(shortest)
-    assert backoff_delay(failures, rand=lambda: 1.0) == pytest.approx(longest)
-
-
 async def test_restart_backoff_grows_while_the_broker_keeps_dying_and_resets_after_a_healthy_run(
     broker: ManagedBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The supervisor asks for ever longer delays for quick deaths, the shortest after a run that
-    lasted STABLE_AFTER (the recorded argument is the failure count the delay is computed for)."""
+    lasted STABLE_AFTER: 0.5 s doubling to 30 s, up to 20 % shorter (the recorded argument is the
+    attempt the delay is computed for)."""
     asked: list[int] = []
 
-    def recording_delay(failures: int) -> float:
-        asked.append(failures)
+    def recording_delay(attempt: int, **policy: float) -> float:
+        assert policy == {"base": 0.5, "cap": 30.0, "jitter": 0.2}
+        asked.append(attempt)
         return 0.0
 
-    monkeypatch.setattr(managed, "backoff_delay", recording_delay)
+    monkeypatch.setattr(managed.backoff, "delay", recording_delay)
 
     async def kill_and_wait_restart() -> None:
         pid, restarts = broker.pid, broker.restarts
@@ -282,10 +271,10 @@ async def test_restart_backoff_grows_while_the_broker_keeps_dying_and_resets_aft
 
     for _ in range(3):
         await kill_and_wait_restart()
-    assert asked == [0, 1, 2]
+    assert asked == [1, 2, 3]
     monkeypatch.setattr(managed, "STABLE_AFTER", 0.0)  # the run that just ended counts as healthy
     await kill_and_wait_restart()
-    assert asked == [0, 1, 2, 0]
+    assert asked == [1, 2, 3, 1]
 
 
 async def test_a_revoked_certificate_is_refused_once_the_crl_is_reloaded(

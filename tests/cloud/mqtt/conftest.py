@@ -24,7 +24,7 @@ from agent.contracts import topics
 from agent.contracts.topics import Channel
 from cloud.broker.managed import ManagedBroker
 from cloud.pki.ca import CertificateAuthority
-from cloud.settings import MqttSettings
+from cloud.settings import BridgeSettings, ManagedBrokerSettings, MqttSettings
 from tests.harness.cloud import CloudServer, start_cloud
 from tests.harness.common import free_port
 from tests.harness.mosquitto import MosquittoBroker
@@ -99,9 +99,7 @@ def mqtt_settings(mosquitto: MosquittoBroker, pki: HarnessPKI) -> MqttSettings:
         ca_file=pki.ca_file,
         cert_file=cert.cert_file,
         key_file=cert.key_file,
-        replica="r1",
-        keepalive=5,
-        max_messages_per_second=50.0,
+        bridge=BridgeSettings(replica="r1", keepalive=5, max_messages_per_second=50.0),
     )
 
 
@@ -206,5 +204,7 @@ def managed_data_dir() -> Iterator[Path]:
 @pytest.fixture
 async def managed_broker(managed_data_dir: Path) -> AsyncIterator[ManagedBroker]:
     """A managed Mosquitto of this test alone (its own CA, port and files)."""
-    async with ManagedBroker(data_dir=managed_data_dir, port=free_port()) as running:
+    async with ManagedBroker(
+        data_dir=managed_data_dir, settings=ManagedBrokerSettings(port=free_port())
+    ) as running:
         yield running

@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agent.contracts.topics import Channel
 from cloud.services import node_certs
-from cloud.settings import DEFAULT_NODE_CERT_DAYS
+from cloud.settings import InstallSettings
 from tests.cloud.mqtt.conftest import AgentFactory, make_node
 from tests.harness.cloud import CloudServer
 
@@ -61,9 +61,8 @@ async def test_a_node_gets_a_certificate_for_its_own_fresh_key_and_it_is_recorde
     usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     lifetime = certificate.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
-    assert abs(lifetime - datetime.timedelta(days=DEFAULT_NODE_CERT_DAYS)) < datetime.timedelta(
-        minutes=5
-    )
+    expected = datetime.timedelta(days=InstallSettings.node_cert_days)
+    assert abs(lifetime - expected) < datetime.timedelta(minutes=5)
     records = await node_certs.of_node(namespace, name)
     assert [record.serial for record in records] == [format(certificate.serial_number, "x")]
 

@@ -200,7 +200,8 @@ async def fuzzed(
     agent: AgentFactory,
 ) -> AsyncIterator[Fuzzed]:
     """A cloud without a per-node rate limit in the way, one node, its client connected."""
-    unlimited = dataclasses.replace(mqtt_settings, max_messages_per_second=1_000_000.0)
+    bridge = dataclasses.replace(mqtt_settings.bridge, max_messages_per_second=1_000_000.0)
+    unlimited = dataclasses.replace(mqtt_settings, bridge=bridge)
     async with running_cloud(tmp_path / "cloud", cloud_db_url, unlimited) as cloud:
         nid = await make_node(cloud)
         async with agent(nid) as node:

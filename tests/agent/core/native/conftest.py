@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.core.native import NativeBackend
+from agent.core.native import NativeBackend, NativeSettings
 from tests.agent.core.native.kit import FAST, NODE, Dirs, kill_leftovers
 
 BackendFactory = Callable[..., NativeBackend]
@@ -44,7 +44,7 @@ async def backends(dirs: Dirs) -> AsyncIterator[BackendFactory]:
             "tuning": FAST,
             **overrides,
         }
-        backend = NativeBackend(NODE, **options)
+        backend = NativeBackend(NODE, NativeSettings(**options))
         made.append(backend)
         return backend
 

@@ -13,13 +13,12 @@ import json
 import sys
 from pathlib import Path
 
-from agent.core.native import NativeBackend
+from agent.core.native import NativeBackend, NativeSettings
 from tests.agent.core.native.kit import FAST, NODE, application, deployment
 
 
 async def main(root: Path, apply: bool) -> None:
-    backend = NativeBackend(
-        NODE,
+    settings = NativeSettings(
         run_dir=root / "run",
         log_dir=root / "log",
         state_dir=root / "state",
@@ -27,6 +26,7 @@ async def main(root: Path, apply: bool) -> None:
         grace_period=2.0,
         tuning=FAST,
     )
+    backend = NativeBackend(NODE, settings)
     await backend.start()
     if apply:
         await backend.apply(deployment(application(replica=2)))
