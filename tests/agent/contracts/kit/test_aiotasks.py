@@ -86,18 +86,20 @@ async def test_a_task_that_ignores_cancellation_is_logged_as_stuck_and_left_runn
 
     task = tasks.spawn(stubborn(), "sync")
     polite = tasks.spawn(asyncio.Event().wait(), "engine")
-    await started.wait()
-    with caplog.at_level(logging.ERROR, logger=log.name):
-        stuck = await tasks.stop(grace=0.2)
-    assert stuck == {task}
-    assert cancelled.is_set()
-    assert polite.cancelled()
-    [record] = caplog.records
-    assert record.getMessage() == "root task did not stop in time"
-    assert record.__dict__["task"] == "sync"
-    assert list(tasks) == [task]
-    release.set()
-    await task
+    try:
+        await started.wait()
+        with caplog.at_level(logging.ERROR, logger=log.name):
+            stuck = await tasks.stop(grace=0.2)
+        assert stuck == {task}
+        assert cancelled.is_set()
+        assert polite.cancelled()
+        [record] = caplog.records
+        assert record.getMessage() == "root task did not stop in time"
+        assert record.__dict__["task"] == "sync"
+        assert list(tasks) == [task]
+    finally:
+        release.set()  # a failed check must not leave the loop a task it cannot cancel
+        await task
 
 
 async def test_spared_tasks_keep_running() -> None:
