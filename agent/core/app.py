@@ -31,6 +31,15 @@ NATIVE_STATE: Final = "native"
 REGISTRY_FILE: Final = "services.json"
 
 
+class CoreCrashed(RuntimeError):
+    """A root task ended while nobody asked the agent to stop.
+
+    The process must then exit non-zero: our systemd unit restarts the agent whatever its status
+    (`Restart=always`), but a supervisor that restarts on failure only (a container's
+    `on-failure` policy, a script) and an operator reading the status need to see the crash.
+    """
+
+
 class Core:
     """The agent: store, backend, engine, sync and local API, wired together."""
 
@@ -113,14 +122,23 @@ class Core:
             )
 
     async def run_until(self, stop: asyncio.Event) -> None:
-        """Start, run until `stop` is set or a root task ends (its failure is logged), then stop."""
+        """Start, run until `stop` is set or a root task ends, then stop.
+
+        A root task runs for the agent's whole life, so one that ends first, failed or not, is a
+        crash: after the orderly stop, `CoreCrashed` names it and its cause.
+        """
         await self.start()
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
         try:
-            await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             stopper.cancel()
             await self.stop()
+        ended = sorted((task for task in done if task is not stopper), key=asyncio.Task.get_name)
+        if ended and not stop.is_set():
+            raise CoreCrashed("; ".join(_ending(task) for task in ended))
 
     async def stop(self) -> None:
         """Orderly stop within STOP_TIMEOUT; apps keep running."""
@@ -222,3 +240,14 @@ def _optional_int(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"expected a whole number >= 1, got {value!r}")
     return value
+
+
+def _ending(task: asyncio.Task[Any]) -> str:
+    """How a root task ended, for the crash message: `local-api failed: [Errno 98] ...`."""
+    name = task.get_name()
+    if task.cancelled():
+        return f"{name} was cancelled"
+    error = task.exception()
+    if error is None:
+        return f"{name} ended"
+    return f"{name} failed: {str(error) or type(error).__name__}"

@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # directories must stay reachable (0755, docs/install.md); the agent's own private files
     # (store, keys, bookkeeping) get explicit owner-only modes whatever the umask.
     os.umask(0o022)
-    from agent.core.app import Core  # noqa: PLC0415 - `--help` and `--check` stay light
+    from agent.core.app import Core, CoreCrashed  # noqa: PLC0415 - `--help` and `--check` stay light
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
-    except OSError as exc:
+    except (OSError, CoreCrashed) as exc:
         sys.stderr.write(f"baetyl-core: {exc}\n")
         return 1
     return 0
