@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any, Final
 
+from agent.contracts.desired import DesiredState
 from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.messages import CommandRequest
 from agent.contracts.report import AppStats
@@ -100,7 +101,7 @@ class Core:
         await self.backend.start()
         self.backend.on_change(self.sync.report_soon)
         self.engine.on_change(self.sync.report_soon)
-        self.engine.set_desired(self.sync.desired)
+        self.engine.set_desired(DesiredState.from_section(self.sync.desired))
         self._tasks.spawn(self.engine.run(), "engine")
         self._tasks.spawn(self.sync.run(), "sync")
         address = self.config.api.address
@@ -181,7 +182,7 @@ class Core:
         }
 
     def _desired_changed(self, desired: dict[str, Any]) -> None:
-        self.engine.set_desired(desired)
+        self.engine.set_desired(DesiredState.from_section(desired))
 
     def _connected(self) -> None:
         self.engine.wake(retry_fetches=True)

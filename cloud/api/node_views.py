@@ -6,16 +6,18 @@ Views keep Baetyl's NodeView shape: the shadow's `{name: version}` app maps are 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
 from agent.contracts import names, shadow
+from agent.contracts.desired import APP_SECTIONS, NODEPROPS, DesiredState
 from agent.contracts.resources import Description, Labels
 from agent.contracts.wire import WireModel
 from cloud.api.listing import ListQuery, Page
-from cloud.services.nodes import NODEPROPS, NodeApp, NodeState
+from cloud.services.nodes import NodeApp, NodeState
 
 BATCH_MAX = 20  # Baetyl's limit on names per batch request
 NodeMode = Literal["native", "kube"]
@@ -253,7 +255,7 @@ class ShadowPatch(WireModel):
 
 def app_list(value: object) -> list[AppRef]:
     """A `{name: version}` map as a name-sorted list of `{name, version}`."""
-    if not isinstance(value, dict):
+    if not isinstance(value, Mapping):
         return []
     return [AppRef(name=k, version=str(v)) for k, v in sorted(value.items())]
 
@@ -271,18 +273,18 @@ def rfc3339(epoch: float) -> str:
 
 def desire_view(state: NodeState) -> DesireView:
     """The desired section as Baetyl shows it."""
-    section = state.document["state"][shadow.DESIRED]
+    desired = DesiredState.from_section(state.document["state"][shadow.DESIRED])
     return DesireView(
-        apps=app_list(section.get("apps")),
-        sysapps=app_list(section.get("sysapps")),
-        nodeprops=_string_map(section.get(NODEPROPS)),
+        apps=app_list(desired.apps),
+        sysapps=app_list(desired.sysapps),
+        nodeprops=dict(desired.nodeprops),
     )
 
 
 def report_view(state: NodeState) -> dict[str, Any]:
     """The reported section with app maps and app stats as name-sorted lists, plus `time`."""
     section = dict(state.document["state"][shadow.REPORTED])
-    for key in ("apps", "sysapps"):
+    for key in APP_SECTIONS:
         if key in section:
             section[key] = [ref.to_wire() for ref in app_list(section[key])]
     for key in ("appstats", "sysappstats"):

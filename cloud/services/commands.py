@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.contracts import shadow
+from agent.contracts.desired import DesiredState
 from agent.contracts.messages import CommandName
 from cloud.errors import CloudError, NotFound
-from cloud.services import desired, nodes
+from cloud.services import nodes
 from cloud.services.context import Caller, CloudContext
 from cloud.services.nodes import Document, Ready
 
@@ -103,13 +104,7 @@ async def app_logs(ctx: CloudContext, caller: Caller, name: str, app: str, query
 
 def _deployed(doc: Document) -> set[str]:
     """Apps (system apps included) in a node's desired state."""
-    wanted = doc["state"][shadow.DESIRED]
-    names: set[str] = set()
-    for section in (desired.APPS, desired.SYSAPPS):
-        apps = wanted.get(section)
-        if isinstance(apps, dict):
-            names.update(apps)
-    return names
+    return set(DesiredState.from_section(doc["state"][shadow.DESIRED]).app_versions())
 
 
 async def _call(

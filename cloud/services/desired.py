@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from agent.contracts import names, selectors, shadow
+from agent.contracts.desired import APPS, SYSAPPS
 from agent.contracts.resources import Application, ResourceKind
 from agent.contracts.wire import validate
 from cloud.services.versions import content_version
@@ -21,9 +22,6 @@ from cloud.store import apps as app_store
 from cloud.store import desired as shadow_store
 from cloud.store import namespaces as namespace_store
 from cloud.store.apps import AppTarget
-
-APPS = "apps"
-SYSAPPS = "sysapps"
 
 
 @lru_cache(maxsize=4096)

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from agent.contracts import report as report_shapes
 from agent.contracts import shadow, wire
+from agent.contracts.desired import DesiredState
 from agent.contracts.messages import (
     ApplicationValue,
     ConfigurationValue,
@@ -28,7 +29,6 @@ from agent.contracts.resources import (
 )
 from cloud.errors import CloudError, Conflict, Forbidden, NotFound
 from cloud.services.context import CloudContext
-from cloud.services.desired import APPS, SYSAPPS
 from cloud.store import apps as app_store
 from cloud.store import configs as config_store
 from cloud.store import secrets as secret_store
@@ -164,12 +164,7 @@ async def resources(
     """The requested specs, all of which the node's desired state must reference (else 403)."""
     refs = list(wanted)
     doc = await _document(namespace, name)
-    desired = doc["state"][shadow.DESIRED]
-    apps: dict[str, str] = {}
-    for section in (APPS, SYSAPPS):
-        value = desired.get(section)
-        if isinstance(value, dict):
-            apps.update({str(k): str(v) for k, v in value.items()})
+    apps = DesiredState.from_section(doc["state"][shadow.DESIRED]).app_versions()
     mounted = await _mounted(namespace, apps) if _needs_mounts(refs) else set()
     for ref in refs:
         key = (ref.kind, ref.name, ref.version)

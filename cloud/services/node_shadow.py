@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar
 
 from agent.contracts import shadow
+from agent.contracts.desired import NODEPROPS
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.services import nodes
 from cloud.services.context import Caller, CloudContext
-from cloud.services.nodes import NODEPROPS, NodeState
+from cloud.services.nodes import NodeState
 from cloud.store import shadows
 from cloud.store.db import transaction
 

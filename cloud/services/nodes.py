@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from agent.contracts import names, selectors, shadow
+from agent.contracts.desired import DesiredState
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.services import desired, quotas
 from cloud.services.context import Caller, CloudContext
@@ -33,7 +34,6 @@ KIND: Final = "node"
 NODE_NAME_LABEL: Final = "baetyl-node-name"
 NODE_MODES: Final = ("native", "kube")
 SYNC_MODES: Final = ("cloud", "local")
-NODEPROPS: Final = "nodeprops"
 ANNOTATIONS: Final = "annotations"
 OFFLINE_AFTER_REPORTS: Final = 3  # missed report intervals before a node counts as offline
 
@@ -311,13 +311,8 @@ async def apps_of(caller: Caller, name: str) -> list[NodeApp]:
     namespace = caller.namespace
     await require(namespace, name)
     doc = await shadows.load_document(namespace, name)
-    wanted: set[str] = set()
-    if doc is not None:
-        for section in (desired.APPS, desired.SYSAPPS):
-            apps = doc["state"][shadow.DESIRED].get(section)
-            if isinstance(apps, dict):
-                wanted.update(apps)
-    return await store.apps(namespace, wanted)
+    section = None if doc is None else doc["state"][shadow.DESIRED]
+    return await store.apps(namespace, set(DesiredState.from_section(section).app_versions()))
 
 
 async def require(namespace: str, name: str, *, for_update: bool = False) -> NodeRecord:

@@ -20,8 +20,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
+from agent.contracts import desired as desired_state
+from agent.contracts.desired import DesiredState
 from agent.contracts.kit import backoff
 from agent.contracts.report import AppStats, AppStatus
 from agent.contracts.resources import Application, Configuration, ResourceKind, Secret
@@ -77,7 +79,7 @@ class Engine:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._clock = clock
-        self._desired: dict[str, Any] = {}
+        self._desired = desired_state.EMPTY
         self._wake = asyncio.Event()
         self._failures: dict[str, Failure] = {}
         self._listeners: list[Callable[[], None]] = []
@@ -89,8 +91,8 @@ class Engine:
         """The apps the current desired state asks for."""
         return planner.wanted(self._desired)
 
-    def set_desired(self, desired: dict[str, Any]) -> None:
-        """A new desired section: reconcile at once (or at the next tick without `wake_on_change`).
+    def set_desired(self, desired: DesiredState) -> None:
+        """A new desired state: reconcile at once (or at the next tick without `wake_on_change`).
 
         Failures of changed apps are forgotten.
         """

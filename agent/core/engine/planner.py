@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
-from typing import Any, Final
 
+from agent.contracts.desired import DesiredState
 from agent.contracts.resources import Application, ResourceKind
 
 ResourceKey = tuple[ResourceKind, str, str]
-APPS: Final = "apps"
-SYSAPPS: Final = "sysapps"
 
 
 @dataclass(frozen=True, order=True)
@@ -52,20 +50,11 @@ class Plan:
         return not (self.remove or self.fetch or self.deploy)
 
 
-def wanted(desired: Mapping[str, Any]) -> dict[str, Want]:
-    """The apps of a desired section (`apps` and `sysapps`: {name: version}) by name.
-
-    Entries that are not `name: "version"` strings are ignored: the cloud never writes them, and
-    a bad entry must not stop the others.
-    """
+def wanted(desired: DesiredState) -> dict[str, Want]:
+    """The apps of a desired state (`apps` and `sysapps`) by name; a system app wins a tie."""
     found: dict[str, Want] = {}
-    for section, system in ((APPS, False), (SYSAPPS, True)):
-        apps = desired.get(section)
-        if not isinstance(apps, dict):
-            continue
-        for name, version in apps.items():
-            if isinstance(name, str) and isinstance(version, str) and version:
-                found[name] = Want(name, version, system)
+    for apps, system in ((desired.apps, False), (desired.sysapps, True)):
+        found.update((name, Want(name, version, system)) for name, version in apps.items())
     return found
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from agent.contracts.desired import DesiredState
 from agent.contracts.report import AppStatus
 from agent.contracts.resources import Application, Configuration, ResourceKind, Secret
 from agent.core.backend import FetchError
@@ -86,7 +87,7 @@ async def test_a_desired_app_is_fetched_with_its_config_and_deployed(
         ResourceKind.CONFIGURATION,
     )
     engine, backend = await _engine(backends, store, catalogue)
-    engine.set_desired({"apps": {"web": "v1"}})
+    engine.set_desired(DesiredState(apps={"web": "v1"}))
     plan = await engine.reconcile()
     assert plan.settled
     assert backend.observe()["web"].version == "v1"
@@ -101,7 +102,7 @@ async def test_offline_fetches_fail_with_backoff_and_resume_when_the_link_return
     catalogue.add(app("web", "v1"), ResourceKind.APPLICATION)
     catalogue.offline = True
     engine, backend = await _engine(backends, store, catalogue)
-    engine.set_desired({"apps": {"web": "v1"}})
+    engine.set_desired(DesiredState(apps={"web": "v1"}))
     await engine.reconcile()
     failure = engine.failures()["web"]
     assert failure.status is AppStatus.FAILED
@@ -125,7 +126,7 @@ async def test_a_stored_desired_state_runs_without_any_cloud(
     await store.save_resource(spec)
     catalogue.offline = True
     engine, backend = await _engine(backends, store, catalogue)
-    engine.set_desired({"apps": {"web": "v1"}})
+    engine.set_desired(DesiredState(apps={"web": "v1"}))
     assert (await engine.reconcile()).settled
     assert catalogue.fetches == []
     assert backend.observe()["web"].version == "v1"
@@ -138,10 +139,10 @@ async def test_removed_apps_go_and_their_resources_are_pruned(
     catalogue.add(app("web", "v1"), ResourceKind.APPLICATION)
     catalogue.add(app("db", "v1"), ResourceKind.APPLICATION)
     engine, backend = await _engine(backends, store, catalogue)
-    engine.set_desired({"apps": {"web": "v1"}, "sysapps": {"db": "v1"}})
+    engine.set_desired(DesiredState(apps={"web": "v1"}, sysapps={"db": "v1"}))
     await engine.reconcile()
     assert set(backend.observe()) == {"web", "db"}
-    engine.set_desired({"apps": {"web": "v1"}})
+    engine.set_desired(DesiredState(apps={"web": "v1"}))
     await engine.reconcile()
     assert set(backend.observe()) == {"web"}
     assert await store.list_resources() == {(ResourceKind.APPLICATION, "web", "v1")}
@@ -153,7 +154,7 @@ async def test_a_spec_for_another_version_is_refused(
     catalogue = Catalogue()
     catalogue.items[(ResourceKind.APPLICATION, "web", "v2")] = app("web", "v1")
     engine, backend = await _engine(backends, store, catalogue)
-    engine.set_desired({"apps": {"web": "v2"}})
+    engine.set_desired(DesiredState(apps={"web": "v2"}))
     await engine.reconcile()
     assert "web" not in backend.observe()
     assert "other resources: application web version v1" in engine.failures()["web"].cause
@@ -168,7 +169,7 @@ async def test_run_wakes_on_a_new_desired_state(
     engine, backend = await _engine(backends, store, catalogue)
     loop = asyncio.create_task(engine.run(), name="engine-under-test")
     try:
-        engine.set_desired({"apps": {"web": "v1"}})
+        engine.set_desired(DesiredState(apps={"web": "v1"}))
         async with asyncio.timeout(10):
             await engine.settled.wait()
             while "web" not in backend.observe():
@@ -210,7 +211,7 @@ async def test_without_wake_on_change_a_new_desired_state_waits_for_the_next_tic
         async with asyncio.timeout(20):
             await engine.settled.wait()  # the first tick has run
         ticks = engine.reconciles
-        engine.set_desired({"apps": {"web": "v1"}})
+        engine.set_desired(DesiredState(apps={"web": "v1"}))
         assert not engine.settled.is_set()
         async with asyncio.timeout(20):
             await engine.settled.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.contracts.desired import DesiredState
 from agent.contracts.resources import Application, ResourceKind
 from agent.core.engine.planner import Plan, Want, needed, plan, wanted
 
@@ -32,17 +33,13 @@ def spec(name: str, version: str, *, config: str = "", secret: str = "") -> Appl
     )
 
 
-def test_wanted_reads_apps_and_sysapps_and_skips_bad_entries() -> None:
-    desired = {
-        "apps": {"web": "v1", "bad": 3, "empty": ""},
-        "sysapps": {"agent": "s1"},
-        "nodeprops": {"a": "b"},
-    }
+def test_wanted_reads_apps_and_sysapps() -> None:
+    desired = DesiredState(apps={"web": "v1"}, sysapps={"agent": "s1"}, nodeprops={"a": "b"})
     assert wanted(desired) == {
         "web": Want("web", "v1"),
         "agent": Want("agent", "s1", system=True),
     }
-    assert wanted({"apps": "nonsense"}) == {}
+    assert wanted(DesiredState()) == {}
 
 
 def test_an_app_no_longer_desired_is_removed() -> None:
