@@ -145,22 +145,9 @@ def apply_update(
         _check_json(patch, limits, path=section, depth=1)
 
     state = doc["state"]
-    old_section: JSONObject = state[section]
-    old_meta: JSONObject = doc["metadata"][section]
-    if patch is None:
-        new_section: JSONObject = {}
-        new_meta: JSONObject = {}
-    else:
-        new_section = merge(old_section, patch)
-        new_meta = _merge_metadata(new_section, old_section, old_meta, patch, now)
-    size = len(_compact(new_section))
-    if size > limits.max_section_bytes:
-        raise ShadowError(
-            413,
-            f"the {section} section would be {size} bytes, over the limit of "
-            f"{limits.max_section_bytes} bytes",
-        )
-
+    new_section, new_meta = updated_section(
+        section, state[section], doc["metadata"][section], patch, now=now, limits=limits
+    )
     new_state = {**state, section: new_section}
     new_state[DELTA] = delta(new_state[DESIRED], new_state[REPORTED])
     new_metadata = {**doc["metadata"], section: new_meta}
@@ -170,6 +157,33 @@ def apply_update(
         "version": current_version + 1,
         "timestamp": now,
     }
+
+
+def updated_section(
+    name: str,
+    section: JSONObject,
+    meta: JSONObject,
+    patch: JSONObject | None,
+    *,
+    now: float,
+    limits: ShadowLimits = DEFAULT_LIMITS,
+) -> tuple[JSONObject, JSONObject]:
+    """One section and its metadata after a checked `patch` (None empties it), or 413.
+
+    `apply_update` is this plus the checks and the version; the cloud's fleet-wide desired writes
+    call it directly on the desired half of a shadow, which is all they read.
+    """
+    if patch is None:
+        return {}, {}
+    new_section = merge(section, patch)
+    size = len(_compact(new_section))
+    if size > limits.max_section_bytes:
+        raise ShadowError(
+            413,
+            f"the {name} section would be {size} bytes, over the limit of "
+            f"{limits.max_section_bytes} bytes",
+        )
+    return new_section, _merge_metadata(new_section, section, meta, patch, now)
 
 
 def _merge_metadata(

@@ -113,6 +113,8 @@ class Fleet:
         self.dropped = 0
         self.expected: Expectation | None = None
         self.arrivals: dict[str, float] = {}
+        self.unconfirmed: set[str] = set()
+        """Nodes rung whose document read has not shown the change yet."""
 
     # connecting
 
@@ -331,14 +333,16 @@ class Fleet:
         state = orjson.loads(payload).get("state")
         apps = state.get("apps") if isinstance(state, dict) else None
         expected = self.expected
-        if (
-            expected is not None
-            and node.nid not in self.arrivals
-            and expected.seen_in(apps if isinstance(apps, dict) else {})
-        ):
-            self.arrivals[node.nid] = now
+        if expected is not None and node.nid not in self.arrivals:
+            if not state:
+                # The push after a desired change carries only the new version (decision
+                # #111): it counts now, and the document read next must show the change.
+                self.arrivals[node.nid] = now
+                self.unconfirmed.add(node.nid)
+            elif expected.seen_in(apps if isinstance(apps, dict) else {}):
+                self.arrivals[node.nid] = now
         if not state:
-            # Desired moved on without a delta (a removal): read the document, as agents do.
+            # Desired moved on: read the document, as agents do.
             self._get(node)
         elif isinstance(apps, dict):
             # The agent applies what it was told and says so in its next report.
@@ -355,6 +359,10 @@ class Fleet:
         desired = _apps(state.get("desired"))
         # What runs: the node's own apps and whatever the cloud wants there now; what the cloud
         # still believes runs besides is reported as removed (null) next time.
+        if node.nid in self.unconfirmed:
+            self.unconfirmed.discard(node.nid)
+            if self.expected is not None and not self.expected.seen_in(desired):
+                del self.arrivals[node.nid]  # rung, but without the change: not delivered
         node.apps = {**payloads.LOCAL_APPS, **desired}
         node.removed |= set(_apps(state.get("reported"))) - set(node.apps)
         node.apps_changed = True
@@ -367,13 +375,15 @@ class Fleet:
         """Record, per node, when the first delta showing this app change arrives."""
         self.expected = Expectation(app, old, gone)
         self.arrivals = {}
+        self.unconfirmed = set()
         return {}
 
     def collected(self, times: bool) -> Reply:
         """How many nodes got the expected delta (and when, if `times`)."""
-        reply: Reply = {"count": len(self.arrivals)}
+        confirmed = {n: t for n, t in self.arrivals.items() if n not in self.unconfirmed}
+        reply: Reply = {"count": len(confirmed)}
         if times:
-            reply["times"] = list(self.arrivals.values())
+            reply["times"] = list(confirmed.values())
         return reply
 
     def status(self) -> Reply:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
-from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any, Final
 
 from agent.contracts import topics
@@ -19,19 +20,20 @@ from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.messages import CommandName
 from agent.contracts.topics import Channel
 from cloud.mqtt.commands import Commands
-from cloud.mqtt.handlers import Handlers, delta_message
-from cloud.mqtt.link import Incoming, Link, LinkDown
+from cloud.mqtt.handlers import Handlers, doorbell
+from cloud.mqtt.link import MAX_INFLIGHT, Incoming, Link, LinkDown
 from cloud.mqtt.ratelimit import RateLimiter
 from cloud.mqtt.share import share_group
-from cloud.services import edge
 from cloud.services.commands import CommandOutcome, NoBroker
 from cloud.services.context import CloudContext
 from cloud.settings import MqttSettings
+from cloud.store.desired import DesiredChanges, Written
 
 log = logging.getLogger(__name__)
 WORKERS: Final = 8
 QUEUE_SIZE: Final = 1000
 STOP_TIMEOUT: Final = 5.0
+PUSHES_IN_FLIGHT: Final = MAX_INFLIGHT  # delta publishes awaiting their PUBACK at once
 
 
 class Bridge:
@@ -39,7 +41,7 @@ class Bridge:
 
     def __init__(self, settings: MqttSettings) -> None:
         self.settings = settings
-        self._pending: set[str] = set()
+        self._pending: DesiredChanges = {}
         self._tasks = Tasks("MQTT bridge", logger=log)
         self._queues: list[asyncio.Queue[Incoming]] = []
         self._changed: asyncio.Event | None = None
@@ -91,9 +93,9 @@ class Bridge:
         except LinkDown as exc:
             raise NoBroker(f"could not send the command to node {nid}: {exc}") from None
 
-    def desired_changed(self, nids: list[str]) -> None:
-        """Listener of CloudContext: queue delta pushes for these nodes (never blocks)."""
-        self._pending.update(nids)
+    def desired_changed(self, changes: DesiredChanges) -> None:
+        """Listener of CloudContext: queue a delta push for these nodes (never blocks)."""
+        _keep_newest(self._pending, changes)
         if self._changed is not None:
             self._changed.set()
 
@@ -119,34 +121,55 @@ class Bridge:
             await self._changed.wait()
             self._changed.clear()
             await link.wait_connected()
-            nids, self._pending = self._pending, set()
+            changes, self._pending = self._pending, {}
             try:
-                failed = await self._push(nids)
+                failed = await self._push(changes)
             except Exception:
-                log.exception("delta push failed", extra={"nodes": len(nids)})
-                failed = nids
+                log.exception("delta push failed", extra={"nodes": len(changes)})
+                failed = changes
             if failed:
-                self._pending |= failed
+                _keep_newest(self._pending, failed)
                 self._changed.set()
                 # Pause before retrying so a broken broker does not turn this into a busy loop.
                 await asyncio.sleep(1.0)
 
-    async def _push(self, nids: set[str]) -> set[str]:
-        """Publish the delta of each node that has one; return the nodes whose publish failed."""
-        by_namespace: dict[str, list[str]] = defaultdict(list)
-        for nid in nids:
-            namespace, _, name = nid.partition(".")
-            by_namespace[namespace].append(name)
-        failed: set[str] = set()
-        for namespace, names in by_namespace.items():
-            pushes = await edge.deltas(namespace, names)
-            for name, push in pushes.items():
-                nid = f"{namespace}.{name}"
+    async def _push(self, changes: DesiredChanges) -> DesiredChanges:
+        """Ring each node with its new version, PUBACKs awaited together; return the failures.
+
+        The version is all a node needs (it then reads its document, decision #111), and the
+        desired write that produced it returned it: nothing is read from the database here.
+        """
+        gate = asyncio.Semaphore(PUSHES_IN_FLIGHT)
+        failed: DesiredChanges = {}
+
+        async def push(nid: str, change: Written) -> None:
+            async with gate:
                 try:
                     await self.link.publish(
-                        topics.build(nid, Channel.SHADOW_UPDATE_DELTA), delta_message(push)
+                        topics.build(nid, Channel.SHADOW_UPDATE_DELTA), doorbell(change)
                     )
                 except LinkDown as exc:
                     log.warning("delta push failed", extra={"nid": nid, "error": str(exc)})
-                    failed.add(nid)
+                    failed[nid] = change
+
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            for nid, change in changes.items():
+                group.create_task(push(nid, change), name=f"delta-push-{nid}")
+        log.debug(
+            "pushed deltas",
+            extra={
+                "nodes": len(changes),
+                "failed": len(failed),
+                "ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
         return failed
+
+
+def _keep_newest(pending: DesiredChanges, changes: Mapping[str, Written]) -> None:
+    """Merge `changes` into `pending`; a node keeps its newest version (pushes may overtake)."""
+    for nid, change in changes.items():
+        queued = pending.get(nid)
+        if queued is None or change.version > queued.version:
+            pending[nid] = change

@@ -40,6 +40,7 @@ from cloud.mqtt.link import Incoming, LinkDown
 from cloud.mqtt.ratelimit import RateLimiter
 from cloud.services import cert_renewal, edge
 from cloud.services.context import CloudContext
+from cloud.store.desired import Written
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes], Awaitable[None]]
@@ -238,6 +239,17 @@ def delta_message(push: edge.DeltaPush) -> bytes:
     """The `shadow/update/delta` payload of a non-empty delta."""
     return ShadowDelta(
         state=push.state, metadata=push.metadata, version=push.version, timestamp=push.timestamp
+    ).to_bytes()
+
+
+def doorbell(change: Written) -> bytes:
+    """The `shadow/update/delta` payload after a desired change: the new version, no content.
+
+    A delta cannot show a removal, and the agent reads its whole document on any delta newer
+    than what it has (decisions #41, #46), so the push carries only what it needs: the version.
+    """
+    return ShadowDelta(
+        state={}, metadata={}, version=change.version, timestamp=change.timestamp
     ).to_bytes()
 
 

@@ -29,6 +29,7 @@ BACKOFF_CAP: Final = 60.0
 BACKOFF_JITTER: Final = 0.5
 QOS: Final = 1
 PUBLISH_TIMEOUT: Final = 10.0
+MAX_INFLIGHT: Final = 256  # QoS 1 publishes awaiting their PUBACK (the bridge pushes as many)
 NO_DELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
@@ -133,6 +134,9 @@ class Link:
             # paho leaves Nagle on: an answer written right after the PUBACK of the request then
             # waits for the broker's delayed ACK, 40 ms on Linux (bench/fleet.py measured it).
             socket_options=[NO_DELAY],
+            # paho sends at most 20 QoS 1 messages before their PUBACKs by default; a delta push
+            # to 1,000 nodes then waits on round trips (decision #111).
+            max_inflight_messages=MAX_INFLIGHT,
         )
         async with client:
             options = SubscribeOptions(qos=QOS, retainAsPublished=True)

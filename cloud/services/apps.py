@@ -26,6 +26,7 @@ from cloud.services.tokens import require_admin
 from cloud.store import apps as store
 from cloud.store import namespaces as namespace_store
 from cloud.store.db import transaction
+from cloud.store.desired import DesiredChanges
 from cloud.store.models import Application as AppRow
 
 KIND = "application"
@@ -69,7 +70,7 @@ async def update(
     namespace = caller.namespace
     if view.name != name:
         raise Invalid(f"the body names application {view.name!r}, the path {name!r}")
-    changed: list[str] = []
+    changed: DesiredChanges = {}
     async with transaction():
         await namespace_store.lock(namespace)
         row = await store.get(namespace, name)

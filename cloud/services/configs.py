@@ -32,6 +32,7 @@ from cloud.services.versions import content_version
 from cloud.store import configs as store
 from cloud.store import namespaces as namespace_store
 from cloud.store.db import transaction
+from cloud.store.desired import DesiredChanges
 
 KIND = "config"  # the resource name in Baetyl's "The (config) resource (x) is not found."
 
@@ -96,7 +97,7 @@ async def replace(
     if draft.name != name:
         raise Invalid(f"name: the body names configuration {draft.name!r}, the path {name!r}")
     wanted = _checked(draft, namespace)
-    changed_nodes: list[str] = []
+    changed_nodes: DesiredChanges = {}
     async with transaction():
         await namespace_store.lock(namespace)
         current = await store.get(namespace, name)

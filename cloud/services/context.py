@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -16,13 +16,14 @@ from cloud.secretbox import SecretBox
 from cloud.settings import CloudSettings
 from cloud.store import denied as denied_store
 from cloud.store import node_certs as cert_store
+from cloud.store.desired import DesiredChanges, Written
 
 if TYPE_CHECKING:
     from cloud.services.commands import CommandSender
 
 log = logging.getLogger(__name__)
 Role = Literal["admin", "read"]
-DesiredListener = Callable[[list[str]], Awaitable[None] | None]
+DesiredListener = Callable[[DesiredChanges], Awaitable[None] | None]
 AccessListener = Callable[[list[str], list[int]], Awaitable[None]]
 """Called with the deny list (nids of deleted nodes) and the serials of revoked certificates."""
 
@@ -40,12 +41,12 @@ class Caller:
 class CloudContext:
     """Cloud-wide collaborators handed to services.
 
-    `desired_listeners` are called after a commit that changed node desires, with the nids of
-    the affected nodes; the MQTT bridge subscribes here to push deltas. `access_listeners` get
-    the whole deny list (nids of deleted nodes) after it changed, and once at start-up; the
-    managed broker subscribes here to rewrite its ACL. `commands` reaches nodes over MQTT (the
-    bridge sets it when it starts; None in REST-only mode). `ca` is the cloud CA of
-    `DATA_DIR/pki`, which signs node certificates (cloud.services.node_certs).
+    `desired_listeners` are called after a commit that changed node desires, with the new
+    shadow version of each affected node by nid; the MQTT bridge subscribes here to push deltas.
+    `access_listeners` get the whole deny list (nids of deleted nodes) after it changed, and once
+    at start-up; the managed broker subscribes here to rewrite its ACL. `commands` reaches nodes
+    over MQTT (the bridge sets it when it starts; None in REST-only mode). `ca` is the cloud CA
+    of `DATA_DIR/pki`, which signs node certificates (cloud.services.node_certs).
     """
 
     settings: CloudSettings
@@ -75,11 +76,11 @@ class CloudContext:
                 # The node is deleted either way; the broker catches up at its next reload.
                 log.exception("access listener failed", extra={"denied": len(denied)})
 
-    async def desired_changed(self, nids: Iterable[str]) -> None:
-        """Tell every listener which nodes got a new desired state (after the commit)."""
-        changed = sorted(set(nids))
-        if not changed:
+    async def desired_changed(self, changes: Mapping[str, Written]) -> None:
+        """Tell every listener the new shadow versions of changed desires (after the commit)."""
+        if not changes:
             return
+        changed = dict(changes)
         for listener in self.desired_listeners:
             try:
                 result = listener(changed)

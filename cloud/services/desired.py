@@ -2,8 +2,9 @@
 
 An app goes to every node of its namespace whose labels match its selector: into
 `desired.sysapps` when it is a system app, else `desired.apps`, as `{name: version}`. Every
-function here runs inside the caller's transaction and returns the nids whose desired state
-changed; the caller tells `CloudContext.desired_changed` after the commit.
+function here runs inside the caller's transaction and returns, by nid, the new shadow version of
+each node whose desired state changed; the caller tells `CloudContext.desired_changed` after the
+commit, and the MQTT bridge rings each node with that version (decision #111).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from agent.contracts import names, selectors, shadow
-from agent.contracts.desired import APPS, SYSAPPS
+from agent.contracts import names, selectors
+from agent.contracts.desired import APPS, SYSAPPS, DesiredState
 from agent.contracts.resources import Application, ResourceKind
 from agent.contracts.wire import validate
 from cloud.services.versions import content_version
@@ -22,6 +23,7 @@ from cloud.store import apps as app_store
 from cloud.store import desired as shadow_store
 from cloud.store import namespaces as namespace_store
 from cloud.store.apps import AppTarget
+from cloud.store.desired import DesiredChanges
 
 
 @lru_cache(maxsize=4096)
@@ -54,7 +56,7 @@ def desired_patch(
     return patch
 
 
-async def recompute_for_nodes(namespace: str, nodes: Iterable[str]) -> list[str]:
+async def recompute_for_nodes(namespace: str, nodes: Iterable[str]) -> DesiredChanges:
     """Recompute the desired apps of `nodes` (after a node was created or relabelled)."""
     await namespace_store.lock(namespace)
     wanted_nodes = sorted(set(nodes))
@@ -68,15 +70,13 @@ async def recompute_for_nodes(namespace: str, nodes: Iterable[str]) -> list[str]
             t.name: (t if matches(t, node_labels) else None) for t in targets
         }
         # Apps the node has but that no longer exist are removed too.
-        desired = rows.document(node)["state"]["desired"]
-        for section in (APPS, SYSAPPS):
-            for app in desired.get(section, {}) or {}:
-                placement.setdefault(app, None)
+        for app in DesiredState.from_section(rows.desired(node)).app_versions():
+            placement.setdefault(app, None)
         placements[node] = placement
     return await _write(namespace, rows, placements)
 
 
-async def recompute_for_apps(namespace: str, apps: Iterable[str]) -> list[str]:
+async def recompute_for_apps(namespace: str, apps: Iterable[str]) -> DesiredChanges:
     """Place `apps` (created, updated or deleted) on exactly the nodes they now match."""
     await namespace_store.lock(namespace)
     app_names = sorted(set(apps))
@@ -104,7 +104,7 @@ async def recompute_for_apps(namespace: str, apps: Iterable[str]) -> list[str]:
 
 async def propagate_resource(
     namespace: str, kind: ResourceKind, name: str, version: str
-) -> list[str]:
+) -> DesiredChanges:
     """Give every app that mounts config/secret `name` its new `version`, then re-place them.
 
     Rewriting the volume reference changes the app's content, hence its version, which then
@@ -136,7 +136,7 @@ async def propagate_resource(
         )
         changed_apps.append(row.name)
     if not changed_apps:
-        return []
+        return {}
     return await recompute_for_apps(namespace, changed_apps)
 
 
@@ -152,26 +152,21 @@ async def _write(
     namespace: str,
     rows: shadow_store.ShadowRows,
     placements: Mapping[str, Mapping[str, AppTarget | None]],
-) -> list[str]:
+) -> DesiredChanges:
     now = time.time()
-    changed: list[str] = []
     added: list[tuple[str, str]] = []
     removed: list[tuple[str, str]] = []
     for node, placement in placements.items():
-        doc = rows.document(node)
-        desired = doc["state"]["desired"]
+        desired = rows.desired(node)
+        placed = DesiredState.from_section(desired).app_versions()
         for app, target in placement.items():
-            before = any(app in (desired.get(s) or {}) for s in (APPS, SYSAPPS))
-            if target is not None and not before:
+            if target is not None and app not in placed:
                 added.append((app, node))
-            elif target is None and before:
+            elif target is None and app in placed:
                 removed.append((app, node))
         patch = desired_patch(desired, placement)
-        if not patch:
-            continue
-        new_doc = shadow.apply_update(doc, "desired", patch, version=None, now=now)
-        rows.replace_desired(node, new_doc)
-        changed.append(names.make_nid(namespace, node))
-    await rows.save()
+        if patch:
+            rows.update_desired(node, patch, now=now)
+    written = await rows.save()
     await app_store.set_node_index(namespace, added=added, removed=removed)
-    return changed
+    return {names.make_nid(namespace, node): change for node, change in written.items()}

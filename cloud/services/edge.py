@@ -133,20 +133,8 @@ async def document(namespace: str, name: str) -> Document:
 
 def delta_push(doc: Document) -> DeltaPush | None:
     """The delta message of a document, or None when desired and reported agree."""
-    return _delta_of(doc) if doc["state"][shadow.DELTA] else None
-
-
-async def deltas(namespace: str, names: Iterable[str]) -> dict[str, DeltaPush]:
-    """The deltas of these nodes after a desired change, by node name, empty ones included.
-
-    An empty delta still tells the node that its desired state moved on — the change may be a
-    removal, which a delta cannot show — so the node reads its document again (decision #41).
-    """
-    loaded = await shadows.load_documents(namespace, names)
-    return {name: _delta_of(doc) for name, doc in loaded.items()}
-
-
-def _delta_of(doc: Document) -> DeltaPush:
+    if not doc["state"][shadow.DELTA]:
+        return None
     state = doc["state"][shadow.DELTA]
     metadata = _mirror(doc["metadata"][shadow.DESIRED], state)
     return DeltaPush(state, metadata, int(doc["version"]), float(doc["timestamp"]))

@@ -20,6 +20,7 @@ from cloud.services.context import Caller, CloudContext
 from cloud.services.nodes import NodeState
 from cloud.store import shadows
 from cloud.store.db import transaction
+from cloud.store.desired import DesiredChanges, Written
 
 WRITE_ATTEMPTS: Final = 3
 Document = dict[str, Any]
@@ -32,7 +33,7 @@ async def set_properties(
     """Make the desired `nodeprops` exactly `props`; only changed keys get a new timestamp."""
     namespace = caller.namespace
 
-    async def attempt() -> bool:
+    async def attempt() -> Document | None:
         async with transaction():
             await nodes.require(namespace, name)
             doc = await _document(namespace, name)
@@ -41,12 +42,12 @@ async def set_properties(
             patch: dict[str, str | None] = {k: v for k, v in props.items() if current.get(k) != v}
             patch.update({key: None for key in current if key not in props})
             if not patch:
-                return False
-            await _write(ctx, namespace, name, doc, {NODEPROPS: patch}, version=None)
-            return True
+                return None
+            return await _write(ctx, namespace, name, doc, {NODEPROPS: patch}, version=None)
 
-    if await _retry_on_conflict(attempt):
-        await ctx.desired_changed([nodes.nid(namespace, name)])
+    written = await _retry_on_conflict(attempt)
+    if written is not None:
+        await ctx.desired_changed(_changed(namespace, name, written))
     return await nodes.get(ctx, caller, name)
 
 
@@ -66,8 +67,12 @@ async def patch_shadow(
         doc = await _document(namespace, name)
         new_doc = await _write(ctx, namespace, name, doc, dict(patch), version=if_match)
     if new_doc["state"][shadow.DESIRED] != doc["state"][shadow.DESIRED]:
-        await ctx.desired_changed([nodes.nid(namespace, name)])
+        await ctx.desired_changed(_changed(namespace, name, new_doc))
     return await nodes.get(ctx, caller, name)
+
+
+def _changed(namespace: str, name: str, doc: Document) -> DesiredChanges:
+    return {nodes.nid(namespace, name): Written(int(doc["version"]), float(doc["timestamp"]))}
 
 
 async def _write(

@@ -27,6 +27,7 @@ from cloud.store import node_certs as cert_store
 from cloud.store import nodes as store
 from cloud.store import shadows
 from cloud.store.db import transaction
+from cloud.store.desired import DesiredChanges
 from cloud.store.nodes import AppSummary, NodeRecord
 from cloud.store.shadows import Liveness
 
@@ -181,7 +182,7 @@ async def create(ctx: CloudContext, caller: Caller, spec: NodeSpec) -> NodeState
 async def update(ctx: CloudContext, caller: Caller, name: str, changes: NodeChanges) -> NodeState:
     """Change labels, description or annotations; new labels re-match the namespace's apps."""
     namespace = caller.namespace
-    changed: list[str] = []
+    changed: DesiredChanges = {}
     async with transaction():
         await namespace_store.lock(namespace)
         record = await require(namespace, name, for_update=True)

@@ -36,6 +36,7 @@ from cloud.services.versions import content_version
 from cloud.store import namespaces as namespace_store
 from cloud.store import secrets as store
 from cloud.store.db import transaction
+from cloud.store.desired import DesiredChanges
 from cloud.store.secrets import StoredSecret
 
 GENERIC = "config"  # the secret-type of plain secrets, as in Baetyl
@@ -158,7 +159,7 @@ async def replace_typed(
     """
     require_admin(caller)
     namespace = caller.namespace
-    changed_nodes: list[str] = []
+    changed_nodes: DesiredChanges = {}
     async with transaction():
         await namespace_store.lock(namespace)
         current = await _find(namespace, secret_type, name)

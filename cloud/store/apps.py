@@ -6,8 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tortoise import connections
-
+from cloud.store import rawsql
 from cloud.store.models import (
     Application,
     AppNode,
@@ -164,8 +163,8 @@ async def set_node_index(
     An app that matches (or leaves) 10,000 nodes changes 10,000 rows; building that SQL with
     the ORM costs more than the database work.
     """
-    connection = connections.get("default")  # the transaction's, inside `transaction()`
-    postgres = connection.capabilities.dialect == "postgres"
+    connection = rawsql.connection()
+    postgres = rawsql.is_postgres(connection)
     gone = [[namespace, app, node] for app, node in removed]
     if gone:
         await connection.execute_many(_DELETE_INDEX_PG if postgres else _DELETE_INDEX_SQLITE, gone)

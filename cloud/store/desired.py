@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+
+from agent.contracts import shadow
+from cloud.store import rawsql
 
 BATCH = 500  # SQLite: bound parameters per statement stay well under its limit
 PG_BATCH = 2000
@@ -47,6 +48,18 @@ _UPDATE_PG = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A node's shadow after a desired write: what the cloud tells the node (its new version)."""
+
+    version: int
+    timestamp: float
+
+
+DesiredChanges = dict[str, Written]
+"""New shadow versions after desired writes, by nid."""
+
+
 @dataclass
 class _Row:
     id: int
@@ -57,75 +70,80 @@ class _Row:
 
 
 class ShadowRows:
-    """The desired half of some nodes' shadows, editable as shadow documents, saved together."""
+    """The desired half of some nodes' shadows, locked, changed in memory, saved together.
+
+    The reported section (up to 128 KiB per node) is neither read nor written: a desired write
+    needs only desired, its metadata, the version and the timestamp, and the delta is computed
+    whenever a document is read.
+    """
 
     def __init__(self, rows: dict[str, _Row]) -> None:
         self._rows = rows
-        self._dirty: list[_Row] = []
+        self._dirty: dict[str, _Row] = {}
 
     def names(self) -> list[str]:
         """Nodes whose shadow was loaded."""
         return sorted(self._rows)
 
-    def document(self, node: str) -> dict[str, Any]:
-        """The desired half of `node`'s shadow document.
+    def desired(self, node: str) -> dict[str, Any]:
+        """`node`'s desired section as loaded or last updated here."""
+        return self._rows[node].desired
 
-        The reported section (up to 128 KiB per node) is neither read nor written here: only
-        desired, its metadata, the version and the timestamp are saved, and the delta is computed
-        whenever a document is read, so the empty reported stand-in never reaches storage.
-        """
+    def update_desired(self, node: str, patch: dict[str, Any], *, now: float) -> None:
+        """Merge `patch` into `node`'s desired section (shadow rules), staged for `save`."""
         row = self._rows[node]
-        return {
-            "state": {"desired": row.desired, "reported": {}, "delta": {}},
-            "metadata": {"desired": row.desired_meta, "reported": {}},
-            "version": row.version,
-            "timestamp": row.timestamp,
-        }
+        row.desired, row.desired_meta = shadow.updated_section(
+            shadow.DESIRED, row.desired, row.desired_meta, patch, now=now
+        )
+        row.version += 1
+        row.timestamp = now
+        self._dirty[node] = row
 
-    def replace_desired(self, node: str, doc: dict[str, Any]) -> None:
-        """Stage a new desired section (from apply_update) for saving."""
-        row = self._rows[node]
-        row.desired = doc["state"]["desired"]
-        row.desired_meta = doc["metadata"]["desired"]
-        row.version = doc["version"]
-        row.timestamp = doc["timestamp"]
-        self._dirty.append(row)
-
-    async def save(self) -> None:
-        """Write every staged shadow."""
+    async def save(self) -> dict[str, Written]:
+        """Write every staged shadow; return each written node's new version, by node name."""
         if not self._dirty:
-            return
-        connection = _connection()
-        if _is_postgres(connection):
+            return {}
+        dirty = list(self._dirty.values())
+        connection = rawsql.connection()
+        if rawsql.is_postgres(connection):
             async with _index_lookups(connection):
-                await self._save_postgres(connection)
+                await _save_postgres(connection, dirty)
         else:
             values = [
-                [_dumps(row.desired), _dumps(row.desired_meta), row.version, row.timestamp, row.id]
-                for row in self._dirty
+                [
+                    rawsql.dumps(row.desired),
+                    rawsql.dumps(row.desired_meta),
+                    row.version,
+                    row.timestamp,
+                    row.id,
+                ]
+                for row in dirty
             ]
             await connection.execute_many(_UPDATE_SQLITE, values)
+        written = {node: Written(row.version, row.timestamp) for node, row in self._dirty.items()}
         self._dirty.clear()
+        return written
 
-    async def _save_postgres(self, connection: BaseDBAsyncClient) -> None:
-        for start in range(0, len(self._dirty), PG_BATCH):
-            batch = self._dirty[start : start + PG_BATCH]
-            columns = [
-                [row.id for row in batch],
-                [_dumps(row.desired) for row in batch],
-                [_dumps(row.desired_meta) for row in batch],
-                [row.version for row in batch],
-                [row.timestamp for row in batch],
-            ]
-            await connection.execute_query(_UPDATE_PG, columns)
+
+async def _save_postgres(connection: BaseDBAsyncClient, dirty: list[_Row]) -> None:
+    for start in range(0, len(dirty), PG_BATCH):
+        batch = dirty[start : start + PG_BATCH]
+        columns = [
+            [row.id for row in batch],
+            [rawsql.dumps(row.desired) for row in batch],
+            [rawsql.dumps(row.desired_meta) for row in batch],
+            [row.version for row in batch],
+            [row.timestamp for row in batch],
+        ]
+        await connection.execute_query(_UPDATE_PG, columns)
 
 
 async def load_for_update(namespace: str, nodes: Iterable[str]) -> ShadowRows:
     """Lock and load the desired half of the shadows of `nodes` (missing ones are skipped)."""
     wanted = sorted(set(nodes))
-    connection = _connection()
+    connection = rawsql.connection()
     rows: dict[str, _Row] = {}
-    if _is_postgres(connection):
+    if rawsql.is_postgres(connection):
         async with _index_lookups(connection):
             for start in range(0, len(wanted), PG_BATCH):
                 values = [namespace, wanted[start : start + PG_BATCH]]
@@ -142,8 +160,8 @@ def _add_rows(rows: dict[str, _Row], records: list[dict[str, Any]]) -> None:
     for record in records:
         rows[str(record["name"])] = _Row(
             id=int(record["id"]),
-            desired=_loads(record["desired"]),
-            desired_meta=_loads(record["desired_meta"]),
+            desired=rawsql.loads(record["desired"]),
+            desired_meta=rawsql.loads(record["desired_meta"]),
             version=int(record["version"]),
             timestamp=float(record["timestamp"]),
         )
@@ -164,23 +182,3 @@ async def _index_lookups(connection: BaseDBAsyncClient) -> AsyncIterator[None]:
     await connection.execute_script("SET LOCAL enable_seqscan = off")
     yield
     await connection.execute_script("SET LOCAL enable_seqscan TO DEFAULT")
-
-
-def _connection() -> BaseDBAsyncClient:
-    connection: BaseDBAsyncClient = connections.get("default")  # the transaction's, if in one
-    return connection
-
-
-def _is_postgres(connection: BaseDBAsyncClient) -> bool:
-    return connection.capabilities.dialect == "postgres"
-
-
-def _dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _loads(value: object) -> dict[str, Any]:
-    if isinstance(value, dict):  # a driver that decodes JSON itself
-        return value
-    loaded = orjson.loads(value if isinstance(value, str | bytes) else str(value))
-    return loaded if isinstance(loaded, dict) else {}

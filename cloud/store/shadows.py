@@ -17,12 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
-from tortoise import connections
-from tortoise.backends.base.client import BaseDBAsyncClient
-
 from agent.contracts import shadow
 from cloud.errors import Conflict
+from cloud.store import rawsql
 from cloud.store.models import Shadow
 
 Document = dict[str, Any]
@@ -32,6 +29,12 @@ _SELECT: Final = (
     'SELECT "desired", "reported", "desired_meta", "reported_meta", "version", "timestamp" '
     'FROM "baetyl_node_shadow" WHERE "namespace" = {0} AND "name" = {1} LIMIT 1{lock}'
 )
+_SELECT_MANY: Final = (
+    'SELECT "name", "desired", "reported", "desired_meta", "reported_meta", "version", '
+    '"timestamp", "report_time", "online", "presence_time" '
+    'FROM "baetyl_node_shadow" WHERE "namespace" = {0} AND "name" {1}'
+)
+_BATCH: Final = 500  # SQLite: bound parameters per statement stay well under its limit
 # A NULL report time keeps the stored one (writes that do not come from the node).
 _UPDATE: Final = (
     'UPDATE "baetyl_node_shadow" SET "desired" = {0}, "reported" = {1}, "desired_meta" = {2}, '
@@ -51,25 +54,6 @@ class Liveness:
     report_time: float | None = None
     online: bool | None = None
     presence_time: float | None = None
-
-
-def _liveness(row: Shadow) -> Liveness:
-    return Liveness(
-        report_time=None if row.report_time is None else float(row.report_time),
-        online=row.online,
-        presence_time=None if row.presence_time is None else float(row.presence_time),
-    )
-
-
-def _document(row: Shadow) -> Document:
-    return _assemble(
-        row.desired or {},
-        row.reported or {},
-        row.desired_meta or {},
-        row.reported_meta or {},
-        version=row.version,
-        timestamp=row.timestamp,
-    )
 
 
 def _assemble(
@@ -95,7 +79,7 @@ def _assemble(
 
 def _record_document(record: Mapping[str, Any]) -> Document:
     """A document from a plain-SQL row (JSON columns come back as text from both drivers)."""
-    desired, reported, desired_meta, reported_meta = (_loads(record[c]) for c in _SECTIONS)
+    desired, reported, desired_meta, reported_meta = (rawsql.loads(record[c]) for c in _SECTIONS)
     return _assemble(
         desired,
         reported,
@@ -132,8 +116,8 @@ async def load_document(namespace: str, name: str, *, for_update: bool = False) 
     `for_update` locks the row until the transaction ends (PostgreSQL), so a read-modify-write
     does not race other writers into a Conflict.
     """
-    connection = _connection()
-    if _is_postgres(connection):
+    connection = rawsql.connection()
+    if rawsql.is_postgres(connection):
         sql = _SELECT.format("$1", "$2", lock=" FOR UPDATE" if for_update else "")
     else:  # SQLite has no row locks: its writers are serialised anyway
         sql = _SELECT.format("?", "?", lock="")
@@ -141,24 +125,36 @@ async def load_document(namespace: str, name: str, *, for_update: bool = False) 
     return _record_document(records[0]) if records else None
 
 
-async def load_documents(namespace: str, names: Iterable[str]) -> dict[str, Document]:
-    """The shadow documents of several nodes in one query; nodes without one are absent."""
-    wanted = sorted(set(names))
-    if not wanted:
-        return {}
-    rows = await Shadow.filter(namespace=namespace, name__in=wanted)
-    return {row.name: _document(row) for row in rows}
-
-
 async def load_with_liveness(
     namespace: str, names: Iterable[str]
 ) -> dict[str, tuple[Document, Liveness]]:
-    """Like load_documents, plus each node's last report and presence, for `ready`."""
+    """The documents of several nodes, each with its last report and presence, for `ready`.
+
+    Nodes without a shadow are absent. Read like `load_document`, a batch of names at a time.
+    """
     wanted = sorted(set(names))
-    if not wanted:
-        return {}
-    rows = await Shadow.filter(namespace=namespace, name__in=wanted)
-    return {row.name: (_document(row), _liveness(row)) for row in rows}
+    connection = rawsql.connection()
+    postgres = rawsql.is_postgres(connection)
+    found: dict[str, tuple[Document, Liveness]] = {}
+    for start in range(0, len(wanted), _BATCH):
+        chunk = wanted[start : start + _BATCH]
+        if postgres:
+            sql, values = _SELECT_MANY.format("$1", "= ANY($2::text[])"), [namespace, chunk]
+        else:
+            marks = ", ".join("?" * len(chunk))
+            sql, values = _SELECT_MANY.format("?", f"IN ({marks})"), [namespace, *chunk]
+        for record in await connection.execute_query_dict(sql, values):
+            found[str(record["name"])] = (_record_document(record), _record_liveness(record))
+    return found
+
+
+def _record_liveness(record: Mapping[str, Any]) -> Liveness:
+    reported, online, seen = record["report_time"], record["online"], record["presence_time"]
+    return Liveness(
+        report_time=None if reported is None else float(reported),
+        online=None if online is None else bool(online),
+        presence_time=None if seen is None else float(seen),
+    )
 
 
 async def save_document(
@@ -175,9 +171,9 @@ async def save_document(
     that do not come from the node (desired changes), which keeps the previous report time.
     """
     columns = _columns(doc)
-    connection = _connection()
-    marks = [f"${n}" for n in range(1, 11)] if _is_postgres(connection) else ["?"] * 10
-    values: list[object] = [_dumps(columns[column]) for column in _SECTIONS]
+    connection = rawsql.connection()
+    marks = [f"${n}" for n in range(1, 11)] if rawsql.is_postgres(connection) else ["?"] * 10
+    values: list[object] = [rawsql.dumps(columns[column]) for column in _SECTIONS]
     values += [columns["version"], columns["timestamp"], reported_at]
     values += [namespace, name, expected_version]
     updated, _ = await connection.execute_query(_UPDATE.format(*marks), values)
@@ -224,26 +220,3 @@ async def set_presence(namespace: str, name: str, *, online: bool, at: float) ->
         online=online, presence_time=at
     )
     return bool(updated)
-
-
-def _connection() -> BaseDBAsyncClient:
-    connection: BaseDBAsyncClient = connections.get("default")  # the transaction's, if in one
-    return connection
-
-
-def _is_postgres(connection: BaseDBAsyncClient) -> bool:
-    return connection.capabilities.dialect == "postgres"
-
-
-def _dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _loads(value: object) -> Document:
-    """A JSON column's value as an object; SQL NULL or JSON null is empty, as on the ORM path."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):  # a driver that decodes JSON itself
-        return value
-    loaded = orjson.loads(value if isinstance(value, str | bytes) else str(value))
-    return loaded if isinstance(loaded, dict) else {}

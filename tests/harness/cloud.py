@@ -24,6 +24,7 @@ from cloud.pki.ca import CertificateAuthority
 from cloud.services import tokens
 from cloud.services.context import AccessListener
 from cloud.settings import CloudSettings, InstallSettings, MqttSettings, QuotaDefaults
+from cloud.store.desired import DesiredChanges
 from tests.harness.common import free_port
 
 TEST_DB_ENV = "BAETYL_TEST_DB"
@@ -56,6 +57,9 @@ class CloudServer:
     admin_token: str
     session: aiohttp.ClientSession
     desired_changes: list[list[str]] = field(default_factory=list)
+    """The nids of each desired change the REST side announced, sorted."""
+    desired_versions: list[dict[str, int]] = field(default_factory=list)
+    """The same announcements: each node's new shadow version, by nid."""
 
     async def call(
         self,
@@ -131,9 +135,13 @@ async def start_cloud(
     if ca is not None:
         seed_ca(settings.pki_dir, ca)
     changes: list[list[str]] = []
-    app = create_app(
-        settings, desired_listeners=[changes.append], access_listeners=access_listeners
-    )
+    versions: list[dict[str, int]] = []
+
+    def record(changed: DesiredChanges) -> None:
+        changes.append(sorted(changed))
+        versions.append({nid: written.version for nid, written in changed.items()})
+
+    app = create_app(settings, desired_listeners=[record], access_listeners=access_listeners)
     runner = web.AppRunner(app, shutdown_timeout=2)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -146,7 +154,8 @@ async def start_cloud(
             raise
     token = (data_dir / "admin.token").read_text(encoding="ascii").strip()
     session = aiohttp.ClientSession()
-    return runner, CloudServer(f"http://127.0.0.1:{port}", data_dir, token, session, changes)
+    server = CloudServer(f"http://127.0.0.1:{port}", data_dir, token, session, changes, versions)
+    return runner, server
 
 
 def seed_ca(pki_dir: Path, ca: CertificateAuthority) -> None:

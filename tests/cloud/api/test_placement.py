@@ -36,6 +36,11 @@ async def test_an_app_goes_to_exactly_the_matching_nodes(cloud: CloudServer) -> 
     assert await desired_apps(cloud, "edge-2") == {"gw": created["version"]}
     assert await desired_apps(cloud, "edge-3") == {}
     assert cloud.desired_changes[-1] == ["default.edge-1", "default.edge-2"]
+    # The write returns the versions the bridge pushes (decision #111): those of the documents.
+    assert cloud.desired_versions[-1] == {
+        "default.edge-1": await shadow_version(cloud, "edge-1"),
+        "default.edge-2": await shadow_version(cloud, "edge-2"),
+    }
     view = await cloud.ok("GET", "/v1/nodes/edge-1")
     assert view["desire"]["apps"] == [{"name": "gw", "version": created["version"]}]
 
