@@ -1,7 +1,13 @@
-"""The cloud's domain errors, raised by services and mapped to HTTP in one place (cloud.api.errors).
+"""The cloud's domain errors: raised by the store and the services, answered in one place each.
 
-Codes follow Baetyl's (`ErrResourceNotFound`, ...) so its users' scripts keep working; the HTTP
-status of each is fixed here, next to its code.
+The REST side turns them into responses in `cloud/api/http.py` (its error middleware); the MQTT
+side into `…/rejected` answers in `cloud/mqtt/handlers.py`. Codes follow Baetyl's
+(`ErrResourceNotFound`, ...) so its users' scripts keep working; the HTTP status of each is fixed
+here, next to its code.
+
+This module is the bottom layer of the cloud (decision #112, checked by import-linter): the store
+raises `Conflict` when a concurrent writer won or a name is taken, the services raise the rest,
+and it imports nothing of the project, so every layer may import it.
 """
 
 from __future__ import annotations

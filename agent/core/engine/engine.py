@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -46,11 +47,25 @@ class Fetcher(Protocol):
         ...
 
 
+class FailureKind(enum.Enum):
+    """What went wrong, for the engine's own decisions (the report shows only the cause text)."""
+
+    FETCH = "fetch"
+    """A spec or a resource it mounts could not be fetched: retried as soon as the link is back."""
+    INVALID = "invalid"
+    """The spec cannot run here as written, or the cloud sent another one than asked for."""
+    DEPLOY = "deploy"
+    """The backend could not start it, its rollout failed, or its files could not be written."""
+    INTERNAL = "internal"
+    """A bug in the agent: logged with its traceback, retried like any other failure."""
+
+
 @dataclass
 class Failure:
     """Why an app is not running as desired, and when to try again."""
 
     version: str
+    kind: FailureKind
     cause: str
     count: int
     retry_at: float
@@ -110,7 +125,7 @@ class Engine:
         """Reconcile soon; with `retry_fetches`, apps waiting to fetch are retried now."""
         if retry_fetches:
             for failure in self._failures.values():
-                if failure.cause.startswith("fetch"):
+                if failure.kind is FailureKind.FETCH:
                     failure.retry_at = 0.0
         self.settled.clear()
         self._wake.set()
@@ -166,7 +181,8 @@ class Engine:
                 and want[name].version == version
                 and not self._failed_at(name, version)
             ):
-                self._fail(want[name], cause)  # a rollout resumed by the backend's start
+                # A rollout resumed by the backend's start that failed.
+                self._fail(want[name], FailureKind.DEPLOY, cause)
         # An app whose rollout failed runs at its version only on paper: it is deployed again
         # when its backoff ends.
         running = {
@@ -185,7 +201,7 @@ class Engine:
             now=self._clock(),
         )
         for name, cause in step.invalid.items():
-            self._fail(want[name], cause)
+            self._fail(want[name], FailureKind.INVALID, cause)
         for name in step.remove:
             log.info("removing app", extra={"app": name})
             await self._backend.remove(name)
@@ -218,28 +234,29 @@ class Engine:
             fetched = _exactly(keys, await self._fetcher.fetch(keys))
         except FetchError as exc:
             for app in _apps_needing(want, specs, keys):
-                self._fail(app, f"fetch: {exc}")
+                self._fail(app, FailureKind.FETCH, f"fetch: {exc}")
             return
         for resource in fetched:
             await self._store.save_resource(resource)
 
     async def _deploy(self, app: Want, spec: Application) -> None:
         if spec.name != app.name or spec.version != app.version:
-            self._fail(app, f"the cloud sent {spec.name} version {spec.version} for {app.name}")
+            cause = f"the cloud sent {spec.name} version {spec.version} for {app.name}"
+            self._fail(app, FailureKind.INVALID, cause)
             return
         try:
             deployment = await self._deployment(spec)
             log.info("deploying app", extra={"app": app.name, "version": app.version})
             await self._backend.apply(deployment)
         except DeployError as exc:
-            self._fail(app, str(exc))
+            self._fail(app, FailureKind.DEPLOY, str(exc))
             return
         except OSError as exc:  # a full disk or an unwritable directory: retried with backoff
-            self._fail(app, f"cannot write the app's files: {exc}")
+            self._fail(app, FailureKind.DEPLOY, f"cannot write the app's files: {exc}")
             return
         except Exception as exc:  # a bug: reported and retried like any failure, never Pending
             log.exception("deploying an app failed", extra={"app": app.name})
-            self._fail(app, f"internal error: {exc!r}")
+            self._fail(app, FailureKind.INTERNAL, f"internal error: {exc!r}")
             return
         self._forget(app.name)
 
@@ -263,14 +280,21 @@ class Engine:
         if removed:
             log.debug("pruned resources", extra={"count": len(removed)})
 
-    def _fail(self, app: Want, cause: str) -> None:
+    def _fail(self, app: Want, kind: FailureKind, cause: str) -> None:
         previous = self._failures.get(app.name)
         count = previous.count + 1 if previous and previous.version == app.version else 1
         delay = backoff.delay(count, base=self._backoff_base, cap=self._backoff_cap)
-        self._failures[app.name] = Failure(app.version, cause, count, self._clock() + delay)
+        retry_at = self._clock() + delay
+        self._failures[app.name] = Failure(app.version, kind, cause, count, retry_at)
         log.warning(
             "app not deployed",
-            extra={"app": app.name, "version": app.version, "cause": cause, "retry_in": delay},
+            extra={
+                "app": app.name,
+                "version": app.version,
+                "kind": kind.value,
+                "cause": cause,
+                "retry_in": delay,
+            },
         )
         if previous is None or previous.cause != cause:
             self._changed()

@@ -18,7 +18,7 @@ from agent.contracts.desired import DesiredState
 from agent.contracts.report import AppStatus
 from agent.contracts.resources import Application, Configuration, ResourceKind, Secret
 from agent.core.backend import FetchError
-from agent.core.engine.engine import Engine
+from agent.core.engine.engine import Engine, FailureKind
 from agent.core.engine.planner import ResourceKey
 from agent.core.store import LocalStore
 from tests.agent.core.native.conftest import BackendFactory
@@ -116,6 +116,27 @@ async def test_offline_fetches_fail_with_backoff_and_resume_when_the_link_return
     await engine.reconcile()
     assert engine.failures() == {}
     assert backend.observe()["web"].version == "v1"
+
+
+async def test_a_failed_deploy_waits_out_its_backoff_when_the_link_returns(
+    backends: BackendFactory, store: LocalStore
+) -> None:
+    catalogue = Catalogue()
+    body = app("web", "v1").to_wire()
+    # The backend refuses it: a hostPath that must be a file but does not exist.
+    body["volumes"] = [
+        {"name": "fetched", "hostPath": {"path": "/nonexistent/fetched", "type": "File"}}
+    ]
+    catalogue.add(Application.model_validate(body), ResourceKind.APPLICATION)
+    engine, backend = await _engine(backends, store, catalogue)
+    engine.set_desired(DesiredState(apps={"web": "v1"}))
+    await engine.reconcile()
+    assert engine.failures()["web"].status is AppStatus.FAILED
+    # Only fetch failures are retried at once when the link comes back (FailureKind.FETCH).
+    engine.wake(retry_fetches=True)
+    await engine.reconcile()
+    assert engine._failures["web"].kind is FailureKind.DEPLOY
+    assert engine._failures["web"].count == 1  # not tried again
 
 
 async def test_a_stored_desired_state_runs_without_any_cloud(
