@@ -128,7 +128,7 @@ async def test_a_failed_deploy_waits_out_its_backoff_when_the_link_returns(
         {"name": "fetched", "hostPath": {"path": "/nonexistent/fetched", "type": "File"}}
     ]
     catalogue.add(Application.model_validate(body), ResourceKind.APPLICATION)
-    engine, backend = await _engine(backends, store, catalogue)
+    engine, _backend = await _engine(backends, store, catalogue)
     engine.set_desired(DesiredState(apps={"web": "v1"}))
     await engine.reconcile()
     assert engine.failures()["web"].status is AppStatus.FAILED
