@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any, Final
 
-from agent.contracts.desired import DesiredState
+from agent.contracts.desired import NODEPROPS, DesiredState
 from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.messages import CommandRequest
 from agent.contracts.report import AppStats
@@ -71,7 +71,7 @@ class Core:
         self.engine = Engine(
             self.backend,
             self.store,
-            self.sync,
+            self.sync.resources,
             interval=config.engine.interval,
             wake_on_change=config.engine.mode == "event",
         )
@@ -101,7 +101,7 @@ class Core:
         await self.backend.start()
         self.backend.on_change(self.sync.report_soon)
         self.engine.on_change(self.sync.report_soon)
-        self.engine.set_desired(DesiredState.from_section(self.sync.desired))
+        self.engine.set_desired(self.sync.desired)
         self._tasks.spawn(self.engine.run(), "engine")
         self._tasks.spawn(self.sync.run(), "sync")
         address = self.config.api.address
@@ -178,11 +178,11 @@ class Core:
         return {
             **sections,
             **node.report_entries(info, load, self._core_info),
-            "nodeprops": self.sync.reported_props,
+            NODEPROPS: self.sync.props.reported,
         }
 
-    def _desired_changed(self, desired: dict[str, Any]) -> None:
-        self.engine.set_desired(DesiredState.from_section(desired))
+    def _desired_changed(self, desired: DesiredState) -> None:
+        self.engine.set_desired(desired)
 
     def _connected(self) -> None:
         self.engine.wake(retry_fetches=True)
@@ -216,7 +216,7 @@ class Core:
         providers = api.ApiProviders(
             identity=self.identity,
             apps=self.backend,
-            properties=self.sync,
+            properties=self.sync.props,
             stats=node.StatsCollector(self.config.store.dir),
             core=self._core_info,
             cloud=cloud,

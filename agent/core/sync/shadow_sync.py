@@ -17,6 +17,10 @@
 
 Desired states are saved to the local store before the engine hears of them, so an agent that
 restarts without a broker runs the last desired state it saw.
+
+The link carries more than the shadow; each of those has its own module, wired here: commands
+(`commands.py`), resource fetching (`resources.py`), node properties (`node_props.py`) and
+certificate renewal (`renewal.py`).
 """
 
 from __future__ import annotations
@@ -25,40 +29,27 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from agent.contracts import shadow, wire
-from agent.contracts.messages import (
-    CommandRequest,
-    CommandResponse,
-    ResourceRef,
-    ResourcesGetAccepted,
-    ShadowDelta,
-    ShadowGetAccepted,
-)
-from agent.contracts.resources import Application, Configuration, Secret
+from agent.contracts import shadow
+from agent.contracts.desired import EMPTY, DesiredState
+from agent.contracts.messages import CommandRequest, ShadowDelta, ShadowGetAccepted
 from agent.contracts.topics import Channel
-from agent.core.backend import FetchError
-from agent.core.store import LocalStore, ResourceKey
+from agent.core.store import LocalStore
 from agent.core.sync import renewal
-from agent.core.sync.answer_fit import fit_answer
+from agent.core.sync.commands import CommandHandler, CommandRunner
 from agent.core.sync.diff import diff
 from agent.core.sync.link import AgentLink, LinkDown, LinkSettings, Received
+from agent.core.sync.node_props import NodeProps
 from agent.core.sync.requests import ACCEPTED, REJECTED, Rejected, Requests
+from agent.core.sync.resources import ResourceFetcher
 
 log = logging.getLogger(__name__)
-Resource = Application | Configuration | Secret
 ReportedBuilder = Callable[[], Awaitable[dict[str, Any]]]
-DesiredListener = Callable[[dict[str, Any]], None]
-CommandHandler = Callable[[CommandRequest], Awaitable[Any]]
+DesiredListener = Callable[[DesiredState], None]
 
-FETCH_BATCH: Final = 64  # the protocol's limit of entries per resources/get
 MIN_REPORT_GAP: Final = 0.2  # a crash-looping app must not flood the cloud (it limits at 20/s)
-NODEPROPS: Final = "nodeprops"
-PROPS_STATE: Final = "nodeprops"
-MAX_COMMANDS: Final = 8
 
 
 class ShadowSync:
@@ -83,18 +74,19 @@ class ShadowSync:
         self._report_interval = report_interval
         self._build_reported = reported
         self._on_desired = on_desired
-        self._handle_command = commands
         self._link = AgentLink(settings, self._deliver, self._connected)
         self._requests = Requests(self._link.publish, timeout=settings.timeout)
         self._renewal = renewal.CertRenewal(settings, self._requests, self._link)
-        self.desired: dict[str, Any] = {}
+        self.commands = CommandRunner(commands, self._link.publish)
+        self.resources = ResourceFetcher(self._requests)
+        self.props = NodeProps(
+            store, desire=lambda: self.desired.nodeprops, changed=self.report_soon
+        )
+        self.desired: DesiredState = EMPTY
         self.version = 0  # the newest document version known here
         self._accepted: dict[str, Any] | None = None  # reported, as the cloud holds it
-        self._local_props: dict[str, str] = {}
         self._report_now = asyncio.Event()
         self._refresh_now = asyncio.Event()
-        self._command_gate = asyncio.Semaphore(MAX_COMMANDS)
-        self._command_tasks: set[asyncio.Task[None]] = set()
         self.reports_sent = 0
 
     @property
@@ -119,10 +111,9 @@ class ShadowSync:
             log.warning(done, extra={"cert_file": str(settings.cert_file)})
         snapshot = await self._store.load_desired()
         if snapshot is not None:
-            self.desired, self.version = snapshot.section, snapshot.version
-        props = await self._store.load_state(PROPS_STATE)
-        if props:
-            self._local_props = {str(k): str(v) for k, v in props.items()}
+            self.desired = DesiredState.from_section(snapshot.section)
+            self.version = snapshot.version
+        await self.props.load()
 
     async def run(self) -> None:
         """Run the link, the report loop, the refresher and the renewal until cancelled."""
@@ -134,59 +125,12 @@ class ShadowSync:
 
     async def stop(self) -> None:
         """Tell the cloud this node goes offline (the caller then cancels `run`)."""
-        for task in list(self._command_tasks):
-            task.cancel()
+        await self.commands.stop()
         await self._link.stop()
 
     def report_soon(self) -> None:
         """Something the report holds changed: send a report now (coalesced)."""
         self._report_now.set()
-
-    # -- node properties (the local API's NodeProperties) --------------------------------------
-
-    def current(self) -> dict[str, Any]:
-        """`{"report": …, "desire": …}` node properties as known here."""
-        desire = self.desired.get(NODEPROPS)
-        return {
-            "report": dict(self._local_props),
-            "desire": dict(desire) if isinstance(desire, dict) else {},
-        }
-
-    async def update(self, patch: dict[str, str]) -> dict[str, Any]:
-        """Merge `patch` into the reported node properties, keep them, report them."""
-        self._local_props.update(patch)
-        await self._store.save_state(PROPS_STATE, dict(self._local_props))
-        self.report_soon()
-        return dict(self._local_props)
-
-    @property
-    def reported_props(self) -> dict[str, str]:
-        """The node properties to report."""
-        return dict(self._local_props)
-
-    # -- resources ------------------------------------------------------------------------------
-
-    async def fetch(self, keys: Sequence[ResourceKey]) -> list[Resource]:
-        """Fetch resources by (kind, name, version) from the cloud; FetchError when it can't."""
-        found: list[Resource] = []
-        for start in range(0, len(keys), FETCH_BATCH):
-            batch = keys[start : start + FETCH_BATCH]
-            refs = [
-                ResourceRef(kind=kind, name=name, version=version).to_wire()
-                for kind, name, version in batch
-            ]
-            try:
-                answer = await self._requests.ask(Channel.RESOURCES_GET, {"resources": refs})
-                # Through JSON text: strict models take datetimes as strings only from JSON.
-                accepted = wire.validate(ResourcesGetAccepted, answer.body)
-            except Rejected as exc:
-                raise FetchError(f"the cloud refused the resources: {exc}") from exc
-            except (TimeoutError, LinkDown) as exc:
-                raise FetchError(f"resources cannot be fetched now: {exc or 'timed out'}") from exc
-            except ValueError as exc:
-                raise FetchError(f"the cloud sent unusable resources: {exc}") from exc
-            found.extend(value.value for value in accepted.values)
-        return found
 
     # -- receiving --------------------------------------------------------------------------
 
@@ -204,7 +148,7 @@ class ShadowSync:
                 else:
                     log.debug("ignored a stale delta", extra={"version": delta.version})
             elif message.channel is Channel.CMD_REQUEST:
-                self._start_command(CommandRequest.decode(message.payload))
+                self.commands.start(CommandRequest.decode(message.payload))
         except ValueError as exc:
             log.warning(
                 "dropped a bad message from the cloud",
@@ -239,13 +183,13 @@ class ShadowSync:
         doc = ShadowGetAccepted.model_validate(answer.body)
         self._accepted = dict(doc.state.reported)
         self.version = doc.version
-        await self._adopt_desired(dict(doc.state.desired), doc.version)
+        await self._adopt_desired(DesiredState.from_section(doc.state.desired), doc.version)
 
-    async def _adopt_desired(self, desired: dict[str, Any], version: int) -> None:
+    async def _adopt_desired(self, desired: DesiredState, version: int) -> None:
         if desired == self.desired:
             return
         self.desired = desired
-        await self._store.save_desired(desired, version)
+        await self._store.save_desired(desired.to_section(), version)
         log.info("desired state changed", extra={"version": version})
         self._on_desired(desired)
 
@@ -305,39 +249,9 @@ class ShadowSync:
             self.version = max(self.version, version)
         log.debug("report accepted", extra={"version": version, "keys": sorted(patch)})
 
-    # -- commands -------------------------------------------------------------------------
-
-    def _start_command(self, request: CommandRequest) -> None:
-        task = asyncio.create_task(self._command(request), name=f"command-{request.cmd}")
-        self._command_tasks.add(task)
-        task.add_done_callback(self._command_tasks.discard)
-
-    async def _command(self, request: CommandRequest) -> None:
-        async with self._command_gate:
-            started = time.monotonic()
-            token = request.client_token
-            try:
-                result = await self._handle_command(request)
-                response = CommandResponse(client_token=token, ok=True, result=result)
-            except Exception as exc:  # noqa: BLE001 - the answer says why; the agent carries on
-                error = str(exc) or type(exc).__name__
-                response = CommandResponse(client_token=token, ok=False, error=error)
-            try:
-                await self._link.publish(Channel.CMD_RESPONSE, fit_answer(response))
-            except LinkDown as exc:
-                log.warning("could not answer a command", extra={"error": str(exc)})
-            log.info(
-                "answered a command",
-                extra={"cmd": request.cmd, "ok": response.ok, "ms": _ms(started)},
-            )
-
 
 def _json_object(payload: bytes) -> dict[str, Any]:
     body = json.loads(payload)
     if not isinstance(body, dict):
         raise ValueError("an answer must be a JSON object")  # noqa: TRY004 - bad input, not a bug
     return body
-
-
-def _ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

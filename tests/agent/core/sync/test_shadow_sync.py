@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from agent.contracts.desired import DesiredState
 from agent.contracts.messages import CommandRequest
 from agent.core.store import LocalStore
 from agent.core.sync.link import LinkSettings
@@ -37,7 +38,7 @@ class Node:
 
     name: str
     sync: ShadowSync
-    adopted: list[dict[str, Any]]
+    adopted: list[DesiredState]
     props: dict[str, str]
     """What the node reports as its properties; change it and call `report_soon`."""
     reads: PollingReads
@@ -87,7 +88,7 @@ async def polling_node(
         keepalive=5,
         timeout=5,
     )
-    adopted: list[dict[str, Any]] = []
+    adopted: list[DesiredState] = []
     sync = ShadowSync(
         settings,
         store,
@@ -126,7 +127,7 @@ async def test_polling_reads_the_shadow_at_every_tick_even_with_nothing_to_repor
     )
 
     async def adopted() -> bool:
-        return any(app["name"] in desired.get("apps", {}) for desired in polling_node.adopted)
+        return any(app["name"] in desired.apps for desired in polling_node.adopted)
 
     await eventually(adopted, what="the change read at a tick")
     assert reads.ignored_deltas >= 1, "the cloud pushed a delta for the change"
