@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from agent.contracts.kit.mqtt_link import tls_context
 from agent.contracts.version import VERSION
 from cloud import logs
 from cloud.broker.managed import BrokerError
 from cloud.errors import CloudError
-from cloud.mqtt.link import tls_context
 from cloud.pki.ca import PKIError
 from cloud.secretbox import SecretBoxError
 from cloud.serve import serve
@@ -410,7 +410,7 @@ def _mqtt_settings(
         if not path.is_file():
             raise MqttConfigError(f"{flag} {path}: no such file")
     try:
-        tls_context(settings)
+        tls_context(settings.ca_file, settings.cert_file, settings.key_file)
     except (ssl.SSLError, ValueError) as exc:
         raise MqttConfigError(
             f"--mqtt-ca/--mqtt-cert/--mqtt-key: unusable TLS files: {exc}"

@@ -86,7 +86,7 @@ class Bridge:
 
     async def call(self, nid: str, cmd: CommandName, args: dict[str, Any]) -> CommandOutcome:
         """CommandSender of the REST side: one command to one node, until answered or cancelled."""
-        if self._commands is None or self._link is None or not self._link.connected:
+        if self._commands is None or self._link is None or not self._link.up:
             raise NoBroker("the cloud is not connected to its MQTT broker")
         try:
             return await self._commands.call(nid, cmd, args)
@@ -120,7 +120,7 @@ class Bridge:
         while True:
             await self._changed.wait()
             self._changed.clear()
-            await link.wait_connected()
+            await link.wait_up()
             changes, self._pending = self._pending, {}
             try:
                 failed = await self._push(changes)

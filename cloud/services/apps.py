@@ -58,8 +58,9 @@ async def create(ctx: CloudContext, caller: Caller, view: ApplicationView) -> Ap
         spec = await _resolve(namespace, view)
         await _save(namespace, spec)
         changed = await desired.recompute_for_apps(namespace, [spec.name])
-    await ctx.desired_changed(changed)
-    return await get(caller, view.name)
+    created = await get(caller, view.name)
+    await ctx.desired_changed(changed)  # last: the pushes must not hold up this answer
+    return created
 
 
 async def update(
@@ -82,8 +83,9 @@ async def update(
         if spec.version != row.version or _routing(spec) != (row.selector, row.system, row.labels):
             await _save(namespace, spec)
             changed = await desired.recompute_for_apps(namespace, [name])
-    await ctx.desired_changed(changed)
-    return await get(caller, name)
+    updated = await get(caller, name)
+    await ctx.desired_changed(changed)  # last: the pushes must not hold up this answer
+    return updated
 
 
 async def delete(ctx: CloudContext, caller: Caller, name: str) -> None:

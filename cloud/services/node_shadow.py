@@ -46,9 +46,10 @@ async def set_properties(
             return await _write(ctx, namespace, name, doc, {NODEPROPS: patch}, version=None)
 
     written = await _retry_on_conflict(attempt)
+    state = await nodes.get(ctx, caller, name)
     if written is not None:
         await ctx.desired_changed(_changed(namespace, name, written))
-    return await nodes.get(ctx, caller, name)
+    return state
 
 
 async def patch_shadow(
@@ -66,9 +67,10 @@ async def patch_shadow(
         await nodes.require(namespace, name)
         doc = await _document(namespace, name)
         new_doc = await _write(ctx, namespace, name, doc, dict(patch), version=if_match)
+    state = await nodes.get(ctx, caller, name)
     if new_doc["state"][shadow.DESIRED] != doc["state"][shadow.DESIRED]:
         await ctx.desired_changed(_changed(namespace, name, new_doc))
-    return await nodes.get(ctx, caller, name)
+    return state
 
 
 def _changed(namespace: str, name: str, doc: Document) -> DesiredChanges:

@@ -175,8 +175,9 @@ async def create(ctx: CloudContext, caller: Caller, spec: NodeSpec) -> NodeState
         readmitted = await denied_store.remove(namespace, spec.name)
     if readmitted:
         await ctx.access_changed()
-    await ctx.desired_changed(changed)
-    return await get(ctx, caller, spec.name)
+    state = await get(ctx, caller, spec.name)
+    await ctx.desired_changed(changed)  # last: the push must not hold up this answer
+    return state
 
 
 async def update(ctx: CloudContext, caller: Caller, name: str, changes: NodeChanges) -> NodeState:
@@ -216,8 +217,9 @@ async def update(ctx: CloudContext, caller: Caller, name: str, changes: NodeChan
             )
         if labels != record.labels:
             changed = await desired.recompute_for_nodes(namespace, [name])
-    await ctx.desired_changed(changed)
-    return await get(ctx, caller, name)
+    state = await get(ctx, caller, name)
+    await ctx.desired_changed(changed)  # last: the push must not hold up this answer
+    return state
 
 
 async def set_sync_mode(caller: Caller, name: str, mode: str) -> None:

@@ -148,7 +148,7 @@ async def start_cloud(
     if mqtt is not None:
         try:
             async with asyncio.timeout(MQTT_CONNECT_TIMEOUT):
-                await app[BRIDGE].link.wait_connected()
+                await app[BRIDGE].link.wait_up()
         except BaseException:
             await runner.cleanup()
             raise

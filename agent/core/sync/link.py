@@ -1,11 +1,11 @@
-"""The agent's one MQTT connection: mutual TLS, its own topics, the presence will, reconnect.
+"""The agent's one MQTT connection: the shared `MqttLink` with the node's options.
 
-Each connection subscribes to the node's cloud → agent topics first, publishes the retained
-`presence` online message (its will says offline), and only then tells the sync module it is up
-(DESIGN §4: subscribe first, then `shadow/get`). Messages are handed over in arrival order. A
-dropped or refused connection is retried with jittered exponential backoff, 1 s doubling to
-60 s; publishing while disconnected raises `LinkDown`. The TLS files are read again on every
-connect, so `reconnect()` after a certificate renewal brings the new certificate into use.
+Mutual TLS with the node certificate (client id = the nid), MQTT 3.1.1 with a clean session,
+and a retained will `{"online": false}` on `presence`. Each connection subscribes to the node's
+cloud → agent topics, publishes the retained `presence` online message, and only then tells the
+sync module it is up (DESIGN §4: subscribe first, then `shadow/get`). The TLS files are read
+again on every connect, so `reconnect()` after a certificate renewal brings the new certificate
+into use. Messages on topics of other shapes are logged and dropped.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -24,23 +22,16 @@ from typing import Any, Final
 import aiomqtt
 
 from agent.contracts import topics
-from agent.contracts.kit import backoff
+from agent.contracts.kit.mqtt_link import QOS, LinkDown, LinkOptions, MqttLink
 from agent.contracts.messages import Presence
 from agent.contracts.topics import Channel
 from agent.contracts.version import VERSION
 
+__all__ = ["AgentLink", "LinkDown", "LinkSettings", "Received"]
+
 log = logging.getLogger(__name__)
-BACKOFF_BASE: Final = 1.0
-BACKOFF_CAP: Final = 60.0
-BACKOFF_JITTER: Final = 0.5
-QOS: Final = 1
-# paho leaves Nagle's algorithm on: a request written right after a PUBACK then waits for the
-# broker's delayed ACK (40 ms on Linux) — a delay on every round trip.
-NO_DELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class LinkDown(Exception):
-    """The broker connection is not up (or dropped while publishing)."""
+LINK_NAME: Final = "cloud link"  # "cloud link up" is the line `baetyl-init start` waits for
+STOP_PRESENCE_TIMEOUT: Final = 2.0
 
 
 @dataclass(frozen=True)
@@ -73,104 +64,23 @@ Deliver = Callable[[Received], Awaitable[None]]
 Connected = Callable[[], Coroutine[Any, Any, None]]
 
 
-def tls_context(settings: LinkSettings) -> ssl.SSLContext:
-    """Trust the cloud CA only; present the node's certificate."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(settings.ca_file))
-    context.load_cert_chain(settings.cert_file, settings.key_file)
-    return context
-
-
 class AgentLink:
-    """Owns the node's aiomqtt client; `run` is the body of the agent's `sync-link` task."""
+    """The node's link; `run` is the body of the agent's `sync-link` task."""
 
     def __init__(self, settings: LinkSettings, deliver: Deliver, connected: Connected) -> None:
         self._settings = settings
         self._deliver = deliver
-        self._connected_callback = connected
-        self._client: aiomqtt.Client | None = None
-        self._up = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._reconnect = asyncio.Event()
-        self.connects = 0
-
-    @property
-    def up(self) -> bool:
-        """Whether the link is connected and subscribed."""
-        return self._client is not None
-
-    async def wait_up(self) -> None:
-        """Return once connected (callers bound it with a timeout)."""
-        await self._up.wait()
-
-    async def run(self) -> None:
-        """Connect and serve until stopped; reconnect after every failure."""
-        failures = 0
-        while not self._stopping.is_set():
-            # Cleared before the files are read: a reconnect asked for from here on is honoured.
-            self._reconnect.clear()
-            try:
-                context = await asyncio.to_thread(tls_context, self._settings)
-                await self._session(context)
-                failures = 0
-            except (aiomqtt.MqttError, ssl.SSLError, OSError) as exc:
-                failures += 1
-                log.warning(
-                    "cloud link down",
-                    extra={"broker": self._address, "error": str(exc), "failures": failures},
-                )
-            if self._stopping.is_set():
-                break
-            if self._reconnect.is_set() and not failures:
-                continue  # asked for: connect again at once
-            delay = backoff.delay(
-                max(failures, 1), base=BACKOFF_BASE, cap=BACKOFF_CAP, jitter=BACKOFF_JITTER
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-
-    async def stop(self) -> None:
-        """Say offline (a clean disconnect sends no will) and end `run`."""
-        self._stopping.set()
-        client = self._client
-        if client is not None:
-            with contextlib.suppress(aiomqtt.MqttError, LinkDown, TimeoutError):
-                async with asyncio.timeout(2):
-                    await self.publish(Channel.PRESENCE, _presence(online=False), retain=True)
-
-    def reconnect(self) -> None:
-        """Disconnect cleanly (no will) and connect again at once, reading the TLS files anew.
-
-        Apps and the sync state are untouched; the new connection subscribes and reads the
-        shadow like any other. Without a connection this changes nothing: the next connect
-        reads the files anyway.
-        """
-        self._reconnect.set()
-
-    async def publish(self, channel: Channel, payload: bytes, *, retain: bool = False) -> None:
-        """Publish on the node's own topic with QoS 1 and wait for the PUBACK, or LinkDown."""
-        client = self._client
-        if client is None:
-            raise LinkDown(f"not connected to the cloud broker at {self._address}")
-        topic = topics.build(self._settings.nid, channel)
-        try:
-            await client.publish(
-                topic, payload, qos=QOS, retain=retain, timeout=self._settings.timeout
-            )
-        except aiomqtt.MqttError as exc:
-            raise LinkDown(f"publish to {topic} failed: {exc}") from exc
-
-    async def _session(self, context: ssl.SSLContext) -> None:
-        settings = self._settings
-        client = aiomqtt.Client(
-            settings.host,
-            settings.port,
+        options = LinkOptions(
+            name=LINK_NAME,
+            host=settings.host,
+            port=settings.port,
             identifier=settings.nid,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            clean_session=True,
+            ca_file=settings.ca_file,
+            cert_file=settings.cert_file,
+            key_file=settings.key_file,
             keepalive=settings.keepalive,
-            tls_context=context,
             timeout=settings.timeout,
-            socket_options=[NO_DELAY],
+            subscriptions=topics.agent_subscriptions(settings.nid),
             will=aiomqtt.Will(
                 topics.build(settings.nid, Channel.PRESENCE),
                 _presence(online=False),
@@ -178,66 +88,59 @@ class AgentLink:
                 retain=True,
             ),
         )
-        async with client:
-            for topic in topics.agent_subscriptions(settings.nid):
-                await client.subscribe(topic, qos=QOS)
-            self._client = client
-            on_connect: asyncio.Task[None] | None = None
-            try:
-                await self.publish(Channel.PRESENCE, _presence(online=True), retain=True)
-                self._up.set()
-                self.connects += 1
-                log.info("cloud link up", extra={"broker": self._address, "nid": settings.nid})
-                # Runs beside the message loop: it waits for answers that this loop delivers.
-                on_connect = asyncio.create_task(self._connected_callback(), name="sync-on-connect")
-                await self._serve(client)
-            finally:
-                self._client = None
-                self._up.clear()
-                if on_connect is not None:
-                    on_connect.cancel()
-                    # The callback logs its own failures; a link going down ends it, that's all.
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await on_connect
-
-    async def _serve(self, client: aiomqtt.Client) -> None:
-        """Deliver messages until the connection drops (MqttError) or a reconnect is asked for."""
-        receive = asyncio.create_task(self._receive(client), name="sync-link-receive")
-        asked = asyncio.create_task(self._reconnect.wait(), name="sync-link-reconnect")
-        try:
-            await asyncio.wait({receive, asked}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            receive.cancel()
-            asked.cancel()
-            await asyncio.wait({receive, asked})
-        if not receive.cancelled():
-            receive.result()  # the drop's MqttError, for run() to log and back off
-        if self._reconnect.is_set():
-            log.info("cloud link reconnecting", extra={"broker": self._address})
-
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            received = _received(message)
-            if received is not None:
-                await self._deliver(received)
+        self._link = MqttLink(options, self._received, on_session=self._say_online, on_up=connected)
 
     @property
-    def _address(self) -> str:
-        return f"{self._settings.host}:{self._settings.port}"
+    def up(self) -> bool:
+        """Whether the link is connected and subscribed."""
+        return self._link.up
+
+    @property
+    def connects(self) -> int:
+        """How many times the link came up (tests and the polling imitation count them)."""
+        return self._link.connects
+
+    async def wait_up(self) -> None:
+        """Return once connected (callers bound it with a timeout)."""
+        await self._link.wait_up()
+
+    async def run(self) -> None:
+        """Connect and serve until stopped; reconnect after every failure."""
+        await self._link.run()
+
+    async def stop(self) -> None:
+        """Say offline (a clean disconnect sends no will) and end `run`."""
+        if self._link.up:
+            with contextlib.suppress(LinkDown, TimeoutError):
+                async with asyncio.timeout(STOP_PRESENCE_TIMEOUT):
+                    await self.publish(Channel.PRESENCE, _presence(online=False), retain=True)
+        self._link.stop()
+
+    def reconnect(self) -> None:
+        """Disconnect cleanly (no will) and connect again at once, reading the TLS files anew.
+
+        Apps and the sync state are untouched; the new connection subscribes and reads the
+        shadow like any other.
+        """
+        self._link.reconnect()
+
+    async def publish(self, channel: Channel, payload: bytes, *, retain: bool = False) -> None:
+        """Publish on the node's own topic with QoS 1 and wait for the PUBACK, or LinkDown."""
+        await self._link.publish(topics.build(self._settings.nid, channel), payload, retain=retain)
+
+    async def _say_online(self) -> None:
+        await self.publish(Channel.PRESENCE, _presence(online=True), retain=True)
+
+    async def _received(self, message: aiomqtt.Message) -> None:
+        try:
+            topic = topics.parse(message.topic.value)
+        except topics.TopicError as exc:
+            log.warning("dropped a message on an unknown topic", extra={"error": str(exc)})
+            return
+        await self._deliver(Received(topic.channel, bytes(message.payload)))
 
 
 def _presence(*, online: bool) -> bytes:
     if not online:
         return Presence(online=False).to_bytes()
     return Presence(online=True, timestamp=time.time(), version=VERSION).to_bytes()
-
-
-def _received(message: aiomqtt.Message) -> Received | None:
-    try:
-        topic = topics.parse(message.topic.value)
-    except topics.TopicError as exc:
-        log.warning("dropped a message on an unknown topic", extra={"error": str(exc)})
-        return None
-    payload = message.payload
-    data = payload if isinstance(payload, bytes) else str(payload).encode()
-    return Received(topic.channel, data)
