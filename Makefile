@@ -12,6 +12,11 @@ BENCH_ARGS ?=
 # `make test` is a pass/fail gate: Hypothesis runs repeatable and without wall-clock limits
 # (tests/conftest.py); a plain `pytest` keeps the exploring `dev` profile.
 export HYPOTHESIS_PROFILE ?= ci
+# The agent wheel the cloud serves to nodes: a file target, rebuilt only when a source changed.
+VERSION := $(shell sed -n 's/^version *= *//p' setup.cfg)
+WHEEL := dist/baetyl_py-$(VERSION)-py3-none-any.whl
+WHEEL_SOURCES := setup.cfg pyproject.toml $(shell find agent cloud function_proxy -type f \
+	\( -name '*.py' -o -name '*.tmpl' -o -name '*.c' -o -name py.typed \) -not -path '*/__pycache__/*')
 
 .PHONY: help venv install system-deps test lint demo demo-stop bench bench-report migrations wheel clean
 
@@ -32,7 +37,7 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[cloud,kube,postgres,test,dev]'
 	@touch $(STAMP)
 
-system-deps:  ## install mosquitto and postgresql with apt-get when missing
+system-deps:  ## install what the tests start (mosquitto, postgresql) with apt-get when missing
 	@bash tools/system-deps.sh
 
 test: install system-deps  ## run the whole suite (real Mosquitto, SQLite and PostgreSQL)
@@ -47,6 +52,7 @@ lint: install  ## ruff, mypy --strict and the import rules of DESIGN §2
 	$(BIN)/lint-imports
 
 demo: install  ## cloud + node + the hello-native app in var/demo/ (DEMO_ARGS='--app-port N')
+	@bash tools/system-deps.sh demo
 	@$(BIN)/python tools/demo.py up --python $(PYTHON) $(DEMO_ARGS)
 
 demo-stop: install  ## stop what `make demo` started (data and logs stay in var/demo/)
@@ -61,10 +67,13 @@ bench-report: install  ## redraw docs/benchmarks.md and its plots from bench/res
 migrations: install  ## write a migration for model changes (NAME=short_name)
 	$(BIN)/tortoise -c cloud.store.migration_config.TORTOISE_ORM makemigrations $(if $(NAME),-n $(NAME))
 
-wheel: venv  ## build the wheel into dist/ (baetyl-cloud serves it; nodes install it without extras)
+wheel: $(WHEEL)  ## build the wheel into dist/ when a source changed (baetyl-cloud serves it to nodes)
+
+$(WHEEL): $(WHEEL_SOURCES) | $(BIN)/python
 	rm -rf build  # setuptools would reuse stale modules from an earlier build
 	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
-	@ls -t dist/baetyl_py-*.whl | head -1
+	@touch $@
+	@echo $@
 
 clean:  ## remove the venv, caches and build output
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# Installs the system services the test suite starts for real (DESIGN §12):
-# Mosquitto (broker + clients), what builds its node-limits plugin (a C compiler and
-# Mosquitto's plugin headers, decision #98) and PostgreSQL. Only what is missing is installed.
+# Installs the system packages a target needs, only those missing (tools/apt.sh):
+#   tools/system-deps.sh        the test suite's real services (DESIGN §12): Mosquitto (broker and
+#                               clients), what builds its node-limits plugin (a C compiler and
+#                               Mosquitto's plugin headers, decision #98) and PostgreSQL
+#   tools/system-deps.sh demo   `make demo`: Mosquitto, the plugin's build tools, curl or wget
 set -euo pipefail
 source "$(dirname "$0")/apt.sh"
+target="${1:-test}"
 
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
-command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v "${CC:-cc}" >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 [ -f /usr/include/mosquitto_plugin.h ] || missing+=(mosquitto-dev)
 [ -f /usr/include/mosquitto.h ] || missing+=(libmosquitto-dev)
-if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
-  missing+=(postgresql)
+if [ "$target" = demo ]; then
+  wanted="mosquitto, gcc, mosquitto-dev, curl or wget"
+  command -v curl >/dev/null 2>&1 || command -v wget >/dev/null 2>&1 || missing+=(curl)
+else
+  wanted="mosquitto, mosquitto-clients, gcc, mosquitto-dev, postgresql"
+  command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "==> system packages present: mosquitto, mosquitto-clients, gcc, mosquitto-dev, postgresql"
+  echo "==> system packages present: $wanted"
   exit 0
 fi
+echo "==> installing missing system packages with apt-get: ${missing[*]}"
 apt_install "${missing[@]}"

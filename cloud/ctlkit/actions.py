@@ -15,7 +15,7 @@ from typing import Any
 
 from cloud.ctlkit.client import Client, path
 from cloud.ctlkit.console import Console
-from cloud.ctlkit.errors import ApiError, UsageError
+from cloud.ctlkit.errors import ApiError, CtlError, UsageError
 from cloud.ctlkit.manifests import Document, config_body, read_documents, read_text, to_map
 from cloud.ctlkit.output import Result, nothing_found
 
@@ -192,6 +192,20 @@ def node_label(args: argparse.Namespace, console: Console) -> Call:
         # A PUT without description or annotations keeps them: only the labels change.
         updated = await api.put(path(NODE.collection, args.name), {"labels": labels})
         return Result(NODE.word, updated, messages=(done(NODE, args.name, "labeled"),))
+
+    return call
+
+
+def node_init(args: argparse.Namespace, console: Console) -> Call:
+    """`node init NAME`: the command that installs the node on a machine (single-use token)."""
+
+    async def call(api: Client) -> Result:
+        query = {"method": args.method}
+        answer = await api.get(path(NODE.collection, args.name, "init"), query=query)
+        command = answer.get("cmd") if isinstance(answer, dict) else None
+        if not isinstance(command, str):
+            raise CtlError(f"the server's answer holds no install command: {answer!r}")
+        return Result("install", answer, messages=(command,))
 
     return call
 

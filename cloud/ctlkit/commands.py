@@ -178,6 +178,20 @@ def _nodes(resources: Subparsers, leaf: Leaf) -> None:
     )
     label.add_argument("name", metavar="NAME")
     label.add_argument("edits", nargs="+", type=label_edit, metavar="KEY=VALUE|KEY-")
+    init = leaf(
+        verbs,
+        "init",
+        "Print the command that installs a node on a machine (its token is good for one "
+        "install, within the cloud's --install-token-ttl).",
+        actions.node_init,
+    )
+    init.add_argument("name", metavar="NAME")
+    init.add_argument(
+        "--method",
+        choices=("curl", "wget"),
+        default="curl",
+        help="how the machine downloads the install script (default curl)",
+    )
     logs = leaf(
         verbs,
         "logs",

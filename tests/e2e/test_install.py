@@ -272,10 +272,14 @@ async def test_a_node_installed_with_the_script_runs_the_apps_it_is_given(
     (process,) = await eventually(app_running, timeout=60, what="the app process on the node")
     assert str(node.prefix / "var/lib/baetyl/run") in process.cwd()
 
-    # The same script again (its token is used up now): one installation, one agent.
+    # The same script again (its token is used up now): one installation, one agent, and the
+    # served wheel installed again over what the venv holds (a rebuilt agent of the same version).
+    (installed,) = node.prefix.glob("venv/lib/python*/site-packages/agent/contracts/version.py")
+    installed.write_text(installed.read_text(encoding="utf-8") + "# changed here\n", "utf-8")
     code, again = await shell(node, "sh baetyl-install.sh")
     assert code == 0, again
     assert "reusing the virtualenv" in again
+    assert "# changed here" not in installed.read_text(encoding="utf-8")
     assert f"already activated as {nid}: keeping it" in again
     assert "baetyl-core already running" in again
     assert [p.pid for p in core_processes(node.config)] == [core.pid]

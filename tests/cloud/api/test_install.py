@@ -28,6 +28,7 @@ from cloud.secretbox import SecretBox
 from cloud.settings import InstallSettings
 from cloud.store import properties as property_store
 from cloud.store.models import ConsumedInstallToken, NodeCertificate
+from tests.cloud.ctl.conftest import Ctl
 from tests.harness.cloud import CloudServer, start_cloud
 
 BROKER = "mqtts://broker.example:8883"
@@ -101,6 +102,29 @@ async def test_the_install_command_carries_a_fresh_token_for_its_node(cloud: Clo
     assert info["namespace"] == "default"
     assert (info["name"], info["nid"]) == ("edge-1", "default.edge-1")
     assert 3590 < info["expires"] - time.time() <= 3600
+
+
+async def test_baetylctl_node_init_prints_the_install_command_with_a_fresh_token(
+    cloud: CloudServer, tmp_path: Path
+) -> None:
+    (tmp_path / "home").mkdir()
+    ctl = Ctl(tmp_path / "home")
+    ctl.env.update(BAETYL_URL=cloud.url, BAETYL_TOKEN=cloud.admin_token)
+    await ctl.ok("node", "create", "edge-1")
+    first = (await ctl.ok("node", "init", "edge-1")).out.strip()
+    assert first.startswith(f"curl -fsSL -o baetyl-install.sh '{cloud.url}/v1/init/")
+    assert first.endswith("&& sh baetyl-install.sh")
+    again = (await ctl.ok("node", "init", "edge-1", "--method", "wget", "-o", "json")).json()
+    assert again["cmd"].startswith("wget -q -O baetyl-install.sh ")
+    assert again["cmd"].split("token=")[1] != first.split("token=")[1], "one token per call"
+
+    missing = await ctl("node", "init", "edge-9")
+    assert missing.code == 1
+    assert "The (node) resource (edge-9) is not found" in missing.err
+    assert (await ctl("node", "init", "edge-1", "--method", "ftp")).code == 2
+    ctl.env.update(BAETYL_TOKEN="not-a-token")
+    refused = await ctl("node", "init", "edge-1")
+    assert (refused.code, refused.out) == (1, ""), "no command without a valid token"
 
 
 async def test_activation_signs_the_csr_and_consumes_the_token(cloud: CloudServer) -> None:
