@@ -27,8 +27,15 @@ import yaml
 
 from tests.agent.core.native.kit import kill_leftovers
 from tests.harness.cloud import seed_ca
-from tests.harness.common import free_port, stop_async_process, tail
+from tests.harness.common import free_port
 from tests.harness.pki import HarnessPKI
+from tools.kit.cloud import start_serve
+from tools.kit.procs import app_processes, process_with, stop_child
+from tools.kit.rest import Rest
+from tools.kit.waiting import eventually
+
+__all__ = ["LIMIT", "eventually"]
+LIMIT = 30.0  # seconds a scenario waits for one thing
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -40,30 +47,6 @@ _CLOUD_UP = "MQTT link up"
 _AGENT_UP = '"baetyl-core started"'
 Json = dict[str, Any]
 T = TypeVar("T")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]],
-    *,
-    timeout: float = 30.0,
-    what: str,
-    detail: Callable[[], Awaitable[object]] | None = None,
-) -> T:
-    """Poll `check` until it gives something truthy and return that.
-
-    After `timeout` seconds fail, saying `what` was awaited, what `check` gave last and, if
-    given, what `detail` says about the state of things then.
-    """
-    last: T | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            while not (last := await check()):
-                await asyncio.sleep(POLL)
-            return last
-    except TimeoutError:
-        pass
-    context = f"\n{await detail()!r}" if detail is not None else ""
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}{context}")
 
 
 @dataclass
@@ -98,44 +81,24 @@ class Cloud:
 
     async def start(self) -> None:
         """Start the server; return once its MQTT link is up and it answers /health."""
-        before = self.log().count(_CLOUD_UP) if self.log_file.exists() else 0
-        with self.log_file.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                BIN / "baetyl-cloud", "serve", "--data-dir", str(self.data_dir),
-                "--listen", f"127.0.0.1:{self.port}",
-                "--mqtt-listen", f"127.0.0.1:{self.mqtt_port}",
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
-        try:
-            async with asyncio.timeout(START_TIMEOUT), aiohttp.ClientSession() as session:
-                while self.log().count(_CLOUD_UP) <= before:
-                    assert self.process.returncode is None, f"exited: {self.process.returncode}"
-                    await asyncio.sleep(POLL)
-                while not await _healthy(session, self.url):
-                    await asyncio.sleep(POLL)
-        except (AssertionError, TimeoutError) as exc:
-            raise AssertionError(
-                f"baetyl-cloud did not start ({exc!r})\n{tail(self.log_file)}"
-            ) from exc
+        argv = [
+            "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
+            "--mqtt-listen", f"127.0.0.1:{self.mqtt_port}",
+        ]  # fmt: skip
+        self.process = await start_serve(
+            argv, url=self.url, log_file=self.log_file, limit=START_TIMEOUT
+        )
 
     async def stop(self) -> int:
         """SIGTERM (SIGKILL after STOP_TIMEOUT); returns the exit code. The broker stops with it."""
         process, self.process = self.process, None
         if process is None:
             return 0
-        return await stop_async_process(process, timeout=STOP_TIMEOUT)
+        return await stop_child(process, grace=STOP_TIMEOUT)
 
     def broker(self) -> psutil.Process | None:
         """The managed Mosquitto process, if one runs."""
-        config = str(self.data_dir / "mosquitto" / "mosquitto.conf")
-        for process in psutil.process_iter(["cmdline"]):
-            with contextlib.suppress(psutil.Error):
-                if (
-                    config in (process.info["cmdline"] or [])
-                    and process.status() != psutil.STATUS_ZOMBIE
-                ):
-                    return process
-        return None
+        return process_with(str(self.data_dir / "mosquitto" / "mosquitto.conf"))
 
     def env(self) -> dict[str, str]:
         """The environment a `baetylctl` user sets (BAETYL_URL, BAETYL_TOKEN)."""
@@ -165,22 +128,9 @@ class Cloud:
 
     async def rest(self, path: str) -> Json:
         """GET an API path as admin (for polling: cheaper than a baetylctl process per poll)."""
-        headers = {"Authorization": f"Bearer {self.token}"}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(self.url + path, headers=headers) as answer,
-        ):
-            assert answer.status == 200, f"GET {path} -> {answer.status}"
-            body: Json = await answer.json()
+        async with aiohttp.ClientSession() as session:
+            body: Json = await Rest(session, self.url, self.token).ok("GET", path)
             return body
-
-
-async def _healthy(session: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with session.get(url + "/health") as answer:
-            return answer.status == 200
-    except aiohttp.ClientConnectionError:
-        return False
 
 
 @dataclass
@@ -222,7 +172,7 @@ class Agent:
             assert process.returncode is None, f"baetyl-core exited\n{self.log()[-3000:]}"
             return self.log().count(_AGENT_UP) > before
 
-        await eventually(started, timeout=START_TIMEOUT, what=f"baetyl-core of {self.name}")
+        await eventually(started, limit=START_TIMEOUT, what=f"baetyl-core of {self.name}")
 
     async def kill(self, signum: int = signal.SIGKILL) -> int:
         """Send `signum` and wait for the agent to exit; returns its exit code."""
@@ -245,17 +195,7 @@ class Agent:
 
     def app_pids(self, app: str) -> set[int]:
         """Pids of the live processes this node runs for `app` (found by their environment)."""
-        found = set()
-        for process in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
-                env = process.environ()
-                if (
-                    env.get("BAETYL_APP_NAME") == app
-                    and env.get("BAETYL_INSTANCE_DIR", "").startswith(f"{self.run_dir}/")
-                    and process.status() != psutil.STATUS_ZOMBIE
-                ):
-                    found.add(process.pid)
-        return found
+        return {process.pid for process in app_processes(self.run_dir, app)}
 
     async def cleanup(self) -> None:
         """Kill the agent if it runs, then every app process it left behind."""

@@ -14,14 +14,12 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import ssl
 import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import aiomqtt
@@ -32,7 +30,11 @@ from agent.contracts import topics
 from agent.contracts.topics import Channel
 from cloud.pki.ca import CertificateAuthority, write_certificate_files
 from tests.agent.core.native.kit import kill_leftovers
-from tests.harness.common import free_port, tail
+from tests.harness.common import free_port
+from tools.kit.cloud import admin_token, start_serve
+from tools.kit.procs import app_processes, processes_with, stop_child
+from tools.kit.rest import Rest
+from tools.kit.waiting import eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(420)]
 
@@ -42,28 +44,12 @@ SCRIPT_TIMEOUT = 300.0
 START_TIMEOUT = 30.0
 
 
-@dataclass
-class Cloud:
-    """A running `baetyl-cloud serve` and what a user of it knows."""
+class Cloud(Rest):
+    """A running `baetyl-cloud serve`: its REST API as an admin, and its broker's port."""
 
-    url: str
-    token: str
-    mqtt_port: int
-    data_dir: Path
-    log_file: Path
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.request(method, self.url + path, json=body, headers=headers) as response,
-        ):
-            return response.status, await response.json(content_type=None)
-
-    async def ok(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = await self.call(method, path, body)
-        assert status == 200, f"{method} {path} -> {status}: {answer}"
-        return answer
+    def __init__(self, session: aiohttp.ClientSession, url: str, data_dir: Path, mqtt_port: int):
+        super().__init__(session, url, admin_token(data_dir))
+        self.mqtt_port = mqtt_port
 
 
 @dataclass(frozen=True)
@@ -90,27 +76,17 @@ async def cloud(agent_wheel: Path) -> AsyncIterator[Cloud]:
     dist.mkdir()
     shutil.copy2(agent_wheel, dist / agent_wheel.name)
     port, mqtt_port = free_port(), free_port()
-    log_file = top / "cloud.log"
-    with log_file.open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            BIN / "baetyl-cloud", "serve", "--data-dir", str(data_dir),
-            "--listen", f"127.0.0.1:{port}", "--mqtt-listen", f"127.0.0.1:{mqtt_port}",
-            "--dist-dir", str(dist),
-            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        "serve", "--data-dir", str(data_dir), "--dist-dir", str(dist),
+        "--listen", f"127.0.0.1:{port}", "--mqtt-listen", f"127.0.0.1:{mqtt_port}",
+    ]  # fmt: skip
+    process = await start_serve(argv, url=url, log_file=top / "cloud.log", limit=START_TIMEOUT)
     try:
-        url = f"http://127.0.0.1:{port}"
-        await _wait_serving(url, process, log_file)
-        token = (data_dir / "admin.token").read_text().strip()
-        yield Cloud(url, token, mqtt_port, data_dir, log_file)
+        async with aiohttp.ClientSession() as session:
+            yield Cloud(session, url, data_dir, mqtt_port)
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_child(process, grace=20)
         shutil.rmtree(top, ignore_errors=True)
 
 
@@ -139,22 +115,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
             kill_leftovers(run_dir)
 
 
-async def _wait_serving(url: str, process: asyncio.subprocess.Process, log_file: Path) -> None:
-    try:
-        async with asyncio.timeout(START_TIMEOUT), aiohttp.ClientSession() as session:
-            while "MQTT link up" not in log_file.read_text(errors="replace"):
-                assert process.returncode is None, f"exited with {process.returncode}"
-                await asyncio.sleep(0.1)
-            while True:
-                with contextlib.suppress(aiohttp.ClientConnectionError):
-                    async with session.get(url + "/health") as response:
-                        if response.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-    except (AssertionError, TimeoutError) as exc:
-        raise AssertionError(f"baetyl-cloud did not start ({exc})\n{tail(log_file)}") from exc
-
-
 async def shell(node: Node, command: str) -> tuple[int, str]:
     """Run `command` with sh in the node's work directory; (exit code, stdout + stderr)."""
     process = await asyncio.create_subprocess_exec(
@@ -173,44 +133,7 @@ async def shell(node: Node, command: str) -> tuple[int, str]:
 
 def core_processes(config: Path) -> list[psutil.Process]:
     """Live baetyl-core processes running with this core.yml."""
-    found = []
-    for process in psutil.process_iter():
-        try:
-            command = process.cmdline()
-            if (
-                str(config) in command
-                and any("baetyl-core" in part for part in command[:2])
-                and process.status() != psutil.STATUS_ZOMBIE
-            ):
-                found.append(process)
-        except psutil.Error:
-            continue
-    return found
-
-
-def app_processes(app: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if (
-                process.environ().get("BAETYL_APP_NAME") == app
-                and process.status() != psutil.STATUS_ZOMBIE
-            ):
-                found.append(process)
-        except psutil.Error:
-            continue
-    return found
-
-
-async def eventually(check: Any, *, timeout: float, what: str) -> Any:
-    last: Any = None
-    try:
-        async with asyncio.timeout(timeout):
-            while not (last := await check()):
-                await asyncio.sleep(0.2)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}; last: {last!r}") from None
-    return last
+    return processes_with(str(config), program="baetyl-core")
 
 
 async def shadow_get_answered(cloud: Cloud, node_dir: Path, nid: str) -> bool:
@@ -267,9 +190,9 @@ async def test_a_node_installed_with_the_script_runs_the_apps_it_is_given(
     )
 
     async def app_running() -> list[psutil.Process]:
-        return app_processes(app)
+        return app_processes(node.prefix / "var/lib/baetyl/run", app)
 
-    (process,) = await eventually(app_running, timeout=60, what="the app process on the node")
+    (process,) = await eventually(app_running, limit=60, what="the app process on the node")
     assert str(node.prefix / "var/lib/baetyl/run") in process.cwd()
 
     # The same script again (its token is used up now): one installation, one agent, and the
@@ -283,7 +206,7 @@ async def test_a_node_installed_with_the_script_runs_the_apps_it_is_given(
     assert f"already activated as {nid}: keeping it" in again
     assert "baetyl-core already running" in again
     assert [p.pid for p in core_processes(node.config)] == [core.pid]
-    assert [p.pid for p in app_processes(app)] == [process.pid]
+    assert [p.pid for p in app_processes(node.prefix / "var/lib/baetyl/run", app)] == [process.pid]
 
     # The same nid with a certificate from another CA is refused by the broker outright.
     node_dir = node.prefix / "var/lib/baetyl/node"

@@ -17,7 +17,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.e2e.conftest import ROOT, Agent, AgentFactory, Cloud, Json, eventually
+from tests.e2e.conftest import LIMIT, ROOT, Agent, AgentFactory, Cloud, Json, eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
 
@@ -61,7 +61,7 @@ async def wait_running(
 
     return await eventually(
         check,
-        timeout=timeout,
+        limit=timeout,
         what=f"{app} {version} Running on {node}",
         detail=lambda: reported_app(cloud, node, app),
     )
@@ -73,7 +73,7 @@ async def wait_unreported(cloud: Cloud, node: str, app: str) -> None:
     async def check() -> bool:
         return await reported_app(cloud, node, app) is None
 
-    await eventually(check, what=f"{app} gone from the report of {node}")
+    await eventually(check, limit=LIMIT, what=f"{app} gone from the report of {node}")
 
 
 async def wait_processes(agent: Agent, app: str, count: int) -> set[int]:
@@ -83,7 +83,7 @@ async def wait_processes(agent: Agent, app: str, count: int) -> set[int]:
         pids = agent.app_pids(app)
         return (pids,) if len(pids) == count else None  # a tuple: truthy even when empty
 
-    (pids,) = await eventually(check, what=f"{count} {app} processes on {agent.name}")
+    (pids,) = await eventually(check, limit=LIMIT, what=f"{count} {app} processes on {agent.name}")
     return pids
 
 
@@ -94,7 +94,7 @@ async def wait_ready(cloud: Cloud, node: str, value: int) -> None:
         ready: int = (await cloud.rest(f"/v1/nodes/{node}"))["ready"]
         return ready == value
 
-    await eventually(check, what=f"{node} ready={value}")
+    await eventually(check, limit=LIMIT, what=f"{node} ready={value}")
 
 
 async def wait_logs(cloud: Cloud, node: str, app: str, text: str) -> str:
@@ -104,7 +104,7 @@ async def wait_logs(cloud: Cloud, node: str, app: str, text: str) -> str:
         logs = await cloud.ctl("node", "logs", node, app)
         return logs if text in logs else None
 
-    return await eventually(check, what=f"{text!r} in the log of {app} on {node}")
+    return await eventually(check, limit=LIMIT, what=f"{text!r} in the log of {app} on {node}")
 
 
 async def wait_reports(agent: Agent, beyond: int) -> Json:
@@ -117,7 +117,9 @@ async def wait_reports(agent: Agent, beyond: int) -> Json:
             return health
         return None
 
-    return await eventually(check, what=f"more than {beyond} reports accepted from {agent.name}")
+    return await eventually(
+        check, limit=LIMIT, what=f"more than {beyond} reports accepted from {agent.name}"
+    )
 
 
 def pids_of(stats: Json) -> set[int]:
@@ -277,7 +279,7 @@ async def test_after_a_cloud_restart_agents_reconnect_and_no_app_restarts(
         health = await agent.health()
         return health if health and not health["cloud"]["connected"] else None
 
-    down = await eventually(link_down, what="the agent seeing its link drop")
+    down = await eventually(link_down, limit=LIMIT, what="the agent seeing its link drop")
     began = time.monotonic()
     await cloud.start()
     await wait_reports(agent, down["cloud"]["reports"])

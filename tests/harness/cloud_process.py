@@ -1,28 +1,21 @@
-"""`baetyl-cloud serve` as its own process, bridged to a broker by URL, as an operator runs it.
-
-The server logs to a file, not a pipe: a pipe nobody drains blocks the server once it is full.
-"""
+"""`baetyl-cloud serve` as its own process, bridged to a broker by URL, as an operator runs it
+(started and awaited with `tools.kit.cloud`, the kit the demo and the benchmarks use too)."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
-from tests.harness.common import free_port, stop_async_process, tail
+from tests.harness.common import free_port
 from tests.harness.pki import CertFiles
+from tools.kit.cloud import admin_token, start_serve
+from tools.kit.procs import stop_child
 
-BIN = Path(sys.executable).parent / "baetyl-cloud"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-_LINK_UP = "MQTT link up"
-_POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -58,7 +51,7 @@ class CloudProcess:
     @property
     def admin_token(self) -> str:
         """The first-start admin token the server wrote into its data directory."""
-        return (self.spec.data_dir / "admin.token").read_text(encoding="ascii").strip()
+        return admin_token(self.spec.data_dir)
 
     def log(self) -> str:
         """Everything the server logged so far."""
@@ -66,70 +59,32 @@ class CloudProcess:
 
     async def stop(self) -> int:
         """SIGTERM, SIGKILL after STOP_TIMEOUT; returns the exit code."""
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        assert self.process.returncode is not None
-        return self.process.returncode
+        return await stop_child(self.process, grace=STOP_TIMEOUT)
 
 
 @asynccontextmanager
 async def running_replica(spec: ReplicaSpec) -> AsyncIterator[CloudProcess]:
     """Start a replica, wait until its MQTT link is up and it answers /health; kill it after."""
     port = free_port()
-    with spec.log_file.open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            BIN,
-            "serve",
-            "--data-dir", str(spec.data_dir),
-            "--db", spec.db_url,
-            "--listen", f"127.0.0.1:{port}",
-            "--mqtt-url", spec.broker,
-            "--mqtt-ca", str(spec.ca_file),
-            "--mqtt-cert", str(spec.cert.cert_file),
-            "--mqtt-key", str(spec.cert.key_file),
-            "--mqtt-replica", spec.replica,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log,
-        )  # fmt: skip
-    running = CloudProcess(spec, f"http://127.0.0.1:{port}", process)
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        "serve",
+        "--data-dir", str(spec.data_dir),
+        "--db", spec.db_url,
+        "--listen", f"127.0.0.1:{port}",
+        "--mqtt-url", spec.broker,
+        "--mqtt-ca", str(spec.ca_file),
+        "--mqtt-cert", str(spec.cert.cert_file),
+        "--mqtt-key", str(spec.cert.key_file),
+        "--mqtt-replica", spec.replica,
+    ]  # fmt: skip
+    process = await start_serve(argv, url=url, log_file=spec.log_file, limit=START_TIMEOUT)
     try:
-        await _wait_ready(running)
-        yield running
+        yield CloudProcess(spec, url, process)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
-
-
-async def _wait_ready(running: CloudProcess) -> None:
-    try:
-        async with asyncio.timeout(START_TIMEOUT):
-            while _LINK_UP not in running.log():
-                if running.process.returncode is not None:
-                    raise AssertionError(f"exited with code {running.process.returncode}")
-                await asyncio.sleep(_POLL)
-            async with aiohttp.ClientSession() as session:
-                while not await _healthy(session, running.url):
-                    await asyncio.sleep(_POLL)
-    except (AssertionError, TimeoutError) as exc:
-        raise AssertionError(
-            f"replica {running.spec.replica} did not start ({exc or 'timed out'})\n"
-            f"--- its log ---\n{tail(running.spec.log_file)}"
-        ) from exc
-
-
-async def _healthy(session: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with session.get(url + "/health") as response:
-            return response.status == 200
-    except aiohttp.ClientConnectionError:
-        return False
 
 
 @dataclass
@@ -145,7 +100,7 @@ class ManagedCloud:
     @property
     def admin_token(self) -> str:
         """The first-start admin token the server wrote into its data directory."""
-        return (self.data_dir / "admin.token").read_text(encoding="ascii").strip()
+        return admin_token(self.data_dir)
 
     @property
     def broker_pid_file(self) -> Path:
@@ -166,39 +121,17 @@ async def start_managed(data_dir: Path, *, mqtt_port: int | None = None) -> Mana
     port = free_port()
     broker_port = mqtt_port or free_port()
     log_file = data_dir.parent / f"{data_dir.name}.log"
-    offset = log_file.stat().st_size if log_file.exists() else 0
-    with log_file.open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            BIN,
-            "serve",
-            "--data-dir", str(data_dir),
-            "--listen", f"127.0.0.1:{port}",
-            "--mqtt-listen", f"127.0.0.1:{broker_port}",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log,
-        )  # fmt: skip
-    running = ManagedCloud(data_dir, f"http://127.0.0.1:{port}", broker_port, process, log_file)
-    try:
-        async with asyncio.timeout(START_TIMEOUT):
-            while _LINK_UP not in running.log()[offset:]:
-                if process.returncode is not None:
-                    raise AssertionError(f"exited with code {process.returncode}")
-                await asyncio.sleep(_POLL)
-            async with aiohttp.ClientSession() as session:
-                while not await _healthy(session, running.url):
-                    await asyncio.sleep(_POLL)
-    except (AssertionError, TimeoutError) as exc:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        raise AssertionError(
-            f"the managed cloud did not start ({exc or 'timed out'})\n"
-            f"--- its log ---\n{tail(log_file)}"
-        ) from exc
-    return running
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        "serve",
+        "--data-dir", str(data_dir),
+        "--listen", f"127.0.0.1:{port}",
+        "--mqtt-listen", f"127.0.0.1:{broker_port}",
+    ]  # fmt: skip
+    process = await start_serve(argv, url=url, log_file=log_file, limit=START_TIMEOUT)
+    return ManagedCloud(data_dir, url, broker_port, process, log_file)
 
 
 async def stop_managed(running: ManagedCloud) -> None:
     """SIGTERM, SIGKILL after STOP_TIMEOUT (no-op once it exited)."""
-    await stop_async_process(running.process, timeout=STOP_TIMEOUT)
+    await stop_child(running.process, grace=STOP_TIMEOUT)

@@ -88,18 +88,21 @@ def stop_groups(processes: Iterable[psutil.Process], *, timeout: float) -> None:
     raise KitError(f"could not stop processes {[p.pid for p in processes]}")
 
 
-def app_processes(run_dir: Path) -> list[psutil.Process]:
-    """Every live app instance process of the agent whose run directory is `run_dir`.
+def app_processes(run_dir: Path, app: str | None = None) -> list[psutil.Process]:
+    """Every live app instance process of the agent whose run directory is `run_dir` (of `app`
+    only, if given).
 
-    The native backend gives each instance `BAETYL_INSTANCE_DIR` under the run directory: that,
-    not a pid file, finds instances an agent left behind.
+    The native backend gives each instance `BAETYL_INSTANCE_DIR` under the run directory and
+    `BAETYL_APP_NAME`: that, not a pid file, finds instances an agent left behind.
     """
     prefix = f"{run_dir}{os.sep}"
     found = []
     for process in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
-            marker = process.environ().get("BAETYL_INSTANCE_DIR", "")
-            if marker.startswith(prefix) and alive(process.pid):
+            env = process.environ()
+            if not env.get("BAETYL_INSTANCE_DIR", "").startswith(prefix):
+                continue
+            if (app is None or env.get("BAETYL_APP_NAME") == app) and alive(process.pid):
                 found.append(process)
     return found
 
@@ -116,13 +119,23 @@ def process_from(pid_file: Path, *, program: str, marker: str) -> psutil.Process
     return process if ours and alive(pid) else None
 
 
-def process_with(argument: str) -> psutil.Process | None:
-    """A live process with `argument` on its command line (a broker by its config file)."""
+def processes_with(*arguments: str, program: str | None = None) -> list[psutil.Process]:
+    """Live processes with every one of `arguments` on their command line (a broker by its
+    config file, an agent by its core.yml), and running `program` if given."""
+    found = []
     for process in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
-            if argument in process.cmdline() and alive(process.pid):
-                return process
-    return None
+            command = process.cmdline()
+            if program is not None and not any(Path(p).name == program for p in command[:2]):
+                continue
+            if all(argument in command for argument in arguments) and alive(process.pid):
+                found.append(process)
+    return found
+
+
+def process_with(argument: str) -> psutil.Process | None:
+    """The first live process with `argument` on its command line, if any."""
+    return next(iter(processes_with(argument)), None)
 
 
 def spawn_detached(argv: list[str], *, log: Path, pid_file: Path | None = None) -> int:

@@ -33,7 +33,7 @@ async def eventually(
     what: str,
     alive: Callable[[], bool] | None = None,
     poll: float = POLL,
-    detail: Callable[[], str] | None = None,
+    detail: Callable[[], object] | None = None,
 ) -> T: ...
 
 
@@ -45,7 +45,7 @@ async def eventually(
     what: str,
     alive: Callable[[], bool] | None = None,
     poll: float = POLL,
-    detail: Callable[[], str] | None = None,
+    detail: Callable[[], object] | None = None,
 ) -> T: ...
 
 
@@ -56,12 +56,13 @@ async def eventually(
     what: str,
     alive: Callable[[], bool] | None = None,
     poll: float = POLL,
-    detail: Callable[[], str] | None = None,
+    detail: Callable[[], object] | None = None,
 ) -> Any:
     """The first truthy result of `check()`, asked every `poll` s.
 
     Raises WaitTimeout after `limit` s, and Died as soon as `alive()` (if given) is false;
-    `detail()` (if given) adds what the caller knows to the message (a last status, a log).
+    `detail()` (if given, sync or async) replaces the last value in the message with what the
+    caller knows (a last status, a log).
     """
     deadline = time.monotonic() + limit
     last: object = None
@@ -75,6 +76,9 @@ async def eventually(
         if alive is not None and not alive():
             raise Died(f"gave up waiting for {what}: the process ended")
         if time.monotonic() >= deadline:
-            more = f"; {detail()}" if detail is not None else f"; last: {last!r}"
+            more = f"; last: {last!r}"
+            if detail is not None:
+                said = detail()
+                more = f"; {await said if inspect.isawaitable(said) else said}"
             raise WaitTimeout(f"timed out after {limit:g} s waiting for {what}{more}")
         await asyncio.sleep(poll)
