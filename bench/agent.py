@@ -53,10 +53,10 @@ from edgekit import (  # noqa: E402
     bench_main,
     bench_parser,
     cloud_process,
+    eventually,
     percentiles,
     plan_from_flags,
     record_time,
-    until,
     write_core_config,
 )
 from provenance import provenance  # noqa: E402
@@ -143,8 +143,10 @@ async def deploy(agent: Agent, rest: Rest, apps: list[str], label: str, plan: Pl
             return None
         return desired, max(started.values())
 
-    desired, running = await until(done, limit=plan.timeout, what=f"{len(apps)} apps running")
-    await until(lambda: all_running(agent.pid, wanted), limit=10, what="the app processes to exist")
+    desired, running = await eventually(done, limit=plan.timeout, what=f"{len(apps)} apps running")
+    await eventually(
+        lambda: all_running(agent.pid, wanted), limit=10, what="the app processes to exist"
+    )
     return {
         "apps": len(apps),
         "put_ms": (answered - put) * 1000,
@@ -171,7 +173,7 @@ async def remove(agent: Agent, rest: Rest, apps: list[str], plan: Plan) -> float
             return None
         return max(removed)
 
-    gone = await until(done, limit=plan.timeout, what=f"{len(apps)} apps removed")
+    gone = await eventually(done, limit=plan.timeout, what=f"{len(apps)} apps removed")
     return (gone - put) * 1000
 
 

@@ -21,7 +21,6 @@ import signal
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +35,15 @@ if str(ROOT) not in sys.path:
 
 from cloud.pki.ca import CertificateAuthority, write_certificate_files  # noqa: E402
 from tests.harness.common import HarnessError, free_port, wait_for_port  # noqa: E402
+from tools.kit import procs  # noqa: E402
+from tools.kit.cloud import admin_token, start_serve  # noqa: E402
+from tools.kit.procs import KitError  # noqa: E402
+from tools.kit.progress import Progress  # noqa: E402
+from tools.kit.rest import Rest as KitRest  # noqa: E402
+from tools.kit.rest import RestError  # noqa: E402
+from tools.kit.waiting import Died, WaitTimeout, eventually  # noqa: E402
+
+__all__ = ["Progress", "eventually"]  # re-exported for the bench scripts
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -49,17 +57,6 @@ APP_MARKER = "BAETYL_INSTANCE_DIR"
 
 class BenchError(RuntimeError):
     """The benchmark cannot go on: a process died, a round timed out, the agent failed an app."""
-
-
-class Progress:
-    """Timestamped progress lines on stderr."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    def say(self, text: str) -> None:
-        """One line, prefixed with the seconds since the start."""
-        print(f"[{time.monotonic() - self.started:6.1f} s] {text}", file=sys.stderr, flush=True)
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -106,35 +103,9 @@ class Reaper:
         for kind in ("agent", "cloud", "broker"):
             for what, process in self._processes:
                 if what == kind:
-                    _stop(process, timeout=15.0 if what == "cloud" else 10.0)
+                    procs.stop(process, timeout=15.0 if what == "cloud" else 10.0)
             if kind == "agent":
                 self.kill_apps()
-
-
-def _stop(process: psutil.Process, *, timeout: float) -> None:
-    """SIGTERM, then SIGKILL after `timeout`; reaped if it is our child."""
-    try:
-        process.terminate()
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-            process.wait(5)
-    except psutil.NoSuchProcess:
-        pass
-
-
-async def _terminate(process: asyncio.subprocess.Process, *, grace: float) -> None:
-    """SIGTERM a child, SIGKILL it after `grace` seconds, and reap it."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), grace)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,37 +124,24 @@ async def cloud_process(work: Path, reaper: Reaper) -> AsyncIterator[Cloud]:
     """`baetyl-cloud serve` with its managed Mosquitto on loopback ports."""
     data_dir = work / "cloud"
     port, mqtt_port = free_port(), free_port()
-    log_file = work / "cloud.log"
-    command = [
-        str(BIN / "baetyl-cloud"),
-        "--log-level",
-        "warning",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--mqtt-listen",
-        f"127.0.0.1:{mqtt_port}",
-    ]
-    with log_file.open("ab") as log:
-        # Its own session: a Ctrl-C reaches the benchmark only, which stops things in order.
-        process = await asyncio.create_subprocess_exec(
-            *command, stdout=log, stderr=log, start_new_session=True
-        )
-    reaper.track("cloud", process.pid)
+    url, log_file = f"http://127.0.0.1:{port}", work / "cloud.log"
+    argv = [
+        "--log-level", "warning", "serve", "--data-dir", str(data_dir),
+        "--listen", f"127.0.0.1:{port}", "--mqtt-listen", f"127.0.0.1:{mqtt_port}",
+    ]  # fmt: skip
     try:
-        try:
-            await asyncio.to_thread(wait_for_port, "127.0.0.1", port, timeout=60)
-            await asyncio.to_thread(wait_for_port, "127.0.0.1", mqtt_port, timeout=30)
-            for child in psutil.Process(process.pid).children():
-                reaper.track("broker", child.pid)  # the cloud stops it; tracked in case it dies
-            token = (data_dir / "admin.token").read_text(encoding="ascii").strip()
-        except (HarnessError, OSError, psutil.Error) as exc:
-            raise BenchError(f"the cloud did not start: {exc}\n{tail_of(log_file)}") from exc
-        yield Cloud(f"http://127.0.0.1:{port}", token, mqtt_port, data_dir, log_file)
+        # At warning level the cloud does not log its link: its broker's port is waited for.
+        process = await start_serve(argv, url=url, log_file=log_file, limit=60, linked=False)
+        reaper.track("cloud", process.pid)
+        await asyncio.to_thread(wait_for_port, "127.0.0.1", mqtt_port, timeout=30)
+        for child in psutil.Process(process.pid).children():
+            reaper.track("broker", child.pid)  # the cloud stops it; tracked in case it dies
+    except (KitError, HarnessError, OSError, psutil.Error) as exc:
+        raise BenchError(f"the cloud did not start: {exc}\n{procs.tail(log_file, 30)}") from exc
+    try:
+        yield Cloud(url, admin_token(data_dir), mqtt_port, data_dir, log_file)
     finally:
-        await _terminate(process, grace=15)
+        await procs.stop_child(process, grace=15)
 
 
 def write_core_config(
@@ -257,7 +215,7 @@ class AgentLog:
 
     def tail(self) -> str:
         """The last lines, for error messages."""
-        return tail_of(self.path)
+        return procs.tail(self.path, 30)
 
 
 @dataclasses.dataclass
@@ -301,10 +259,10 @@ async def agent_process(
                 raise BenchError(f"baetyl-core exited:\n{agent.log.tail()}")
             return any(r.get("message") == "cloud link up" for r in agent.log.since(0)) or None
 
-        await until(link_up, limit=60, what="the agent's link to the cloud")
+        await eventually(link_up, limit=60, what="the agent's link to the cloud")
         yield agent
     finally:
-        await _terminate(process, grace=10)
+        await procs.stop_child(process, grace=10)
         reaper.kill_apps()
 
 
@@ -326,36 +284,24 @@ def app_processes(agent_pid: int) -> dict[str, int]:
     return found
 
 
-async def until(check: Callable[[], T | None], *, limit: float, what: str) -> T:
-    """Poll `check` every 50 ms until it returns a value; BenchError after `limit` seconds."""
-    try:
-        async with asyncio.timeout(limit):
-            while True:
-                value = check()
-                if value is not None:
-                    return value
-                await asyncio.sleep(0.05)  # a log file and /proc: nothing to wait on
-    except TimeoutError:
-        raise BenchError(f"timed out after {limit:.0f} s waiting for {what}") from None
-
-
 # -- the cloud's REST API ------------------------------------------------------------------
 
 
-class Rest:
-    """Authenticated JSON calls to the cloud."""
+class Rest(KitRest):
+    """The cloud's REST API as its admin, with the calls the edge benchmarks make."""
 
     def __init__(self, cloud: Cloud, session: aiohttp.ClientSession) -> None:
-        self._url = cloud.url
-        self._session = session
+        super().__init__(session, cloud.url, cloud.token)
 
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        """One call; BenchError unless it answered 200."""
-        async with self._session.request(method, self._url + path, json=body) as response:
-            payload = await response.json()
-            if response.status != 200:
-                raise BenchError(f"{method} {path}: {response.status} {payload}")
-            return payload
+    async def call(self, method: str, path: str, body: Any = None) -> Any:  # type: ignore[override]
+        """One call; its body, or BenchError unless it answered 200."""
+        try:
+            status, answer = await super().call(method, path, body)
+        except RestError as exc:
+            raise BenchError(str(exc)) from None
+        if status != 200:
+            raise BenchError(f"{method} {path}: {status} {answer}")
+        return answer
 
     async def create_apps(self, names: list[str], label: str) -> None:
         """Native `sleep infinity` apps placed on nodes labelled `label=on`."""
@@ -403,15 +349,6 @@ def percentiles(samples: list[float]) -> Json:
         "max": ordered[-1],
         "count": len(ordered),
     }
-
-
-def tail_of(path: Path, lines: int = 30) -> str:
-    """The last lines of a log file, for error messages."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return f"({path} missing)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 @contextlib.contextmanager
@@ -472,13 +409,13 @@ def bench_main(
     stopped (the reaper) and its working directory removed (unless `keep`); 1 on a BenchError,
     130 when interrupted.
     """
-    progress = Progress()
+    progress = Progress("bench", clock=True)
     reaper = Reaper()
     prefix = f"baetyl-bench-{Path(script).stem.replace('_', '-')}-"
     with workdir(keep, progress, prefix=prefix) as work:
         try:
             result = asyncio.run(_cancelled_by_sigterm(run(work, reaper, progress)))
-        except BenchError as exc:
+        except (BenchError, KitError, WaitTimeout, Died) as exc:
             print(f"{script}: {exc}", file=sys.stderr)
             return 1
         except (KeyboardInterrupt, asyncio.CancelledError):

@@ -42,6 +42,8 @@ from fleetsim.pki import BenchPKI, ensure_pki  # noqa: E402
 from fleetsim.workers import WorkerPool, worker_pool  # noqa: E402
 from provenance import provenance  # noqa: E402
 
+from tools.kit.progress import Progress as KitProgress  # noqa: E402
+
 Result = dict[str, Any]
 PROBE = f"{api.NAMESPACE}.fleet-probe"
 """The nid whose certificate proves the broker accepts mutual TLS before the run starts."""
@@ -146,17 +148,14 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return plan
 
 
-class Progress:
-    """Timestamped progress lines on stderr; worker connect counts folded into one line."""
+class Progress(KitProgress):
+    """The kit's timed lines on stderr; worker connect counts folded into one line."""
 
     def __init__(self) -> None:
+        super().__init__("fleet", clock=True)
         self.started = time.monotonic()
         self._connected: dict[int, int] = {}
         self._last = 0.0
-
-    def say(self, text: str) -> None:
-        """One line, prefixed with the seconds since the start."""
-        print(f"[{time.monotonic() - self.started:6.0f} s] {text}", file=sys.stderr, flush=True)
 
     def worker_event(self, worker: int, event: Result) -> None:
         """A worker's progress: print the total at most every 2 s."""

@@ -51,10 +51,10 @@ from edgekit import (  # noqa: E402
     bench_main,
     bench_parser,
     cloud_process,
+    eventually,
     percentiles,
     plan_from_flags,
     record_time,
-    until,
     write_core_config,
 )
 from provenance import provenance  # noqa: E402
@@ -177,7 +177,7 @@ async def measure(model: Model, agent: Agent, rest: Rest, plan: Plan, progress: 
         answered[name] = time.time()
         if model.name == "push":
             # One at a time: each sample sees an idle agent.
-            await until(
+            await eventually(
                 functools.partial(_started, agent, mark, name),
                 limit=plan.timeout,
                 what=f"{name} running",
@@ -190,8 +190,8 @@ async def measure(model: Model, agent: Agent, rest: Rest, plan: Plan, progress: 
         found = started_at(agent, mark, wanted)
         return found if len(found) == len(wanted) else None
 
-    started = await until(every_app, limit=plan.timeout, what=f"{len(names)} apps running")
-    await until(lambda: all_running(agent.pid, wanted), limit=10, what="the app processes")
+    started = await eventually(every_app, limit=plan.timeout, what=f"{len(names)} apps running")
+    await eventually(lambda: all_running(agent.pid, wanted), limit=10, what="the app processes")
     samples = [
         {
             "app": name,

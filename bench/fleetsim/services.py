@@ -24,8 +24,9 @@ from cloud.broker.mosquitto_config import MosquittoSettings, render_acl, render_
 from fleetsim.mqtt import MqttClient, MqttError
 from fleetsim.pki import BenchPKI
 from fleetsim.workers import stop_process
-from tests.harness.common import free_port, give_to, service_account, tail, wait_for_port
+from tests.harness.common import free_port, give_to, service_account, wait_for_port
 from tests.harness.postgres import PostgresCluster
+from tools.kit.procs import stop_child, tail
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
@@ -150,7 +151,7 @@ async def _broker_process(
         try:
             await _wait_broker(process, settings, pki, probe)
         except ServiceError as exc:
-            raise ServiceError(f"{exc}\n{tail(stdio)}\n{tail(settings.log_file)}") from None
+            raise ServiceError(f"{exc}\n{tail(stdio, 40)}\n{tail(settings.log_file, 40)}") from None
         yield Broker(HOST, settings.port, settings.log_file, process.pid)
     finally:
         if process.returncode is None:
@@ -274,15 +275,14 @@ class Cloud:
             await asyncio.to_thread(wait_for_port, HOST, port, timeout=START_TIMEOUT)
             await self._wait_link(replica)
         except Exception as exc:
-            raise ServiceError(f"replica {name} did not start: {exc}\n{tail(log_file)}") from exc
+            log = tail(log_file, 40)
+            raise ServiceError(f"replica {name} did not start: {exc}\n{log}") from exc
         return replica
 
     async def stop_last(self) -> None:
         """Stop the most recently started replica (SIGTERM, SIGKILL after a deadline)."""
         replica = self.replicas.pop()
-        if replica.process.returncode is None:
-            replica.process.terminate()
-        await stop_process(replica.process, grace=STOP_TIMEOUT)
+        await stop_child(replica.process, grace=STOP_TIMEOUT)
 
     async def close(self) -> None:
         """Stop every replica, newest first."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pwd
 import signal
@@ -71,26 +70,6 @@ def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 5.0) -> N
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
-
-
-async def stop_async_process(process: asyncio.subprocess.Process, *, timeout: float) -> int:
-    """The asyncio twin of stop_process: SIGTERM, SIGKILL after `timeout`; the exit code."""
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            process.kill()
-    return await process.wait()
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    """The last `lines` lines of a text file, or a note that it is missing (for error messages)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return f"({path} does not exist)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def service_account(name: str) -> pwd.struct_passwd | None:

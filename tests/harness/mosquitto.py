@@ -35,10 +35,10 @@ from tests.harness.common import (
     give_to,
     service_account,
     stop_process,
-    tail,
     wait_until,
 )
 from tests.harness.pki import CertFiles, HarnessPKI
+from tools.kit.procs import tail
 
 CLOUD_USERS = ("baetyl-cloud:r1", "baetyl-cloud:r2")
 START_TIMEOUT = 10.0
@@ -255,7 +255,8 @@ class MosquittoBroker:
             return 0
 
     def _logs(self) -> str:
-        return f"{tail(self._stdio_file, 20)}\n--- {self.log_file.name} ---\n{tail(self.log_file)}"
+        stdio, log = tail(self._stdio_file, 20), tail(self.log_file, 40)
+        return f"{stdio}\n--- {self.log_file.name} ---\n{log}"
 
 
 def _read_exactly(sock: ssl.SSLSocket, size: int) -> bytes:

@@ -13,7 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.harness.common import HarnessError, free_port, give_to, service_account, tail
+from tests.harness.common import HarnessError, free_port, give_to, service_account
+from tools.kit.procs import tail
 
 _BIN_ROOT = Path("/usr/lib/postgresql")
 _DATABASE_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -133,9 +134,9 @@ class PostgresCluster:
             if result.returncode == 0:
                 self._started = True
                 return
-            if "already in use" not in tail(log_file):
+            if "already in use" not in tail(log_file, 40):
                 break
-        output = f"{result.stdout}\n--- server log ---\n{tail(log_file)}"
+        output = f"{result.stdout}\n--- server log ---\n{tail(log_file, 40)}"
         self.stop()
         raise HarnessError(f"PostgreSQL did not start (pg_ctl exit {result.returncode}):\n{output}")
 

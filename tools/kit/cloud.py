@@ -44,14 +44,19 @@ async def wait_serving(
     alive: Callable[[], bool],
     since: int = 0,
     limit: float = START_LIMIT,
+    linked: bool = True,
 ) -> None:
     """Until the cloud logged its `since + 1`-th link up and answers /health; KitError if it
-    exits or takes longer than `limit` s (the message ends with its log's tail)."""
+    exits or takes longer than `limit` s (the message ends with its log's tail).
+
+    `linked=False` waits for /health only: a cloud run with `--log-level warning` does not log
+    its link (the caller then waits for what it needs itself).
+    """
     async with aiohttp.ClientSession() as session:
 
         async def serving() -> bool:
-            linked = await asyncio.to_thread(link_ups, log_file) > since
-            return linked and await healthy(session, url)
+            up = not linked or await asyncio.to_thread(link_ups, log_file) > since
+            return up and await healthy(session, url)
 
         try:
             await eventually(serving, limit=limit, what=f"the cloud at {url}", alive=alive)
@@ -61,7 +66,12 @@ async def wait_serving(
 
 
 async def start_serve(
-    argv: Sequence[str], *, url: str, log_file: Path, limit: float = START_LIMIT
+    argv: Sequence[str],
+    *,
+    url: str,
+    log_file: Path,
+    limit: float = START_LIMIT,
+    linked: bool = True,
 ) -> asyncio.subprocess.Process:
     """Start `baetyl-cloud ... serve ...` (`argv` without the program) as a child and wait until
     it serves at `url`; it is stopped again if it does not."""
@@ -77,7 +87,9 @@ async def start_serve(
         )
     try:
         alive = lambda: process.returncode is None  # noqa: E731
-        await wait_serving(url, log_file=log_file, alive=alive, since=since, limit=limit)
+        await wait_serving(
+            url, log_file=log_file, alive=alive, since=since, limit=limit, linked=linked
+        )
     except BaseException:
         await stop_child(process, grace=STOP_GRACE)
         raise

@@ -37,8 +37,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.harness.cloud import backend
-from tests.harness.common import free_port, stop_process, tail, wait_until
+from tests.harness.common import free_port, stop_process, wait_until
 from tests.harness.postgres import PostgresCluster
+from tools.kit.procs import tail
 
 # The example count bounds the run, not a clock: the suite's 120 s per-test limit only guards
 # against a hang, and the admin pass on PostgreSQL took 97 s on a machine shared with other
@@ -95,7 +96,7 @@ def fuzz_target(
         started = wait_until(
             lambda: _healthy(url), timeout=START_TIMEOUT, alive=lambda: process.poll() is None
         )
-        assert started, f"baetyl-cloud serve did not answer /health\n{tail(log_file)}"
+        assert started, f"baetyl-cloud serve did not answer /health\n{tail(log_file, 40)}"
         admin = (data_dir / "admin.token").read_text(encoding="ascii").strip()
         created = requests.post(
             url + "/v1/tokens",

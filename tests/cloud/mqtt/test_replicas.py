@@ -152,8 +152,8 @@ class Api:
             return body
 
 
-class Progress:
-    """Counts accepted reports; app changes wait here for their turn."""
+class AcceptedReports:
+    """Counts accepted reports; app changes wait here for their turn (not a progress printer)."""
 
     def __init__(self) -> None:
         self.accepted = 0
@@ -205,7 +205,7 @@ def final_reported(nid: str) -> Json:
     return expected
 
 
-async def report_all(agent: AgentFactory, nid: str, progress: Progress) -> list[int]:
+async def report_all(agent: AgentFactory, nid: str, progress: AcceptedReports) -> list[int]:
     """Send the node's reports one at a time, as an agent does; return each accepted version."""
     versions = []
     async with agent(nid) as node:
@@ -221,7 +221,7 @@ async def report_all(agent: AgentFactory, nid: str, progress: Progress) -> list[
 
 
 async def create_and_delete(
-    plan: AppPlan, apis: Sequence[Api], progress: Progress, versions: dict[str, str]
+    plan: AppPlan, apis: Sequence[Api], progress: AcceptedReports, versions: dict[str, str]
 ) -> None:
     await progress.reached(plan.create_after)
     created = await apis[plan.creator].ok("POST", "/v1/apps", native_app(plan.name, plan.selector))
@@ -345,7 +345,7 @@ async def test_two_replicas_split_the_reports_and_lose_no_shadow_write(
     fleet = Fleet.make(run)
     plans = app_plans(run)
     app_versions: dict[str, str] = {}
-    progress = Progress()
+    progress = AcceptedReports()
     database = f"replicas_{run}"
     dsn = postgres.create_database(database)
     try:
