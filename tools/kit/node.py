@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from agent.init.files import Layout
 from tools.kit import procs
 from tools.kit.progress import Progress
 
@@ -21,34 +22,35 @@ APPS_STOP = 12.0
 
 @dataclass(frozen=True)
 class NodeInstall:
-    """The files of a node installed under `prefix` (without systemd: pid and log files)."""
+    """A node installed under `prefix` (without systemd: pid and log files), laid out as
+    `baetyl-init` lays it out (`agent.init.files.Layout`, the one place that says where)."""
 
     prefix: Path
 
     @property
+    def layout(self) -> Layout:
+        return Layout(self.prefix)
+
+    @property
     def core_config(self) -> Path:
-        return self.prefix / "etc/baetyl/core.yml"
+        return self.layout.config_file
 
     @property
     def core_log(self) -> Path:
-        return self.prefix / "var/log/baetyl/core.log"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.prefix / "var/lib/baetyl/run"
+        return self.layout.core_log
 
     def app_log(self, app: str, instance: str, namespace: str = "default") -> Path:
         """The output of one app instance (`web-1`)."""
-        return self.prefix / "var/log/baetyl" / namespace / app / f"{instance}.log"
+        return self.layout.log_dir / namespace / app / f"{instance}.log"
 
     def core(self) -> psutil.Process | None:
         """The node's running baetyl-core, found by its pid file and its core.yml."""
-        pid_file = self.prefix / "var/run/baetyl-core.pid"
-        return procs.process_from(pid_file, program="baetyl-core", marker=str(self.core_config))
+        config = str(self.core_config)
+        return procs.process_from(self.layout.pid_file, program="baetyl-core", marker=config)
 
     def apps(self) -> list[psutil.Process]:
         """The node's live app instance processes."""
-        return procs.app_processes(self.run_dir)
+        return procs.app_processes(self.layout.run_dir)
 
     def stop(self) -> None:
         """Stop baetyl-core, then whatever app processes it left running (blocking)."""

@@ -30,11 +30,10 @@ class KitError(RuntimeError):
 
 
 def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie does not; one of our own children is reaped here)."""
-    with contextlib.suppress(ChildProcessError):
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
+    """Whether `pid` runs: a zombie (ended, not yet reaped by its parent) does not.
+
+    It never reaps: the pid may be an asyncio child whose watcher must see its exit status.
+    """
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

@@ -39,6 +39,7 @@ from tests.agent.core.native.kit import kill_leftovers
 from tests.harness.cloud import CloudServer
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
+from tools.kit.procs import alive
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
 
@@ -197,7 +198,7 @@ async def test_a_new_version_replaces_the_processes(
     old_pids = {i["pid"] for i in before["instances"].values()}
     new_pids = {i["pid"] for i in after["instances"].values()}
     assert old_pids.isdisjoint(new_pids)
-    assert not any(psutil.pid_exists(pid) and _alive(pid) for pid in old_pids)
+    assert not any(psutil.pid_exists(pid) and alive(pid) for pid in old_pids)
 
 
 async def test_a_bad_spec_is_reported_as_failed_and_other_apps_run_on(
@@ -379,13 +380,6 @@ async def _read_json(path: Path) -> dict[str, str] | None:
         data: dict[str, str] = json.loads(path.read_text())
         return data
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _delta(body: dict[str, object]) -> Received:

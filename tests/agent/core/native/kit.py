@@ -21,6 +21,7 @@ from agent.contracts.resources import Application, Configuration, Secret
 from agent.contracts.wire import validate
 from agent.core.backend import Deployment, NodeIdentity
 from agent.core.native import Tuning, procs
+from tools.kit.procs import alive
 
 T = TypeVar("T")
 
@@ -131,14 +132,6 @@ async def eventually(predicate: Callable[[], T | None], *, what: str, timeout: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    """True if `pid` runs (a zombie does not count)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def exists(pid: int) -> bool:
