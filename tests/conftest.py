@@ -47,6 +47,18 @@ def hypothesis_profile(environ: Mapping[str, str]) -> str:
 settings.load_profile(hypothesis_profile(os.environ))
 
 
+SLOW_DIRS = ("e2e", "bench")  # whole processes, installs and benchmark runs: minutes in all
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the end-to-end and benchmark smoke tests `slow` (`make test-fast` skips them)."""
+    tests_dir = Path(__file__).parent
+    for item in items:
+        relative = item.path.relative_to(tests_dir) if item.path.is_relative_to(tests_dir) else None
+        if relative is not None and relative.parts[0] in SLOW_DIRS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> HarnessPKI:
     """Our CA with a loopback server certificate and cached node/cloud/foreign client certs."""
