@@ -13,7 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from cloud.cli import build_parser, serve_settings
+from cloud.cli import build_parser
+from cloud.cli_settings import serve_settings
 from cloud.settings import (
     BridgeSettings,
     CloudSettings,
