@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import datetime
 import logging
@@ -17,18 +16,26 @@ import pwd
 import shutil
 import signal
 import ssl
-import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from agent.contracts.kit import backoff, files
 from agent.contracts.shadow import DEFAULT_LIMITS
-from cloud.broker import node_limits_plugin
+from cloud.broker import leftover, node_limits_plugin
+from cloud.broker.account import (
+    BROKER_USER,
+    broker_account,
+    check_reachable,
+    die_with_parent,
+    let_search,
+    spawn_identity,
+)
+from cloud.broker.errors import BrokerError
 from cloud.broker.mosquitto_config import (
     CLOUD_USER_PREFIX,
     MosquittoSettings,
@@ -47,10 +54,8 @@ from cloud.broker.pki_files import (
 from cloud.pki.ca import CertificateAuthority, IssuedCertificate, write_certificate_files
 from cloud.settings import ManagedBrokerSettings, MqttSettings
 
+__all__ = ["BrokerError", "ManagedBroker", "find_mosquitto"]
 log = logging.getLogger(__name__)
-
-BROKER_USER = "mosquitto"
-"""The account Mosquitto drops to when started as root; its files must belong to it."""
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 RELOAD_TIMEOUT = 5.0
@@ -69,12 +74,7 @@ _CONNECT = bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 0x02, 0, 10, 0, 0])
 _CONNACK_ACCEPTED = bytes([0x20, 2, 0, 0])
 _DISCONNECT = bytes([0xE0, 0])
 _UNSPECIFIED = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared, not bound
-_PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal the kernel sends a process when its parent thread dies."""
-
-
-class BrokerError(RuntimeError):
-    """The managed broker cannot be prepared, started or reloaded; the message says why."""
 
 
 def find_mosquitto() -> str:
@@ -333,7 +333,7 @@ class ManagedBroker:
     async def _start(self) -> None:
         """(Re)write every file, replace a stale broker, spawn ours, wait until it serves TLS."""
         await asyncio.to_thread(self._prepare)
-        await _replace_stale(self._settings.pid_file, self._binary, self._config_file)
+        await leftover.replace_stale(self._settings.pid_file, self._binary, self._config_file)
         stdio = await asyncio.to_thread(_open_append, self._stdio_file)
         identity = spawn_identity(self._account)
         try:
@@ -473,8 +473,8 @@ class ManagedBroker:
         account = self._account
         self._dir.mkdir(mode=0o700, exist_ok=True)
         if account is not None:
-            _let_search(account, self._data_dir)
-            _check_reachable(account, self._data_dir, self._dir)
+            let_search(account, self._data_dir)
+            check_reachable(account, self._data_dir, self._dir)
             os.chown(self._dir, account.pw_uid, account.pw_gid)
         # Copies rather than references: the broker's account reads them (also on SIGHUP)
         # without being given access to the PKI directory and the CA key in it.
@@ -530,161 +530,6 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
     await process.wait()
-
-
-def spawn_identity(account: pwd.struct_passwd | None) -> dict[str, object]:
-    """Popen's `user`, `group` and `extra_groups` for the broker's account ({} when not root).
-
-    We drop to the broker's account ourselves instead of letting mosquitto do it: the kernel
-    clears the parent-death signal when a process changes its user, so it must be set after the
-    change (die_with_parent's preexec function runs after Popen's setuid).
-    """
-    if account is None:
-        return {}
-    return {
-        "user": account.pw_uid,
-        "group": account.pw_gid,
-        "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid),
-    }
-
-
-def die_with_parent(parent: int) -> Callable[[], None]:
-    """The preexec function of the broker: SIGTERM it when the cloud dies (Linux prctl).
-
-    It runs in the forked child before exec, so it only calls prctl and getppid (libc is loaded
-    here, in the parent). A cloud that died between fork and prctl is noticed by the parent pid
-    having changed; the child then exits instead of starting an orphan broker. The signal is
-    sent when the forking thread ends: asyncio forks in the event loop's thread, the main one.
-    """
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def preexec() -> None:
-        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0 or os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
-async def _replace_stale(pid_file: Path, binary: str, config_file: Path) -> None:
-    """Stop a broker of this data directory left over from a cloud that did not stop it.
-
-    The pid in `pid_file` is trusted only if /proc/<pid>/cmdline is `<binary> -c <config_file>`:
-    a pid file can outlive its process and the pid be reused by anything. The check and the
-    signals go through a pidfd, so the pid cannot be reused between them.
-    """
-    pid = await asyncio.to_thread(_read_pid, pid_file)
-    if pid is None:
-        return
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return  # no such process any more
-    try:
-        if not await asyncio.to_thread(_is_broker_of, pid, binary, config_file):
-            return
-        log.warning(
-            "stopping a stale broker of this data directory (its cloud did not stop it)",
-            extra={"broker_pid": pid, "config": str(config_file)},
-        )
-        for signum in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(pidfd, signum)
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await _exited(pidfd)
-            except TimeoutError:
-                continue
-            return
-        raise BrokerError(f"the stale broker {pid} of {config_file} survived SIGKILL")
-    finally:
-        os.close(pidfd)
-
-
-async def _exited(pidfd: int) -> None:
-    """Return once the process of `pidfd` has exited (a pidfd becomes readable then)."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def readable() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    loop.add_reader(pidfd, readable)
-    try:
-        await done
-    finally:
-        loop.remove_reader(pidfd)
-
-
-def _read_pid(pid_file: Path) -> int | None:
-    try:
-        text = pid_file.read_text(encoding="ascii").strip()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return None
-    return int(text) if text.isdigit() and int(text) > 1 else None
-
-
-def _is_broker_of(pid: int, binary: str, config_file: Path) -> bool:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    args = [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
-    if len(args) < 3 or Path(args[0]).name != Path(binary).name:
-        return False
-    return any(
-        args[index] == "-c" and args[index + 1] == str(config_file)
-        for index in range(1, len(args) - 1)
-    )
-
-
-def broker_account() -> pwd.struct_passwd | None:
-    """The account Mosquitto drops to when we are root, None otherwise (it then runs as us)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(BROKER_USER)
-    except KeyError:
-        raise BrokerError(
-            f"running as root, but the system user {BROKER_USER!r} that mosquitto drops to does "
-            "not exist: install the Debian package with `apt-get install mosquitto`"
-        ) from None
-
-
-def _can_search(account: pwd.struct_passwd, path: Path) -> bool:
-    info = path.stat()
-    if info.st_uid == account.pw_uid:
-        return bool(info.st_mode & stat.S_IXUSR)
-    if info.st_gid in os.getgrouplist(account.pw_name, account.pw_gid):
-        return bool(info.st_mode & stat.S_IXGRP)
-    return bool(info.st_mode & stat.S_IXOTH)
-
-
-def _let_search(account: pwd.struct_passwd, data_dir: Path) -> None:
-    """Let the broker's account pass through the (0700) data directory, and nothing more.
-
-    Group search permission only: it cannot list the directory, and the cloud's own files in it
-    keep their modes.
-    """
-    if _can_search(account, data_dir):
-        return
-    os.chown(data_dir, -1, account.pw_gid)
-    data_dir.chmod(stat.S_IMODE(data_dir.stat().st_mode) | stat.S_IXGRP)
-    log.info(
-        "gave the broker's group search permission on the data directory",
-        extra={"data_dir": str(data_dir), "group_id": account.pw_gid},
-    )
-
-
-def _check_reachable(account: pwd.struct_passwd, data_dir: Path, target: Path) -> None:
-    for directory in (data_dir, *data_dir.parents):
-        if not _can_search(account, directory):
-            mode = stat.S_IMODE(directory.stat().st_mode)
-            raise BrokerError(
-                f"mosquitto drops to user {account.pw_name!r} when started as root and could not "
-                f"reach {target}: {directory} (mode {mode:o}) is closed to it; choose a "
-                f"--data-dir it can reach, or run `chmod o+x {directory}`"
-            )
 
 
 def _client_context(directory: Path, issued: IssuedCertificate) -> ssl.SSLContext:

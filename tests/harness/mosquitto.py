@@ -22,7 +22,7 @@ from pathlib import Path
 import aiomqtt
 
 from cloud.broker import node_limits_plugin
-from cloud.broker.managed import broker_account, die_with_parent, spawn_identity
+from cloud.broker.account import broker_account, die_with_parent, spawn_identity
 from cloud.broker.mosquitto_config import (
     MosquittoSettings,
     NodeLimits,
