@@ -360,8 +360,8 @@ def _config_data_size(data: dict[str, str]) -> int:
 ConfigData = dict[Annotated[str, AfterValidator(_config_key)], str]
 
 
-class Configuration(WireModel):
-    """Named text files (key = file name) that apps mount as a volume."""
+class _NamedFiles(WireModel):
+    """The fields configurations and secrets share: named text files (key = file name)."""
 
     name: Name
     namespace: Namespace | None = None
@@ -372,6 +372,10 @@ class Configuration(WireModel):
     data: ConfigData = Field(default_factory=dict)
     create_time: datetime | None = None
     update_time: datetime | None = None
+
+
+class Configuration(_NamedFiles):
+    """Named text files (key = file name) that apps mount as a volume."""
 
     @model_validator(mode="after")
     def _bounded(self) -> Configuration:
@@ -383,21 +387,11 @@ class Configuration(WireModel):
         return self
 
 
-class Secret(WireModel):
+class Secret(_NamedFiles):
     """Like a configuration, but encrypted at rest, mounted mode 0600, never listed with its data.
 
     The `secret-type` label says what it holds: `config` (generic), `certificate` or `registry`.
     """
-
-    name: Name
-    namespace: Namespace | None = None
-    version: Version = ""
-    labels: Labels = Field(default_factory=dict)
-    description: Description = ""
-    system: bool = False
-    data: ConfigData = Field(default_factory=dict)
-    create_time: datetime | None = None
-    update_time: datetime | None = None
 
     @model_validator(mode="after")
     def _bounded_and_typed(self) -> Secret:

@@ -96,6 +96,17 @@ class CloudServer:
         assert answer.status == 200, f"{method} {path} -> {answer.status}: {answer.body}"
         return answer.body
 
+    async def refused(
+        self, method: str, path: str, body: Any, status: int, code: str, fragment: str
+    ) -> Reply:
+        """Like `call`, but the answer must be the error `status`/`code` whose message holds
+        `fragment` (the rows of the bad-request tables)."""
+        answer = await self.call(method, path, body)
+        assert answer.status == status, answer.body
+        assert answer.body["code"] == code
+        assert fragment in answer.body["message"]
+        return answer
+
     async def token(self, namespace: str = "default", role: str = "admin") -> str:
         """A new token of `role` in `namespace` (the namespace is created if needed)."""
         # In-process call: the store is open while the server runs in this loop.

@@ -8,6 +8,7 @@ import pytest
 
 from agent.contracts.resources import CONFIG_DATA_MAX_BYTES
 from tests.cloud.api.node_helpers import app_mounting
+from tests.cloud.api.tables import refusals
 from tests.harness.cloud import CloudServer
 
 # aiohttp's client warns about any body over 1 MiB; the 4 MiB limit tests send such bodies.
@@ -201,19 +202,12 @@ BAD_CREATES: list[tuple[str, Any, int, str, str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "code", "fragment"),
-    [case[1:] for case in BAD_CREATES],
-    ids=[case[0] for case in BAD_CREATES],
-)
+@refusals(BAD_CREATES)
 async def test_bad_creates_are_refused_and_change_nothing(
     cloud: CloudServer, body: Any, status: int, code: str, fragment: str
 ) -> None:
     existing = await cloud.ok("POST", "/v1/configs", config("existing"))
-    answer = await cloud.call("POST", "/v1/configs", body)
-    assert answer.status == status, answer.body
-    assert answer.body["code"] == code
-    assert fragment in answer.body["message"]
+    await cloud.refused("POST", "/v1/configs", body, status, code, fragment)
     assert (await cloud.ok("GET", "/v1/configs"))["items"] == [existing]
 
 
@@ -249,10 +243,7 @@ async def test_bad_replaces_are_refused_and_change_nothing(
     cloud: CloudServer, name: str, body: Any, status: int, code: str, fragment: str
 ) -> None:
     before = await cloud.ok("POST", "/v1/configs", config())
-    answer = await cloud.call("PUT", f"/v1/configs/{name}", body)
-    assert answer.status == status, answer.body
-    assert answer.body["code"] == code
-    assert fragment in answer.body["message"]
+    await cloud.refused("PUT", f"/v1/configs/{name}", body, status, code, fragment)
     assert await cloud.ok("GET", "/v1/configs/settings") == before
 
 

@@ -10,6 +10,7 @@ import pytest
 from cloud.secretbox import SecretBox
 from cloud.services.bootstrap import SECRET_KEY_FILE
 from cloud.store import secrets as secret_store
+from tests.cloud.api.tables import refusals
 from tests.harness.cloud import CloudServer, Reply, backend
 
 PASSWORD = "s3cr3t-registry-pa55"
@@ -181,20 +182,13 @@ BAD_CREATES: list[tuple[str, Any, int, str, str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "code", "fragment"),
-    [case[1:] for case in BAD_CREATES],
-    ids=[case[0] for case in BAD_CREATES],
-)
+@refusals(BAD_CREATES)
 async def test_bad_creates_are_refused_and_change_nothing(
     cloud: CloudServer, body: Any, status: int, code: str, fragment: str
 ) -> None:
     existing = await cloud.ok("POST", "/v1/registries", registry("existing"))
     await cloud.ok("POST", "/v1/secrets", {"name": "a-secret", "data": {"k": "v"}})
-    answer = await cloud.call("POST", "/v1/registries", body)
-    assert answer.status == status, answer.body
-    assert answer.body["code"] == code
-    assert fragment in answer.body["message"]
+    answer = await cloud.refused("POST", "/v1/registries", body, status, code, fragment)
     assert_no_password(answer)
     assert (await cloud.ok("GET", "/v1/registries"))["items"] == [existing]
 

@@ -12,6 +12,7 @@ from agent.contracts.resources import SECRET_DATA_MAX_BYTES
 from cloud.services.versions import content_version
 from cloud.store import secrets as secret_store
 from tests.cloud.api.node_helpers import app_mounting
+from tests.cloud.api.tables import refusals
 from tests.harness.cloud import CloudServer, backend
 
 PLAIN = "correct-horse-battery-staple"
@@ -183,11 +184,7 @@ BAD_CREATES: list[tuple[str, Any, int, str, str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "code", "fragment"),
-    [case[1:] for case in BAD_CREATES],
-    ids=[case[0] for case in BAD_CREATES],
-)
+@refusals(BAD_CREATES)
 async def test_bad_creates_are_refused_and_change_nothing(
     cloud: CloudServer, body: Any, status: int, code: str, fragment: str
 ) -> None:
@@ -195,10 +192,7 @@ async def test_bad_creates_are_refused_and_change_nothing(
     await cloud.ok(
         "POST", "/v1/registries", {"name": "reg", "address": "r", "username": "u", "password": "p"}
     )
-    answer = await cloud.call("POST", "/v1/secrets", body)
-    assert answer.status == status, answer.body
-    assert answer.body["code"] == code
-    assert fragment in answer.body["message"]
+    await cloud.refused("POST", "/v1/secrets", body, status, code, fragment)
     assert (await cloud.ok("GET", "/v1/secrets"))["items"] == [existing]
     assert [r["name"] for r in (await cloud.ok("GET", "/v1/registries"))["items"]] == ["reg"]
 
@@ -230,10 +224,7 @@ async def test_bad_replaces_are_refused_and_change_nothing(
 ) -> None:
     await cloud.ok("POST", "/v1/secrets", secret())
     before = await cloud.ok("GET", "/v1/secrets/db-pass")
-    answer = await cloud.call("PUT", f"/v1/secrets/{name}", body)
-    assert answer.status == status, answer.body
-    assert answer.body["code"] == code
-    assert fragment in answer.body["message"]
+    await cloud.refused("PUT", f"/v1/secrets/{name}", body, status, code, fragment)
     assert await cloud.ok("GET", "/v1/secrets/db-pass") == before
 
 
