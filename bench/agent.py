@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import importlib.util
 import itertools
 import json
@@ -50,7 +49,7 @@ from edgekit import (  # noqa: E402
     agent_process,
     all_running,
     app_processes,
-    bench_main,
+    bench_cli,
     bench_parser,
     cloud_process,
     eventually,
@@ -423,15 +422,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 def main() -> int:
     """Entry point: run, print the summary, write the JSON; clean up whatever happens."""
-    args = build_parser().parse_args()
-    plan = make_plan(args)
-    return bench_main(
-        "bench/agent.py",
-        functools.partial(run, plan),
-        summary,
-        out=args.out,
-        keep=args.keep,
-    )
+    return bench_cli("bench/agent.py", build_parser, make_plan, run, summary)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import os
@@ -36,7 +37,7 @@ if str(ROOT) not in sys.path:
 from cloud.pki.ca import CertificateAuthority, write_certificate_files  # noqa: E402
 from tests.harness.common import HarnessError, free_port, wait_for_port  # noqa: E402
 from tools.kit import procs  # noqa: E402
-from tools.kit.cloud import admin_token, start_serve  # noqa: E402
+from tools.kit.cloud import admin_token, serve_args, start_serve  # noqa: E402
 from tools.kit.procs import KitError  # noqa: E402
 from tools.kit.progress import Progress  # noqa: E402
 from tools.kit.rest import Rest as KitRest  # noqa: E402
@@ -125,10 +126,9 @@ async def cloud_process(work: Path, reaper: Reaper) -> AsyncIterator[Cloud]:
     data_dir = work / "cloud"
     port, mqtt_port = free_port(), free_port()
     url, log_file = f"http://127.0.0.1:{port}", work / "cloud.log"
-    argv = [
-        "--log-level", "warning", "serve", "--data-dir", str(data_dir),
-        "--listen", f"127.0.0.1:{port}", "--mqtt-listen", f"127.0.0.1:{mqtt_port}",
-    ]  # fmt: skip
+    argv = serve_args(
+        data_dir, port, "--mqtt-listen", f"127.0.0.1:{mqtt_port}", log_level="warning"
+    )
     try:
         # At warning level the cloud does not log its link: its broker's port is waited for.
         process = await start_serve(argv, url=url, log_file=log_file, limit=60, linked=False)
@@ -428,3 +428,16 @@ def bench_main(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def bench_cli(
+    script: str,
+    build_parser: Callable[[], argparse.ArgumentParser],
+    make_plan: Callable[[argparse.Namespace], P],
+    run: Callable[[P, Path, Reaper, Progress], Awaitable[Json]],
+    summary: Callable[[Json], str],
+) -> int:
+    """A bench script's `main`: flags → plan → `bench_main` (run, summary, JSON, cleanup)."""
+    args = build_parser().parse_args()
+    plan = make_plan(args)
+    return bench_main(script, functools.partial(run, plan), summary, out=args.out, keep=args.keep)

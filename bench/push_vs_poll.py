@@ -48,7 +48,7 @@ from edgekit import (  # noqa: E402
     Rest,
     agent_process,
     all_running,
-    bench_main,
+    bench_cli,
     bench_parser,
     cloud_process,
     eventually,
@@ -335,15 +335,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 def main() -> int:
     """Entry point: run, print the summary, write the JSON; clean up whatever happens."""
-    args = build_parser().parse_args()
-    plan = make_plan(args)
-    return bench_main(
-        "bench/push_vs_poll.py",
-        functools.partial(run, plan),
-        summary,
-        out=args.out,
-        keep=args.keep,
-    )
+    return bench_cli("bench/push_vs_poll.py", build_parser, make_plan, run, summary)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from fleetsim.pki import BenchPKI
 from fleetsim.workers import stop_process
 from tests.harness.common import free_port, give_to, service_account, wait_for_port
 from tests.harness.postgres import PostgresCluster
+from tools.kit.cloud import BAETYL_CLOUD, serve_args
 from tools.kit.procs import stop_child, tail
 
 HOST = "127.0.0.1"
@@ -248,11 +249,8 @@ class Cloud:
             profiler = [sys.executable, "-m", "cProfile", "-o", str(profile)]
         command = [
             *profiler,
-            str(Path(sys.executable).parent / "baetyl-cloud"),
-            "--log-level", "warning",
-            "serve",
-            "--data-dir", str(data_dir),
-            "--listen", f"{HOST}:{port}",
+            str(BAETYL_CLOUD),
+            *serve_args(data_dir, port, log_level="warning"),
             "--db", self._db_url,
             "--mqtt-url", f"mqtts://{self._broker.host}:{self._broker.port}",
             "--mqtt-ca", str(self._pki.ca_file),

@@ -23,6 +23,7 @@ from cloud.settings import (
     QuotaDefaults,
 )
 from tests.harness.common import free_port
+from tools.kit.cloud import admin_token, serve_args, start_serve
 
 BIN = Path(sys.executable).parent / "baetyl-cloud"
 
@@ -36,46 +37,20 @@ async def run(*args: str, timeout: float = 60) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-async def wait_healthy(url: str, deadline: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(url + "/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            if loop.time() > end:
-                raise AssertionError(f"{url} never became healthy")
-            await asyncio.sleep(0.1)
-
-
 async def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    data_dir = tmp_path / "cloud"
-    process = await asyncio.create_subprocess_exec(
-        BIN,
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--no-mqtt",
-        stderr=asyncio.subprocess.PIPE,
-    )
+    port, data_dir, log_file = free_port(), tmp_path / "cloud", tmp_path / "cloud.log"
+    argv = serve_args(data_dir, port, "--no-mqtt")
+    url = f"http://127.0.0.1:{port}"
+    process = await start_serve(argv, url=url, log_file=log_file, linked=False)
     try:
-        await wait_healthy(f"http://127.0.0.1:{port}")
-        token = (data_dir / "admin.token").read_text().strip()
+        token = admin_token(data_dir)
         async with aiohttp.ClientSession() as session:
             headers = {"Authorization": f"Bearer {token}"}
             async with session.get(f"http://127.0.0.1:{port}/v1/tokens", headers=headers) as answer:
                 assert answer.status == 200
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 10) == 0
-        assert process.stderr is not None
-        log = (await process.stderr.read()).decode()
+        log = log_file.read_text(encoding="utf-8")
         assert '"message": "baetyl-cloud serving"' in log
         assert '"message": "baetyl-cloud stopping"' in log
         assert (data_dir / "cloud.db").exists()
@@ -94,18 +69,10 @@ async def test_token_create_prints_a_token_the_server_accepts(tmp_path: Path) ->
     token = out.strip()
     assert token.startswith("bt_")
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        BIN,
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--no-mqtt",
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    argv = serve_args(data_dir, port, "--no-mqtt")
+    url, log_file = f"http://127.0.0.1:{port}", tmp_path / "cloud.log"
+    process = await start_serve(argv, url=url, log_file=log_file, linked=False)
     try:
-        await wait_healthy(f"http://127.0.0.1:{port}")
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
             async with session.get(f"http://127.0.0.1:{port}/v1/tokens") as answer:
                 body = await answer.json()
@@ -212,19 +179,11 @@ async def test_serve_runs_and_stops_its_own_broker_by_default(
     # Not under pytest's tmp_path: its 0700 parents would keep the broker's account out.
     data_dir = Path(tempfile.mkdtemp(prefix="baetyl-cloud-test-"))
     request.addfinalizer(lambda: shutil.rmtree(data_dir, ignore_errors=True))
-    process = await asyncio.create_subprocess_exec(
-        BIN,
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--mqtt-listen",
-        f"127.0.0.1:{mqtt_port}",
-        stderr=asyncio.subprocess.PIPE,
-    )
+    argv = serve_args(data_dir, port, "--mqtt-listen", f"127.0.0.1:{mqtt_port}")
+    url, log_file = f"http://127.0.0.1:{port}", data_dir.with_suffix(".log")
+    request.addfinalizer(lambda: log_file.unlink(missing_ok=True))
+    process = await start_serve(argv, url=url, log_file=log_file)
     try:
-        await wait_healthy(f"http://127.0.0.1:{port}")
         assert (data_dir / "pki" / "ca.pem").is_file()
         assert stat.S_IMODE((data_dir / "pki" / "ca.key").stat().st_mode) == 0o600
         assert stat.S_IMODE((data_dir / "cloud.db").stat().st_mode) == 0o600

@@ -29,7 +29,7 @@ from tests.agent.core.native.kit import kill_leftovers
 from tests.harness.cloud import seed_ca
 from tests.harness.common import free_port
 from tests.harness.pki import HarnessPKI
-from tools.kit.cloud import start_serve
+from tools.kit.cloud import serve_args, start_serve
 from tools.kit.procs import app_processes, process_with, stop_child
 from tools.kit.rest import Rest
 from tools.kit.waiting import eventually
@@ -81,10 +81,7 @@ class Cloud:
 
     async def start(self) -> None:
         """Start the server; return once its MQTT link is up and it answers /health."""
-        argv = [
-            "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
-            "--mqtt-listen", f"127.0.0.1:{self.mqtt_port}",
-        ]  # fmt: skip
+        argv = serve_args(self.data_dir, self.port, "--mqtt-listen", f"127.0.0.1:{self.mqtt_port}")
         self.process = await start_serve(
             argv, url=self.url, log_file=self.log_file, limit=START_TIMEOUT
         )

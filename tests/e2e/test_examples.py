@@ -19,6 +19,8 @@ import pytest
 import yaml
 
 from tests.harness.common import free_port
+from tools.kit.cloud import admin_token, serve_args, start_serve
+from tools.kit.procs import stop_child
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -30,32 +32,14 @@ async def cloud_process(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
     """`baetyl-cloud serve` in its own process; yields the env a baetylctl user would set."""
     port = free_port()
     data_dir = tmp_path / "cloud"
-    process = await asyncio.create_subprocess_exec(
-        BIN / "baetyl-cloud",
-        "--log-level",
-        "warning",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--no-mqtt",
-    )
     url = f"http://127.0.0.1:{port}"
+    argv = serve_args(data_dir, port, "--no-mqtt", log_level="warning")
+    process = await start_serve(argv, url=url, log_file=tmp_path / "cloud.log", linked=False)
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    async with session.get(url + "/health") as answer:
-                        if answer.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-        token = (data_dir / "admin.token").read_text().strip()
+        token = admin_token(data_dir)
         yield {**os.environ, "BAETYL_URL": url, "BAETYL_TOKEN": token, "HOME": str(tmp_path)}
     finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), 15)
+        assert await stop_child(process, grace=15) == 0
 
 
 async def ctl(env: dict[str, str], *args: str) -> str:

@@ -31,7 +31,7 @@ from agent.contracts.topics import Channel
 from cloud.pki.ca import CertificateAuthority, write_certificate_files
 from tests.agent.core.native.kit import kill_leftovers
 from tests.harness.common import free_port
-from tools.kit.cloud import admin_token, start_serve
+from tools.kit.cloud import admin_token, serve_args, start_serve
 from tools.kit.procs import app_processes, processes_with, stop_child
 from tools.kit.rest import Rest
 from tools.kit.waiting import eventually
@@ -77,10 +77,9 @@ async def cloud(agent_wheel: Path) -> AsyncIterator[Cloud]:
     shutil.copy2(agent_wheel, dist / agent_wheel.name)
     port, mqtt_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [
-        "serve", "--data-dir", str(data_dir), "--dist-dir", str(dist),
-        "--listen", f"127.0.0.1:{port}", "--mqtt-listen", f"127.0.0.1:{mqtt_port}",
-    ]  # fmt: skip
+    argv = serve_args(
+        data_dir, port, "--dist-dir", str(dist), "--mqtt-listen", f"127.0.0.1:{mqtt_port}"
+    )
     process = await start_serve(argv, url=url, log_file=top / "cloud.log", limit=START_TIMEOUT)
     try:
         async with aiohttp.ClientSession() as session:

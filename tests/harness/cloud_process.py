@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.harness.common import free_port
 from tests.harness.pki import CertFiles
-from tools.kit.cloud import admin_token, start_serve
+from tools.kit.cloud import admin_token, serve_args, start_serve
 from tools.kit.procs import stop_child
 
 START_TIMEOUT = 30.0
@@ -67,17 +67,15 @@ async def running_replica(spec: ReplicaSpec) -> AsyncIterator[CloudProcess]:
     """Start a replica, wait until its MQTT link is up and it answers /health; kill it after."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [
-        "serve",
-        "--data-dir", str(spec.data_dir),
+    argv = serve_args(
+        spec.data_dir, port,
         "--db", spec.db_url,
-        "--listen", f"127.0.0.1:{port}",
         "--mqtt-url", spec.broker,
         "--mqtt-ca", str(spec.ca_file),
         "--mqtt-cert", str(spec.cert.cert_file),
         "--mqtt-key", str(spec.cert.key_file),
         "--mqtt-replica", spec.replica,
-    ]  # fmt: skip
+    )  # fmt: skip
     process = await start_serve(argv, url=url, log_file=spec.log_file, limit=START_TIMEOUT)
     try:
         yield CloudProcess(spec, url, process)
@@ -122,12 +120,7 @@ async def start_managed(data_dir: Path, *, mqtt_port: int | None = None) -> Mana
     broker_port = mqtt_port or free_port()
     log_file = data_dir.parent / f"{data_dir.name}.log"
     url = f"http://127.0.0.1:{port}"
-    argv = [
-        "serve",
-        "--data-dir", str(data_dir),
-        "--listen", f"127.0.0.1:{port}",
-        "--mqtt-listen", f"127.0.0.1:{broker_port}",
-    ]  # fmt: skip
+    argv = serve_args(data_dir, port, "--mqtt-listen", f"127.0.0.1:{broker_port}")
     process = await start_serve(argv, url=url, log_file=log_file, limit=START_TIMEOUT)
     return ManagedCloud(data_dir, url, broker_port, process, log_file)
 

@@ -24,6 +24,14 @@ START_LIMIT = 60.0
 STOP_GRACE = 15.0
 
 
+def serve_args(data_dir: Path, port: int, *options: str, log_level: str | None = None) -> list[str]:
+    """`[--log-level L] serve --data-dir DIR --listen 127.0.0.1:PORT OPTIONS...`, the arguments
+    of `baetyl-cloud` (without the program) every starter begins with."""
+    head = ["--log-level", log_level] if log_level else []
+    listen = f"127.0.0.1:{port}"
+    return [*head, "serve", "--data-dir", str(data_dir), "--listen", listen, *options]
+
+
 def link_ups(log_file: Path) -> int:
     """How many times the cloud logging to `log_file` connected to its broker."""
     try:

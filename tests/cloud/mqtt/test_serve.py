@@ -10,19 +10,10 @@ import aiohttp
 
 from agent.contracts.topics import Channel
 from tests.cloud.mqtt.conftest import AgentFactory, unique
-from tests.cloud.test_cli import BIN, wait_healthy
 from tests.harness.common import free_port
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
-
-
-async def _wait_for_line(stream: asyncio.StreamReader, fragment: str, timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            line = await stream.readline()
-            assert line, f"the server exited before logging {fragment!r}"
-            if fragment in line.decode():
-                return
+from tools.kit.cloud import admin_token, serve_args, start_serve
 
 
 async def test_serve_with_an_external_broker_answers_a_node(
@@ -31,13 +22,9 @@ async def test_serve_with_an_external_broker_answers_a_node(
     cert = pki.cloud("r2")
     port = free_port()
     data_dir = tmp_path / "cloud"
-    process = await asyncio.create_subprocess_exec(
-        BIN,
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--listen",
-        f"127.0.0.1:{port}",
+    argv = serve_args(
+        data_dir,
+        port,
         "--mqtt-url",
         f"mqtts://{mosquitto.host}:{mosquitto.port}",
         "--mqtt-ca",
@@ -48,13 +35,11 @@ async def test_serve_with_an_external_broker_answers_a_node(
         str(cert.key_file),
         "--mqtt-replica",
         "r2",
-        stderr=asyncio.subprocess.PIPE,
     )
+    url = f"http://127.0.0.1:{port}"
+    process = await start_serve(argv, url=url, log_file=tmp_path / "cloud.log", limit=30)
     try:
-        assert process.stderr is not None
-        await _wait_for_line(process.stderr, "MQTT link up", 30)
-        await wait_healthy(f"http://127.0.0.1:{port}")
-        token = (data_dir / "admin.token").read_text().strip()
+        token = admin_token(data_dir)
         name = unique()
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
             body = {"name": name, "labels": {}}
