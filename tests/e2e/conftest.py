@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ import yaml
 
 from tests.agent.core.native.kit import kill_leftovers
 from tests.harness.cloud import seed_ca
-from tests.harness.common import free_port
+from tests.harness.common import free_port, reachable_dir
 from tests.harness.pki import HarnessPKI
 from tools.kit.cloud import serve_args, start_serve
 from tools.kit.procs import app_processes, process_with, stop_child
@@ -223,24 +221,20 @@ def write_core_config(directory: Path, cert: Path, key: Path, *, ca: Path, broke
 
 
 @pytest.fixture
-def reachable_dir() -> Iterator[Path]:
+def e2e_dir() -> Iterator[Path]:
     """A private directory outside pytest's 0700 tree: as root, Mosquitto runs as `mosquitto`
     and must pass through it to its own files."""
-    top = Path(tempfile.mkdtemp(prefix="baetyl-e2e-"))
-    top.chmod(0o711)
-    try:
+    with reachable_dir("baetyl-e2e-") as top:
         yield top
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture
-async def edge_cloud(reachable_dir: Path, pki: HarnessPKI) -> AsyncIterator[Cloud]:
+async def edge_cloud(e2e_dir: Path, pki: HarnessPKI) -> AsyncIterator[Cloud]:
     """A running `baetyl-cloud serve` whose CA is the harness CA; stopped with its broker after."""
-    data_dir = reachable_dir / "cloud"
+    data_dir = e2e_dir / "cloud"
     data_dir.mkdir(mode=0o700)
     seed_ca(data_dir / "pki", pki.ca)
-    cloud = Cloud(data_dir, free_port(), free_port(), reachable_dir / "cloud.log")
+    cloud = Cloud(data_dir, free_port(), free_port(), e2e_dir / "cloud.log")
     try:
         await cloud.start()
         yield cloud

@@ -17,12 +17,12 @@ import psutil
 import pytest
 import yaml
 
+from tests.agent.core.agent_kit import SLEEPER
 from tests.e2e.conftest import LIMIT, ROOT, Agent, AgentFactory, Cloud, Json, eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
 
 EXAMPLES = ROOT / "examples"
-SLEEPER = "import time\nwhile True: time.sleep(1)"
 NEVER, ONLINE, OFFLINE = 0, 1, 2  # the node view's `ready`
 LINK_UP = '"cloud link up"'  # logged by the agent on every connect
 

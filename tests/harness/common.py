@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -95,3 +98,18 @@ def give_to(account: pwd.struct_passwd | None, *paths: Path) -> None:
         return
     for path in paths:
         os.chown(path, account.pw_uid, account.pw_gid)
+
+
+@contextlib.contextmanager
+def reachable_dir(prefix: str) -> Iterator[Path]:
+    """A new directory (0711) outside pytest's 0700 tmp tree, removed afterwards.
+
+    As root, Mosquitto drops to the `mosquitto` account, which must pass through every parent
+    of its files; pytest's tmp_path parents are closed to it.
+    """
+    top = Path(tempfile.mkdtemp(prefix=prefix))
+    top.chmod(0o711)
+    try:
+        yield top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

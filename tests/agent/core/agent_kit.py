@@ -26,6 +26,7 @@ from tests.harness.common import free_port
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import CertFiles, HarnessPKI
 
+SLEEPER = "import time\nwhile True: time.sleep(1)"  # an app that runs until stopped
 CORE_BIN = Path(sys.executable).parent / "baetyl-core"
 Json = dict[str, Any]
 

@@ -29,6 +29,7 @@ from agent.core.sync import renewal
 from cloud.services import node_certs
 from cloud.settings import MqttSettings
 from tests.agent.core.agent_kit import (
+    SLEEPER,
     app_body,
     app_running,
     eventually,
@@ -43,7 +44,6 @@ from tests.harness.pki import CertFiles, HarnessPKI
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
 
-SLEEPER = "import time\nwhile True: time.sleep(1)"
 LIFETIME = 30.0
 BACKDATE = 12.0  # so 2/3 of the lifetime is reached 8 s after the test starts
 

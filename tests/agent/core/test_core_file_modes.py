@@ -26,6 +26,7 @@ from agent.core.config import load_config
 from agent.init import files, start
 from tests.agent.core.agent_kit import (
     CORE_BIN,
+    SLEEPER,
     app_body,
     app_running,
     eventually,
@@ -38,8 +39,6 @@ from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(120)]
-
-SLEEPER = "import time\nwhile True: time.sleep(1)"
 
 
 def _mode(path: Path) -> int:

@@ -14,14 +14,20 @@ import pytest
 
 from agent.core.app import Core
 from tests.agent.core import test_core_with_cloud
-from tests.agent.core.agent_kit import app_body, app_running, eventually, python_service, reported
+from tests.agent.core.agent_kit import (
+    SLEEPER,
+    app_body,
+    app_running,
+    eventually,
+    python_service,
+    reported,
+)
 from tests.agent.core.test_core_with_cloud import RunningCore
 from tests.harness.cloud import CloudServer
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(120)]
 
 running_core = test_core_with_cloud.running_core  # the same fixture: a Core in this loop
-SLEEPER = "import time\nwhile True: time.sleep(1)"
 
 
 async def _failed_with_cause(cloud: CloudServer, node: str, app: str, version: str) -> str:

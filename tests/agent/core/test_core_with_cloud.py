@@ -27,6 +27,7 @@ from agent.core.sync import shadow_sync
 from agent.core.sync.answer_fit import NODE_PAYLOAD_LIMIT
 from agent.core.sync.link import Received
 from tests.agent.core.agent_kit import (
+    SLEEPER,
     PollingReads,
     app_body,
     app_running,
@@ -43,7 +44,6 @@ from tools.kit.procs import alive
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
 
-SLEEPER = "import time\nwhile True: time.sleep(1)"
 ENV_DUMP = (
     "import json, os, time\n"
     "json.dump({k: v for k, v in os.environ.items() if k.startswith('BAETYL_')},"

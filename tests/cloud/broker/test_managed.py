@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
-import shutil
 import signal
 import ssl
 import stat
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from cloud.broker.managed import BrokerError, ManagedBroker
 from cloud.broker.pki_files import ensure_cloud_pki
 from cloud.pki.ca import CertificateAuthority, write_certificate_files
 from cloud.settings import ManagedBrokerSettings
-from tests.harness.common import free_port
+from tests.harness.common import free_port, reachable_dir
 
 
 @pytest.fixture
@@ -32,13 +30,9 @@ def data_dir() -> Iterator[Path]:
     # Not pytest's tmp_path: its parents are 0700, which a broker dropped to `mosquitto` (when
     # the tests run as root) could not pass through. The data dir's parent is searchable, like a
     # real one's; the data dir itself is created 0700 by the broker, as by `baetyl-cloud serve`.
-    directory = Path(tempfile.mkdtemp(prefix="baetyl-managed-"))
-    directory.chmod(0o711)
-    (directory / "cloud").mkdir(mode=0o700)
-    try:
+    with reachable_dir("baetyl-managed-") as directory:
+        (directory / "cloud").mkdir(mode=0o700)
         yield directory / "cloud"
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _broker(data_dir: Path, port: int) -> ManagedBroker:

@@ -29,6 +29,7 @@ from agent.contracts.topics import Channel
 from agent.init import keys
 from cloud.pki.ca import CertificateAuthority, write_certificate_files
 from tests.harness.cloud_process import ManagedCloud, start_managed, stop_managed
+from tests.harness.common import reachable_dir
 
 TIMEOUT = 15.0
 OLD_FIXED_GROUP = "baetyl-cloud"
@@ -43,12 +44,8 @@ REQUEST_CHANNELS = (
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
     """A data dir whose parent the broker's account can pass through (not pytest's tmp_path)."""
-    directory = Path(tempfile.mkdtemp(prefix="baetyl-serve-managed-"))
-    directory.chmod(0o711)
-    try:
+    with reachable_dir("baetyl-serve-managed-") as directory:
         yield directory / "cloud"
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

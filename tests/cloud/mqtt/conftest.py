@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -26,7 +24,7 @@ from cloud.broker.managed import ManagedBroker
 from cloud.pki.ca import CertificateAuthority
 from cloud.settings import BridgeSettings, ManagedBrokerSettings, MqttSettings
 from tests.harness.cloud import CloudServer, start_cloud
-from tests.harness.common import free_port
+from tests.harness.common import free_port, reachable_dir
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
 
@@ -192,13 +190,9 @@ def native_app(name: str, selector: str, **extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def managed_data_dir() -> Iterator[Path]:
     """A broker data dir whose parent the broker's account can pass through (not tmp_path)."""
-    directory = Path(tempfile.mkdtemp(prefix="baetyl-managed-"))
-    directory.chmod(0o711)
-    (directory / "cloud").mkdir(mode=0o700)
-    try:
+    with reachable_dir("baetyl-managed-") as directory:
+        (directory / "cloud").mkdir(mode=0o700)
         yield directory / "cloud"
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from agent.core.backend import FetchError
 from agent.core.engine.engine import Engine, FailureKind
 from agent.core.engine.planner import ResourceKey
 from agent.core.store import LocalStore
+from tests.agent.core.agent_kit import SLEEPER
 from tests.agent.core.native.conftest import BackendFactory
 
 Resource = Application | Configuration | Secret
-SLEEPER = "import time\nwhile True: time.sleep(1)"
 
 
 class Catalogue:

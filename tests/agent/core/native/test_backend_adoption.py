@@ -80,11 +80,7 @@ async def test_apps_survive_the_agent_being_killed_and_are_adopted_once(dirs: Di
 async def test_a_reused_pid_is_not_adopted_and_the_instance_restarts(
     backends: BackendFactory, dirs: Dirs
 ) -> None:
-    first = backends()
-    await first.start()
-    await first.apply(deployment(application()))
-    (pid,) = (await eventually(lambda: _pids(first, 1), what="running")).values()
-    await first.close()
+    pid = await _run_then_close(backends)
     os.kill(pid, signal.SIGKILL)
     await eventually(lambda: _gone(pid), what="the app gone")
 
@@ -106,11 +102,7 @@ async def test_a_reused_pid_is_not_adopted_and_the_instance_restarts(
 async def test_an_unrecorded_instance_is_found_by_its_marker_and_not_started_twice(
     backends: BackendFactory, dirs: Dirs
 ) -> None:
-    first = backends()
-    await first.start()
-    await first.apply(deployment(application()))
-    (pid,) = (await eventually(lambda: _pids(first, 1), what="running")).values()
-    await first.close()
+    pid = await _run_then_close(backends)
     # As if the agent died right after starting the process, before recording it.
     book = json.loads((dirs.state / "instances.json").read_text())
     book["apps"]["demo"]["instances"] = []
@@ -125,11 +117,7 @@ async def test_an_unrecorded_instance_is_found_by_its_marker_and_not_started_twi
 async def test_processes_of_an_app_nobody_knows_are_stopped(
     backends: BackendFactory, dirs: Dirs
 ) -> None:
-    first = backends()
-    await first.start()
-    await first.apply(deployment(application()))
-    (pid,) = (await eventually(lambda: _pids(first, 1), what="running")).values()
-    await first.close()
+    pid = await _run_then_close(backends)
     (dirs.state / "instances.json").write_text(json.dumps({"format": 1, "apps": {}}))
 
     second = backends()
@@ -141,11 +129,7 @@ async def test_processes_of_an_app_nobody_knows_are_stopped(
 async def test_an_interrupted_removal_is_finished_at_start(
     backends: BackendFactory, dirs: Dirs
 ) -> None:
-    first = backends()
-    await first.start()
-    await first.apply(deployment(application()))
-    (pid,) = (await eventually(lambda: _pids(first, 1), what="running")).values()
-    await first.close()
+    pid = await _run_then_close(backends)
     book = json.loads((dirs.state / "instances.json").read_text())
     book["apps"]["demo"]["removing"] = True
     (dirs.state / "instances.json").write_text(json.dumps(book))
@@ -239,3 +223,13 @@ def _readline(driver: subprocess.Popen[str], timeout: float = 30.0) -> str:
         if not selector.select(timeout):
             raise AssertionError("the driver did not answer in time")
     return stream.readline().strip()
+
+
+async def _run_then_close(backends: BackendFactory) -> int:
+    """An agent's backend that started the demo app and closed (the agent stopped): its pid."""
+    first = backends()
+    await first.start()
+    await first.apply(deployment(application()))
+    (pid,) = (await eventually(lambda: _pids(first, 1), what="running")).values()
+    await first.close()
+    return pid
