@@ -68,18 +68,16 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> HarnessPKI:
 @pytest.fixture(scope="session")
 def mosquitto(pki: HarnessPKI) -> Iterator[MosquittoBroker]:
     """A running Mosquitto with mutual TLS and the platform ACL (cloud users r1 and r2)."""
-    broker = MosquittoBroker(pki)
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
+    yield from _running(MosquittoBroker(pki))
 
 
 @pytest.fixture(scope="session")
 def mosquitto_without_node_limits(pki: HarnessPKI) -> Iterator[MosquittoBroker]:
     """The same broker without the node-limits plugin, as an operator's own broker may run."""
-    broker = MosquittoBroker(pki, node_limits=False)
+    yield from _running(MosquittoBroker(pki, node_limits=False))
+
+
+def _running(broker: MosquittoBroker) -> Iterator[MosquittoBroker]:
     try:
         broker.start()
         yield broker

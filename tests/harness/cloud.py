@@ -107,6 +107,15 @@ class CloudServer:
         assert fragment in answer.body["message"]
         return answer
 
+    async def all_refused(self, token: str, status: int, calls: list[tuple[str, str, Any]]) -> None:
+        """Each `(method, path, body)` made with `token` is refused with `status`: 403
+        (ErrRequestForbidden) for a token without the right, 404 for another tenant's name."""
+        codes = {403: "ErrRequestForbidden", 404: "ErrResourceNotFound"}
+        for method, path, body in calls:
+            answer = await self.call(method, path, body, token=token)
+            assert answer.status == status, (method, path, answer.body)
+            assert answer.body["code"] == codes[status], (method, path, answer.body)
+
     async def token(self, namespace: str = "default", role: str = "admin") -> str:
         """A new token of `role` in `namespace` (the namespace is created if needed)."""
         # In-process call: the store is open while the server runs in this loop.
