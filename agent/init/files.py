@@ -17,12 +17,20 @@ import yaml
 
 from agent.contracts import names
 from agent.contracts.kit.files import atomic_write
-from agent.core.config import ConfigError, CoreConfig, load_config, node_identity, parse_config
+from agent.core.config import (
+    ApiConfig,
+    ConfigError,
+    CoreConfig,
+    load_config,
+    node_identity,
+    parse_config,
+)
 from agent.init import keys
 from agent.init.errors import InitError
 
 DEFAULT_PREFIX = Path("/opt/baetyl")
-DEFAULT_API_LISTEN = "127.0.0.1:30050"
+# The local API core.yml gets unless told otherwise: the agent's own default, written once.
+DEFAULT_API_LISTEN: str = ApiConfig.model_fields["listen"].default
 # Apps that drop privileges must reach their run directories; the store stays the agent's.
 _DIR_MODES = (
     ("etc/baetyl", 0o755),
