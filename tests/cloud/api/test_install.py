@@ -122,6 +122,9 @@ async def test_baetylctl_node_init_prints_the_install_command_with_a_fresh_token
     assert missing.code == 1
     assert "The (node) resource (edge-9) is not found" in missing.err
     assert (await ctl("node", "init", "edge-1", "--method", "ftp")).code == 2
+    ctl.env.update(BAETYL_TOKEN=await cloud.token(role="read"))
+    read_only = await ctl("node", "init", "edge-1")
+    assert (read_only.code, read_only.out) == (1, ""), "a read token gets no install token"
     ctl.env.update(BAETYL_TOKEN="not-a-token")
     refused = await ctl("node", "init", "edge-1")
     assert (refused.code, refused.out) == (1, ""), "no command without a valid token"
