@@ -11,14 +11,16 @@ from dataclasses import dataclass, field
 
 from cloud.errors import Invalid
 from cloud.pki.certinfo import CertificateError, read_certificate
-from cloud.services import secrets
 from cloud.services.context import Caller, CloudContext
-from cloud.services.resource_rules import AppUse, Window
-from cloud.services.secrets import SecretDraft, SecretMeta, SecretPage
+from cloud.services.secrets import SecretDraft, SecretMeta, SecretType
 
 CERTIFICATE = "certificate"
 CERT_KEY = "certificate"  # data keys of the sealed secret (the files a node mounts)
 KEY_KEY = "key"
+CERTIFICATES = SecretType(CERTIFICATE)
+listing = CERTIFICATES.listing
+delete = CERTIFICATES.delete
+users = CERTIFICATES.users
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ async def create(ctx: CloudContext, caller: Caller, draft: CertificateDraft) -> 
     if not draft.key.strip():
         raise Invalid("data.key: a private key is required with the certificate")
     sealable = _sealable(draft, draft.key)
-    meta = await secrets.create_typed(ctx, caller, CERTIFICATE, sealable)
+    meta = await CERTIFICATES.create(ctx, caller, sealable)
     return CertificateShown(meta, sealable.data[CERT_KEY])
 
 
@@ -59,29 +61,14 @@ async def replace(
         made.append(_sealable(draft, draft.key if draft.key.strip() else data.get(KEY_KEY, "")))
         return made[-1]
 
-    meta = await secrets.replace_typed(ctx, caller, CERTIFICATE, name, revise)
+    meta = await CERTIFICATES.replace_with(ctx, caller, name, revise)
     return CertificateShown(meta, made[-1].data[CERT_KEY])
 
 
 async def get(ctx: CloudContext, caller: Caller, name: str) -> CertificateShown:
     """A certificate and its facts, without the key."""
-    meta, data = await secrets.get_typed(ctx, caller, CERTIFICATE, name)
+    meta, data = await CERTIFICATES.opened(ctx, caller, name)
     return CertificateShown(meta, data.get(CERT_KEY, ""))
-
-
-async def listing(caller: Caller, window: Window) -> SecretPage:
-    """A page of certificates (facts only)."""
-    return await secrets.listing(caller, CERTIFICATE, window)
-
-
-async def delete(caller: Caller, name: str) -> None:
-    """Remove a certificate no app mounts."""
-    await secrets.delete(caller, CERTIFICATE, name)
-
-
-async def users(caller: Caller, name: str) -> list[AppUse]:
-    """The apps that mount the certificate."""
-    return await secrets.users(caller, CERTIFICATE, name)
 
 
 def _sealable(draft: CertificateDraft, key: str) -> SecretDraft:

@@ -61,8 +61,9 @@ def config_version(data: Mapping[str, str]) -> str:
     return content_version(dict(data))
 
 
-async def create(caller: Caller, draft: ConfigDraft) -> Configuration:
+async def create(ctx: CloudContext, caller: Caller, draft: ConfigDraft) -> Configuration:
     """Store a new configuration (no app can reference it yet, so nothing to propagate)."""
+    del ctx  # the same signature as every stored kind's create; nothing to seal or push
     require_admin(caller)
     refuse_reserved_name(draft.name, "configuration")
     if draft.system:
@@ -73,8 +74,9 @@ async def create(caller: Caller, draft: ConfigDraft) -> Configuration:
         return await store.insert(caller.namespace, config)
 
 
-async def get(caller: Caller, name: str) -> Configuration:
+async def get(ctx: CloudContext, caller: Caller, name: str) -> Configuration:
     """One configuration with its data."""
+    del ctx
     config = await store.get(caller.namespace, name)
     if config is None:
         raise NotFound(KIND, name, caller.namespace)

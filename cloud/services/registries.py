@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cloud.errors import Invalid
-from cloud.services import secrets
 from cloud.services.context import Caller, CloudContext
-from cloud.services.resource_rules import AppUse, Window
-from cloud.services.secrets import SecretDraft, SecretMeta, SecretPage
+from cloud.services.secrets import SecretDraft, SecretMeta, SecretType
 
 REGISTRY = "registry"
 ADDRESS, USERNAME, PASSWORD = "address", "username", "password"  # the data keys
+REGISTRIES = SecretType(REGISTRY)
+listing = REGISTRIES.listing
+delete = REGISTRIES.delete
+users = REGISTRIES.users
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ async def create(ctx: CloudContext, caller: Caller, draft: RegistryDraft) -> Sec
     """Store new registry credentials (address, username and password are all required)."""
     if not draft.password:
         raise Invalid("password: a registry needs a password")
-    return await secrets.create_typed(ctx, caller, REGISTRY, _sealable(draft, draft.password))
+    return await REGISTRIES.create(ctx, caller, _sealable(draft, draft.password))
 
 
 async def replace(ctx: CloudContext, caller: Caller, name: str, draft: RegistryDraft) -> SecretMeta:
@@ -44,7 +46,7 @@ async def replace(ctx: CloudContext, caller: Caller, name: str, draft: RegistryD
     def revise(_current: SecretMeta, data: dict[str, str]) -> SecretDraft:
         return _sealable(draft, draft.password or data.get(PASSWORD, ""))
 
-    return await secrets.replace_typed(ctx, caller, REGISTRY, name, revise)
+    return await REGISTRIES.replace_with(ctx, caller, name, revise)
 
 
 async def refresh(ctx: CloudContext, caller: Caller, name: str, password: str) -> SecretMeta:
@@ -61,27 +63,13 @@ async def refresh(ctx: CloudContext, caller: Caller, name: str, password: str) -
             info=current.info,
         )
 
-    return await secrets.replace_typed(ctx, caller, REGISTRY, name, revise)
+    return await REGISTRIES.replace_with(ctx, caller, name, revise)
 
 
-async def get(caller: Caller, name: str) -> SecretMeta:
+async def get(ctx: CloudContext, caller: Caller, name: str) -> SecretMeta:
     """A registry's shown facts (address and username in `info`); the data is never opened."""
-    return await secrets.meta_typed(caller, REGISTRY, name)
-
-
-async def listing(caller: Caller, window: Window) -> SecretPage:
-    """A page of registries."""
-    return await secrets.listing(caller, REGISTRY, window)
-
-
-async def delete(caller: Caller, name: str) -> None:
-    """Remove registry credentials no app uses."""
-    await secrets.delete(caller, REGISTRY, name)
-
-
-async def users(caller: Caller, name: str) -> list[AppUse]:
-    """The apps that pull with these credentials."""
-    return await secrets.users(caller, REGISTRY, name)
+    del ctx  # the password stays sealed: nothing here opens it
+    return await REGISTRIES.meta(caller, name)
 
 
 def _sealable(draft: RegistryDraft, password: str) -> SecretDraft:

@@ -81,149 +81,159 @@ class SecretPage:
 Reviser = Callable[[SecretMeta, dict[str, str]], SecretDraft]
 
 
-# Generic secrets (`/v1/secrets`) -------------------------------------------------------------
+@dataclass(frozen=True)
+class SecretShown:
+    """A secret as a route shows it: its meta, and its plaintext data only where asked for."""
+
+    meta: SecretMeta
+    data: dict[str, str] | None = field(default=None, repr=False)
 
 
-async def create(ctx: CloudContext, caller: Caller, draft: SecretDraft) -> SecretMeta:
-    """Store a new generic secret."""
-    return await create_typed(ctx, caller, GENERIC, draft)
+@dataclass(frozen=True)
+class SecretType:
+    """The use cases of one `secret-type`; registries and certificates each bind their own."""
 
+    secret_type: str
 
-async def get(ctx: CloudContext, caller: Caller, name: str) -> tuple[SecretMeta, dict[str, str]]:
-    """A generic secret with its plaintext data."""
-    return await get_typed(ctx, caller, GENERIC, name)
+    @property
+    def what(self) -> str:
+        """The kind's name in messages ("secret", "certificate", "registry")."""
+        return KIND_NAMES[self.secret_type]
 
-
-async def replace(ctx: CloudContext, caller: Caller, name: str, draft: SecretDraft) -> SecretMeta:
-    """Replace a generic secret's labels, description and data."""
-    return await replace_typed(ctx, caller, GENERIC, name, lambda _meta, _data: draft)
-
-
-# Every secret type ---------------------------------------------------------------------------
-
-
-async def create_typed(
-    ctx: CloudContext, caller: Caller, secret_type: str, draft: SecretDraft
-) -> SecretMeta:
-    """Seal and store a new secret of `secret_type` (nothing references it yet)."""
-    require_admin(caller)
-    what = KIND_NAMES[secret_type]
-    refuse_reserved_name(draft.name, what)
-    namespace = caller.namespace
-    labels = _checked(draft, secret_type, namespace)
-    sealed = ctx.secrets.seal(dict(draft.data), bound_to=_binding(namespace, draft.name))
-    row = StoredSecret(
-        namespace=namespace,
-        name=draft.name,
-        version=content_version({"sealed": sealed}),
-        secret_type=secret_type,
-        labels=labels,
-        description=draft.description,
-        system=False,
-        info=dict(draft.info),
-        sealed=sealed,
-    )
-    async with transaction():
-        await namespace_store.lock(namespace)
-        return _meta(await store.insert(row))
-
-
-async def get_typed(
-    ctx: CloudContext, caller: Caller, secret_type: str, name: str
-) -> tuple[SecretMeta, dict[str, str]]:
-    """A secret of `secret_type` and its opened data (callers decide what of it to show)."""
-    row = await _find(caller.namespace, secret_type, name)
-    return _meta(row), _open(ctx, row)
-
-
-async def meta_typed(caller: Caller, secret_type: str, name: str) -> SecretMeta:
-    """A secret of `secret_type` without opening its data."""
-    return _meta(await _find(caller.namespace, secret_type, name))
-
-
-async def listing(caller: Caller, secret_type: str, window: Window) -> SecretPage:
-    """A page of the namespace's secrets of one type, newest first, without data."""
-    index = await store.label_index(caller.namespace, secret_type, name=window.name)
-    total, ids = pick(index, window)
-    return SecretPage(total, [_meta(row) for row in await store.by_ids(ids)])
-
-
-async def replace_typed(
-    ctx: CloudContext, caller: Caller, secret_type: str, name: str, revise: Reviser
-) -> SecretMeta:
-    """Replace a secret with what `revise(current, current_data)` makes of it.
-
-    `revise` sees the current data so that a request may leave parts out (a registry password,
-    a certificate key) and keep them. A new version, given only when the data changes, reaches
-    every app that mounts the secret in the same transaction.
-    """
-    require_admin(caller)
-    namespace = caller.namespace
-    changed_nodes: DesiredChanges = {}
-    async with transaction():
-        await namespace_store.lock(namespace)
-        current = await _find(namespace, secret_type, name)
-        old_data = _open(ctx, current)
-        draft = revise(_meta(current), old_data)
-        if draft.name != name:
-            raise Invalid(
-                f"name: the body names {KIND_NAMES[secret_type]} {draft.name!r}, the path {name!r}"
-            )
-        labels = _checked(draft, secret_type, namespace)
-        if current.system and labels != current.labels:
-            raise Invalid("labels: the labels of a system secret cannot be changed")
-        data_changed = dict(draft.data) != old_data
-        if not data_changed and (labels, draft.description, dict(draft.info)) == (
-            current.labels,
-            current.description,
-            current.info,
-        ):
-            return _meta(current)
-        sealed = current.sealed
-        version = current.version
-        if data_changed:
-            sealed = ctx.secrets.seal(dict(draft.data), bound_to=_binding(namespace, name))
-            version = content_version({"sealed": sealed})
-        saved = await store.update(
-            StoredSecret(
-                namespace=namespace,
-                name=name,
-                version=version,
-                secret_type=secret_type,
-                labels=labels,
-                description=draft.description,
-                system=current.system,
-                info=dict(draft.info),
-                sealed=sealed,
-            )
+    async def create(self, ctx: CloudContext, caller: Caller, draft: SecretDraft) -> SecretMeta:
+        """Seal and store a new secret of this type (nothing references it yet)."""
+        require_admin(caller)
+        refuse_reserved_name(draft.name, self.what)
+        namespace = caller.namespace
+        labels = _checked(draft, self.secret_type, namespace)
+        sealed = ctx.secrets.seal(dict(draft.data), bound_to=_binding(namespace, draft.name))
+        row = StoredSecret(
+            namespace=namespace,
+            name=draft.name,
+            version=content_version({"sealed": sealed}),
+            secret_type=self.secret_type,
+            labels=labels,
+            description=draft.description,
+            system=False,
+            info=dict(draft.info),
+            sealed=sealed,
         )
-        if saved is None:  # pragma: no cover - the namespace lock keeps the row
-            raise NotFound(KIND_NAMES[secret_type], name, namespace)
-        if data_changed:
-            changed_nodes = await desired.propagate_resource(
-                namespace, ResourceKind.SECRET, name, version
+        async with transaction():
+            await namespace_store.lock(namespace)
+            return _meta(await store.insert(row))
+
+    async def opened(
+        self, ctx: CloudContext, caller: Caller, name: str
+    ) -> tuple[SecretMeta, dict[str, str]]:
+        """A secret and its opened data (callers decide what of it to show)."""
+        row = await _find(caller.namespace, self.secret_type, name)
+        return _meta(row), _open(ctx, row)
+
+    async def meta(self, caller: Caller, name: str) -> SecretMeta:
+        """A secret without opening its data."""
+        return _meta(await _find(caller.namespace, self.secret_type, name))
+
+    async def listing(self, caller: Caller, window: Window) -> SecretPage:
+        """A page of the namespace's secrets of this type, newest first, without data."""
+        index = await store.label_index(caller.namespace, self.secret_type, name=window.name)
+        total, ids = pick(index, window)
+        return SecretPage(total, [_meta(row) for row in await store.by_ids(ids)])
+
+    async def replace_with(
+        self, ctx: CloudContext, caller: Caller, name: str, revise: Reviser
+    ) -> SecretMeta:
+        """Replace a secret with what `revise(current, current_data)` makes of it.
+
+        `revise` sees the current data so that a request may leave parts out (a registry
+        password, a certificate key) and keep them. A new version, given only when the data
+        changes, reaches every app that mounts the secret in the same transaction.
+        """
+        require_admin(caller)
+        namespace = caller.namespace
+        changed_nodes: DesiredChanges = {}
+        async with transaction():
+            await namespace_store.lock(namespace)
+            current = await _find(namespace, self.secret_type, name)
+            old_data = _open(ctx, current)
+            draft = revise(_meta(current), old_data)
+            if draft.name != name:
+                raise Invalid(f"name: the body names {self.what} {draft.name!r}, the path {name!r}")
+            labels = _checked(draft, self.secret_type, namespace)
+            if current.system and labels != current.labels:
+                raise Invalid("labels: the labels of a system secret cannot be changed")
+            data_changed = dict(draft.data) != old_data
+            if not data_changed and (labels, draft.description, dict(draft.info)) == (
+                current.labels,
+                current.description,
+                current.info,
+            ):
+                return _meta(current)
+            sealed = current.sealed
+            version = current.version
+            if data_changed:
+                sealed = ctx.secrets.seal(dict(draft.data), bound_to=_binding(namespace, name))
+                version = content_version({"sealed": sealed})
+            saved = await store.update(
+                StoredSecret(
+                    namespace=namespace,
+                    name=name,
+                    version=version,
+                    secret_type=self.secret_type,
+                    labels=labels,
+                    description=draft.description,
+                    system=current.system,
+                    info=dict(draft.info),
+                    sealed=sealed,
+                )
             )
-    await ctx.desired_changed(changed_nodes)
-    return _meta(saved)
+            if saved is None:  # pragma: no cover - the namespace lock keeps the row
+                raise NotFound(self.what, name, namespace)
+            if data_changed:
+                changed_nodes = await desired.propagate_resource(
+                    namespace, ResourceKind.SECRET, name, version
+                )
+        await ctx.desired_changed(changed_nodes)
+        return _meta(saved)
+
+    async def delete(self, caller: Caller, name: str) -> None:
+        """Remove a secret of this type that no app mounts (403 otherwise)."""
+        require_admin(caller)
+        refuse_reserved_name(name, self.what)
+        namespace = caller.namespace
+        async with transaction():
+            await namespace_store.lock(namespace)
+            await _find(namespace, self.secret_type, name)
+            await refuse_if_used(namespace, ResourceKind.SECRET, name, self.what)
+            await store.delete(namespace, name, self.secret_type)
+
+    async def users(self, caller: Caller, name: str) -> list[AppUse]:
+        """The apps that mount the secret."""
+        await _find(caller.namespace, self.secret_type, name)
+        return await apps_using(caller.namespace, ResourceKind.SECRET, name)
 
 
-async def delete(caller: Caller, secret_type: str, name: str) -> None:
-    """Remove a secret of `secret_type` that no app mounts (403 otherwise)."""
-    require_admin(caller)
-    what = KIND_NAMES[secret_type]
-    refuse_reserved_name(name, what)
-    namespace = caller.namespace
-    async with transaction():
-        await namespace_store.lock(namespace)
-        await _find(namespace, secret_type, name)
-        await refuse_if_used(namespace, ResourceKind.SECRET, name, what)
-        await store.delete(namespace, name, secret_type)
+# Generic secrets (`/v1/secrets`): the data is shown by `get` alone ------------------------------
+
+GENERIC_SECRETS = SecretType(GENERIC)
+listing = GENERIC_SECRETS.listing
+delete = GENERIC_SECRETS.delete
+users = GENERIC_SECRETS.users
 
 
-async def users(caller: Caller, secret_type: str, name: str) -> list[AppUse]:
-    """The apps that mount the secret."""
-    await _find(caller.namespace, secret_type, name)
-    return await apps_using(caller.namespace, ResourceKind.SECRET, name)
+async def create(ctx: CloudContext, caller: Caller, draft: SecretDraft) -> SecretShown:
+    """Store a new generic secret; its data is not echoed back."""
+    return SecretShown(await GENERIC_SECRETS.create(ctx, caller, draft))
+
+
+async def get(ctx: CloudContext, caller: Caller, name: str) -> SecretShown:
+    """A generic secret with its plaintext data."""
+    return SecretShown(*await GENERIC_SECRETS.opened(ctx, caller, name))
+
+
+async def replace(ctx: CloudContext, caller: Caller, name: str, draft: SecretDraft) -> SecretShown:
+    """Replace a generic secret's labels, description and data."""
+    meta = await GENERIC_SECRETS.replace_with(ctx, caller, name, lambda _meta, _data: draft)
+    return SecretShown(meta)
 
 
 def _checked(draft: SecretDraft, secret_type: str, namespace: str) -> dict[str, str]:
