@@ -31,7 +31,6 @@ import sys
 import time
 from pathlib import Path
 
-import aiohttp
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +41,7 @@ from edgekit import (  # noqa: E402
     Agent,
     AgentLog,
     BenchError,
+    BenchFlags,
     Json,
     Progress,
     Reaper,
@@ -50,11 +50,9 @@ from edgekit import (  # noqa: E402
     all_running,
     app_processes,
     bench_cli,
-    bench_parser,
-    cloud_process,
+    cloud_with_rest,
     eventually,
     percentiles,
-    plan_from_flags,
     record_time,
     write_core_config,
 )
@@ -113,6 +111,12 @@ class Plan:
     """Seconds of the idle CPU window."""
     timeout: float = 120.0
     """Seconds one deploy or removal round may take before the run fails."""
+
+    def problem(self) -> str | None:
+        """What makes the plan impossible to run, if anything."""
+        if self.idle_apps < 1 or self.rounds < 1 or self.samples < 1:
+            return "--idle-apps, --rounds and --samples must be at least 1"
+        return None
 
 
 FULL = Plan()
@@ -301,12 +305,7 @@ async def run(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Jso
     progress.say("import cost in a fresh interpreter")
     imports = await import_costs()
     progress.say("starting the cloud and its broker")
-    async with contextlib.AsyncExitStack() as stack:
-        cloud = await stack.enter_async_context(cloud_process(work, reaper))
-        session = await stack.enter_async_context(
-            aiohttp.ClientSession(headers={"Authorization": f"Bearer {cloud.token}"})
-        )
-        rest = Rest(cloud, session)
+    async with cloud_with_rest(work, reaper) as (cloud, rest):
         await rest.call("POST", "/v1/nodes", {"name": NODE, "labels": {}})
         progress.say("starting baetyl-core")
         config = write_core_config(work / "agent", cloud, api=True)
@@ -399,31 +398,20 @@ def counts(text: str) -> tuple[int, ...]:
     return values
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Flags; values left unset come from the full or the --quick plan."""
-    parser = bench_parser(__doc__, "few apps and short windows (a smoke run)")
-    add = parser.add_argument
-    add("--idle-apps", type=int, help="apps running for the second memory sample and CPU (20)")
-    add("--sizes", type=counts, help="app counts of the deploy latency rounds (1,50)")
-    add("--rounds", type=int, help="deploy/remove rounds per size (10)")
-    add("--settle", type=float, help="seconds left idle before memory is sampled (10)")
-    add("--samples", type=int, help="memory samples, one a second (5)")
-    add("--cpu-window", type=float, help="seconds of the idle CPU window (60)")
-    return parser
+FLAGS = BenchFlags(
+    FULL,
+    QUICK,
+    "few apps and short windows (a smoke run)",
+    (
+        ("--idle-apps", int, "apps running for the second memory sample and CPU (20)"),
+        ("--sizes", counts, "app counts of the deploy latency rounds (1,50)"),
+        ("--rounds", int, "deploy/remove rounds per size (10)"),
+        ("--settle", float, "seconds left idle before memory is sampled (10)"),
+        ("--samples", int, "memory samples, one a second (5)"),
+        ("--cpu-window", float, "seconds of the idle CPU window (60)"),
+    ),
+)
 
 
-def make_plan(args: argparse.Namespace) -> Plan:
-    """The plan from the flags, the rest from the full or the quick plan."""
-    plan = plan_from_flags(args, FULL, QUICK)
-    if plan.idle_apps < 1 or plan.rounds < 1 or plan.samples < 1:
-        raise SystemExit("--idle-apps, --rounds and --samples must be at least 1")
-    return plan
-
-
-def main() -> int:
-    """Entry point: run, print the summary, write the JSON; clean up whatever happens."""
-    return bench_cli("bench/agent.py", build_parser, make_plan, run, summary)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run, print the summary, write the JSON; clean up whatever happens
+    sys.exit(bench_cli("bench/agent.py", __doc__, FLAGS, run, summary))

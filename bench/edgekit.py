@@ -22,9 +22,9 @@ import signal
 import statistics
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 import psutil
@@ -48,7 +48,17 @@ __all__ = ["Progress", "eventually"]  # re-exported for the bench scripts
 
 Json = dict[str, Any]
 T = TypeVar("T")
-P = TypeVar("P")
+
+
+class Checked(Protocol):
+    """A bench plan that can say what makes it impossible to run."""
+
+    def problem(self) -> str | None:
+        """A message for the command line, or None when the plan can run."""
+        ...
+
+
+P = TypeVar("P", bound=Checked)
 
 BIN = Path(sys.executable).parent
 NAMESPACE = "default"
@@ -142,6 +152,16 @@ async def cloud_process(work: Path, reaper: Reaper) -> AsyncIterator[Cloud]:
         yield Cloud(url, admin_token(data_dir), mqtt_port, data_dir, log_file)
     finally:
         await procs.stop_child(process, grace=15)
+
+
+@contextlib.asynccontextmanager
+async def cloud_with_rest(work: Path, reaper: Reaper) -> AsyncIterator[tuple[Cloud, Rest]]:
+    """`cloud_process` and an admin REST client of it, closed in turn afterwards."""
+    async with (
+        cloud_process(work, reaper) as cloud,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {cloud.token}"}) as session,
+    ):
+        yield cloud, Rest(cloud, session)
 
 
 def write_core_config(
@@ -365,8 +385,11 @@ def workdir(keep: bool, progress: Progress, *, prefix: str = "baetyl-bench-") ->
             shutil.rmtree(path, ignore_errors=True)
 
 
-def bench_parser(doc: str | None, quick: str) -> argparse.ArgumentParser:
-    """A parser with the flags every edge bench has: --quick, --out, --keep."""
+Flag = tuple[str, Callable[[str], Any], str]  # ("--rounds", int, "help (default)")
+
+
+def _bench_parser(doc: str | None, quick: str, flags: Sequence[Flag]) -> argparse.ArgumentParser:
+    """A parser with the flags every edge bench has (--quick, --out, --keep) and the script's."""
     parser = argparse.ArgumentParser(
         description=doc.splitlines()[0] if doc else None,
         epilog="Values left unset come from the full or the --quick plan. Progress goes to "
@@ -375,10 +398,12 @@ def bench_parser(doc: str | None, quick: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
+    for name, kind, text in flags:
+        parser.add_argument(name, type=kind, help=text)
     return parser
 
 
-def plan_from_flags(args: argparse.Namespace, full: P, quick: P) -> P:
+def _plan_from_flags(args: argparse.Namespace, full: P, quick: P) -> P:
     """The full or the `--quick` plan (a dataclass), with every flag given put in its field."""
     changes = {
         field.name: getattr(args, field.name)
@@ -430,14 +455,29 @@ def bench_main(
     return 0
 
 
+@dataclasses.dataclass(frozen=True)
+class BenchFlags(Generic[P]):
+    """A bench script's own flags, its full and `--quick` plans, and what `--quick` means."""
+
+    full: P
+    quick: P
+    quick_help: str
+    flags: Sequence[Flag]
+
+
 def bench_cli(
     script: str,
-    build_parser: Callable[[], argparse.ArgumentParser],
-    make_plan: Callable[[argparse.Namespace], P],
+    doc: str | None,
+    declared: BenchFlags[P],
     run: Callable[[P, Path, Reaper, Progress], Awaitable[Json]],
     summary: Callable[[Json], str],
 ) -> int:
-    """A bench script's `main`: flags → plan → `bench_main` (run, summary, JSON, cleanup)."""
-    args = build_parser().parse_args()
-    plan = make_plan(args)
+    """A bench script's `main`: flags → plan (full or quick; its `problem()` refused with usage) →
+    `bench_main` (run, summary, JSON, cleanup)."""
+    parser = _bench_parser(doc, declared.quick_help, declared.flags)
+    args = parser.parse_args()
+    plan = _plan_from_flags(args, declared.full, declared.quick)
+    refused = plan.problem()
+    if refused:
+        parser.error(refused)
     return bench_main(script, functools.partial(run, plan), summary, out=args.out, keep=args.keep)

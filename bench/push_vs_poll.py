@@ -22,9 +22,7 @@ Run: `.venv/bin/python bench/push_vs_poll.py [--out F.json]`, or `--quick` for a
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import random
@@ -33,14 +31,13 @@ import sys
 import time
 from pathlib import Path
 
-import aiohttp
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekit import (  # noqa: E402
     Agent,
     BenchError,
+    BenchFlags,
     Cloud,
     Json,
     Progress,
@@ -49,11 +46,9 @@ from edgekit import (  # noqa: E402
     agent_process,
     all_running,
     bench_cli,
-    bench_parser,
-    cloud_process,
+    cloud_with_rest,
     eventually,
     percentiles,
-    plan_from_flags,
     record_time,
     write_core_config,
 )
@@ -88,6 +83,17 @@ class Plan:
     def timeout(self) -> float:
         """Seconds one sample may take before the run fails."""
         return 2 * (self.report_interval + self.engine_interval) + 30.0
+
+    def problem(self) -> str | None:
+        """What makes the plan impossible to run, if anything."""
+        if self.push_samples < 1 or self.poll_samples < 1:
+            return "--push-samples and --poll-samples must be at least 1"
+        if (
+            min(self.push_gap, self.poll_gap) < 0
+            or min(self.report_interval, self.engine_interval) <= 0
+        ):
+            return "gaps must be >= 0 and intervals > 0"
+        return None
 
 
 FULL = Plan()
@@ -281,12 +287,7 @@ async def run(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Jso
     """Both models in turn against one cloud; returns the results."""
     origin = provenance()
     progress.say("starting the cloud and its broker")
-    async with contextlib.AsyncExitStack() as stack:
-        cloud = await stack.enter_async_context(cloud_process(work, reaper))
-        session = await stack.enter_async_context(
-            aiohttp.ClientSession(headers={"Authorization": f"Bearer {cloud.token}"})
-        )
-        rest = Rest(cloud, session)
+    async with cloud_with_rest(work, reaper) as (cloud, rest):
         results = [
             await run_model(model, cloud, rest, work, reaper, progress, plan)
             for model in models(plan)
@@ -306,37 +307,21 @@ def summary(result: Json) -> str:
     return "\n".join(tables)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Flags; values left unset come from the full or the --quick plan."""
-    parser = bench_parser(__doc__, "few samples and a 2 s + 1 s cycle (a smoke run)")
-    add = parser.add_argument
-    add("--push-samples", type=int, help="app creations timed in push mode (50)")
-    add("--poll-samples", type=int, help="app creations timed in poll mode (30)")
-    add("--push-gap", type=float, help="mean seconds between creations in push mode (0.5)")
-    add("--poll-gap", type=float, help="mean seconds between creations in poll mode (4)")
-    add("--report-interval", type=float, help="the polling agent's report interval, s (20)")
-    add("--engine-interval", type=float, help="the polling agent's engine tick, s (10)")
-    add("--seed", type=int, help="seed of the random gaps (1)")
-    return parser
+FLAGS = BenchFlags(
+    FULL,
+    QUICK,
+    "few samples and a 2 s + 1 s cycle (a smoke run)",
+    (
+        ("--push-samples", int, "app creations timed in push mode (50)"),
+        ("--poll-samples", int, "app creations timed in poll mode (30)"),
+        ("--push-gap", float, "mean seconds between creations in push mode (0.5)"),
+        ("--poll-gap", float, "mean seconds between creations in poll mode (4)"),
+        ("--report-interval", float, "the polling agent's report interval, s (20)"),
+        ("--engine-interval", float, "the polling agent's engine tick, s (10)"),
+        ("--seed", int, "seed of the random gaps (1)"),
+    ),
+)
 
 
-def make_plan(args: argparse.Namespace) -> Plan:
-    """The plan from the flags, the rest from the full or the quick plan."""
-    plan = plan_from_flags(args, FULL, QUICK)
-    if plan.push_samples < 1 or plan.poll_samples < 1:
-        raise SystemExit("--push-samples and --poll-samples must be at least 1")
-    if (
-        min(plan.push_gap, plan.poll_gap) < 0
-        or min(plan.report_interval, plan.engine_interval) <= 0
-    ):
-        raise SystemExit("gaps must be >= 0 and intervals > 0")
-    return plan
-
-
-def main() -> int:
-    """Entry point: run, print the summary, write the JSON; clean up whatever happens."""
-    return bench_cli("bench/push_vs_poll.py", build_parser, make_plan, run, summary)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run, print the summary, write the JSON; clean up whatever happens
+    sys.exit(bench_cli("bench/push_vs_poll.py", __doc__, FLAGS, run, summary))

@@ -68,61 +68,13 @@ def scale_ratio(results: Result) -> float | None:
 
 
 def markdown(results: Result) -> str:
-    """Tables of ingest, saturation and delta figures, then the target checks."""
-    lines = [
-        "| replicas | phase | nodes | offered /s | achieved /s | p50 ms | p99 ms | lost | "
-        "rejected | skipped | CPU cores: cloud / broker / PG / sim / other / machine |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for run in results["runs"]:
-        phases = [("ingest", item) for item in run["ingest"]]
-        if run.get("saturation"):
-            phases.append(("saturation", run["saturation"]))
-        for name, item in phases:
-            latency = item["latency_ms"]
-            lines.append(
-                f"| {run['replicas']} | {name} | {item['nodes']} | "
-                f"{item.get('offered_per_s', '—')} | {item['achieved_per_s']} | "
-                f"{latency.get('p50', '—')} | {latency.get('p99', '—')} | {item['lost']} | "
-                f"{sum(item['rejected'].values())} | {item['skipped']} | "
-                f"{cpu_split(item['cpu_cores'])} |"
-            )
-    lines += [
-        "",
-        "| replicas | REST → delta | nodes | delivered | p50 ms | p99 ms | max ms | REST call ms |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for run in results["runs"]:
-        delta = run.get("delta")
-        if delta is None:
-            continue
-        for item in delta["rounds"]:
-            lines.append(
-                f"| {run['replicas']} | {item['op']} via {item['replica']} | {delta['nodes']} | "
-                f"{item['delivered']} | {item['p50_ms']} | {item['p99_ms']} | {item['max_ms']} | "
-                f"{item['rest_ms']} |"
-            )
-        overall = delta["latency_ms"]
-        lines.append(
-            f"| {run['replicas']} | **all rounds** | {delta['nodes']} | "
-            f"{overall.get('count', 0)} | {overall.get('p50')} | {overall.get('p99')} | "
-            f"{overall.get('max')} | |"
-        )
-    lines += ["", *sections.checks_table(results["checks"])]
-    return "\n".join(lines)
-
-
-def cpu_split(usage: dict[str, float]) -> str:
-    """`cloud / broker / postgres / simulator / other / machine` cores, clouds added up."""
-    cloud = sum(value for group, value in usage.items() if group.startswith("cloud"))
-    return " / ".join(
-        f"{value:.2f}"
-        for value in (
-            cloud,
-            usage.get("broker", 0.0),
-            usage.get("postgres", 0.0),
-            usage.get("simulator", 0.0) + usage.get("controller", 0.0),
-            usage.get("other", 0.0),
-            usage.get("machine", 0.0),
-        )
+    """Tables of ingest, saturation and delta figures, then the target checks (stdout)."""
+    return "\n".join(
+        [
+            *sections.fleet_ingest_table(results),
+            "",
+            *sections.fleet_delta_table(results),
+            "",
+            *sections.checks_table(results["checks"]),
+        ]
     )

@@ -267,23 +267,10 @@ def _cpu(usage: dict[str, float]) -> str:
     return " / ".join(f"{value:.2f}" for value in parts)
 
 
-def fleet(result: Json, ingest_image: str, delta_image: str) -> str:
-    """Fleet ingest and REST change → delta, per replica count."""
+def fleet_ingest_table(result: Json) -> list[str]:
+    """The ingest and saturation rows of every run, one per phase."""
     plan = result["plan"]
     lines = [
-        "## Fleet: report ingest (`bench/fleet.py`)",
-        "",
-        "Thousands of simulated nodes against real cloud replicas on one machine: a throwaway "
-        "PostgreSQL 15, one Mosquitto configured by the project's renderer (mutual TLS, the "
-        "platform ACL) and `baetyl-cloud serve` replicas in one share group. Each simulated "
-        "node is a real MQTT client over TLS with its own client certificate; it reads its "
-        f"shadow, then reports every {plan['interval']:g} s with a random phase (its whole "
-        "reported section first, then usage updates) and applies the apps a delta names. "
-        "Latency is from the PUBLISH to the `update/accepted` with the same `clientToken`. "
-        "Saturation: the periodic reports stop and a fixed number of reports are kept in "
-        "flight over the whole fleet. CPU is in cores: cloud / broker / PostgreSQL / "
-        "simulator / other / the whole machine.",
-        "",
         "| replicas | phase | offered /s | accepted /s | p50 ms | p99 ms | lost / rejected | "
         "CPU cores |",
         "|---:|---|---:|---:|---:|---:|---:|---|",
@@ -303,6 +290,54 @@ def fleet(result: Json, ingest_image: str, delta_image: str) -> str:
                 f"{_ms(latency.get('p99'))} | {item['lost']} / {sum(item['rejected'].values())} "
                 f"| {_cpu(item['cpu_cores'])} |"
             )
+    return lines
+
+
+def fleet_delta_table(result: Json) -> list[str]:
+    """The REST change → delta rows of every run, one per round and one for all of them."""
+    lines = [
+        "| replicas | change (REST call to) | REST call ms | p50 ms | p99 ms | max ms | "
+        "delivered |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in result["runs"]:
+        delta = run.get("delta")
+        if not delta:
+            continue
+        for item in delta["rounds"]:
+            lines.append(
+                f"| {run['replicas']} | {item['op']} ({item['replica']}) | "
+                f"{_ms(item['rest_ms'])} | {_ms(item['p50_ms'])} | {_ms(item['p99_ms'])} | "
+                f"{_ms(item['max_ms'])} | {item['delivered']}/{delta['nodes']} |"
+            )
+        overall = delta["latency_ms"]
+        lines.append(
+            f"| {run['replicas']} | **all rounds** | | **{_ms(overall.get('p50'))}** | "
+            f"**{_ms(overall.get('p99'))}** | {_ms(overall.get('max'))} | "
+            f"{overall.get('count', 0)}/{delta['nodes'] * len(delta['rounds'])} |"
+        )
+    return lines
+
+
+def fleet(result: Json, ingest_image: str, delta_image: str) -> str:
+    """Fleet ingest and REST change → delta, per replica count."""
+    plan = result["plan"]
+    lines = [
+        "## Fleet: report ingest (`bench/fleet.py`)",
+        "",
+        "Thousands of simulated nodes against real cloud replicas on one machine: a throwaway "
+        "PostgreSQL 15, one Mosquitto configured by the project's renderer (mutual TLS, the "
+        "platform ACL) and `baetyl-cloud serve` replicas in one share group. Each simulated "
+        "node is a real MQTT client over TLS with its own client certificate; it reads its "
+        f"shadow, then reports every {plan['interval']:g} s with a random phase (its whole "
+        "reported section first, then usage updates) and applies the apps a delta names. "
+        "Latency is from the PUBLISH to the `update/accepted` with the same `clientToken`. "
+        "Saturation: the periodic reports stop and a fixed number of reports are kept in "
+        "flight over the whole fleet. CPU is in cores: cloud / broker / PostgreSQL / "
+        "simulator / other / the whole machine.",
+        "",
+        *fleet_ingest_table(result),
+    ]
     ratio = result.get("scale_ratio")
     if ratio is not None:
         lines += ["", f"Saturated rate with two replicas over one: **{ratio:.2f}x**."]
@@ -327,26 +362,8 @@ def fleet(result: Json, ingest_image: str, delta_image: str) -> str:
         f"{plan['delta_nodes']:,} nodes, each timed from sending the request to the first "
         "`shadow/update/delta` showing the change at every matched node.",
         "",
-        "| replicas | change (REST call to) | REST call ms | p50 ms | p99 ms | max ms | "
-        "delivered |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        *fleet_delta_table(result),
     ]
-    for run in result["runs"]:
-        delta = run.get("delta")
-        if not delta:
-            continue
-        for item in delta["rounds"]:
-            lines.append(
-                f"| {run['replicas']} | {item['op']} ({item['replica']}) | "
-                f"{_ms(item['rest_ms'])} | {_ms(item['p50_ms'])} | {_ms(item['p99_ms'])} | "
-                f"{_ms(item['max_ms'])} | {item['delivered']}/{delta['nodes']} |"
-            )
-        overall = delta["latency_ms"]
-        lines.append(
-            f"| {run['replicas']} | **all rounds** | | **{_ms(overall.get('p50'))}** | "
-            f"**{_ms(overall.get('p99'))}** | {_ms(overall.get('max'))} | "
-            f"{overall.get('count', 0)}/{delta['nodes'] * len(delta['rounds'])} |"
-        )
     lines += ["", *checks_table([c for c in result["checks"] if "delta" in c["target"]])]
     lines += [
         "",

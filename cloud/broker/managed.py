@@ -21,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
 from agent.contracts.kit import backoff, files
@@ -203,12 +202,7 @@ class ManagedBroker:
         )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         """Cancel the supervisor, then stop the broker."""
         supervisor, self._supervisor = self._supervisor, None
         try:

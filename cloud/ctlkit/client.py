@@ -11,7 +11,6 @@ import json
 import os
 import uuid
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -49,12 +48,7 @@ class Client:
         )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         """Close the session and its connections."""
         if self._session is not None:
             await self._session.close()

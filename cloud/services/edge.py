@@ -33,7 +33,7 @@ from cloud.store import apps as app_store
 from cloud.store import configs as config_store
 from cloud.store import secrets as secret_store
 from cloud.store import shadows
-from cloud.store.db import transaction
+from cloud.store.db import retry_on_conflict, transaction
 
 WRITE_ATTEMPTS: Final = 5
 MAX_PROBLEMS: Final = 10  # a rejection names the first problems of a bad report, not thousands
@@ -81,22 +81,18 @@ async def report(
     Without `version` a concurrent writer only causes a retry on the fresh document; with one,
     a moved document is a 409 for the agent to resolve.
     """
-    for attempt in range(WRITE_ATTEMPTS):
-        try:
-            return await _report_once(ctx, namespace, name, patch, version=version)
-        except Conflict as exc:
-            if version is not None or attempt == WRITE_ATTEMPTS - 1:
-                raise Refused(409, exc.message) from exc
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    async def once() -> Reported:
+        return await _report_once(ctx, namespace, name, patch, version)
+
+    try:
+        return await retry_on_conflict(once, attempts=1 if version is not None else WRITE_ATTEMPTS)
+    except Conflict as exc:
+        raise Refused(409, exc.message) from exc
 
 
 async def _report_once(
-    ctx: CloudContext,
-    namespace: str,
-    name: str,
-    patch: Document | None,
-    *,
-    version: int | None,
+    ctx: CloudContext, namespace: str, name: str, patch: Document | None, version: int | None
 ) -> Reported:
     now = time.time()
     async with transaction():

@@ -9,8 +9,8 @@ computed from a stale document never lands: the PATCH names its version (`If-Mat
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final
 
 from agent.contracts import shadow
 from agent.contracts.desired import NODEPROPS
@@ -19,12 +19,11 @@ from cloud.services import nodes
 from cloud.services.context import Caller, CloudContext
 from cloud.services.nodes import NodeState
 from cloud.store import shadows
-from cloud.store.db import transaction
+from cloud.store.db import retry_on_conflict, transaction
 from cloud.store.desired import DesiredChanges, Written
 
 WRITE_ATTEMPTS: Final = 3
 Document = dict[str, Any]
-T = TypeVar("T")
 
 
 async def set_properties(
@@ -45,7 +44,7 @@ async def set_properties(
                 return None
             return await _write(ctx, namespace, name, doc, {NODEPROPS: patch}, version=None)
 
-    written = await _retry_on_conflict(attempt)
+    written = await retry_on_conflict(attempt, attempts=WRITE_ATTEMPTS)
     state = await nodes.get(ctx, caller, name)
     if written is not None:
         await ctx.desired_changed(_changed(namespace, name, written))
@@ -101,16 +100,6 @@ async def _write(
         raise Invalid(f"state.desired: {exc.message}") from exc
     await shadows.save_document(namespace, name, new_doc, expected_version=doc["version"])
     return new_doc
-
-
-async def _retry_on_conflict(attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run `attempt` again when a concurrent shadow writer won (a bounded number of times)."""
-    for _ in range(WRITE_ATTEMPTS - 1):
-        try:
-            return await attempt()
-        except Conflict:
-            continue
-    return await attempt()
 
 
 async def _document(namespace: str, name: str) -> Document:

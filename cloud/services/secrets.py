@@ -12,7 +12,6 @@ import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,43 +19,22 @@ from pydantic import ValidationError
 from agent.contracts.resources import SECRET_DATA_MAX_BYTES, SECRET_TYPE_LABEL, ResourceKind, Secret
 from cloud.errors import Invalid, NotFound
 from cloud.services import desired
+from cloud.services import resource_rules as rules
 from cloud.services.context import Caller, CloudContext
-from cloud.services.resource_rules import (
-    AppUse,
-    DataTooLarge,
-    Window,
-    apps_using,
-    invalid_from,
-    pick,
-    refuse_if_used,
-    refuse_reserved_name,
-)
+from cloud.services.resource_rules import AppUse, DataTooLarge, Window
 from cloud.services.tokens import require_admin
 from cloud.services.versions import content_version
 from cloud.store import namespaces as namespace_store
 from cloud.store import secrets as store
 from cloud.store.db import transaction
 from cloud.store.desired import DesiredChanges
-from cloud.store.secrets import StoredSecret
+from cloud.store.secrets import SecretFacts, StoredSecret
 
 GENERIC = "config"  # the secret-type of plain secrets, as in Baetyl
 KIND_NAMES = {"config": "secret", "certificate": "certificate", "registry": "registry"}
 
 
-@dataclass(frozen=True)
-class SecretMeta:
-    """What may be shown of any secret: everything but its data."""
-
-    name: str
-    namespace: str
-    version: str
-    secret_type: str
-    labels: dict[str, str]
-    description: str
-    system: bool
-    info: dict[str, Any]
-    create_time: datetime | None
-    update_time: datetime | None
+SecretMeta = SecretFacts  # what may be shown of any secret: everything but its data
 
 
 @dataclass(frozen=True)
@@ -103,7 +81,7 @@ class SecretType:
     async def create(self, ctx: CloudContext, caller: Caller, draft: SecretDraft) -> SecretMeta:
         """Seal and store a new secret of this type (nothing references it yet)."""
         require_admin(caller)
-        refuse_reserved_name(draft.name, self.what)
+        rules.refuse_reserved_name(draft.name, self.what)
         namespace = caller.namespace
         labels = _checked(draft, self.secret_type, namespace)
         sealed = ctx.secrets.seal(dict(draft.data), bound_to=_binding(namespace, draft.name))
@@ -136,7 +114,7 @@ class SecretType:
     async def listing(self, caller: Caller, window: Window) -> SecretPage:
         """A page of the namespace's secrets of this type, newest first, without data."""
         index = await store.label_index(caller.namespace, self.secret_type, name=window.name)
-        total, ids = pick(index, window)
+        total, ids = rules.pick(index, window)
         return SecretPage(total, [_meta(row) for row in await store.by_ids(ids)])
 
     async def replace_with(
@@ -198,18 +176,18 @@ class SecretType:
     async def delete(self, caller: Caller, name: str) -> None:
         """Remove a secret of this type that no app mounts (403 otherwise)."""
         require_admin(caller)
-        refuse_reserved_name(name, self.what)
+        rules.refuse_reserved_name(name, self.what)
         namespace = caller.namespace
         async with transaction():
             await namespace_store.lock(namespace)
             await _find(namespace, self.secret_type, name)
-            await refuse_if_used(namespace, ResourceKind.SECRET, name, self.what)
+            await rules.refuse_if_used(namespace, ResourceKind.SECRET, name, self.what)
             await store.delete(namespace, name, self.secret_type)
 
     async def users(self, caller: Caller, name: str) -> list[AppUse]:
         """The apps that mount the secret."""
         await _find(caller.namespace, self.secret_type, name)
-        return await apps_using(caller.namespace, ResourceKind.SECRET, name)
+        return await rules.apps_using(caller.namespace, ResourceKind.SECRET, name)
 
 
 # Generic secrets (`/v1/secrets`): the data is shown by `get` alone ------------------------------
@@ -263,7 +241,7 @@ def _checked(draft: SecretDraft, secret_type: str, namespace: str) -> dict[str, 
             }
         )
     except ValidationError as exc:
-        raise invalid_from(exc, KIND_NAMES[secret_type]) from exc
+        raise rules.invalid_from(exc, KIND_NAMES[secret_type]) from exc
     return labels
 
 

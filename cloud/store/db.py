@@ -6,16 +6,20 @@ applied when the store opens; `generate_schemas` is never used outside tests.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise
 from tortoise.exceptions import BaseORMException
 from tortoise.migrations.api import migrate
 from tortoise.transactions import in_transaction
+
+from cloud.errors import Conflict
+
+T = TypeVar("T")
 
 APP_LABEL = "baetyl"
 MODELS_MODULE = "cloud.store.models"
@@ -136,3 +140,17 @@ def transaction() -> AbstractAsyncContextManager[object]:
     the store never see a connection object.
     """
     return in_transaction()
+
+
+async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], *, attempts: int) -> T:
+    """Run `attempt` again while a concurrent version-checked writer wins, `attempts` times in all.
+
+    The last Conflict reaches the caller; with `attempts=1` the first one does (a writer that
+    named the version it expects must not be retried on a fresher document).
+    """
+    for _ in range(attempts - 1):
+        try:
+            return await attempt()
+        except Conflict:
+            continue
+    return await attempt()

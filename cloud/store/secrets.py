@@ -31,8 +31,8 @@ _LISTED = (
 
 
 @dataclass(frozen=True)
-class StoredSecret:
-    """A secret row; `sealed` is None when the query did not read it (lists never do)."""
+class SecretFacts:
+    """What may be shown of a secret: every column but its sealed data."""
 
     namespace: str
     name: str
@@ -42,9 +42,15 @@ class StoredSecret:
     description: str
     system: bool
     info: dict[str, Any]
-    sealed: str | None = field(default=None, repr=False)
     create_time: datetime | None = None
     update_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredSecret(SecretFacts):
+    """A secret row; `sealed` is None when the query did not read it (lists never do)."""
+
+    sealed: str | None = field(default=None, repr=False)
 
 
 def _value(row: SecretRow) -> StoredSecret:

@@ -11,10 +11,11 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, overload
+from typing import Any, NotRequired, TypedDict, TypeVar, Unpack, overload
 
 T = TypeVar("T")
 POLL = 0.05
+LIMIT = 20.0  # seconds: long enough for a loaded 2-core CI machine, short enough to fail
 
 
 class WaitTimeout(TimeoutError):
@@ -25,45 +26,37 @@ class Died(RuntimeError):
     """What was awaited cannot happen any more: the process it depends on ended."""
 
 
-@overload
-async def eventually(
-    check: Callable[[], Awaitable[T | None]],
-    *,
-    limit: float,
-    what: str,
-    alive: Callable[[], bool] | None = None,
-    poll: float = POLL,
-    detail: Callable[[], object] | None = None,
-) -> T: ...
+class WaitOptions(TypedDict):
+    """How to wait, all optional: `limit` s at most, `what` for the message, `alive()`, the
+    `poll` interval and `detail()` (described at `eventually`)."""
+
+    limit: NotRequired[float]
+    what: NotRequired[str]
+    alive: NotRequired[Callable[[], bool] | None]
+    poll: NotRequired[float]
+    detail: NotRequired[Callable[[], object] | None]
 
 
 @overload
 async def eventually(
-    check: Callable[[], T | None],
-    *,
-    limit: float,
-    what: str,
-    alive: Callable[[], bool] | None = None,
-    poll: float = POLL,
-    detail: Callable[[], object] | None = None,
+    check: Callable[[], Awaitable[T | None]], **options: Unpack[WaitOptions]
 ) -> T: ...
 
 
-async def eventually(
-    check: Callable[[], Any],
-    *,
-    limit: float,
-    what: str,
-    alive: Callable[[], bool] | None = None,
-    poll: float = POLL,
-    detail: Callable[[], object] | None = None,
-) -> Any:
-    """The first truthy result of `check()`, asked every `poll` s.
+@overload
+async def eventually(check: Callable[[], T | None], **options: Unpack[WaitOptions]) -> T: ...
 
-    Raises WaitTimeout after `limit` s, and Died as soon as `alive()` (if given) is false;
+
+async def eventually(check: Callable[[], Any], **options: Unpack[WaitOptions]) -> Any:
+    """The first truthy result of `check()`, asked every `poll` s (0.05 by default).
+
+    Raises WaitTimeout after `limit` s (20 by default), and Died as soon as `alive()` (if given) is false;
     `detail()` (if given, sync or async) replaces the last value in the message with what the
     caller knows (a last status, a log).
     """
+    limit, what = options.get("limit", LIMIT), options.get("what", "the condition")
+    alive, detail = options.get("alive"), options.get("detail")
+    poll = options.get("poll", POLL)
     deadline = time.monotonic() + limit
     last: object = None
     while True:

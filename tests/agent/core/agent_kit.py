@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,11 @@ import psutil
 import pytest
 import yaml
 
+from agent.core.app import Core
+from agent.core.config import CoreConfig
 from agent.core.sync import shadow_sync
 from agent.core.sync.shadow_sync import ShadowSync
+from tests.agent.core.native.kit import kill_leftovers
 from tests.harness.cloud import CloudServer
 from tests.harness.common import free_port
 from tests.harness.mosquitto import MosquittoBroker
@@ -93,20 +96,17 @@ def app_body(name: str, selector: str, *services: Json, **extra: Any) -> Json:
     }
 
 
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, what: str = "condition"
-) -> Any:
-    """Poll `check` until it returns a truthy value; fail with `what` after `timeout`."""
-    last: Any = None
+async def remove_left_apps(config: CoreConfig) -> None:
+    """Apps outlive the agent: a fresh backend adopts them and removes them; then whatever
+    still runs under the node's run directory is killed."""
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                last = await check()
-                if last:
-                    return last
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}; last value: {last!r}") from None
+        backend = Core(config).backend
+        await backend.start()
+        for name in list(backend.observe()):
+            await backend.remove(name)
+        await backend.close()
+    finally:
+        kill_leftovers(config.run.dir)
 
 
 async def reported(cloud: CloudServer, name: str) -> Json:

@@ -32,15 +32,15 @@ from tests.agent.core.agent_kit import (
     SLEEPER,
     app_body,
     app_running,
-    eventually,
     python_service,
+    remove_left_apps,
     write_core_config,
 )
-from tests.agent.core.native.kit import kill_leftovers
 from tests.cloud.mqtt.conftest import running_cloud
 from tests.harness.cloud import CloudServer
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import CertFiles, HarnessPKI
+from tools.kit.waiting import eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
 
@@ -101,14 +101,7 @@ async def running(config: CoreConfig) -> AsyncIterator[Core]:
     finally:
         stop.set()
         await task
-        try:
-            cleaner = Core(config).backend
-            await cleaner.start()
-            for name in list(cleaner.observe()):
-                await cleaner.remove(name)
-            await cleaner.close()
-        finally:
-            kill_leftovers(config.run.dir)
+        await remove_left_apps(config)
 
 
 async def test_the_node_renews_at_two_thirds_reconnects_and_keeps_its_apps_running(
@@ -146,7 +139,7 @@ async def test_the_node_renews_at_two_thirds_reconnects_and_keeps_its_apps_runni
 
         await eventually(
             lambda: _true(core.sync.cert_renewal.renewals == 1),
-            timeout=LIFETIME,
+            limit=LIFETIME,
             what="the certificate renewed",
         )
         new = renewal.read_lifetime(files.cert_file)

@@ -21,22 +21,13 @@ import psutil
 import pytest
 import yaml
 
-from agent.core.app import Core
 from agent.core.config import load_config
 from agent.init import files, start
-from tests.agent.core.agent_kit import (
-    CORE_BIN,
-    SLEEPER,
-    app_body,
-    app_running,
-    eventually,
-    python_service,
-    write_core_config,
-)
-from tests.agent.core.native.kit import kill_leftovers
+from tests.agent.core import agent_kit as kit
 from tests.harness.cloud import CloudServer
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
+from tools.kit.waiting import eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(120)]
 
@@ -55,7 +46,7 @@ def _umask(pid: int) -> int:
 def _install(layout: files.Layout, nid: str, mosquitto: MosquittoBroker, pki: HarnessPKI) -> None:
     """What baetyl-init writes: the prefix's directories and a core.yml using them."""
     files.prepare(layout)
-    path = write_core_config(layout.prefix / "scratch", nid, mosquitto=mosquitto, pki=pki)
+    path = kit.write_core_config(layout.prefix / "scratch", nid, mosquitto=mosquitto, pki=pki)
     config: dict[str, Any] = yaml.safe_load(path.read_text())
     config["store"]["dir"] = str(layout.store_dir)
     config["run"]["dir"] = str(layout.run_dir)
@@ -68,14 +59,7 @@ async def _stop(pid: int, layout: files.Layout) -> None:
         os.kill(pid, signal.SIGTERM)
     with contextlib.suppress(psutil.NoSuchProcess):
         await asyncio.to_thread(psutil.Process(pid).wait, 15)
-    try:
-        cleaner = Core(load_config(layout.config_file)).backend
-        await cleaner.start()
-        for name in list(cleaner.observe()):
-            await cleaner.remove(name)
-        await cleaner.close()
-    finally:
-        kill_leftovers(layout.run_dir)
+    await kit.remove_left_apps(load_config(layout.config_file))
 
 
 async def test_a_detached_core_gives_app_directories_the_documented_modes(
@@ -89,7 +73,7 @@ async def test_a_detached_core_gives_app_directories_the_documented_modes(
     await cloud.ok("POST", "/v1/secrets", {"name": f"pw-{run}", "data": {"password": "x"}})
     layout = files.Layout(tmp_path / "prefix")
     _install(layout, f"default.{node}", mosquitto, pki)
-    service = python_service(SLEEPER)
+    service = kit.python_service(kit.SLEEPER)
     service["workingDir"] = "work/dir"
     service["volumeMounts"] = [
         {"name": "conf", "mountPath": "etc/app"},
@@ -101,15 +85,15 @@ async def test_a_detached_core_gives_app_directories_the_documented_modes(
         {"name": "pw", "secret": {"name": f"pw-{run}"}},
         {"name": "scratch", "emptyDir": {}},
     ]
-    pid, started = await asyncio.to_thread(start.start_detached, layout, CORE_BIN)
+    pid, started = await asyncio.to_thread(start.start_detached, layout, kit.CORE_BIN)
     assert started
     try:
         app = await cloud.ok(
-            "POST", "/v1/apps", app_body(f"modes-{run}", f"run={run}", service, volumes=volumes)
+            "POST", "/v1/apps", kit.app_body(f"modes-{run}", f"run={run}", service, volumes=volumes)
         )
         stats = await eventually(
-            lambda: app_running(cloud, node, app["name"], app["version"]),
-            timeout=40,
+            lambda: kit.app_running(cloud, node, app["name"], app["version"]),
+            limit=40,
             what="the app running",
         )
         instance = next(iter(stats["instances"].values()))

@@ -16,24 +16,23 @@ from typing import Any
 
 import pytest
 
-from agent.core.app import Core
 from agent.core.config import load_config
 from cloud.settings import BridgeSettings, MqttSettings
 from tests.agent.core.agent_kit import (
     SLEEPER,
     app_body,
     app_running,
-    eventually,
     processes_with_env,
     python_service,
+    remove_left_apps,
     spawn_core,
     write_core_config,
 )
-from tests.agent.core.native.kit import kill_leftovers
 from tests.cloud.mqtt.conftest import running_cloud
 from tests.harness.cloud import CloudServer
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
+from tools.kit.waiting import eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(120)]
 
@@ -85,14 +84,7 @@ class CoreProcess:
             with contextlib.suppress(ProcessLookupError, TimeoutError):
                 await self.kill()
         config = load_config(self.config)
-        try:
-            backend = Core(config).backend
-            await backend.start()
-            for name in list(backend.observe()):
-                await backend.remove(name)
-            await backend.close()
-        finally:
-            kill_leftovers(config.run.dir)
+        await remove_left_apps(config)
 
 
 @pytest.fixture
@@ -159,7 +151,7 @@ async def test_killed_in_the_middle_of_an_apply_it_converges_without_duplicates(
     core: CoreProcess = core_of(f"default.{name}", mosquitto)
     await core.start()
     # Kill the agent as soon as the first instance exists, before it finished the app.
-    await eventually(lambda: _some_pid(app["name"]), timeout=20, what="first instance")
+    await eventually(lambda: _some_pid(app["name"]), limit=20, what="first instance")
     await core.kill(signal.SIGKILL)
     partial = _pids(app["name"])
     assert 1 <= len(partial) <= 3
@@ -220,7 +212,7 @@ async def test_a_broker_outage_leaves_apps_alone_and_the_agent_converges_after_i
             broker.start(same_port=True)
             await eventually(
                 lambda: app_running(cloud, name, second["name"], second["version"]),
-                timeout=120,
+                limit=120,
                 what="the change made during the outage reaches the node",
             )
             assert _pids(app["name"]) == pids

@@ -14,16 +14,10 @@ import pytest
 
 from agent.core.app import Core
 from tests.agent.core import test_core_with_cloud
-from tests.agent.core.agent_kit import (
-    SLEEPER,
-    app_body,
-    app_running,
-    eventually,
-    python_service,
-    reported,
-)
+from tests.agent.core.agent_kit import SLEEPER, app_body, app_running, python_service, reported
 from tests.agent.core.test_core_with_cloud import RunningCore
 from tests.harness.cloud import CloudServer
+from tools.kit.waiting import eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(120)]
 
@@ -57,7 +51,7 @@ async def test_a_rollout_failing_on_the_node_is_reported_with_its_cause_and_retr
         app = await cloud.ok("POST", "/v1/apps", body)
         cause = await eventually(
             lambda: _failed_with_cause(cloud, node, app["name"], app["version"]),
-            timeout=30,
+            limit=30,
             what="the app reported Failed with a cause",
         )
         assert "volume 'data'" in cause
@@ -66,7 +60,7 @@ async def test_a_rollout_failing_on_the_node_is_reported_with_its_cause_and_retr
         blocker.unlink()  # the node is repaired: the next retry (backoff 1 s doubling) succeeds
         stats = await eventually(
             lambda: app_running(cloud, node, app["name"], app["version"]),
-            timeout=40,
+            limit=40,
             what="the app running after a retry",
         )
         assert core.engine.reconciles > attempts

@@ -31,16 +31,16 @@ from tests.agent.core.agent_kit import (
     PollingReads,
     app_body,
     app_running,
-    eventually,
     python_service,
+    remove_left_apps,
     reported,
     write_core_config,
 )
-from tests.agent.core.native.kit import kill_leftovers
 from tests.harness.cloud import CloudServer
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
 from tools.kit.procs import alive
+from tools.kit.waiting import eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
 
@@ -74,14 +74,7 @@ def running_core(tmp_path: Path, mosquitto: MosquittoBroker, pki: HarnessPKI) ->
             await task
             # Apps outlive the agent: a fresh backend adopts them and removes them.
             config = load_config(path)
-            try:
-                cleaner = Core(config).backend
-                await cleaner.start()
-                for name in list(cleaner.observe()):
-                    await cleaner.remove(name)
-                await cleaner.close()
-            finally:
-                kill_leftovers(config.run.dir)
+            await remove_left_apps(config)
 
     return run
 
@@ -220,7 +213,7 @@ async def test_a_bad_spec_is_reported_as_failed_and_other_apps_run_on(
             stats = (await reported(cloud, name)).get("appstats", {}).get(f"crash-{run}")
             return stats if stats and stats["status"] == "Failed" else None
 
-        stats = await eventually(failed, timeout=30, what="crashing app reported Failed")
+        stats = await eventually(failed, limit=30, what="crashing app reported Failed")
         assert "exited with code 3" in str(stats["cause"])
 
         missing = app_body(
@@ -233,7 +226,7 @@ async def test_a_bad_spec_is_reported_as_failed_and_other_apps_run_on(
             stats = section.get("appstats", {}).get(f"noexec-{run}")
             return stats if stats and "exec" in str(stats.get("cause", "")) else None
 
-        cause = (await eventually(exec_failed, timeout=30, what="exec failure reported"))["cause"]
+        cause = (await eventually(exec_failed, limit=30, what="exec failure reported"))["cause"]
         assert "/nonexistent/bin/x" in str(cause)
         assert await app_running(cloud, name, good["name"], good["version"])
 

@@ -25,13 +25,14 @@ import pytest
 from agent.init.files import Layout
 from agent.init.start import stop_detached
 from cloud.settings import InstallSettings, MqttSettings
-from tests.agent.core.agent_kit import app_body, eventually, processes_with_env, python_service
+from tests.agent.core.agent_kit import app_body, processes_with_env, python_service
 from tests.agent.core.native.kit import kill_leftovers
-from tests.cloud.mqtt.conftest import mqtt_settings
-from tests.harness.cloud import CloudServer, start_cloud
+from tests.cloud.mqtt.conftest import mqtt_settings, running_cloud
+from tests.harness.cloud import CloudServer
 from tests.harness.common import free_port
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
+from tools.kit.waiting import eventually
 
 __all__ = ["mqtt_settings"]
 
@@ -63,14 +64,10 @@ async def cloud(
 ) -> AsyncIterator[CloudServer]:
     """A cloud that activates nodes with the CA the session broker trusts."""
     install = InstallSettings(node_mqtt_url=f"mqtts://{mosquitto.host}:{mosquitto.port}")
-    runner, server = await start_cloud(
-        tmp_path / "cloud", None, mqtt=mqtt_settings, ca=pki.ca, install=install
-    )
-    try:
+    async with running_cloud(
+        tmp_path / "cloud", None, mqtt_settings, ca=pki.ca, install=install
+    ) as server:
         yield server
-    finally:
-        await server.session.close()
-        await runner.cleanup()
 
 
 @pytest.fixture
@@ -127,7 +124,7 @@ async def test_no_systemd_start_gives_run_directories_the_documented_modes(
             return text if "run directory" in text else ""
 
         assert "reached the run directory" in await eventually(
-            said, timeout=60, what="the app saying whether it reached its run directory"
+            said, limit=60, what="the app saying whether it reached its run directory"
         )
         (process,) = processes_with_env("BAETYL_APP_NAME", app)
         assert _umask(process.pid) == 0o022

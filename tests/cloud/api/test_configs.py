@@ -8,7 +8,7 @@ import pytest
 
 from agent.contracts.resources import CONFIG_DATA_MAX_BYTES
 from tests.cloud.api.node_helpers import app_mounting
-from tests.cloud.api.tables import refusals
+from tests.cloud.api.tables import named_refusals, refusals
 from tests.harness.cloud import CloudServer
 
 # aiohttp's client warns about any body over 1 MiB; the 4 MiB limit tests send such bodies.
@@ -69,31 +69,6 @@ async def test_the_version_changes_exactly_when_the_data_changes(cloud: CloudSer
     assert back["version"] == first["version"]  # a digest of the content, not a counter
 
 
-async def test_a_get_result_can_be_put_back_unchanged(cloud: CloudServer) -> None:
-    created = await cloud.ok("POST", "/v1/configs", config(labels={"k": "v"}))
-    again = await cloud.ok("PUT", "/v1/configs/settings", created)
-    assert again == created
-
-
-async def test_put_may_omit_the_name(cloud: CloudServer) -> None:
-    await cloud.ok("POST", "/v1/configs", config())
-    body = config(text="other")
-    del body["name"]
-    assert (await cloud.ok("PUT", "/v1/configs/settings", body))["name"] == "settings"
-
-
-async def test_delete_removes_the_configuration(cloud: CloudServer) -> None:
-    await cloud.ok("POST", "/v1/configs", config())
-    assert await cloud.ok("DELETE", "/v1/configs/settings") == {"success": True}
-    answer = await cloud.call("GET", "/v1/configs/settings")
-    assert answer.status == 404
-    assert answer.body["code"] == "ErrResourceNotFound"
-    assert answer.body["message"] == (
-        "The (config) resource (settings) is not found in namespace(default)."
-    )
-    assert (await cloud.call("DELETE", "/v1/configs/settings")).status == 404
-
-
 async def test_lists_are_newest_first_filtered_and_paged(cloud: CloudServer) -> None:
     for index, tier in enumerate(["edge", "core", "edge", "edge"]):
         await cloud.ok("POST", "/v1/configs", config(f"conf-{index}", labels={"tier": tier}))
@@ -129,44 +104,6 @@ async def test_system_configurations_are_hidden_unless_asked_for(cloud: CloudSer
     assert [c["name"] for c in listed["items"]] == ["mine"]
     asked = await cloud.ok("GET", "/v1/configs?selector=baetyl-cloud-system")
     assert [c["name"] for c in asked["items"]] == ["sys-conf"]
-
-
-async def test_another_namespace_can_neither_see_nor_touch_a_configuration(
-    cloud: CloudServer,
-) -> None:
-    mine = await cloud.ok("POST", "/v1/configs", config())
-    other = await cloud.token(namespace="tenant-b")
-    assert (await cloud.ok("GET", "/v1/configs", token=other))["items"] == []
-    await cloud.all_refused(
-        other,
-        404,
-        [
-            ("GET", "/v1/configs/settings", None),
-            ("PUT", "/v1/configs/settings", config(text="stolen")),
-            ("DELETE", "/v1/configs/settings", None),
-            ("GET", "/v1/configs/settings/apps", None),
-        ],
-    )
-    # The same name in the other namespace is a different configuration.
-    theirs = await cloud.ok("POST", "/v1/configs", config(text="theirs"), token=other)
-    assert theirs["namespace"] == "tenant-b"
-    assert await cloud.ok("GET", "/v1/configs/settings") == mine
-
-
-async def test_a_read_token_reads_but_cannot_write(cloud: CloudServer) -> None:
-    await cloud.ok("POST", "/v1/configs", config())
-    reader = await cloud.token(role="read")
-    assert (await cloud.call("GET", "/v1/configs/settings", token=reader)).status == 200
-    await cloud.all_refused(
-        reader,
-        403,
-        [
-            ("POST", "/v1/configs", config("new-one")),
-            ("PUT", "/v1/configs/settings", config(text="changed")),
-            ("DELETE", "/v1/configs/settings", None),
-        ],
-    )
-    assert (await cloud.ok("GET", "/v1/configs"))["total"] == 1
 
 
 def _data(size: int) -> list[dict[str, Any]]:
@@ -236,11 +173,7 @@ BAD_REPLACES: list[tuple[str, str, Any, int, str, str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("name", "body", "status", "code", "fragment"),
-    [case[1:] for case in BAD_REPLACES],
-    ids=[case[0] for case in BAD_REPLACES],
-)
+@named_refusals(BAD_REPLACES)
 async def test_bad_replaces_are_refused_and_change_nothing(
     cloud: CloudServer, name: str, body: Any, status: int, code: str, fragment: str
 ) -> None:
@@ -307,10 +240,3 @@ async def test_the_config_update_reaches_matching_nodes(cloud: CloudServer) -> N
     shadow = await cloud.ok("GET", "/v1/nodes/edge-1/shadow")
     assert shadow["state"]["desired"]["apps"] == {"reader": app["version"]}
     assert cloud.desired_changes == [["default.edge-1"]]
-
-
-async def test_openapi_describes_every_configuration_route(cloud: CloudServer) -> None:
-    paths = (await cloud.ok("GET", "/v1/openapi.json"))["paths"]
-    assert set(paths["/v1/configs"]) == {"get", "post"}
-    assert set(paths["/v1/configs/{name}"]) == {"get", "put", "delete"}
-    assert set(paths["/v1/configs/{name}/apps"]) == {"get"}

@@ -11,7 +11,8 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 import aiomqtt
 import pytest
@@ -20,7 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cloud.mqtt.share import share_group
 from cloud.secretbox import KEY_BYTES, SecretBox
 from tests.harness.mosquitto import MosquittoBroker
-from tests.harness.pki import HarnessPKI
+from tests.harness.pki import CertFiles, HarnessPKI
 
 NODE_A = "default.node-a"
 NODE_B = "default.node-b"
@@ -187,26 +188,40 @@ async def test_node_claiming_another_nodes_client_id_neither_kicks_it_off_nor_ac
             assert summary(await receive_until(cloud, ping)) == [(up(NODE_B), own)]
 
 
-async def test_client_without_certificate_is_refused(
-    mosquitto: MosquittoBroker, pki: HarnessPKI
+@pytest.mark.parametrize(
+    ("certificate", "logged"),
+    [
+        (lambda pki: None, "peer did not return a certificate"),
+        (lambda pki: pki.foreign(NODE_A), "certificate verify failed"),
+    ],
+    ids=["no certificate", "another CA's certificate"],
+)
+async def test_a_client_without_a_certificate_of_our_ca_is_refused(
+    mosquitto: MosquittoBroker,
+    pki: HarnessPKI,
+    certificate: Callable[[HarnessPKI], CertFiles | None],
+    logged: str,
 ) -> None:
     log_size = mosquitto.log_file.stat().st_size
     with pytest.raises(aiomqtt.MqttError):  # aiomqtt reports the TLS refusal as a timeout
-        async with mosquitto.client(None, timeout=1):
+        async with mosquitto.client(certificate(pki), timeout=1):
             pass
-    await _assert_broker_logged(mosquitto, log_size, "peer did not return a certificate")
+    await _assert_broker_logged(mosquitto, log_size, logged)
     await _assert_broker_serves(mosquitto, pki)
 
 
-async def test_client_with_a_certificate_from_another_ca_is_refused(
-    mosquitto: MosquittoBroker, pki: HarnessPKI
-) -> None:
-    log_size = mosquitto.log_file.stat().st_size
-    with pytest.raises(aiomqtt.MqttError):
-        async with mosquitto.client(pki.foreign(NODE_A), timeout=1):
-            pass
-    await _assert_broker_logged(mosquitto, log_size, "certificate verify failed")
-    await _assert_broker_serves(mosquitto, pki)
+@asynccontextmanager
+async def cloud_and_node(
+    mosquitto: MosquittoBroker, pki: HarnessPKI, nid: str
+) -> AsyncIterator[tuple[aiomqtt.Client, aiomqtt.Client]]:
+    """The cloud subscribed to both directions of `nid`'s topics, the node to its down topic."""
+    async with (
+        mosquitto.client(pki.cloud("r1")) as cloud,
+        mosquitto.client(pki.node(nid)) as node,
+    ):
+        await cloud.subscribe([(up(nid), 1), (down(nid), 1)])
+        await node.subscribe(down(nid), qos=1)
+        yield cloud, node
 
 
 async def test_denied_node_can_no_longer_publish_or_receive(
@@ -220,12 +235,7 @@ async def test_denied_node_can_no_longer_publish_or_receive(
         for kind in ("before", "hello", "after", "to-node", "ping", "again")
     )
     try:
-        async with (
-            mosquitto.client(pki.cloud("r1")) as cloud,
-            mosquitto.client(pki.node(nid)) as node,
-        ):
-            await cloud.subscribe([(up(nid), 1), (down(nid), 1)])
-            await node.subscribe(down(nid), qos=1)
+        async with cloud_and_node(mosquitto, pki, nid) as (cloud, node):
             # Both directions work before the deny, so what follows is the deny list's doing.
             await node.publish(up(nid), before, qos=1)
             assert (await next_message(cloud)).payload == before
@@ -257,12 +267,7 @@ async def test_denied_node_that_reconnects_still_gets_nothing_through(
     nid = f"default.deleted-{tok[:8]}"
     mosquitto.set_denied([nid])
     try:
-        async with (
-            mosquitto.client(pki.cloud("r1")) as cloud,
-            mosquitto.client(pki.node(nid)) as node,
-        ):
-            await cloud.subscribe([(up(nid), 1), (down(nid), 1)])
-            await node.subscribe(down(nid), qos=1)
+        async with cloud_and_node(mosquitto, pki, nid) as (cloud, node):
             await node.publish(up(nid), f"from denied {tok}".encode(), qos=1)
             sentinel = f"sentinel {tok}".encode()
             await cloud.publish(down(nid), sentinel, qos=1)

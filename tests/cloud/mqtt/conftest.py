@@ -22,7 +22,7 @@ from agent.contracts import topics
 from agent.contracts.topics import Channel
 from cloud.broker.managed import ManagedBroker
 from cloud.pki.ca import CertificateAuthority
-from cloud.settings import BridgeSettings, ManagedBrokerSettings, MqttSettings
+from cloud.settings import BridgeSettings, InstallSettings, ManagedBrokerSettings, MqttSettings
 from tests.harness.cloud import CloudServer, start_cloud
 from tests.harness.common import free_port, reachable_dir
 from tests.harness.mosquitto import MosquittoBroker
@@ -109,10 +109,12 @@ async def running_cloud(
     *,
     command_timeout: float = 10.0,
     ca: CertificateAuthority | None = None,
+    install: InstallSettings | None = None,
 ) -> AsyncIterator[CloudServer]:
-    """A cloud with its MQTT bridge connected; stopped afterwards (`ca`: see start_cloud)."""
+    """A cloud with its MQTT bridge connected; stopped afterwards (`ca`, `install`: see
+    start_cloud)."""
     runner, server = await start_cloud(
-        data_dir, db_url, mqtt=settings, command_timeout=command_timeout, ca=ca
+        data_dir, db_url, mqtt=settings, command_timeout=command_timeout, ca=ca, install=install
     )
     try:
         yield server
@@ -174,6 +176,12 @@ async def make_node(cloud: CloudServer, labels: dict[str, str] | None = None) ->
     name = unique()
     await cloud.ok("POST", "/v1/nodes", {"name": name, "labels": labels or {}})
     return f"default.{name}"
+
+
+async def labelled_node(cloud: CloudServer) -> tuple[str, str]:
+    """A node with a `role` label of its own, so that an app can select it alone: (label, nid)."""
+    label = unique("role")
+    return label, await make_node(cloud, {"role": label})
 
 
 def native_app(name: str, selector: str, **extra: Any) -> dict[str, Any]:

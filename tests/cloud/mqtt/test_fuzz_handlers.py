@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from agent.contracts import shadow
 from agent.contracts.topics import Channel, Direction
 from cloud.settings import MqttSettings
-from tests.agent.core.agent_kit import eventually
 from tests.cloud.mqtt.conftest import Agent, AgentFactory, make_node, running_cloud
 from tests.harness.cloud import CloudServer
+from tools.kit.waiting import eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(300)]
 

@@ -16,7 +16,7 @@ import shutil
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -277,6 +277,35 @@ async def two_replicas(
         yield first, second
 
 
+Replicas = tuple[CloudProcess, CloudProcess]
+ReplicaApis = Callable[[str], AbstractAsyncContextManager[tuple[str, Replicas, list[Api]]]]
+
+
+@pytest.fixture
+def replica_apis(
+    tmp_path: Path, postgres: PostgresCluster, mosquitto: MosquittoBroker, pki: HarnessPKI
+) -> ReplicaApis:
+    """`async with replica_apis(database) as (dsn, replicas, apis)`: a fresh database, two
+    replicas on it and an admin API client of each; the database is dropped afterwards. The
+    first replica's token serves on both: tokens live in the database."""
+
+    @asynccontextmanager
+    async def start(database: str) -> AsyncIterator[tuple[str, Replicas, list[Api]]]:
+        dsn = postgres.create_database(database)
+        try:
+            async with (
+                two_replicas(tmp_path, dsn, mosquitto, pki) as replicas,
+                aiohttp.ClientSession(
+                    headers={"Authorization": f"Bearer {replicas[0].admin_token}"}
+                ) as session,
+            ):
+                yield dsn, replicas, [Api(r.spec.replica, r.url, session) for r in replicas]
+        finally:
+            postgres.drop_database(database)
+
+    return start
+
+
 async def audit_rows(dsn: str) -> list[Json]:
     connection = await asyncpg.connect(dsn)
     try:
@@ -335,56 +364,44 @@ def failed_checks(
 
 
 async def test_two_replicas_split_the_reports_and_lose_no_shadow_write(
-    tmp_path: Path,
-    postgres: PostgresCluster,
-    mosquitto: MosquittoBroker,
-    pki: HarnessPKI,
-    agent: AgentFactory,
+    replica_apis: ReplicaApis, agent: AgentFactory
 ) -> None:
     run = uuid.uuid4().hex[:8]
     fleet = Fleet.make(run)
     plans = app_plans(run)
     app_versions: dict[str, str] = {}
     progress = AcceptedReports()
-    database = f"replicas_{run}"
-    dsn = postgres.create_database(database)
-    try:
-        async with (
-            two_replicas(tmp_path, dsn, mosquitto, pki) as replicas,
-            # The first replica's token serves on both: tokens live in the shared database.
-            aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {replicas[0].admin_token}"}
-            ) as session,
-        ):
-            apis = [Api(replica.spec.replica, replica.url, session) for replica in replicas]
-            await bounded(
-                8,
-                (
-                    apis[0].ok("POST", "/v1/nodes", {"name": name, "labels": fleet.labels[name]})
-                    for name in fleet.names
-                ),
-            )
-            async with asyncio.TaskGroup() as group:
-                reporting = [
-                    group.create_task(report_all(agent, fleet.nid(name), progress))
-                    for name in fleet.names
-                ]
-                for plan in plans:
-                    group.create_task(create_and_delete(plan, apis, progress, app_versions))
-            accepted = [task.result() for task in reporting]
-            # Read through both replicas: they must tell the same.
-            shadows: list[Json] = await bounded(
-                16,
-                (
-                    apis[index % 2].ok("GET", f"/v1/nodes/{name}/shadow")
-                    for index, name in enumerate(fleet.names)
-                ),
-            )
-            writes = await audit_rows(dsn)
-            exit_codes = [await replica.stop() for replica in replicas]
-            logs = [replica.log() for replica in replicas]
-    finally:
-        postgres.drop_database(database)
+    async with replica_apis(f"replicas_{run}") as (
+        dsn,
+        replicas,
+        apis,
+    ):
+        await bounded(
+            8,
+            (
+                apis[0].ok("POST", "/v1/nodes", {"name": name, "labels": fleet.labels[name]})
+                for name in fleet.names
+            ),
+        )
+        async with asyncio.TaskGroup() as group:
+            reporting = [
+                group.create_task(report_all(agent, fleet.nid(name), progress))
+                for name in fleet.names
+            ]
+            for plan in plans:
+                group.create_task(create_and_delete(plan, apis, progress, app_versions))
+        accepted = [task.result() for task in reporting]
+        # Read through both replicas: they must tell the same.
+        shadows: list[Json] = await bounded(
+            16,
+            (
+                apis[index % 2].ok("GET", f"/v1/nodes/{name}/shadow")
+                for index, name in enumerate(fleet.names)
+            ),
+        )
+        writes = await audit_rows(dsn)
+        exit_codes = [await replica.stop() for replica in replicas]
+        logs = [replica.log() for replica in replicas]
 
     assert exit_codes == [0, 0]
     assert [error_lines(log) for log in logs] == [[], []]
@@ -436,51 +453,40 @@ async def answer_logs(agent: AgentFactory, nid: str, ready: asyncio.Event, calls
 
 
 async def test_a_command_is_answered_whichever_replica_sent_it(
-    tmp_path: Path,
-    postgres: PostgresCluster,
-    mosquitto: MosquittoBroker,
-    pki: HarnessPKI,
-    agent: AgentFactory,
+    replica_apis: ReplicaApis, agent: AgentFactory
 ) -> None:
     # Answers would land on a random replica through a shared subscription; each replica
     # hears every answer instead and takes its own (decision #39).
     run = uuid.uuid4().hex[:8]
     names = [f"logs-{run}-{n}" for n in range(4)]
     per_node = 6
-    database = f"commands_{run}"
-    dsn = postgres.create_database(database)
-    try:
-        async with (
-            two_replicas(tmp_path, dsn, mosquitto, pki) as replicas,
-            aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {replicas[0].admin_token}"}
-            ) as session,
-        ):
-            apis = [Api(replica.spec.replica, replica.url, session) for replica in replicas]
-            for name in names:
-                await apis[0].ok("POST", "/v1/nodes", {"name": name, "labels": {"run": run}})
-            await apis[1].ok("POST", "/v1/apps", native_app(f"web-{run}", f"run={run}"))
-            ready = [asyncio.Event() for _ in names]
-            async with asyncio.TaskGroup() as group:
-                nodes = [
-                    group.create_task(answer_logs(agent, f"default.{name}", flag, per_node))
-                    for name, flag in zip(names, ready, strict=True)
-                ]
-                for flag in ready:
-                    await flag.wait()
-                for name in names:  # presence is stored asynchronously by both replicas
-                    for api in apis:
-                        await wait_online(api, name)
-                texts = await asyncio.gather(
-                    *(
-                        apis[call % 2].text(f"/v1/nodes/{name}/apps/web-{run}/logs")
-                        for name in names
-                        for call in range(per_node)
-                    )
+    async with replica_apis(f"commands_{run}") as (
+        _dsn,
+        replicas,
+        apis,
+    ):
+        for name in names:
+            await apis[0].ok("POST", "/v1/nodes", {"name": name, "labels": {"run": run}})
+        await apis[1].ok("POST", "/v1/apps", native_app(f"web-{run}", f"run={run}"))
+        ready = [asyncio.Event() for _ in names]
+        async with asyncio.TaskGroup() as group:
+            nodes = [
+                group.create_task(answer_logs(agent, f"default.{name}", flag, per_node))
+                for name, flag in zip(names, ready, strict=True)
+            ]
+            for flag in ready:
+                await flag.wait()
+            for name in names:  # presence is stored asynchronously by both replicas
+                for api in apis:
+                    await wait_online(api, name)
+            texts = await asyncio.gather(
+                *(
+                    apis[call % 2].text(f"/v1/nodes/{name}/apps/web-{run}/logs")
+                    for name in names
+                    for call in range(per_node)
                 )
-            exit_codes = [await replica.stop() for replica in replicas]
-    finally:
-        postgres.drop_database(database)
+            )
+        exit_codes = [await replica.stop() for replica in replicas]
     assert [task.result() for task in nodes] == [per_node] * len(names)
     assert texts == [f"default.{name} web-{run}\n" for name in names for _ in range(per_node)]
     assert exit_codes == [0, 0]

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from agent.contracts.topics import Channel
-from tests.cloud.mqtt.conftest import Agent, AgentFactory, make_node, native_app, unique
+from tests.cloud.mqtt.conftest import (
+    Agent,
+    AgentFactory,
+    labelled_node,
+    make_node,
+    native_app,
+    unique,
+)
 from tests.harness.cloud import CloudServer
 
 ANSWERS = (Channel.RESOURCES_GET_ACCEPTED, Channel.RESOURCES_GET_REJECTED)
@@ -48,8 +55,7 @@ async def _fetch(node: Agent, *refs: dict[str, str]) -> tuple[Channel, dict[str,
 async def test_a_node_gets_its_app_config_and_decrypted_secret(
     cloud: CloudServer, agent: AgentFactory
 ) -> None:
-    label = unique("role")
-    nid = await make_node(cloud, {"role": label})
+    label, nid = await labelled_node(cloud)
     made = await _app_with_mounts(cloud, label, unique("a"))
     async with agent(nid) as node:
         channel, answer = await _fetch(
@@ -75,8 +81,7 @@ async def test_a_node_gets_its_app_config_and_decrypted_secret(
 async def test_an_unreferenced_resource_refuses_the_whole_request(
     cloud: CloudServer, agent: AgentFactory
 ) -> None:
-    label = unique("role")
-    nid = await make_node(cloud, {"role": label})
+    label, nid = await labelled_node(cloud)
     mine = await _app_with_mounts(cloud, label, unique("m"))
     loose = await cloud.ok("POST", "/v1/configs", _config(unique("loose"), "x"))
     async with agent(nid) as node:
@@ -114,8 +119,7 @@ async def test_a_node_never_receives_another_nodes_secret(
 async def test_a_version_the_app_moved_away_from_is_gone(
     cloud: CloudServer, agent: AgentFactory
 ) -> None:
-    label = unique("role")
-    nid = await make_node(cloud, {"role": label})
+    label, nid = await labelled_node(cloud)
     made = await _app_with_mounts(cloud, label, unique("v"))
     old = made["config"]
     await cloud.ok("PUT", f"/v1/configs/{old['name']}", _config(old["name"], "level: new"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from agent.contracts.topics import Channel
-from tests.cloud.mqtt.conftest import AgentFactory, make_node, native_app, unique
+from tests.cloud.mqtt.conftest import AgentFactory, labelled_node, make_node, native_app, unique
 from tests.harness.cloud import CloudServer
 
 UPDATE_ANSWERS = (Channel.SHADOW_UPDATE_ACCEPTED, Channel.SHADOW_UPDATE_REJECTED)
@@ -86,8 +86,7 @@ async def test_an_app_created_over_rest_pushes_a_delta_to_exactly_the_matched_no
 async def test_removing_an_app_pushes_an_empty_delta_that_moves_the_version(
     cloud: CloudServer, agent: AgentFactory
 ) -> None:
-    label = unique("role")
-    nid = await make_node(cloud, {"role": label})
+    label, nid = await labelled_node(cloud)
     app = await cloud.ok("POST", "/v1/apps", native_app(unique("app"), f"role={label}"))
     async with agent(nid) as node:
         caught_up = {"state": {"reported": {"apps": {app["name"]: app["version"]}}}}
@@ -106,8 +105,7 @@ async def test_removing_an_app_pushes_an_empty_delta_that_moves_the_version(
 async def test_a_report_that_leaves_desired_unmet_is_followed_by_a_delta(
     cloud: CloudServer, agent: AgentFactory
 ) -> None:
-    label = unique("role")
-    nid = await make_node(cloud, {"role": label})
+    label, nid = await labelled_node(cloud)
     app = await cloud.ok("POST", "/v1/apps", native_app(unique("app"), f"role={label}"))
     async with agent(nid) as node:
         report = {"state": {"reported": {"apps": {}}}}
@@ -127,8 +125,7 @@ async def test_a_report_that_leaves_desired_unmet_is_followed_by_a_delta(
 async def test_get_after_reconnect_returns_the_current_document(
     cloud: CloudServer, agent: AgentFactory
 ) -> None:
-    label = unique("role")
-    nid = await make_node(cloud, {"role": label})
+    label, nid = await labelled_node(cloud)
     async with agent(nid) as node:
         report = {"state": {"reported": {"core": CORE}}}
         _, accepted = await node.ask(Channel.SHADOW_UPDATE, report, UPDATE_ANSWERS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -10,7 +9,6 @@ import signal
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -120,18 +118,6 @@ class Dirs:
         """The environment a SLEEPER instance saw (None until it wrote it)."""
         path = self.instance(app, version, service, index) / "env.json"
         return json.loads(path.read_text()) if path.exists() else None
-
-
-async def eventually(predicate: Callable[[], T | None], *, what: str, timeout: float = 20.0) -> T:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def exists(pid: int) -> bool:

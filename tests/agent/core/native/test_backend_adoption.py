@@ -17,14 +17,8 @@ import pytest
 from agent.contracts.report import AppStatus
 from agent.core.native import NativeBackend, procs
 from tests.agent.core.native.conftest import BackendFactory
-from tests.agent.core.native.kit import (
-    Dirs,
-    alive,
-    application,
-    deployment,
-    eventually,
-    exists,
-)
+from tests.agent.core.native.kit import Dirs, alive, application, deployment, exists
+from tools.kit.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[4]
 

@@ -25,10 +25,10 @@ from tests.agent.core.native.kit import (
     alive,
     application,
     deployment,
-    eventually,
     exists,
     service,
 )
+from tools.kit.waiting import eventually
 
 
 def instance_pids(backend: NativeBackend, app: str) -> dict[str, int]:
@@ -400,9 +400,7 @@ async def test_init_services_run_first_and_a_failing_one_fails_the_app(
 async def test_usage_is_reported_as_kubernetes_quantities(backends: BackendFactory) -> None:
     backend = await _started(backends)
     await backend.apply(deployment(application()))
-    usage = await eventually(
-        lambda: _usage_with_memory(backend), what="a memory sample", timeout=10
-    )
+    usage = await eventually(lambda: _usage_with_memory(backend), what="a memory sample", limit=10)
     assert usage.memory.endswith(("Mi", "Ki"))
     assert usage.cpu == "0" or usage.cpu.endswith("m")
 

@@ -6,7 +6,8 @@ import asyncio
 
 from agent.core.native import NativeBackend
 from tests.agent.core.native.conftest import BackendFactory
-from tests.agent.core.native.kit import Dirs, application, deployment, eventually, service
+from tests.agent.core.native.kit import Dirs, application, deployment, service
+from tools.kit.waiting import eventually
 
 COUNTER = """
 for n in range(1, 101):

@@ -14,15 +14,8 @@ import pytest
 from agent.contracts.report import AppStats, AppStatus
 from agent.core.native import NativeBackend
 from tests.agent.core.native.conftest import BackendFactory
-from tests.agent.core.native.kit import (
-    Dirs,
-    alive,
-    application,
-    deployment,
-    eventually,
-    exists,
-    service,
-)
+from tests.agent.core.native.kit import Dirs, alive, application, deployment, exists, service
+from tools.kit.waiting import eventually
 
 
 async def test_a_crash_loop_backs_off_longer_each_time_and_reads_failed(
@@ -223,11 +216,8 @@ async def test_stop_escalates_to_sigkill_for_an_app_that_ignores_sigterm(
     put('pid', str(os.getpid()))
     time.sleep(600)
     """
-    await backend.apply(deployment(application(services=[service(script=script)])))
-    pid = int(await eventually(lambda: _text(dirs.instance("demo", "1") / "pid"), what="pid"))
-    began = time.monotonic()
-    await backend.remove("demo")
-    assert time.monotonic() - began >= 0.5
+    pid, took = await _removal_of_one(backend, dirs, script)
+    assert took >= 0.5
     assert not exists(pid)
 
 
@@ -242,16 +232,22 @@ async def test_stop_lets_an_app_finish_on_sigterm(backends: BackendFactory, dirs
     put('pid', str(os.getpid()))
     time.sleep(600)
     """
-    await backend.apply(deployment(application(services=[service(script=script)])))
-    pid = int(await eventually(lambda: _text(dirs.instance("demo", "1") / "pid"), what="pid"))
-    began = time.monotonic()
-    await backend.remove("demo")
-    assert time.monotonic() - began < 5.0  # well within the grace period: SIGTERM was enough
+    pid, took = await _removal_of_one(backend, dirs, script)
+    assert took < 5.0  # well within the grace period: SIGTERM was enough
     assert not alive(pid)
     assert "cleaning up" in (dirs.log / "default" / "demo" / "main-1.log").read_text()
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+async def _removal_of_one(backend: NativeBackend, dirs: Dirs, script: str) -> tuple[int, float]:
+    """Run `script` (it writes its pid), remove its app: (the pid, seconds the removal took)."""
+    await backend.apply(deployment(application(services=[service(script=script)])))
+    pid = int(await eventually(lambda: _text(dirs.instance("demo", "1") / "pid"), what="pid"))
+    began = time.monotonic()
+    await backend.remove("demo")
+    return pid, time.monotonic() - began
 
 
 def _collect_cause(backend: NativeBackend, causes: list[str]) -> None:

@@ -22,10 +22,11 @@ from agent.contracts.messages import CommandRequest
 from agent.core.store import LocalStore
 from agent.core.sync.link import LinkSettings
 from agent.core.sync.shadow_sync import ShadowSync
-from tests.agent.core.agent_kit import PollingReads, app_body, eventually, python_service
+from tests.agent.core.agent_kit import PollingReads, app_body, python_service
 from tests.harness.cloud import CloudServer
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
+from tools.kit.waiting import eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(60)]
 
