@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 CACHE_DIR ?= $(HOME)/.cache/baetyl-py
 export PIP_CACHE_DIR ?= $(CACHE_DIR)/pip
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist). Most tests wait on brokers, servers and child processes, so
+# four workers keep a 2-core machine busy; measured in docs/development.md.
+TEST_WORKERS ?= 4
 BENCH_ARGS ?=
 # `make test` is a pass/fail gate: Hypothesis runs repeatable and without wall-clock limits
 # (tests/conftest.py); a plain `pytest` keeps the exploring `dev` profile.
@@ -41,12 +44,12 @@ system-deps:  ## install what the tests start (mosquitto, postgresql) with apt-g
 	@bash tools/system-deps.sh
 
 test: install system-deps  ## run the whole suite (real Mosquitto, SQLite and PostgreSQL)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 	@echo "==> the REST API suite again on PostgreSQL (one database backend per process)"
-	BAETYL_TEST_DB=postgres $(BIN)/python -m pytest tests/cloud/api $(PYTEST_ARGS)
+	BAETYL_TEST_DB=postgres $(BIN)/python -m pytest -n $(TEST_WORKERS) tests/cloud/api $(PYTEST_ARGS)
 
 test-fast: install system-deps  ## the suite without the `slow` tests (end to end, benchmark smoke, the 60 s outage)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 lint: install  ## ruff, mypy --strict and the import rules of DESIGN §2
 	$(BIN)/ruff check agent cloud function_proxy tests bench tools examples

@@ -79,6 +79,8 @@ def agent_wheel() -> Path:
             raise HarnessError(f"building the agent wheel failed:\n{result.stderr[-3000:]}")
         out.mkdir(parents=True, exist_ok=True)
         target = out / wheels[-1].name
-        shutil.copy2(wheels[-1], out / f".{target.name}.tmp")
-        (out / f".{target.name}.tmp").replace(target)
+        # Test workers may build at once: each renames its own copy into place.
+        scratch_copy = out / f".{target.name}.{os.getpid()}.tmp"
+        shutil.copy2(wheels[-1], scratch_copy)
+        scratch_copy.replace(target)
     return target
