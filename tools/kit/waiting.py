@@ -50,9 +50,9 @@ async def eventually(check: Callable[[], T | None], **options: Unpack[WaitOption
 async def eventually(check: Callable[[], Any], **options: Unpack[WaitOptions]) -> Any:
     """The first truthy result of `check()`, asked every `poll` s (0.05 by default).
 
-    Raises WaitTimeout after `limit` s (20 by default), and Died as soon as `alive()` (if given) is false;
-    `detail()` (if given, sync or async) replaces the last value in the message with what the
-    caller knows (a last status, a log).
+    Raises WaitTimeout after `limit` s (20 by default), and Died as soon as `alive()` (if
+    given) is false; `detail()` (if given, sync or async) replaces the last value in the
+    message with what the caller knows (a last status, a log).
     """
     limit, what = options.get("limit", LIMIT), options.get("what", "the condition")
     alive, detail = options.get("alive"), options.get("detail")
