@@ -95,17 +95,20 @@ class Rejected(WireModel):
 
 
 class ShadowDelta(WireModel):
-    """`shadow/update/delta`: what desired holds that reported lacks.
+    """`shadow/update/delta`: what desired holds that reported lacks, and the whole desired.
 
     Pushed after a report that leaves the delta non-empty, and after every change of the node's
     desired state even when the delta is empty: a removal (an app taken off the node) leaves no
-    trace in the delta, so the push is also the signal to read the whole document again.
+    trace in the delta. `desired` is the whole desired section of document `version` (decision
+    #124), so an agent adopts it without reading the document; without it (an older cloud) the
+    push only says that the document moved on.
     """
 
     state: JSONObject
     metadata: JSONObject
     version: DocVersion
     timestamp: Timestamp
+    desired: JSONObject | None = None
 
 
 class ShadowGet(WireModel):

@@ -330,24 +330,42 @@ class Fleet:
 
     def _delta(self, node: Node, payload: bytes) -> None:
         now = time.monotonic()
-        state = orjson.loads(payload).get("state")
-        apps = state.get("apps") if isinstance(state, dict) else None
+        message = orjson.loads(payload)
+        state, pushed = message.get("state"), message.get("desired")
         expected = self.expected
+        if isinstance(pushed, dict):
+            # The push after a desired change carries the whole desired section (decision
+            # #124): the node takes it as it is, as agents do, and reads nothing.
+            desired = _apps(pushed)
+            fresh = expected is not None and node.nid not in self.arrivals
+            if fresh and expected is not None and expected.seen_in(desired):
+                self.arrivals[node.nid] = now
+            self._take_desired(node, desired, reported=node.apps)
+            return
+        apps = state.get("apps") if isinstance(state, dict) else None
         if expected is not None and node.nid not in self.arrivals:
             if not state:
-                # The push after a desired change carries only the new version (decision
-                # #111): it counts now, and the document read next must show the change.
+                # A push with only the new version (a cloud before decision #124): it counts
+                # now, and the document read next must show the change.
                 self.arrivals[node.nid] = now
                 self.unconfirmed.add(node.nid)
             elif expected.seen_in(apps if isinstance(apps, dict) else {}):
                 self.arrivals[node.nid] = now
         if not state:
-            # Desired moved on: read the document, as agents do.
-            self._get(node)
+            self._get(node)  # desired moved on: read the document
         elif isinstance(apps, dict):
             # The agent applies what it was told and says so in its next report.
             node.apps.update({str(k): str(v) for k, v in apps.items() if v is not None})
             node.apps_changed = True
+
+    def _take_desired(
+        self, node: Node, desired: dict[str, str], *, reported: dict[str, str]
+    ) -> None:
+        """Run the node's own apps and what the cloud wants there now; what the cloud still
+        believes runs besides (`reported`) is reported as removed (null) next time."""
+        node.apps = {**payloads.LOCAL_APPS, **desired}
+        node.removed |= set(reported) - set(node.apps)
+        node.apps_changed = True
 
     def _get(self, node: Node) -> None:
         if node.client is not None:
@@ -357,15 +375,11 @@ class Fleet:
     def _document(self, node: Node, payload: bytes) -> None:
         state = orjson.loads(payload).get("state", {})
         desired = _apps(state.get("desired"))
-        # What runs: the node's own apps and whatever the cloud wants there now; what the cloud
-        # still believes runs besides is reported as removed (null) next time.
         if node.nid in self.unconfirmed:
             self.unconfirmed.discard(node.nid)
             if self.expected is not None and not self.expected.seen_in(desired):
                 del self.arrivals[node.nid]  # rung, but without the change: not delivered
-        node.apps = {**payloads.LOCAL_APPS, **desired}
-        node.removed |= set(_apps(state.get("reported"))) - set(node.apps)
-        node.apps_changed = True
+        self._take_desired(node, desired, reported=_apps(state.get("reported")))
         if node.document is not None and not node.document.done():
             node.document.set_result(None)
 

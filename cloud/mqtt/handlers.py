@@ -238,18 +238,27 @@ def _retain_allowed(channel: Channel, payload: bytes) -> bool:
 def delta_message(push: edge.DeltaPush) -> bytes:
     """The `shadow/update/delta` payload of a non-empty delta."""
     return ShadowDelta(
-        state=push.state, metadata=push.metadata, version=push.version, timestamp=push.timestamp
+        state=push.state,
+        metadata=push.metadata,
+        version=push.version,
+        timestamp=push.timestamp,
+        desired=push.desired,
     ).to_bytes()
 
 
 def doorbell(change: Written) -> bytes:
-    """The `shadow/update/delta` payload after a desired change: the new version, no content.
+    """The `shadow/update/delta` payload after a desired change: the new version and desired.
 
-    A delta cannot show a removal, and the agent reads its whole document on any delta newer
-    than what it has (decisions #41, #46), so the push carries only what it needs: the version.
+    A delta cannot show a removal, so the push carries the whole desired section the write
+    produced (decision #124): the agent adopts it as it is, and reads its document only when
+    the push is missing or does not follow on from what it has.
     """
     return ShadowDelta(
-        state={}, metadata={}, version=change.version, timestamp=change.timestamp
+        state={},
+        metadata={},
+        version=change.version,
+        timestamp=change.timestamp,
+        desired=change.desired,
     ).to_bytes()
 
 

@@ -60,12 +60,13 @@ class Reported:
 
 @dataclass(frozen=True)
 class DeltaPush:
-    """A non-empty delta to tell a node about."""
+    """A non-empty delta to tell a node about, with the whole desired section it comes from."""
 
     state: Document
     metadata: Document
     version: int
     timestamp: float
+    desired: Document
 
 
 async def report(
@@ -133,7 +134,8 @@ def delta_push(doc: Document) -> DeltaPush | None:
         return None
     state = doc["state"][shadow.DELTA]
     metadata = _mirror(doc["metadata"][shadow.DESIRED], state)
-    return DeltaPush(state, metadata, int(doc["version"]), float(doc["timestamp"]))
+    desired = doc["state"][shadow.DESIRED]
+    return DeltaPush(state, metadata, int(doc["version"]), float(doc["timestamp"]), desired)
 
 
 async def presence(namespace: str, name: str, *, online: bool) -> None:

@@ -73,7 +73,8 @@ async def patch_shadow(
 
 
 def _changed(namespace: str, name: str, doc: Document) -> DesiredChanges:
-    return {nodes.nid(namespace, name): Written(int(doc["version"]), float(doc["timestamp"]))}
+    written = Written(int(doc["version"]), float(doc["timestamp"]), doc["state"][shadow.DESIRED])
+    return {nodes.nid(namespace, name): written}
 
 
 async def _write(

@@ -50,10 +50,15 @@ _UPDATE_PG = (
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """A node's shadow after a desired write: what the cloud tells the node (its new version)."""
+    """A node's shadow after a desired write: what the cloud tells the node (decision #124).
+
+    `desired` is the whole new desired section, pushed with the version so that the node does
+    not read its document back.
+    """
 
     version: int
     timestamp: float
+    desired: dict[str, Any]
 
 
 DesiredChanges = dict[str, Written]
@@ -120,7 +125,10 @@ class ShadowRows:
                 for row in dirty
             ]
             await connection.execute_many(_UPDATE_SQLITE, values)
-        written = {node: Written(row.version, row.timestamp) for node, row in self._dirty.items()}
+        written = {
+            node: Written(row.version, row.timestamp, row.desired)
+            for node, row in self._dirty.items()
+        }
         self._dirty.clear()
         return written
 

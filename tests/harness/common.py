@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -19,15 +20,58 @@ class HarnessError(RuntimeError):
     """A test dependency (broker, database) could not be set up; the message says what to do."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that was free on `host` a moment ago.
+PORTS_PER_WORKER = 1500
+_FIRST_PORT = 10000
 
-    Another process may take it before the caller binds it; callers that start servers retry on
-    "address in use" rather than trust this blindly.
+
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel picks for outgoing connections (Linux's default 32768)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+        return int(text.split()[0])
+    return 32768
+
+
+def _worker_slot() -> int:
+    """This pytest-xdist worker's number (`gw3` → 3); 0 in a serial run."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name[2:].isdigit() else 0
+
+
+def _port_cycle() -> Iterator[int]:
+    # Each worker hands out ports from a block of its own below the kernel's ephemeral range:
+    # a port handed out here and not yet bound cannot be taken by another worker's free_port
+    # nor by any process's outgoing connection, which is what made ports picked by bind(0)
+    # collide once tests ran in parallel ("address already in use").
+    # A process a test starts (a benchmark script, say) inherits the worker's block: it begins
+    # at a random place in it, so it does not walk the same ports in step with its parent.
+    floor = _ephemeral_floor()
+    blocks = max(1, (floor - _FIRST_PORT) // PORTS_PER_WORKER)
+    start = _FIRST_PORT + (_worker_slot() % blocks) * PORTS_PER_WORKER
+    offset = random.SystemRandom().randrange(PORTS_PER_WORKER)
+    while True:
+        for step in range(PORTS_PER_WORKER):
+            yield start + (offset + step) % PORTS_PER_WORKER
+
+
+_PORTS = _port_cycle()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on `host` and that no other test worker hands out.
+
+    Ports come from this worker's own block in turn, each checked by binding it, so two
+    servers of one run get different ports and servers of parallel workers never meet.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    for _ in range(PORTS_PER_WORKER):
+        port = next(_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue  # in use, or closing (TIME_WAIT): the next one
+            return port
+    raise HarnessError(f"no free port left in this worker's block of {PORTS_PER_WORKER}")
 
 
 def wait_until(

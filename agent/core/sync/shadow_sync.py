@@ -143,10 +143,12 @@ class ShadowSync:
                 delta = ShadowDelta.decode(message.payload)
                 if self._poll:
                     log.debug("ignored a delta: polling", extra={"version": delta.version})
-                elif delta.version > self.version:
-                    self._refresh_now.set()
-                else:
+                elif delta.version <= self.version:
                     log.debug("ignored a stale delta", extra={"version": delta.version})
+                elif delta.desired is None or self._accepted is None:
+                    self._refresh_now.set()  # no content, or no document read yet: read it
+                else:
+                    await self._adopt_pushed(delta.desired, delta.version)
             elif message.channel is Channel.CMD_REQUEST:
                 self.commands.start(CommandRequest.decode(message.payload))
         except ValueError as exc:
@@ -179,11 +181,31 @@ class ShadowSync:
                 self._refresh_now.set()
 
     async def _refresh(self) -> None:
+        asked_at = self.version
         answer = await self._requests.ask(Channel.SHADOW_GET, {})
         doc = ShadowGetAccepted.model_validate(answer.body)
+        if self.version != asked_at and doc.version < self.version:
+            # A push or a report answer adopted while this request was out is newer than this
+            # document; older documents are still taken (a node re-created in the cloud starts
+            # its versions again).
+            log.debug("ignored a document older than a push", extra={"version": doc.version})
+            return
         self._accepted = dict(doc.state.reported)
         self.version = doc.version
         await self._adopt_desired(DesiredState.from_section(doc.state.desired), doc.version)
+
+    async def _adopt_pushed(self, section: dict[str, Any], version: int) -> None:
+        """Take the whole desired section a push carries (decision #124), without a read.
+
+        Only the agent writes `reported`, so the document after a desired write holds what it
+        last reported: unless versions were skipped, in which case something else wrote and
+        the document is read as well.
+        """
+        gap = version != self.version + 1
+        self.version = version
+        await self._adopt_desired(DesiredState.from_section(section), version)
+        if gap:
+            self._refresh_now.set()
 
     async def _adopt_desired(self, desired: DesiredState, version: int) -> None:
         if desired == self.desired:

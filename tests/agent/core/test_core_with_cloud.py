@@ -253,8 +253,8 @@ async def test_a_stale_delta_is_ignored(cloud: CloudServer, running_core: Runnin
         assert set(core.engine.wanted) == {app["name"]}
 
 
-async def test_pushing_a_desired_change_is_read_as_soon_as_its_delta_arrives(
-    cloud: CloudServer, running_core: RunningCore
+async def test_pushing_a_desired_change_is_taken_from_its_delta_without_a_read(
+    cloud: CloudServer, running_core: RunningCore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = uuid.uuid4().hex[:8]
     name, nid = await _node(cloud, {"run": run})
@@ -264,13 +264,46 @@ async def test_pushing_a_desired_change_is_read_as_soon_as_its_delta_arrives(
         await eventually(lambda: _online(cloud, name), what="node online")
         await eventually(lambda: _reported_once(core), what="the report after connecting")
         reports = core.sync.reports_sent
+        reads: list[int] = []
+        read = core.sync._refresh  # counted, not replaced
+
+        async def counted() -> None:
+            reads.append(core.sync.version)
+            await read()
+
+        monkeypatch.setattr(core.sync, "_refresh", counted)
         app = await cloud.ok(
             "POST", "/v1/apps", app_body(f"push-{run}", f"run={run}", python_service(SLEEPER))
         )
-        await eventually(lambda: _wanted(core, app["name"]), what="desired change read")
-        # Read before any report went out, and the next periodic one is a minute away: the
-        # delta told it (a report's answer did not).
+        await eventually(lambda: _wanted(core, app["name"]), what="desired change taken")
+        # Before any report went out, and the next periodic one is a minute away: the delta
+        # told it, and carried the whole desired section, so the shadow was not read either
+        # (decision #124).
         assert core.sync.reports_sent == reports
+        assert reads == []
+        doc = await cloud.ok("GET", f"/v1/nodes/{name}/shadow")
+        assert core.sync.version == doc["version"]
+
+
+async def test_a_pushed_desired_state_after_a_gap_is_taken_and_the_shadow_read_too(
+    cloud: CloudServer, running_core: RunningCore
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    name, nid = await _node(cloud, {"run": run})
+    async with running_core(nid, report_interval=60.0) as core:
+        await eventually(lambda: _online(cloud, name), what="node online")
+        await eventually(lambda: _reported_once(core), what="the report after connecting")
+        version = core.sync.version
+        # Two versions on: something else wrote in between, so the reported side the agent
+        # holds may be out of date (the desired section is whole either way).
+        pushed = {"nodeprops": {"k": "v"}}
+        ahead = {"state": {}, "metadata": {}, "version": version + 2, "timestamp": 1.0}
+        await core.sync._deliver(_delta({**ahead, "desired": pushed}))
+        assert core.sync.desired.nodeprops == {"k": "v"}
+        assert core.sync.version == version + 2
+        assert core.sync._refresh_now.is_set()
+        # The read that follows brings back what the cloud holds.
+        await eventually(lambda: core.sync.desired.nodeprops == {}, what="the shadow read")
 
 
 async def test_polling_a_desired_change_waits_for_the_next_report_tick(

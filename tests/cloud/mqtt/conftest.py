@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -129,6 +130,24 @@ async def cloud(
 ) -> AsyncIterator[CloudServer]:
     """A running cloud bridged to the session Mosquitto."""
     async with running_cloud(tmp_path / "cloud", cloud_db_url, mqtt_settings) as server:
+        yield server
+
+
+STRICT_RATE = 2.0  # messages a second per node: a flood exceeds it however slowly it is sent
+
+
+@pytest.fixture
+async def strict_cloud(
+    tmp_path: Path, cloud_db_url: str | None, mqtt_settings: MqttSettings
+) -> AsyncIterator[CloudServer]:
+    """A running cloud whose per-node rate limit is `STRICT_RATE` messages a second.
+
+    Rate-limit tests flood it: at 2 a second, 150 messages get 429s even when a loaded machine
+    takes a minute to send them, where the usual 50 a second needs them sent within 3 s.
+    """
+    bridge = dataclasses.replace(mqtt_settings.bridge, max_messages_per_second=STRICT_RATE)
+    settings = dataclasses.replace(mqtt_settings, bridge=bridge)
+    async with running_cloud(tmp_path / "cloud", cloud_db_url, settings) as server:
         yield server
 
 

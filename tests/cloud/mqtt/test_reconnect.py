@@ -86,7 +86,8 @@ async def test_after_a_broker_crash_deltas_still_reach_the_node(
         }
         created = await cloud.ok("POST", "/v1/apps", app)
         delta = await next_delta(agent)
-        assert delta["state"] == {}  # a doorbell: the node reads its document (decision #111)
+        assert delta["state"] == {}  # nothing reported lacks it, but desired holds it (#124)
+        assert delta["desired"]["apps"] == {"after-crash": created["version"]}
         node = await cloud.ok("GET", "/v1/nodes/edge-1")
         assert {"name": "after-crash", "version": created["version"]} in node["desire"]["apps"]
     finally:

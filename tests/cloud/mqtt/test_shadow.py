@@ -71,10 +71,12 @@ async def test_an_app_created_over_rest_pushes_a_delta_to_exactly_the_matched_no
         app = await cloud.ok("POST", "/v1/apps", native_app(unique("app"), f"role={label}"))
         for node in (first, second):
             delta = await node.next(Channel.SHADOW_UPDATE_DELTA)
-            # A doorbell (decision #111): the version of the document that holds the change.
+            # The version of the document that holds the change and its whole desired section
+            # (decisions #111, #124), read from the write, not from the document.
             assert (delta["state"], delta["metadata"]) == ({}, {})
             _, doc = await node.ask(Channel.SHADOW_GET, {"clientToken": "read"}, GET_ANSWERS)
             assert doc["state"]["desired"]["apps"] == {app["name"]: app["version"]}
+            assert delta["desired"] == doc["state"]["desired"]
             assert delta["version"] == doc["version"]
             assert delta["timestamp"] == doc["timestamp"]
         # The unmatched node's answer to its own request comes after any delta the cloud had
@@ -97,9 +99,11 @@ async def test_removing_an_app_pushes_an_empty_delta_that_moves_the_version(
         delta = await node.next(Channel.SHADOW_UPDATE_DELTA)
         while delta["version"] <= accepted["version"]:
             delta = await node.next(Channel.SHADOW_UPDATE_DELTA)
-    # Nothing desired is missing, but the node must learn that the app is gone.
+    # Nothing desired is missing, but the node must learn that the app is gone: the desired
+    # section it carries no longer names it.
     assert delta["state"] == {}
     assert delta["version"] > accepted["version"]
+    assert app["name"] not in delta["desired"].get("apps", {})
 
 
 async def test_a_report_that_leaves_desired_unmet_is_followed_by_a_delta(
@@ -113,6 +117,7 @@ async def test_a_report_that_leaves_desired_unmet_is_followed_by_a_delta(
         assert channel is Channel.SHADOW_UPDATE_ACCEPTED
         delta = await node.next(Channel.SHADOW_UPDATE_DELTA)
         assert delta["state"] == {"apps": {app["name"]: app["version"]}}
+        assert delta["desired"]["apps"] == {app["name"]: app["version"]}
         assert delta["version"] == answer["version"]
 
         caught_up = {"state": {"reported": {"apps": {app["name"]: app["version"]}}}}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from agent.contracts.report import AppStats, AppStatus
 from agent.core.native import NativeBackend
 from tests.agent.core.native.conftest import BackendFactory
 from tests.agent.core.native.kit import Dirs, alive, application, deployment, exists, service
+from tests.harness.common import free_port
 from tools.kit.waiting import eventually
 
 
@@ -139,7 +139,7 @@ async def test_failing_liveness_probe_restarts_the_instance(
 ) -> None:
     backend = backends(grace_period=1.0)
     await backend.start()
-    port = _free_port()
+    port = free_port()
     if kind == "httpGet":
         script, action = _http_server(port, 500), {"httpGet": {"port": port, "path": "/healthz"}}
         expected = f"liveness probe failed: HTTP GET http://127.0.0.1:{port}/healthz: status 500"
@@ -177,7 +177,7 @@ async def test_passing_liveness_and_readiness_probes_keep_the_instance(
 ) -> None:
     backend = backends()
     await backend.start()
-    port = _free_port()
+    port = free_port()
     ready_probe = {
         "exec": {"command": ["test", "-f", "ready"]},
         "periodSeconds": 1,
@@ -282,10 +282,3 @@ def _running_pid(backend: NativeBackend, *, other_than: int) -> int | None:
 
 def _text(path: Path) -> str | None:
     return path.read_text() if path.exists() else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
