@@ -79,6 +79,20 @@ def running_core(tmp_path: Path, mosquitto: MosquittoBroker, pki: HarnessPKI) ->
     return run
 
 
+@asynccontextmanager
+async def _settled(
+    cloud: CloudServer, running_core: RunningCore, **options: Any
+) -> AsyncIterator[tuple[Core, str, str]]:
+    """baetyl-core for a node of its own (labelled `run=<run>`), online and past its first
+    report: (core, node name, run)."""
+    run = uuid.uuid4().hex[:8]
+    name, nid = await _node(cloud, {"run": run})
+    async with running_core(nid, **options) as core:
+        await eventually(lambda: _online(cloud, name), what="node online")
+        await eventually(lambda: _reported_once(core), what="the report after connecting")
+        yield core, name, run
+
+
 async def _node(cloud: CloudServer, labels: dict[str, str]) -> tuple[str, str]:
     name = f"n-{uuid.uuid4().hex[:10]}"
     await cloud.ok("POST", "/v1/nodes", {"name": name, "labels": labels})
@@ -232,16 +246,12 @@ async def test_a_bad_spec_is_reported_as_failed_and_other_apps_run_on(
 
 
 async def test_a_stale_delta_is_ignored(cloud: CloudServer, running_core: RunningCore) -> None:
-    run = uuid.uuid4().hex[:8]
-    name, nid = await _node(cloud, {"run": run})
-    async with running_core(nid) as core:
-        await eventually(lambda: _online(cloud, name), what="node online")
-        await eventually(lambda: _reported_once(core), what="first report")
+    async with _settled(cloud, running_core) as (core, _name, run):
         version = core.sync.version
         # A delta the cloud might have sent long ago: its version is not newer than ours.
         stale = {"state": {"apps": {"ghost": "1"}}, "metadata": {}, "version": 1, "timestamp": 1}
         await core.sync._deliver(_delta(stale))
-        # A newer delta only asks the refresher to read the shadow; this one asked nothing.
+        # A newer delta is taken or makes the agent read its shadow; this one did neither.
         assert not core.sync._refresh_now.is_set()
         # A sentinel through the same path: a real change after it. Once the agent has taken
         # that one in, anything the stale delta could have caused has happened too.
@@ -256,13 +266,9 @@ async def test_a_stale_delta_is_ignored(cloud: CloudServer, running_core: Runnin
 async def test_pushing_a_desired_change_is_taken_from_its_delta_without_a_read(
     cloud: CloudServer, running_core: RunningCore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    name, nid = await _node(cloud, {"run": run})
     # No periodic report during the test (a report that finds the version moved on reads the
     # shadow too): only the delta can tell the agent of the change.
-    async with running_core(nid, report_interval=60.0) as core:
-        await eventually(lambda: _online(cloud, name), what="node online")
-        await eventually(lambda: _reported_once(core), what="the report after connecting")
+    async with _settled(cloud, running_core, report_interval=60.0) as (core, name, run):
         reports = core.sync.reports_sent
         reads: list[int] = []
         read = core.sync._refresh  # counted, not replaced
@@ -288,11 +294,7 @@ async def test_pushing_a_desired_change_is_taken_from_its_delta_without_a_read(
 async def test_a_pushed_desired_state_after_a_gap_is_taken_and_the_shadow_read_too(
     cloud: CloudServer, running_core: RunningCore
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    name, nid = await _node(cloud, {"run": run})
-    async with running_core(nid, report_interval=60.0) as core:
-        await eventually(lambda: _online(cloud, name), what="node online")
-        await eventually(lambda: _reported_once(core), what="the report after connecting")
+    async with _settled(cloud, running_core, report_interval=60.0) as (core, _name, _run):
         version = core.sync.version
         # Two versions on: something else wrote in between, so the reported side the agent
         # holds may be out of date (the desired section is whole either way).
