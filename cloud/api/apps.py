@@ -15,8 +15,8 @@ from cloud.api.routing import RouteTable
 from cloud.services import apps
 from cloud.services.app_spec import ApplicationView
 
-routes = RouteTable(prefix="/v1")
 TAGS = ("applications",)
+routes = RouteTable(prefix="/v1", tags=TAGS)
 
 
 class AppPage(Page[ApplicationView]):
@@ -37,9 +37,7 @@ class ReferenceList(WireModel):
     items: list[ReferenceItem] = Field(default_factory=list)
 
 
-@routes.route(
-    "GET", "/apps", summary="List applications", query=ListQuery, response=AppPage, tags=TAGS
-)
+@routes.get("/apps", "List applications", query=ListQuery, response=AppPage)
 async def list_apps(request: web.Request) -> web.Response:
     """Apps of the caller's namespace, newest first (`selector` on labels, `name` substring)."""
     query = read_query(request, ListQuery)
@@ -50,14 +48,7 @@ async def list_apps(request: web.Request) -> web.Response:
     return reply(AppPage.of(query, found.total, found.items))
 
 
-@routes.route(
-    "POST",
-    "/apps",
-    summary="Create an application",
-    body=ApplicationView,
-    response=ApplicationView,
-    tags=TAGS,
-)
+@routes.post("/apps", "Create an application", body=ApplicationView, response=ApplicationView)
 async def create_app(request: web.Request) -> web.Response:
     """Create an app; it is placed at once on every node its selector matches."""
     caller = caller_of(request)
@@ -66,21 +57,17 @@ async def create_app(request: web.Request) -> web.Response:
     return reply(await apps.create(request.app[CONTEXT], caller, view))
 
 
-@routes.route(
-    "GET", "/apps/{name}", summary="Get an application", response=ApplicationView, tags=TAGS
-)
+@routes.get("/apps/{name}", "Get an application", response=ApplicationView)
 async def get_app(request: web.Request) -> web.Response:
     """One app."""
     return reply(await apps.get(caller_of(request), path_param(request, "name")))
 
 
-@routes.route(
-    "PUT",
+@routes.put(
     "/apps/{name}",
-    summary="Replace an application",
+    "Replace an application",
     body=ApplicationView,
     response=ApplicationView,
-    tags=TAGS,
 )
 async def update_app(request: web.Request) -> web.Response:
     """Replace an app; nodes get the new version when what they run changed."""
@@ -91,7 +78,7 @@ async def update_app(request: web.Request) -> web.Response:
     return reply(await apps.update(request.app[CONTEXT], caller, name, view))
 
 
-@routes.route("DELETE", "/apps/{name}", summary="Delete an application", tags=TAGS)
+@routes.delete("/apps/{name}", "Delete an application")
 async def delete_app(request: web.Request) -> web.Response:
     """Delete an app; it leaves every node's desired state."""
     await apps.delete(request.app[CONTEXT], caller_of(request), path_param(request, "name"))
@@ -112,7 +99,6 @@ def _reference_route(what: str, kind: str, secret_type: str | None) -> None:
         f"/apps/{{name}}/{what}",
         summary=f"List the {what} of an application",
         response=ReferenceList,
-        tags=TAGS,
     )(handler)
 
 

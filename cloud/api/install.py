@@ -19,8 +19,8 @@ from cloud.api.keys import CONTEXT
 from cloud.api.routing import RouteTable
 from cloud.services import install
 
-routes = RouteTable(prefix="/v1")
 TAGS = ("install",)
+routes = RouteTable(prefix="/v1", tags=TAGS)
 SHELL_SCRIPT = "text/x-shellscript"
 YAML = "application/yaml"
 
@@ -31,14 +31,12 @@ class TokenQuery(WireModel):
     token: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
 
-@routes.route(
-    "GET",
+@routes.get(
     "/active",
-    summary="Which node an install token activates (the token is checked, not consumed)",
+    "Which node an install token activates (the token is checked, not consumed)",
     query=TokenQuery,
     response=ActivationInfo,
     access="anonymous",
-    tags=TAGS,
 )
 async def activation_info(request: web.Request) -> web.Response:
     """baetyl-init asks this first, to put the node id into its CSR."""
@@ -46,14 +44,12 @@ async def activation_info(request: web.Request) -> web.Response:
     return reply(await install.activation_info(request.app[CONTEXT], query.token))
 
 
-@routes.route(
-    "POST",
+@routes.post(
     "/active",
-    summary="Activate a node: sign its CSR and consume the install token",
+    "Activate a node: sign its CSR and consume the install token",
     body=ActivateRequest,
     response=ActivateResponse,
     access="anonymous",
-    tags=TAGS,
 )
 async def activate(request: web.Request) -> web.Response:
     """The node's certificate, the CA and the broker address, for a valid unused token."""
@@ -61,13 +57,11 @@ async def activate(request: web.Request) -> web.Response:
     return reply(await install.activate(request.app[CONTEXT], body))
 
 
-@routes.route(
-    "GET",
+@routes.get(
     "/init/baetyl-install.sh",
-    summary="The install script of a native node (text/x-shellscript)",
+    "The install script of a native node (text/x-shellscript)",
     query=TokenQuery,
     access="anonymous",
-    tags=TAGS,
 )
 async def install_script(request: web.Request) -> web.Response:
     """A POSIX sh script that installs the agent and runs baetyl-init with the token."""
@@ -76,13 +70,11 @@ async def install_script(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=SHELL_SCRIPT, charset="utf-8")
 
 
-@routes.route(
-    "GET",
+@routes.get(
     "/init/baetyl-init-deployment.yml",
-    summary="The Kubernetes manifest of a K3s/Kubernetes node (application/yaml)",
+    "The Kubernetes manifest of a K3s/Kubernetes node (application/yaml)",
     query=TokenQuery,
     access="anonymous",
-    tags=TAGS,
 )
 async def deployment_manifest(request: web.Request) -> web.Response:
     """Namespaces, RBAC, the token Secret, the core.yml base and the agent Deployment."""
@@ -91,12 +83,10 @@ async def deployment_manifest(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=YAML, charset="utf-8")
 
 
-@routes.route(
-    "GET",
+@routes.get(
     "/init/dist/{file}",
-    summary="An agent wheel from the cloud's dist directory",
+    "An agent wheel from the cloud's dist directory",
     access="anonymous",
-    tags=TAGS,
 )
 async def dist_file(request: web.Request) -> web.StreamResponse:
     """The wheel the install script names; only `baetyl_py-*.whl` files are served."""

@@ -40,9 +40,7 @@ class PropertyView(WireModel):
     update_time: datetime
 
 
-@routes.route(
-    "GET", "/quotas", summary="Get the namespace's quotas", response=QuotaView, tags=("quotas",)
-)
+@routes.get("/quotas", "Get the namespace's quotas", response=QuotaView, tags=("quotas",))
 async def get_quotas(request: web.Request) -> web.Response:
     """The limits of the caller's namespace and how much of each is used."""
     found = await quotas.states(request.app[CONTEXT].settings.quotas, caller_of(request).namespace)
@@ -56,12 +54,8 @@ async def get_quotas(request: web.Request) -> web.Response:
     )
 
 
-@routes.route(
-    "GET",
-    "/properties/{name}",
-    summary="Get a global property",
-    response=PropertyView,
-    tags=("properties",),
+@routes.get(
+    "/properties/{name}", "Get a global property", response=PropertyView, tags=("properties",)
 )
 async def get_property(request: web.Request) -> web.Response:
     """One property set by the operator, or 404."""

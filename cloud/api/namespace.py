@@ -11,8 +11,8 @@ from cloud.api.keys import CONTEXT
 from cloud.api.routing import RouteTable
 from cloud.services import namespaces
 
-routes = RouteTable(prefix="/v1")
 TAGS = ("namespace",)
+routes = RouteTable(prefix="/v1", tags=TAGS)
 
 
 class NamespaceView(WireModel):
@@ -21,23 +21,19 @@ class NamespaceView(WireModel):
     name: str
 
 
-@routes.route(
-    "POST", "/namespace", summary="Create the caller's namespace", response=NamespaceView, tags=TAGS
-)
+@routes.post("/namespace", "Create the caller's namespace", response=NamespaceView)
 async def create_namespace(request: web.Request) -> web.Response:
     """Create the namespace of the caller's token (idempotent; any body is ignored, as Baetyl)."""
     return reply(NamespaceView(name=await namespaces.create(caller_of(request))))
 
 
-@routes.route(
-    "GET", "/namespace", summary="Get the caller's namespace", response=NamespaceView, tags=TAGS
-)
+@routes.get("/namespace", "Get the caller's namespace", response=NamespaceView)
 async def get_namespace(request: web.Request) -> web.Response:
     """The caller's namespace, or 404 once it was deleted."""
     return reply(NamespaceView(name=await namespaces.get(caller_of(request))))
 
 
-@routes.route("DELETE", "/namespace", summary="Delete the caller's namespace", tags=TAGS)
+@routes.delete("/namespace", "Delete the caller's namespace")
 async def delete_namespace(request: web.Request) -> web.Response:
     """Delete every resource of the caller's namespace (its tokens stay valid)."""
     await namespaces.delete(request.app[CONTEXT], caller_of(request))

@@ -20,15 +20,13 @@ from cloud.errors import Invalid
 from cloud.services import commands, install, node_shadow, nodes
 from cloud.services.nodes import NodeChanges, NodeFilter, NodeSpec, NodeState, Ready
 
-routes = RouteTable(prefix="/v1")
 TAGS = ("nodes",)
+routes = RouteTable(prefix="/v1", tags=TAGS)
 _READY = {"online": Ready.ONLINE, "offline": Ready.OFFLINE, "uninstall": Ready.NEVER}
 _ETAG = re.compile(r'^(?:W/)?"?([0-9]{1,18})"?$')
 
 
-@routes.route(
-    "GET", "/nodes", summary="List nodes", query=views.NodeQuery, response=views.NodePage, tags=TAGS
-)
+@routes.get("/nodes", "List nodes", query=views.NodeQuery, response=views.NodePage)
 async def list_nodes(request: web.Request) -> web.Response:
     """Nodes of the caller's namespace, newest first, without their desired state (as Baetyl)."""
     query = read_query(request, views.NodeQuery)
@@ -49,14 +47,7 @@ async def list_nodes(request: web.Request) -> web.Response:
     return reply(views.NodePage.of(query, total, items))
 
 
-@routes.route(
-    "POST",
-    "/nodes",
-    summary="Create a node",
-    body=views.NodeCreate,
-    response=views.NodeView,
-    tags=TAGS,
-)
+@routes.post("/nodes", "Create a node", body=views.NodeCreate, response=views.NodeView)
 async def create_node(request: web.Request) -> web.Response:
     """Create a node; it receives at once every app whose selector matches its labels."""
     caller = caller_of(request)
@@ -73,13 +64,11 @@ async def create_node(request: web.Request) -> web.Response:
     return reply(views.node_view(state, desire=False, report=False))
 
 
-@routes.route(
-    "PUT",
+@routes.put(
     "/nodes",
-    summary="Get several nodes at once (query `batch` required)",
+    "Get several nodes at once (query `batch` required)",
     body=views.NodeNames,
     response=views.NodeBatch,
-    tags=TAGS,
 )
 async def batch_nodes(request: web.Request) -> web.Response:
     """Baetyl's `PUT /v1/nodes?batch`: the views of up to 20 named nodes; unknown ones skipped."""
@@ -91,20 +80,13 @@ async def batch_nodes(request: web.Request) -> web.Response:
     return reply(views.NodeBatch(total=len(items), items=items))
 
 
-@routes.route("GET", "/nodes/{name}", summary="Get a node", response=views.NodeView, tags=TAGS)
+@routes.get("/nodes/{name}", "Get a node", response=views.NodeView)
 async def get_node(request: web.Request) -> web.Response:
     """One node with its desired state and last report."""
     return reply(views.node_view(await _state(request)))
 
 
-@routes.route(
-    "PUT",
-    "/nodes/{name}",
-    summary="Update a node",
-    body=views.NodeUpdate,
-    response=views.NodeView,
-    tags=TAGS,
-)
+@routes.put("/nodes/{name}", "Update a node", body=views.NodeUpdate, response=views.NodeView)
 async def update_node(request: web.Request) -> web.Response:
     """Change labels, description or annotations; changed labels re-match the apps."""
     name = path_param(request, "name")
@@ -122,20 +104,14 @@ async def update_node(request: web.Request) -> web.Response:
     return reply(views.node_view(state, desire=False))
 
 
-@routes.route("DELETE", "/nodes/{name}", summary="Delete a node", tags=TAGS)
+@routes.delete("/nodes/{name}", "Delete a node")
 async def delete_node(request: web.Request) -> web.Response:
     """Delete a node, its shadow and its app index; the apps themselves stay."""
     await nodes.delete(request.app[CONTEXT], caller_of(request), path_param(request, "name"))
     return reply(None)
 
 
-@routes.route(
-    "GET",
-    "/nodes/{name}/apps",
-    summary="List the apps a node receives",
-    response=views.NodeAppList,
-    tags=TAGS,
-)
+@routes.get("/nodes/{name}/apps", "List the apps a node receives", response=views.NodeAppList)
 async def node_apps(request: web.Request) -> web.Response:
     """Every app in the node's desired state, system apps included, by name."""
     caller = caller_of(request)
@@ -144,24 +120,16 @@ async def node_apps(request: web.Request) -> web.Response:
     return reply(views.NodeAppList(total=len(items), items=items))
 
 
-@routes.route(
-    "GET",
-    "/nodes/{name}/stats",
-    summary="Get a node's status",
-    response=views.NodeView,
-    tags=TAGS,
-)
+@routes.get("/nodes/{name}/stats", "Get a node's status", response=views.NodeView)
 async def node_stats(request: web.Request) -> web.Response:
     """The node view without its desired state: readiness and the last report."""
     return reply(views.node_view(await _state(request), desire=False))
 
 
-@routes.route(
-    "GET",
+@routes.get(
     "/nodes/{name}/apps/{app}/logs",
-    summary="Get recent log lines of an app on a node (text/plain, fetched from the node)",
+    "Get recent log lines of an app on a node (text/plain, fetched from the node)",
     query=views.LogsQuery,
-    tags=TAGS,
 )
 async def app_logs(request: web.Request) -> web.Response:
     """Ask the node's agent over MQTT; 409 when the node is offline, 504 when it does not answer."""
@@ -176,14 +144,12 @@ async def app_logs(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
-@routes.route(
-    "GET",
+@routes.get(
     "/nodes/{name}/init",
-    summary="Get the command that installs a node",
+    "Get the command that installs a node",
     query=views.InitQuery,
     response=views.InitCommand,
-    access="admin",  # the command holds a fresh install token: a credential for this node
-    tags=TAGS,
+    access="admin",
 )
 async def node_init(request: web.Request) -> web.Response:
     """A one-liner with a fresh install token (or the operator's `baetyl-init-command`)."""
@@ -198,25 +164,17 @@ async def node_init(request: web.Request) -> web.Response:
     return reply(views.InitCommand(cmd=cmd))
 
 
-@routes.route(
-    "GET",
-    "/nodes/{name}/properties",
-    summary="Get a node's properties",
-    response=views.NodeProperties,
-    tags=TAGS,
-)
+@routes.get("/nodes/{name}/properties", "Get a node's properties", response=views.NodeProperties)
 async def get_properties(request: web.Request) -> web.Response:
     """Desired and reported `nodeprops` with the time each key was written."""
     return reply(views.properties_view(await _state(request)))
 
 
-@routes.route(
-    "PUT",
+@routes.put(
     "/nodes/{name}/properties",
-    summary="Set a node's desired properties",
+    "Set a node's desired properties",
     body=views.NodePropertiesUpdate,
     response=views.NodeProperties,
-    tags=TAGS,
 )
 async def set_properties(request: web.Request) -> web.Response:
     """Replace the desired `nodeprops` (string values); the node gets the change as a delta."""
@@ -227,13 +185,7 @@ async def set_properties(request: web.Request) -> web.Response:
     return reply(views.properties_view(state))
 
 
-@routes.route(
-    "PUT",
-    "/nodes/{name}/mode",
-    summary="Set a node's sync mode",
-    body=views.NodeModeRequest,
-    tags=TAGS,
-)
+@routes.put("/nodes/{name}/mode", "Set a node's sync mode", body=views.NodeModeRequest)
 async def set_mode(request: web.Request) -> web.Response:
     """`cloud`: the cloud drives the node; `local`: the node's reports get no delta."""
     body = await read_body(request, views.NodeModeRequest)
@@ -241,25 +193,17 @@ async def set_mode(request: web.Request) -> web.Response:
     return reply(None)
 
 
-@routes.route(
-    "GET",
-    "/nodes/{name}/shadow",
-    summary="Get a node's shadow document",
-    response=views.ShadowView,
-    tags=TAGS,
-)
+@routes.get("/nodes/{name}/shadow", "Get a node's shadow document", response=views.ShadowView)
 async def get_shadow(request: web.Request) -> web.Response:
     """The full shadow (desired, reported, delta, metadata, version); `ETag` is the version."""
     return _shadow_reply(await _state(request))
 
 
-@routes.route(
-    "PATCH",
+@routes.patch(
     "/nodes/{name}/shadow",
-    summary="Patch a node's desired nodeprops (If-Match: <version> required)",
+    "Patch a node's desired nodeprops (If-Match: <version> required)",
     body=views.ShadowPatch,
     response=views.ShadowView,
-    tags=TAGS,
 )
 async def patch_shadow(request: web.Request) -> web.Response:
     """Merge a desired `nodeprops` patch if the shadow is still at the `If-Match` version."""

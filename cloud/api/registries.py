@@ -18,7 +18,7 @@ from cloud.services import registries
 from cloud.services.registries import ADDRESS, USERNAME, RegistryDraft
 from cloud.services.secrets import SecretMeta
 
-routes = RouteTable(prefix="/v1")
+routes = RouteTable(prefix="/v1", tags=("registries",))
 
 Address = Annotated[str, StringConstraints(max_length=512, pattern=r"^\S*$")]
 Username = Annotated[str, StringConstraints(max_length=256)]
@@ -90,13 +90,11 @@ add_routes(
 )
 
 
-@routes.route(
-    "POST",
+@routes.post(
     "/registries/{name}/refresh",
-    summary="Set a registry's password",
+    "Set a registry's password",
     body=PasswordBody,
     response=RegistryView,
-    tags=("registries",),
 )
 async def refresh_registry(request: web.Request) -> web.Response:
     """Replace the password; apps using the registry get its new version."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -18,6 +18,17 @@ from pydantic.json_schema import models_json_schema
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Access = Literal["anonymous", "read", "admin"]
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
+
+
+class RouteOptions(TypedDict, total=False):
+    """What a route may declare besides its method, path and summary (see `RouteTable.route`)."""
+
+    body: type[BaseModel] | None
+    response: type[BaseModel] | None
+    query: type[BaseModel] | None
+    status: int
+    access: Access | None
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,7 @@ class RouteTable:
     """Routes collected by the `route` decorator, then added to an app in one go."""
 
     prefix: str = ""
+    tags: tuple[str, ...] = ()  # of every route declared here that names none
     routes: list[Route] = field(default_factory=list)
 
     def route(
@@ -57,6 +69,7 @@ class RouteTable:
         tags: tuple[str, ...] = (),
     ) -> Callable[[Handler], Handler]:
         """Declare a handler. Access defaults to `read` for GET and `admin` for other methods."""
+        tags = tags or self.tags
 
         def register(handler: Handler) -> Handler:
             self.routes.append(
@@ -76,6 +89,36 @@ class RouteTable:
             return handler
 
         return register
+
+    def get(
+        self, path: str, summary: str, **options: Unpack[RouteOptions]
+    ) -> Callable[[Handler], Handler]:
+        """`route("GET", path, summary=summary, ...)`."""
+        return self.route("GET", path, summary=summary, **options)
+
+    def post(
+        self, path: str, summary: str, **options: Unpack[RouteOptions]
+    ) -> Callable[[Handler], Handler]:
+        """`route("POST", path, summary=summary, ...)`."""
+        return self.route("POST", path, summary=summary, **options)
+
+    def put(
+        self, path: str, summary: str, **options: Unpack[RouteOptions]
+    ) -> Callable[[Handler], Handler]:
+        """`route("PUT", path, summary=summary, ...)`."""
+        return self.route("PUT", path, summary=summary, **options)
+
+    def patch(
+        self, path: str, summary: str, **options: Unpack[RouteOptions]
+    ) -> Callable[[Handler], Handler]:
+        """`route("PATCH", path, summary=summary, ...)`."""
+        return self.route("PATCH", path, summary=summary, **options)
+
+    def delete(
+        self, path: str, summary: str, **options: Unpack[RouteOptions]
+    ) -> Callable[[Handler], Handler]:
+        """`route("DELETE", path, summary=summary, ...)`."""
+        return self.route("DELETE", path, summary=summary, **options)
 
     def extend(self, other: RouteTable) -> None:
         """Add another table's routes (each handler module keeps its own table)."""

@@ -139,7 +139,6 @@ class StoredKind(Generic[BodyT, DraftT, ShownT, ListedT]):
 
 def add_routes(routes: RouteTable, kind: StoredKind[BodyT, DraftT, ShownT, ListedT]) -> None:
     """Add the kind's six routes to `routes`."""
-    tags = (kind.many,)
     item = kind.path + "/{name}"
 
     async def draft_of(request: web.Request, caller: Caller, path: str | None) -> DraftT:
@@ -182,43 +181,25 @@ def add_routes(routes: RouteTable, kind: StoredKind[BodyT, DraftT, ShownT, Liste
     replace.__doc__ = f"Replace {kind.one}; apps using it get its new version when it changed."
     delete.__doc__ = f"Delete {kind.one} that no app uses."
     users.__doc__ = f"The applications that {kind.used_as} {kind.one}."
-    routes.route(
-        "GET",
-        kind.path,
-        summary=f"List {kind.many}",
-        query=ListQuery,
-        response=kind.page,
-        tags=tags,
-    )(list_all)
-    routes.route(
-        "POST",
-        kind.path,
-        summary=f"Create {kind.one}",
-        body=kind.body,
-        response=kind.view,
-        tags=tags,
-    )(create)
-    routes.route(
-        "GET",
+    tags = (kind.many,)
+    routes.get(kind.path, f"List {kind.many}", query=ListQuery, response=kind.page, tags=tags)(
+        list_all
+    )
+    routes.post(kind.path, f"Create {kind.one}", body=kind.body, response=kind.view, tags=tags)(
+        create
+    )
+    routes.get(
         item,
-        summary=kind.get_summary or f"Get {kind.one}",
+        kind.get_summary or f"Get {kind.one}",
         response=kind.view,
         access=kind.get_access,
         tags=tags,
     )(get)
-    routes.route(
-        "PUT",
-        item,
-        summary=f"Replace {kind.one}",
-        body=kind.body,
-        response=kind.view,
-        tags=tags,
-    )(replace)
-    routes.route("DELETE", item, summary=f"Delete {kind.one}", tags=tags)(delete)
-    routes.route(
-        "GET",
+    routes.put(item, f"Replace {kind.one}", body=kind.body, response=kind.view, tags=tags)(replace)
+    routes.delete(item, f"Delete {kind.one}", tags=tags)(delete)
+    routes.get(
         item + "/apps",
-        summary=f"List the applications that {kind.used_as} {kind.one}",
+        f"List the applications that {kind.used_as} {kind.one}",
         response=AppUseList,
         tags=tags,
     )(users)

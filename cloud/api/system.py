@@ -14,7 +14,7 @@ from cloud.api.http import reply
 from cloud.api.keys import ALL_ROUTES
 from cloud.api.routing import RouteTable, openapi_document
 
-routes = RouteTable()
+routes = RouteTable(tags=("system",))
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 
 
@@ -54,25 +54,21 @@ async def metrics_middleware(request: web.Request, handler: Any) -> web.StreamRe
         metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
 
 
-@routes.route(
-    "GET", "/health", summary="Liveness of the cloud", access="anonymous", tags=("system",)
-)
+@routes.get("/health", "Liveness of the cloud", access="anonymous")
 async def health(request: web.Request) -> web.Response:
     """Always `{"success": true}` while the process serves requests (as Baetyl)."""
     del request
     return reply(None)
 
 
-@routes.route(
-    "GET", "/v1/openapi.json", summary="OpenAPI 3.1 document", access="anonymous", tags=("system",)
-)
+@routes.get("/v1/openapi.json", "OpenAPI 3.1 document", access="anonymous")
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI document generated from the route table."""
     document = openapi_document(request.app[ALL_ROUTES], title="Baetyl-Py cloud", version=VERSION)
     return reply(document)
 
 
-@routes.route("GET", "/metrics", summary="Prometheus metrics", access="anonymous", tags=("system",))
+@routes.get("/metrics", "Prometheus metrics", access="anonymous")
 async def metrics(request: web.Request) -> web.Response:
     """The REST metrics in Prometheus text format."""
     body = generate_latest(request.app[METRICS].registry)

@@ -17,7 +17,7 @@ from cloud.errors import Invalid
 from cloud.services import tokens
 from cloud.services.tokens import TokenInfo
 
-routes = RouteTable(prefix="/v1")
+routes = RouteTable(prefix="/v1", tags=("tokens",))
 _TOKEN_ID = re.compile(r"^[0-9]{1,18}$")  # fits a 64-bit integer column
 
 
@@ -63,14 +63,7 @@ def _view(info: TokenInfo) -> TokenView:
     )
 
 
-@routes.route(
-    "POST",
-    "/tokens",
-    summary="Create a token",
-    body=TokenRequest,
-    response=CreatedToken,
-    tags=("tokens",),
-)
+@routes.post("/tokens", "Create a token", body=TokenRequest, response=CreatedToken)
 async def create_token(request: web.Request) -> web.Response:
     """Create a token in the caller's namespace (admin only)."""
     caller = caller_of(request)
@@ -79,14 +72,14 @@ async def create_token(request: web.Request) -> web.Response:
     return reply(CreatedToken(**_view(info).model_dump(), token=plain))
 
 
-@routes.route("GET", "/tokens", summary="List tokens", response=TokenList, tags=("tokens",))
+@routes.get("/tokens", "List tokens", response=TokenList)
 async def list_tokens(request: web.Request) -> web.Response:
     """The caller's namespace tokens, newest first."""
     items = [_view(info) for info in await tokens.listing(caller_of(request))]
     return reply(TokenList(total=len(items), items=items))
 
 
-@routes.route("DELETE", "/tokens/{id}", summary="Revoke a token", tags=("tokens",))
+@routes.delete("/tokens/{id}", "Revoke a token")
 async def delete_token(request: web.Request) -> web.Response:
     """Revoke one token of the caller's namespace."""
     raw = path_param(request, "id")
