@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Decorator = Callable[[Handler], Handler]
 Access = Literal["anonymous", "read", "admin"]
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
 
@@ -56,69 +57,51 @@ class RouteTable:
     routes: list[Route] = field(default_factory=list)
 
     def route(
-        self,
-        method: str,
-        path: str,
-        *,
-        summary: str,
-        body: type[BaseModel] | None = None,
-        response: type[BaseModel] | None = None,
-        query: type[BaseModel] | None = None,
-        status: int = 200,
-        access: Access | None = None,
-        tags: tuple[str, ...] = (),
-    ) -> Callable[[Handler], Handler]:
-        """Declare a handler. Access defaults to `read` for GET and `admin` for other methods."""
-        tags = tags or self.tags
+        self, method: str, path: str, summary: str, **options: Unpack[RouteOptions]
+    ) -> Decorator:
+        """Declare a handler. Access defaults to `read` for GET and `admin` for other methods;
+        `routes.get(path, summary, ...)` and the other verbs are this with the method given."""
+        method = method.upper()
+        access = options.get("access") or ("read" if method == "GET" else "admin")
 
         def register(handler: Handler) -> Handler:
             self.routes.append(
                 Route(
-                    method=method.upper(),
+                    method=method,
                     path=self.prefix + path,
                     handler=handler,
                     summary=summary,
-                    access=access or ("read" if method.upper() == "GET" else "admin"),
-                    body=body,
-                    response=response,
-                    query=query,
-                    status=status,
-                    tags=tags,
+                    access=access,
+                    body=options.get("body"),
+                    response=options.get("response"),
+                    query=options.get("query"),
+                    status=options.get("status", 200),
+                    tags=options.get("tags") or self.tags,
                 )
             )
             return handler
 
         return register
 
-    def get(
-        self, path: str, summary: str, **options: Unpack[RouteOptions]
-    ) -> Callable[[Handler], Handler]:
-        """`route("GET", path, summary=summary, ...)`."""
-        return self.route("GET", path, summary=summary, **options)
+    def get(self, path: str, summary: str, **options: Unpack[RouteOptions]) -> Decorator:
+        """`route("GET", ...)`."""
+        return self.route("GET", path, summary, **options)
 
-    def post(
-        self, path: str, summary: str, **options: Unpack[RouteOptions]
-    ) -> Callable[[Handler], Handler]:
-        """`route("POST", path, summary=summary, ...)`."""
-        return self.route("POST", path, summary=summary, **options)
+    def post(self, path: str, summary: str, **options: Unpack[RouteOptions]) -> Decorator:
+        """`route("POST", ...)`."""
+        return self.route("POST", path, summary, **options)
 
-    def put(
-        self, path: str, summary: str, **options: Unpack[RouteOptions]
-    ) -> Callable[[Handler], Handler]:
-        """`route("PUT", path, summary=summary, ...)`."""
-        return self.route("PUT", path, summary=summary, **options)
+    def put(self, path: str, summary: str, **options: Unpack[RouteOptions]) -> Decorator:
+        """`route("PUT", ...)`."""
+        return self.route("PUT", path, summary, **options)
 
-    def patch(
-        self, path: str, summary: str, **options: Unpack[RouteOptions]
-    ) -> Callable[[Handler], Handler]:
-        """`route("PATCH", path, summary=summary, ...)`."""
-        return self.route("PATCH", path, summary=summary, **options)
+    def patch(self, path: str, summary: str, **options: Unpack[RouteOptions]) -> Decorator:
+        """`route("PATCH", ...)`."""
+        return self.route("PATCH", path, summary, **options)
 
-    def delete(
-        self, path: str, summary: str, **options: Unpack[RouteOptions]
-    ) -> Callable[[Handler], Handler]:
-        """`route("DELETE", path, summary=summary, ...)`."""
-        return self.route("DELETE", path, summary=summary, **options)
+    def delete(self, path: str, summary: str, **options: Unpack[RouteOptions]) -> Decorator:
+        """`route("DELETE", ...)`."""
+        return self.route("DELETE", path, summary, **options)
 
     def extend(self, other: RouteTable) -> None:
         """Add another table's routes (each handler module keeps its own table)."""
