@@ -21,7 +21,7 @@ WHEEL := dist/baetyl_py-$(VERSION)-py3-none-any.whl
 WHEEL_SOURCES := setup.cfg pyproject.toml $(shell find agent cloud function_proxy -type f \
 	\( -name '*.py' -o -name '*.tmpl' -o -name '*.c' -o -name py.typed \) -not -path '*/__pycache__/*')
 
-.PHONY: help venv install system-deps test test-fast lint demo demo-stop bench bench-report migrations wheel clean
+.PHONY: help venv install system-deps test test-fast lint demo demo-stop bench bench-report migrations wheel kube-build clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -50,6 +50,9 @@ test: install system-deps  ## run the whole suite (real Mosquitto, SQLite and Po
 
 test-fast: install system-deps  ## the suite without the `slow` tests (end to end, benchmark smoke, the 60 s outage)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+
+kube-build:  ## build the local Kubernetes binaries from Debian's source package, once (~/.cache/baetyl-py/kube)
+	@bash tools/kube/build.sh
 
 lint: install  ## ruff, mypy --strict and the import rules of DESIGN §2
 	$(BIN)/ruff check agent cloud function_proxy tests bench tools examples

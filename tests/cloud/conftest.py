@@ -8,18 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import migrated
 from tests.harness.cloud import backend
 from tests.harness.postgres import PostgresCluster
 
 
 @pytest.fixture
 def cloud_db_url(tmp_path: Path, postgres: PostgresCluster) -> Iterator[str | None]:
-    """None (SQLite in the data dir) or a fresh PostgreSQL database, per BAETYL_TEST_DB."""
+    """None (SQLite in the data dir) or a fresh, migrated PostgreSQL database, per
+    BAETYL_TEST_DB."""
     if backend() == "sqlite":
         yield None
         return
     name = f"cloud_{uuid.uuid4().hex[:12]}"
-    dsn = postgres.create_database(name)
+    dsn = migrated.postgres_database(postgres, name)
     try:
         yield dsn
     finally:

@@ -25,6 +25,7 @@ from cloud.services import tokens
 from cloud.services.context import AccessListener
 from cloud.settings import CloudSettings, InstallSettings, MqttSettings, QuotaDefaults
 from cloud.store.desired import DesiredChanges
+from tests.harness import migrated
 from tests.harness.common import free_port
 
 TEST_DB_ENV = "BAETYL_TEST_DB"
@@ -152,6 +153,8 @@ async def start_cloud(
         command_timeout=command_timeout,
         install=install or InstallSettings(),
     )
+    if db_url is None and not (data_dir / "cloud.db").exists():
+        migrated.sqlite_copy(data_dir)
     if ca is not None:
         seed_ca(settings.pki_dir, ca)
     changes: list[list[str]] = []

@@ -64,10 +64,14 @@ class PostgresCluster:
         _check_database_name(database)
         return f"postgres://postgres@{self.host}:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """Create database `name` and return its DSN."""
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """Create database `name` (a copy of database `template` if given); return its DSN."""
         _check_database_name(name)
-        self._psql(f'CREATE DATABASE "{name}"')
+        copy = ""
+        if template is not None:
+            _check_database_name(template)
+            copy = f' TEMPLATE "{template}"'
+        self._psql(f'CREATE DATABASE "{name}"{copy}')
         return self.dsn(name)
 
     def drop_database(self, name: str) -> None:
