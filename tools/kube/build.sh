@@ -2,7 +2,7 @@
 # Builds the Kubernetes binaries the local node needs (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubelet, kubectl) from Debian's `kubernetes` source package with Debian's Go,
 # offline, once per machine: they are cached under ~/.cache/baetyl-py/kube/bin/ and a second run
-# only checks them. Recipe and measurements: docs/kubernetes.md. About 10 minutes on 2 cores.
+# only checks them. Recipe and measurements: docs/kubernetes.md. About 7 minutes on 2 cores.
 #
 #   tools/kube/build.sh          build what is missing (installs the build packages with apt)
 #   tools/kube/build.sh --check  exit 0 when every binary is cached, 1 otherwise; builds nothing
@@ -84,7 +84,7 @@ cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$vendored/"
 cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$vendored/" 2>/dev/null || true
 
 # A GOPATH-mode build as Debian's own rules do it (a plain `go build -mod=vendor` fails).
-step "building ${binaries[*]} (about 10 minutes on 2 cores)"
+step "building ${binaries[*]} (about 7 minutes on 2 cores)"
 export GOPATH="$work/.go" GOCACHE="$cache/go-build" CGO_ENABLED=0 GOPROXY=off GOFLAGS=-mod=vendor
 export KUBE_GIT_VERSION="v$version" KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20 KUBE_GIT_TREE_STATE=clean
 mkdir -p "$GOPATH/src/k8s.io"
@@ -106,4 +106,7 @@ for name in "${binaries[@]}"; do
   install -m 0755 "$found" "$bin/$name"
 done
 echo "$version" >"$bin/VERSION"
+# The tree with its build output and Go's build cache are about 2.8 GB; only the binaries are
+# kept (379 MB). A later build of other binaries starts again from the source package.
+rm -rf "$work" "$GOCACHE"
 step "done: $(cd "$bin" && du -ch "${binaries[@]}" | tail -n 1 | cut -f1) of binaries in $bin"
