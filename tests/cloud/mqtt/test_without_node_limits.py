@@ -25,6 +25,7 @@ from tests.cloud.mqtt.conftest import make_node, running_cloud
 from tests.harness.cloud import CloudServer
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
+from tools.kit.waiting import eventually
 
 TIMEOUT = 20.0
 
@@ -68,10 +69,11 @@ async def test_the_cloud_deletes_what_a_node_leaves_retained_when_the_broker_doe
             await node.publish(topics.build(nid, channel), b"{}", qos=1, retain=True)
         big = b'{"online":true,"pad":"' + b"p" * PRESENCE_MAX_BYTES + b'"}'
         await node.publish(topics.build(nid, Channel.PRESENCE), big, qos=1, retain=True)
-    async with asyncio.timeout(TIMEOUT):
-        while left := await retained_under(broker, pki, nid):
-            await asyncio.sleep(0.05)  # polling a condition, not waiting for a phase
-    assert left == []
+
+    async def nothing_retained() -> bool:
+        return not await retained_under(broker, pki, nid)
+
+    await eventually(nothing_retained, limit=TIMEOUT, what="no retained message left")
 
 
 async def test_a_request_over_the_node_limit_is_refused_unread_with_413(
