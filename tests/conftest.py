@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.harness import kube
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import HarnessPKI
 from tests.harness.postgres import PostgresCluster
@@ -51,12 +52,22 @@ SLOW_DIRS = ("e2e", "bench")  # whole processes, installs and benchmark runs: mi
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the end-to-end and benchmark smoke tests `slow` (`make test-fast` skips them)."""
+    """Mark the end-to-end and benchmark smoke tests `slow` (`make test-fast` skips them), and
+    the tests of the local Kubernetes `kube`, all in one pytest-xdist group (one cluster)."""
     tests_dir = Path(__file__).parent
     for item in items:
+        if "kube_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kube)
+            item.add_marker(pytest.mark.xdist_group(kube.GROUP))
         relative = item.path.relative_to(tests_dir) if item.path.is_relative_to(tests_dir) else None
         if relative is not None and relative.parts[0] in SLOW_DIRS:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube.KubeCluster]:
+    """The local Kubernetes (tools/kube): a control plane and one real node, for the session."""
+    yield from kube.running_cluster(tmp_path_factory.mktemp("kube"))
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,9 @@
 #                               clients), what builds its node-limits plugin (a C compiler and
 #                               Mosquitto's plugin headers, decision #98) and PostgreSQL
 #   tools/system-deps.sh demo   `make demo`: Mosquitto, the plugin's build tools, curl or wget
+#   tools/system-deps.sh kube   the local Kubernetes node (tools/kube): etcd, containerd, runc,
+#                               the CNI plugins, busybox-static for the test image, iptables and
+#                               iproute2; the test target installs these too
 set -euo pipefail
 source "$(dirname "$0")/apt.sh"
 target="${1:-test}"
@@ -13,11 +16,25 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v "${CC:-cc}" >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 [ -f /usr/include/mosquitto_plugin.h ] || missing+=(mosquitto-dev)
 [ -f /usr/include/mosquitto.h ] || missing+=(libmosquitto-dev)
-if [ "$target" = demo ]; then
+kube_missing() {
+  command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+  command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+  command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || missing+=(runc)
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  [ -x /bin/busybox ] || missing+=(busybox-static)
+  command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+  command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+}
+if [ "$target" = kube ]; then
+  missing=()
+  wanted="etcd, containerd, runc, CNI plugins, busybox-static, iptables, iproute2"
+  kube_missing
+elif [ "$target" = demo ]; then
   wanted="mosquitto, gcc, mosquitto-dev, curl or wget"
   command -v curl >/dev/null 2>&1 || command -v wget >/dev/null 2>&1 || missing+=(curl)
 else
-  wanted="mosquitto, mosquitto-clients, gcc, mosquitto-dev, postgresql"
+  wanted="mosquitto, mosquitto-clients, gcc, mosquitto-dev, postgresql and the local node's packages"
+  kube_missing
   command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 fi

@@ -174,14 +174,21 @@ class CertificateAuthority:
         )
         return _issued(certificate, key, common_name)
 
-    def issue_client(self, common_name: str, *, valid_days: int = 365) -> IssuedCertificate:
-        """Issue a clientAuth certificate with a new key; the CN becomes the MQTT identity."""
+    def issue_client(
+        self, common_name: str, *, valid_days: int = 365, organizations: Sequence[str] = ()
+    ) -> IssuedCertificate:
+        """Issue a clientAuth certificate with a new key; the CN becomes the MQTT identity.
+
+        `organizations` become O= subject fields: Kubernetes reads a client's groups from them
+        (the local cluster's `system:masters` and `system:nodes`, tools/kube).
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         certificate = self._sign_leaf(
             common_name,
             key.public_key(),
             usage=ExtendedKeyUsageOID.CLIENT_AUTH,
             valid_days=valid_days,
+            organizations=organizations,
         )
         return _issued(certificate, key, common_name)
 
@@ -233,6 +240,7 @@ class CertificateAuthority:
         usage: x509.ObjectIdentifier,
         valid_days: int,
         sans: Sequence[x509.GeneralName] = (),
+        organizations: Sequence[str] = (),
     ) -> x509.Certificate:
         _check_common_name(common_name)
         _check_valid_days(valid_days)
@@ -242,7 +250,12 @@ class CertificateAuthority:
         )
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(
+                x509.Name(
+                    [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
+                    + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+                )
+            )
             .issuer_name(self._certificate.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())

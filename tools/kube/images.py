@@ -1,0 +1,152 @@
+"""Container images without a registry: docker-archive tarballs written here, imported with ctr.
+
+No registry is reachable from this machine, so the images the cluster and the tests need are
+built from files already on it: the pod sandbox (`pause.c`, compiled static), a busybox image
+from Debian's `busybox-static`. Each archive is one layer; `ctr images import` takes it. Pods use
+them with `imagePullPolicy: Never` or `IfNotPresent`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.kube.configs import PAUSE_IMAGE, image_architecture
+
+HERE = Path(__file__).resolve().parent
+BUSYBOX_IMAGE = "localhost/baetyl-py/busybox:1"
+BUSYBOX = Path("/bin/busybox")
+# The applets the tests and examples call; each becomes a link to /bin/busybox.
+BUSYBOX_APPLETS = (
+    "sh",
+    "httpd",
+    "sleep",
+    "echo",
+    "cat",
+    "ls",
+    "wget",
+    "env",
+    "true",
+    "false",
+    "id",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of a layer: its path in the image, and its bytes or the target of a link."""
+
+    path: str
+    data: bytes = b""
+    mode: int = 0o755
+    link: str | None = None
+    directory: bool = False
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image to build: its reference, its files and what it runs."""
+
+    reference: str
+    entries: tuple[Entry, ...]
+    entrypoint: tuple[str, ...]
+    command: tuple[str, ...] = ()
+
+
+def layer_tar(entries: Iterable[Entry]) -> bytes:
+    """The layer as an uncompressed tar, reproducible (fixed owner and times)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in entries:
+            info = tarfile.TarInfo(entry.path.lstrip("/"))
+            info.mode, info.mtime, info.uid, info.gid = entry.mode, 0, 0, 0
+            if entry.directory:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif entry.link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, entry.link
+                tar.addfile(info)
+            else:
+                info.size = len(entry.data)
+                tar.addfile(info, io.BytesIO(entry.data))
+    return buffer.getvalue()
+
+
+def docker_archive(image: Image) -> bytes:
+    """`image` as a docker-archive (manifest.json, the config, one layer.tar)."""
+    layer = layer_tar(image.entries)
+    config = {
+        "architecture": image_architecture(),
+        "os": "linux",
+        "config": {
+            "Entrypoint": list(image.entrypoint),
+            "Cmd": list(image.command) or None,
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}"]},
+    }
+    config_bytes = json.dumps(config, sort_keys=True).encode()
+    config_name = f"{hashlib.sha256(config_bytes).hexdigest()}.json"
+    manifest = [{"Config": config_name, "RepoTags": [image.reference], "Layers": ["layer.tar"]}]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in (
+            ("manifest.json", json.dumps(manifest).encode()),
+            (config_name, config_bytes),
+            ("layer.tar", layer),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def pause_image(work: Path) -> Image:
+    """The pod sandbox image, from `pause.c` compiled static."""
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise FileNotFoundError("a C compiler (gcc) is needed to build the pause image")
+    binary = work / "pause"
+    subprocess.run(  # noqa: S603 - our own arguments, no shell
+        [compiler, "-Os", "-static", "-o", str(binary), str(HERE / "pause.c")],
+        check=True,
+        capture_output=True,
+    )
+    return Image(PAUSE_IMAGE, (Entry("pause", binary.read_bytes()),), ("/pause",))
+
+
+def busybox_image() -> Image:
+    """A minimal image: Debian's static busybox and links for the applets the tests use."""
+    entries = [
+        Entry("bin", directory=True),
+        Entry("bin/busybox", BUSYBOX.read_bytes()),
+        *(Entry(f"bin/{applet}", link="busybox") for applet in BUSYBOX_APPLETS),
+        Entry("tmp", directory=True, mode=0o1777),
+        Entry("etc", directory=True),
+        Entry(
+            "etc/passwd",
+            b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+            0o644,
+        ),
+        Entry("etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644),
+        Entry("www", directory=True),
+    ]
+    return Image(BUSYBOX_IMAGE, tuple(entries), ("/bin/sh",))
+
+
+def build_all(work: Path) -> list[Path]:
+    """Write the archive of every image into `work`; their paths."""
+    work.mkdir(parents=True, exist_ok=True)
+    archives = []
+    for image in (pause_image(work), busybox_image()):
+        path = work / f"{image.reference.rsplit('/', 1)[-1].replace(':', '-')}.tar"
+        path.write_bytes(docker_archive(image))
+        archives.append(path)
+    return archives
