@@ -104,6 +104,9 @@ class ContainerPort(WireModel):
 
     container_port: Port
     host_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    host_ip: Annotated[str, StringConstraints(max_length=45, pattern=r"^[0-9A-Fa-f.:]*$")] = Field(
+        default="", alias="hostIP"
+    )
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
     service_type: Literal["ClusterIP", "NodePort"] | None = None
     node_port: Annotated[int, Field(ge=30000, le=32767)] | None = None
@@ -133,10 +136,42 @@ class ResourceRequirements(WireModel):
     requests: dict[str, Quantity] = Field(default_factory=dict)
 
 
+class Capabilities(WireModel):
+    """Linux capabilities added to or dropped from a container (kube)."""
+
+    add: list[Annotated[str, StringConstraints(pattern=r"^[A-Z_]{1,64}$")]] = Field(
+        default_factory=list
+    )
+    drop: list[Annotated[str, StringConstraints(pattern=r"^[A-Z_]{1,64}$")]] = Field(
+        default_factory=list
+    )
+
+
 class Security(WireModel):
-    """Security settings of a service."""
+    """Security settings of a service: Baetyl's `privileged`, and the rest of a Kubernetes
+    container security context (kube mode; the native backend runs as the agent's account)."""
 
     privileged: bool = False
+    run_as_user: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    run_as_group: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    run_as_non_root: bool | None = None
+    read_only_root_filesystem: bool | None = None
+    allow_privilege_escalation: bool | None = None
+    capabilities: Capabilities | None = None
+
+
+class Device(WireModel):
+    """A host device (`/dev/...`) given to a service's container; Baetyl's `devices[]`.
+
+    Kubernetes has no per-device permission without a device plugin: the device node appears in
+    the container, and opening it needs `security.privileged` (docs/kubernetes.md).
+    """
+
+    device_path: Annotated[
+        str, StringConstraints(pattern=r"^/dev/[-_./A-Za-z0-9]+$", max_length=256)
+    ]
+    policy: str = ""
+    description: Description = ""
 
 
 class ExecAction(WireModel):
@@ -212,6 +247,12 @@ class Service(WireModel):
     replica: Replica | None = None
     liveness_probe: Probe | None = None
     readiness_probe: Probe | None = None
+    startup_probe: Probe | None = None
+    hostname: Annotated[
+        str, StringConstraints(max_length=63, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
+    ] = ""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    devices: list[Device] = Field(default_factory=list)
     function_config: FunctionConfig | None = None
     functions: list[Function] = Field(default_factory=list)
 
@@ -294,9 +335,11 @@ class Application(WireModel):
     description: Description = ""
     system: bool = False
     replica: Replica = 1
-    workload: Literal["deployment", "daemonset", "statefulset", "job"] = "deployment"
+    workload: Literal["deployment", "daemonset", "statefulset", "job", "cronjob"] = "deployment"
     job_config: JobConfig | None = None
+    cron_time: Annotated[str, StringConstraints(max_length=128)] = ""
     host_network: bool = False
+    dns_policy: Literal["", "ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"] = ""
     init_services: list[Service] = Field(default_factory=list)
     services: Annotated[list[Service], Field(min_length=1)]
     volumes: list[Volume] = Field(default_factory=list)
@@ -318,6 +361,13 @@ class Application(WireModel):
                     )
             self._check_service_kind(service)
         self._check_host_ports(every)
+        if self.workload == "cronjob" and len(self.cron_time.split()) != 5:
+            raise ValueError(
+                "workload cronjob needs cronTime, a schedule of five cron fields "
+                "such as '*/5 * * * *'"
+            )
+        if self.cron_time and self.workload != "cronjob":
+            raise ValueError("cronTime is only allowed with workload cronjob")
         return self
 
     def _check_service_kind(self, service: Service) -> None:

@@ -52,6 +52,20 @@ class Deployment:
         return self.app.version
 
 
+def baetyl_env(
+    deployment: Deployment, service: str, identity: NodeIdentity, *, mode: str
+) -> dict[str, str]:
+    """Baetyl's variables every service instance gets, whichever backend runs it (DESIGN §8)."""
+    return {
+        "BAETYL_APP_NAME": deployment.name,
+        "BAETYL_SERVICE_NAME": service,
+        "BAETYL_APP_VERSION": deployment.version,
+        "BAETYL_NODE_NAME": identity.name,
+        "BAETYL_NODE_NAMESPACE": identity.namespace,
+        "BAETYL_RUN_MODE": mode,
+    }
+
+
 class DeployError(Exception):
     """A deployment cannot be carried out as specified (bad spec, unusable mount, no command).
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from agent.contracts.report import AppStats, AppStatus, Usage
 from agent.contracts.resources import Service
-from agent.core.backend import DeployError, Deployment, NodeIdentity
+from agent.core.backend import DeployError, Deployment, NodeIdentity, baetyl_env
 from agent.core.native import environment, layout, procs
 from agent.core.native.aio import complete
 from agent.core.native.bookkeeping import AppRecord, Bookkeeping, InstanceRecord
@@ -159,14 +159,8 @@ class AppRuntime:
         port: int | None,
         directory: Path,
     ) -> Launch:
-        identity = self.context.identity
         platform = {
-            "BAETYL_APP_NAME": self.name,
-            "BAETYL_SERVICE_NAME": service.name,
-            "BAETYL_APP_VERSION": deployment.version,
-            "BAETYL_NODE_NAME": identity.name,
-            "BAETYL_NODE_NAMESPACE": identity.namespace,
-            "BAETYL_RUN_MODE": "native",
+            **baetyl_env(deployment, service.name, self.context.identity, mode="native"),
             procs.MARKER: str(directory),
         }
         if port is not None:
