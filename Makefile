@@ -44,7 +44,9 @@ system-deps:  ## install what the tests start (mosquitto, postgresql) with apt-g
 	@bash tools/system-deps.sh
 
 test: install system-deps kube-binaries  ## run the whole suite (real Mosquitto, SQLite, PostgreSQL, Kubernetes)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not kube" $(PYTEST_ARGS)
+	@echo "==> the Kubernetes tests on the local node, in one process (one cluster a machine)"
+	$(BIN)/python -m pytest -p no:xdist -m kube $(PYTEST_ARGS)
 	@echo "==> the REST API suite again on PostgreSQL (one database backend per process)"
 	BAETYL_TEST_DB=postgres $(BIN)/python -m pytest -n $(TEST_WORKERS) tests/cloud/api $(PYTEST_ARGS)
 
@@ -53,7 +55,7 @@ kube-binaries:
 	@bash tools/kube/build.sh || echo "==> WARNING: the Kubernetes build failed (see ~/.cache/baetyl-py/kube/build.log); the Kubernetes tests will skip"
 
 test-fast: install system-deps  ## the suite without the `slow` tests (end to end, benchmark smoke, the 60 s outage)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not kube" $(PYTEST_ARGS)
 
 kube-build:  ## build the local Kubernetes binaries from Debian's source package, once (~/.cache/baetyl-py/kube)
 	@bash tools/kube/build.sh

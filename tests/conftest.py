@@ -53,12 +53,11 @@ SLOW_DIRS = ("e2e", "bench")  # whole processes, installs and benchmark runs: mi
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the end-to-end and benchmark smoke tests `slow` (`make test-fast` skips them), and
-    the tests of the local Kubernetes `kube`, all in one pytest-xdist group (one cluster)."""
+    every test using the local Kubernetes `kube` (`make test` runs those in their own process)."""
     tests_dir = Path(__file__).parent
     for item in items:
         if "kube_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.kube)
-            item.add_marker(pytest.mark.xdist_group(kube.GROUP))
         relative = item.path.relative_to(tests_dir) if item.path.is_relative_to(tests_dir) else None
         if relative is not None and relative.parts[0] in SLOW_DIRS:
             item.add_marker(pytest.mark.slow)

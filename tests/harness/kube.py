@@ -1,13 +1,16 @@
 """The local Kubernetes of tools/kube as a test fixture: started once per session, removed after.
 
-The tests that use it run on one pytest-xdist worker (the `kube` group): one cluster runs on a
-machine at a time (containerd's shims keep state in /run/containerd). Where the binaries or the
+One cluster runs on a machine at a time (containerd's shims keep state in /run/containerd), so
+the tests that use it (marked `kube`) run in a pytest process of their own without xdist workers:
+`make test` runs them after the rest. (pytest-xdist's `loadgroup` would keep them on one worker,
+but pytest-xdist 3.8 cannot set a group on pytest 9.2's node ids.) Where the binaries or the
 system packages are missing, the tests skip and say what is missing and how to get it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +20,6 @@ import pytest
 from tools.kit.progress import Progress
 from tools.kube.cluster import Cluster, missing_parts
 from tools.kube.layout import NODE_NAME, ClusterLayout, ClusterState
-
-GROUP = "kube"  # the pytest-xdist group of every test using the cluster
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,12 @@ class KubeCluster:
 
 def running_cluster(directory: Path) -> Iterator[KubeCluster]:
     """Start a cluster in `directory`, yield it, then stop it and check the host is clean."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        pytest.skip(
+            f"the Kubernetes tests need the one local cluster, not {workers} xdist workers: "
+            "run them with `pytest -m kube -p no:xdist` (as `make test` does)"
+        )
     missing = missing_parts()
     if missing:
         pytest.skip("the local Kubernetes cannot run here; missing: " + "; ".join(missing))

@@ -17,6 +17,7 @@ from tests.harness.kube import KubeCluster
 from tools.kit.waiting import eventually
 from tools.kube.images import BUSYBOX_IMAGE
 
+pytestmark = pytest.mark.kube
 NAMESPACE = "harness-check"
 
 
