@@ -115,15 +115,18 @@ def _config_map(namespace: str, name: str, version: str, data: Mapping[str, str]
     }
 
 
-def _secret(namespace: str, secret: Secret) -> Manifest:
+def _secret(
+    namespace: str, secret: Secret, kind: str = "Opaque", data: Mapping[str, str] | None = None
+) -> Manifest:
+    """A Secret holding `data` (the secret's own by default), base64 encoded."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": _metadata(
             secret.name, namespace, {"baetyl-secret-version": _label_safe(secret.version)}
         ),
-        "type": "Opaque",
-        "data": {key: _b64(value) for key, value in secret.data.items()},
+        "type": kind,
+        "data": {key: _b64(value) for key, value in (data or secret.data).items()},
     }
 
 
@@ -148,15 +151,7 @@ def _registry_secret(namespace: str, secret: Secret) -> Manifest:
         "auth": _b64(f"{username}:{password}"),
     }
     document = json.dumps({"auths": {address: auth}}, sort_keys=True)
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _metadata(
-            secret.name, namespace, {"baetyl-secret-version": _label_safe(secret.version)}
-        ),
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {REGISTRY_KEY: _b64(document)},
-    }
+    return _secret(namespace, secret, "kubernetes.io/dockerconfigjson", {REGISTRY_KEY: document})
 
 
 def _workload(
