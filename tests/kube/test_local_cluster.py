@@ -4,6 +4,7 @@ has its logs served and its limits applied; the fixture checks that `down` leave
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -92,3 +93,22 @@ async def test_a_pod_runs_answers_logs_and_is_limited(
         assert int(limits[0].read_text()) == 24 * 1024 * 1024
     finally:
         await core.delete_namespace(NAMESPACE)
+
+
+async def test_nobody_without_a_certificate_gets_in(kube_cluster: KubeCluster) -> None:
+    # The API server on loopback and the kubelet on the machine's address both refuse a caller
+    # without a client certificate of the cluster's CA, and the keys are the owner's alone.
+    ports = kube_cluster.state.ports
+    anonymous = ssl.create_default_context()
+    anonymous.check_hostname = False
+    anonymous.verify_mode = ssl.CERT_NONE
+    async with aiohttp.ClientSession() as session:
+        for url in (
+            f"https://127.0.0.1:{ports['apiserver']}/api/v1/secrets",
+            f"https://{kube_cluster.node_ip}:{ports['kubelet']}/pods",
+        ):
+            async with session.get(url, ssl=anonymous) as answer:
+                assert answer.status in (401, 403), url
+    for key in kube_cluster.layout.pki.glob("*.key"):
+        assert key.stat().st_mode & 0o077 == 0, key
+    assert kube_cluster.kubeconfig.stat().st_mode & 0o077 == 0
