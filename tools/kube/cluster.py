@@ -53,6 +53,7 @@ ACTIVE = CACHE / "active"  # the directory of the cluster that runs on this mach
 PORT_BASE = 26440  # above the test workers' port blocks, below the ephemeral range
 LIMITS = {"containerd": 20.0, "etcd": 30.0, "kube-apiserver": 90.0, "node": 120.0}
 STOP_GRACE = 10.0
+KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
 SYSTEM_PROGRAMS = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "etcd", "ip", "iptables")
 
 
@@ -63,7 +64,7 @@ class ClusterError(procs.KitError):
 def missing_parts() -> list[str]:
     """What this machine lacks to run the cluster (binaries not built, packages not installed)."""
     missing = [
-        f"{BIN / name} (make kube-build)" for name in COMPONENTS[2:] if not (BIN / name).exists()
+        f"{BIN / name} (make kube-build)" for name in KUBE_BINARIES if not (BIN / name).exists()
     ]
     missing += [
         f"{program} (tools/system-deps.sh kube)"
@@ -98,7 +99,8 @@ def _ports(base: int) -> dict[str, int]:
     for offset, name in enumerate(configs.PORT_NAMES):
         port = base + offset
         used = procs.port_in_use(port)
-        if used is not None and name not in ("kubelet",):
+        # The kubelet listens on the node's address, not on loopback where this checks.
+        if used is not None and name != "kubelet":
             raise ClusterError(f"port {port} for {name} is {used}; give another --port-base")
         ports[name] = port
     return ports

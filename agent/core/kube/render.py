@@ -20,7 +20,6 @@ from typing import Any
 from agent.contracts.resources import (
     Application,
     ContainerPort,
-    Probe,
     Secret,
     Service,
     Volume,
@@ -376,7 +375,7 @@ def _container(
         ("startupProbe", service.startup_probe),
     ):
         if probe is not None:
-            container[key] = _probe(probe)
+            container[key] = probe.to_wire()  # Kubernetes' own shape
     if service.security is not None:
         security = service.security.to_wire()
         if not security.get("privileged"):
@@ -402,10 +401,6 @@ def _mount(name: str, path: str, read_only: bool, sub_path: str) -> Manifest:
     if sub_path:
         mount["subPath"] = sub_path
     return mount
-
-
-def _probe(probe: Probe) -> Manifest:
-    return probe.to_wire()
 
 
 def _services(app: Application, namespace: str) -> list[Manifest]:
