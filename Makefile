@@ -74,11 +74,14 @@ lint: install  ## ruff, mypy --strict and the import rules of DESIGN §2
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-demo: install  ## cloud + node + the hello-native app in var/demo/ (DEMO_ARGS='--app-port N')
+# MODE=kube: the node runs the Kubernetes backend on a local Kubernetes (built once, ~10 min).
+MODE ?= native
+demo: install  ## cloud + node + the hello app in var/demo/ (MODE=kube: on a local Kubernetes; DEMO_ARGS='--app-port N')
 	@bash tools/system-deps.sh demo
-	@$(BIN)/python tools/demo.py up --python $(PYTHON) $(DEMO_ARGS)
+	@if [ "$(MODE)" = kube ]; then bash tools/system-deps.sh kube && bash tools/kube/build.sh; fi
+	@$(BIN)/python tools/demo.py up --mode $(MODE) --python $(PYTHON) $(DEMO_ARGS)
 
-demo-stop: install  ## stop what `make demo` started (data and logs stay in var/demo/)
+demo-stop: install  ## stop what `make demo` started, the local Kubernetes included (data and logs stay in var/demo/)
 	@$(BIN)/python tools/demo.py down $(DEMO_ARGS)
 
 bench: install system-deps  ## run bench/* (~17 min), rewrite docs/benchmarks.md + plots (BENCH_ARGS='--quick')

@@ -1,8 +1,10 @@
 """`make demo` / `make demo-stop` (docs/quickstart.md): a cloud, a node on this machine and the
-hello-native app. `up` starts `baetyl-cloud serve` in the background, then does what a user does
-with the user's tools (`baetylctl node create`, `baetylctl node init` and its install command,
-`baetylctl ... apply`) and waits until the app runs; what already runs is reused. `down` deletes
-the app and stops it all; data and logs stay. The process plumbing is `tools.kit`.
+hello-native app (`--mode kube`, `make demo MODE=kube`: a local Kubernetes, a node running the
+kube backend on it and hello-kube; tools/demo_kube.py). `up` starts `baetyl-cloud serve` in the
+background, then does what a user does with the user's tools (`baetylctl node create`,
+`baetylctl node init` and its install command, `baetylctl ... apply`) and waits until the app
+runs; what already runs is reused. `down` deletes the app and stops it all; data and logs stay.
+The process plumbing is `tools.kit`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import aiohttp
 import psutil
 import yaml
 
+from tools import demo_kube
 from tools.kit import cloud as kit_cloud
 from tools.kit import procs
 from tools.kit.ctl import Ctl
@@ -61,8 +64,10 @@ Ports = dict[str, int]
 class Demo:
     """One demo: every file under `var`, the ports, where the agent wheel comes from."""
 
-    def __init__(self, var: Path, ports: Ports, dist: Path | None, python: str) -> None:
-        self.var, self.ports, self.python = var, ports, python
+    def __init__(
+        self, var: Path, ports: Ports, dist: Path | None, python: str, mode: str = "native"
+    ) -> None:
+        self.var, self.ports, self.python, self.mode = var, ports, python, mode
         self.build_wheel, self.dist = dist is None, (dist or ROOT / "dist").absolute()
         self.cloud_dir, self.cloud_pid = var / "cloud", var / "cloud.pid"
         self.cloud_log = var / "cloud.log"
@@ -82,7 +87,8 @@ class Demo:
     def command(self, action: str) -> str:
         """How the user runs `action` on this demo again."""
         if self.var == DEFAULT_DIR:
-            return "make demo" if action == "up" else "make demo-stop"
+            mode = " MODE=kube" if self.mode == "kube" else ""
+            return ("make demo" if action == "up" else "make demo-stop") + mode
         return f"{shown(BIN / 'python')} tools/demo.py {action} --dir {shown(self.var)}"
 
 
@@ -91,6 +97,23 @@ def shown(path: Path) -> str:
     with contextlib.suppress(ValueError):
         return str(path.relative_to(Path.cwd()))
     return str(path)
+
+
+def load_mode(var: Path, asked: str | None) -> str:
+    """The mode DIR was set up in (demo.json), else the one asked, else native; a node installed
+    in one mode cannot switch to the other."""
+    try:
+        recorded = json.loads((var / "demo.json").read_text(encoding="utf-8")).get("mode")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded is None or not (var / "cloud").exists():
+        return asked or "native"
+    if asked is not None and asked != recorded:
+        raise DemoError(
+            f"{shown(var)} was set up with MODE={recorded}: keep it, or start over: "
+            f"make demo-stop && rm -rf {shown(var)}"
+        )
+    return str(recorded)
 
 
 def load_ports(var: Path, asked: dict[str, int | None]) -> Ports:
@@ -190,6 +213,10 @@ async def ensure_installed(
     method = "curl" if shutil.which("curl") else "wget"
     install = (await ctl.read("node", "init", NODE, "--method", method))["cmd"]
     env = os.environ | {"BAETYL_API_LISTEN": demo.agent_url[7:], "BAETYL_PYTHON": demo.python}
+    if demo.mode == "kube":
+        kubeconfig = demo_kube.cluster_dir(demo.var) / "kubeconfig"
+        base = await asyncio.to_thread(demo_kube.write_base_config, demo.var, kubeconfig)
+        env |= {"BAETYL_EXTRAS": "kube", "BAETYL_BASE_CONFIG": str(base)}
     with progress.step(f"installing node {NODE} here (prefix {shown(node.prefix)}, no systemd)"):
         progress.detail(f"$ baetylctl node init {NODE} --method {method}")
         progress.detail(f"$ {install.split('token=')[0]}token=...' && sh baetyl-install.sh")
@@ -214,9 +241,15 @@ async def online(rest: Rest) -> bool:
 
 
 def write_app_file(demo: Demo) -> None:
-    """examples/hello-native/app.yaml, listening on 127.0.0.1:<app port> instead of *:8080."""
-    spec = yaml.safe_load((EXAMPLE / "app.yaml").read_text(encoding="utf-8"))
+    """examples/hello-native/app.yaml (hello-kube/ in kube mode), listening on
+    127.0.0.1:<app port> instead of *:8080."""
     port = demo.ports["app"]
+    if demo.mode == "kube":
+        header = f"# examples/hello-kube/app.yaml as `make demo` applies it: on {HOST}:{port}.\n"
+        text = yaml.safe_dump(demo_kube.app_spec(port, HOST), sort_keys=False)
+        demo.app_file.write_text(header + text, encoding="utf-8")
+        return
+    spec = yaml.safe_load((EXAMPLE / "app.yaml").read_text(encoding="utf-8"))
     for service in spec["services"]:
         env = [e for e in service.get("env", []) if e["name"] not in ("HELLO_PORT", "HELLO_HOST")]
         env += [{"name": "HELLO_PORT", "value": str(port)}, {"name": "HELLO_HOST", "value": HOST}]
@@ -232,7 +265,8 @@ def write_app_file(demo: Demo) -> None:
 
 async def apply_example(demo: Demo, ctl: Ctl, progress: Progress) -> str:
     """Apply the configurations, the secret (once) and the app; the app's version."""
-    with progress.step(f"deploying {shown(EXAMPLE)} (2 configurations, a secret, the app)"):
+    example = demo_kube.EXAMPLE if demo.mode == "kube" else EXAMPLE
+    with progress.step(f"deploying {shown(example)} (2 configurations, a secret, the app)"):
         await ctl.run("config", "apply", "-f", shown(EXAMPLE / "config.yaml"), progress=progress)
         if await ctl.read("secret", "get", SECRET) is None:
             token = demo.var / f"{SECRET}.tmp"  # a file: the token stays off command lines
@@ -261,7 +295,7 @@ async def wait_running(demo: Demo, rest: Rest, version: str, progress: Progress)
         return dict(seen) if done else None
 
     def last() -> str:
-        logs = f"{shown(demo.node.app_log(APP, 'web-1'))} and {shown(demo.node.core_log)}"
+        logs = f"{app_log(demo)} and {shown(demo.node.core_log)}"
         return f"last report: {seen.get('status')} {seen.get('cause') or ''}; see {logs}"
 
     with progress.step(f"waiting until node {NODE} reports {APP} Running"):
@@ -276,10 +310,20 @@ async def page(session: aiohttp.ClientSession, url: str) -> str | None:
     return None
 
 
+def app_log(demo: Demo) -> str:
+    """Where the app's output is: a file (native), the pod's log (kube)."""
+    if demo.mode == "kube":
+        return f"`{demo_kube.kubectl(demo.var)} -n baetyl-edge logs deploy/{APP}`"
+    return shown(demo.node.app_log(APP, "web-1"))
+
+
 async def up(demo: Demo, progress: Progress) -> None:
     started = time.monotonic()
     await asyncio.to_thread(demo.var.mkdir, parents=True, exist_ok=True)
-    await asyncio.to_thread((demo.var / "demo.json").write_text, json.dumps({"ports": demo.ports}))
+    state = json.dumps({"ports": demo.ports, "mode": demo.mode})
+    await asyncio.to_thread((demo.var / "demo.json").write_text, state)
+    if demo.mode == "kube":
+        await demo_kube.ensure_cluster(demo.var, progress)
     await ensure_wheel(demo, progress)
     async with aiohttp.ClientSession() as session:
         cloud_pid = await ensure_cloud(demo, progress, session)
@@ -293,17 +337,28 @@ async def up(demo: Demo, progress: Progress) -> None:
             text = await eventually(lambda: page(session, demo.app_url), limit=10, what="a page")
     broker = await asyncio.to_thread(demo.broker)
     ctl_bin, node = shown(BIN / "baetylctl"), demo.node
-    logs = [demo.cloud_log, demo.cloud_dir / "mosquitto/mosquitto.log", demo.install_log]
-    logs += [node.core_log, node.app_log(APP, "web-1")]
+    files = [demo.cloud_log, demo.cloud_dir / "mosquitto/mosquitto.log", demo.install_log]
+    logs = [shown(path) for path in [*files, node.core_log]] + [app_log(demo)]
+    instances = stats["instances"].values()
+    if demo.mode == "kube":
+        pods = ", ".join(i["podName"] for i in instances if i.get("podName"))
+        where = f"Deployment {APP} in namespace baetyl-edge, pod {pods}"
+        kube = (
+            f"\nOn Kubernetes (the local node, {shown(demo_kube.cluster_dir(demo.var))}/):\n"
+            f"  {demo_kube.kubectl(demo.var)} -n baetyl-edge get deploy,pods -o wide\n"
+        )
+    else:
+        where = "pid " + ", ".join(str(i["pid"]) for i in instances if i.get("pid"))
+        kube = ""
     fields = {
         "elapsed": time.monotonic() - started, "var": shown(demo.var), "cloud_pid": cloud_pid,
         "url": demo.url, "mqtt": f"{HOST}:{demo.ports['mqtt']}", "core_pid": core_pid,
         "broker": f"mosquitto pid {broker.pid}" if broker else "mosquitto", "node": NODE,
         "label": LABEL, "agent_url": demo.agent_url, "app": APP, "version": version,
-        "pids": ", ".join(str(i["pid"]) for i in stats["instances"].values() if i.get("pid")),
+        "where": where, "kube": kube,
         "app_url": demo.app_url, "page": textwrap.indent(text.expandtabs().strip(), "    "),
         "token_file": shown(demo.cloud_dir / "admin.token"), "ctl": ctl_bin,
-        **{f"log{n}": shown(path) for n, path in enumerate(logs)},
+        **{f"log{n}": path for n, path in enumerate(logs)},
         "config": shown(EXAMPLE / "config.yaml"), "down": demo.command("down"),
     }  # fmt: skip
     summary = (ROOT / "tools/demo_summary.txt").read_text(encoding="utf-8").format(**fields)
@@ -325,7 +380,7 @@ async def remove_app(demo: Demo, progress: Progress) -> None:
 
     async def gone() -> bool:
         reported = ((await ctl.read("node", "get", NODE)) or {}).get("report", {})
-        running = await asyncio.to_thread(demo.node.apps)
+        running = await asyncio.to_thread(demo.node.apps) if demo.mode == "native" else []
         return not running and all(a.get("name") != APP for a in reported.get("apps", []))
 
     try:
@@ -337,10 +392,12 @@ async def remove_app(demo: Demo, progress: Progress) -> None:
 async def down(demo: Demo, progress: Progress) -> None:
     cloud, core = await asyncio.to_thread(demo.cloud), await asyncio.to_thread(demo.node.core)
     apps = await asyncio.to_thread(demo.node.apps)
-    if not (cloud or core or apps or await asyncio.to_thread(demo.broker)):
+    kube = demo.mode == "kube" and await asyncio.to_thread(demo_kube.cluster_runs, demo.var)
+    broker = await asyncio.to_thread(demo.broker)
+    if not (cloud or core or apps or kube or broker):
         progress.say(f"nothing of the demo runs in {shown(demo.var)}")
         return
-    if cloud is not None and core is not None and apps:
+    if cloud is not None and core is not None and (apps or kube):
         with progress.step(f"removing app {APP} through the cloud; the node stops it"):
             await remove_app(demo, progress)
     if core is not None or apps:
@@ -353,6 +410,10 @@ async def down(demo: Demo, progress: Progress) -> None:
         with progress.step(f"stopping the broker left behind (pid {broker.pid})"):
             await asyncio.to_thread(procs.stop, broker, timeout=CLOUD_STOP)
     await asyncio.to_thread(demo.cloud_pid.unlink, missing_ok=True)
+    if kube:
+        with progress.step("stopping the local Kubernetes and cleaning the host"):
+            if left := await asyncio.to_thread(demo_kube.stop_cluster, demo.var):
+                raise DemoError("the local Kubernetes left: " + "; ".join(left))
     progress.say(
         f"stopped. Data and logs stay in {shown(demo.var)}/: `{demo.command('up')}` "
         f"starts it again where it was, `rm -rf {shown(demo.var)}` forgets it"
@@ -370,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     for key, (default, what) in PORTS.items():
         add(f"--{key}-port", dest=key, type=int, metavar="PORT", help=f"{what} (default {default})")
     add("--dist-dir", type=Path, help="the agent wheel's directory (default dist/, `make wheel`)")
+    add(
+        "--mode",
+        choices=["native", "kube"],
+        help="native: apps are processes (default); kube: a local Kubernetes runs them as pods",
+    )
     python = os.environ.get("BAETYL_PYTHON", "python3")
     add("--python", default=python, help="the Python of the node's virtualenv (default python3)")
     return parser
@@ -382,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     left = f"[demo] anything already started keeps running (logs in {shown(var)}/)"
     try:
         ports = load_ports(var, {key: getattr(args, key) for key in PORTS})
-        demo = Demo(var, ports, args.dist_dir, args.python)
+        demo = Demo(var, ports, args.dist_dir, args.python, load_mode(var, args.mode))
         left += f"; `{demo.command('down')}` stops it"
         asyncio.run(up(demo, progress) if args.action == "up" else down(demo, progress))
     except (procs.KitError, RestError, WaitTimeout, Died) as exc:

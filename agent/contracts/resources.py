@@ -64,6 +64,34 @@ def _quantity(value: str) -> str:
     return value
 
 
+_QUANTITY_FACTORS = {
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+    "Pi": 2.0**50,
+    "Ei": 2.0**60,
+}
+
+
+def quantity_value(value: str) -> float:
+    """A Kubernetes quantity as a number (`"1500m"` → 1.5, `"16Gi"` → 17179869184.0); 0.0 for
+    text that is not a quantity (a report is never refused over one bad figure)."""
+    match = _QUANTITY_RE.match(value)
+    if match is None:
+        return 0.0
+    suffix = match.group(3) or ""
+    number = float(value[: len(value) - len(suffix)] if suffix in _QUANTITY_FACTORS else value)
+    return number * _QUANTITY_FACTORS.get(suffix, 1.0)
+
+
 def _mount_path(path: str) -> str:
     if not path or "\x00" in path:
         raise ValueError("mountPath must be a non-empty path")

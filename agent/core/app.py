@@ -29,6 +29,7 @@ from agent.core.sync.shadow_sync import ShadowSync
 log = logging.getLogger(__name__)
 STOP_TIMEOUT: Final = 10.0
 NATIVE_STATE: Final = "native"
+KUBE_STATE: Final = "kube"
 REGISTRY_FILE: Final = "services.json"
 
 
@@ -84,6 +85,19 @@ class Core:
         problems = unsupported(config)
         if problems:
             raise ConfigError("core.yml", problems)
+        if config.engine.backend == "kube":
+            # Imported here: a native agent never loads the Kubernetes client (decision #100).
+            from agent.core.kube.backend import KubeBackend, KubeSettings  # noqa: PLC0415
+
+            return KubeBackend(
+                self.identity,
+                KubeSettings(
+                    state_dir=config.store.dir / KUBE_STATE,
+                    kubeconfig=config.kube.kubeconfig,
+                    node_name=config.kube.node_name,
+                    repair_interval=config.engine.interval,
+                ),
+            )
         settings = NativeSettings(
             run_dir=config.run.dir,
             log_dir=config.log.dir,
@@ -173,11 +187,20 @@ class Core:
             if name not in observed:
                 system = name in want and want[name].system
                 sections["sysappstats" if system else "appstats"][name] = failure.to_wire()
-        info = await node.collect_info()
+        facts = await self.backend.node_facts()
         load = await self._stats.collect()
+        if facts is None:
+            info = await node.collect_info()
+            extra: dict[str, Any] = {}
+        else:
+            # The Node object's facts; usage is still this host's (no metrics API needed).
+            info = facts.info
+            load = node.with_capacity(load, ready=facts.ready, capacity=facts.capacity)
+            extra = {"modeinfo": facts.modeinfo}
         return {
             **sections,
             **node.report_entries(info, load, self._core_info),
+            **extra,
             NODEPROPS: self.sync.props.reported,
         }
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from agent.contracts.report import AppStats
+from agent.contracts.report import AppStats, NodeInfo, Resources
 from agent.contracts.resources import Application, Configuration, Secret
+from agent.contracts.wire import validate
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,24 @@ class Deployment:
         """The app version."""
         return self.app.version
 
+    def to_json(self) -> dict[str, Any]:
+        """The deployment as JSON, for a backend's bookkeeping (secrets included: owner-only)."""
+        return {
+            "app": self.app.to_wire(),
+            "configs": {name: c.to_wire() for name, c in self.configs.items()},
+            "secrets": {name: s.to_wire() for name, s in self.secrets.items()},
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Deployment:
+        """Parse `to_json`'s value; KeyError, TypeError, AttributeError or PayloadError when it
+        is malformed."""
+        return cls(
+            app=validate(Application, raw["app"]),
+            configs={n: validate(Configuration, v) for n, v in raw["configs"].items()},
+            secrets={n: validate(Secret, v) for n, v in raw["secrets"].items()},
+        )
+
 
 def baetyl_env(
     deployment: Deployment, service: str, identity: NodeIdentity, *, mode: str
@@ -64,6 +83,20 @@ def baetyl_env(
         "BAETYL_NODE_NAMESPACE": identity.namespace,
         "BAETYL_RUN_MODE": mode,
     }
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What a backend knows of the node better than the host does: Kubernetes' Node object.
+
+    A native backend has none (the host's own facts are the node's); the kube backend reports
+    the Node's info, readiness and capacity, and the API server's version as `modeinfo`.
+    """
+
+    info: NodeInfo
+    ready: bool
+    capacity: Resources
+    modeinfo: dict[str, Any]
 
 
 class DeployError(Exception):
@@ -122,6 +155,10 @@ class Backend(Protocol):
 
     async def logs(self, app: str, *, tail_lines: int | None, since_seconds: int | None) -> str:
         """Recent log text of the app's instances; KeyError when the app is unknown."""
+        ...
+
+    async def node_facts(self) -> NodeFacts | None:
+        """The node as the backend sees it, or None when the host's own facts apply."""
         ...
 
     async def close(self) -> None:

@@ -10,9 +10,11 @@ relative paths are relative to the directory of the config file. docs/agent.md i
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -240,6 +242,18 @@ class NativeConfig(_Section):
     grace_period: Duration = NativeSettings.grace_period
 
 
+class KubeConfig(_Section):
+    """The Kubernetes backend (`engine.backend: kube`; docs/kubernetes.md).
+
+    `kubeconfig: null` (the default) uses the pod's service account, as the agent the install
+    manifest runs does; a path (relative to core.yml) reaches a cluster from outside. `node_name`
+    names the Node the agent reports on: "" means `$KUBE_NODE_NAME`, else the only node.
+    """
+
+    kubeconfig: FilePath | None = None
+    node_name: str = ""
+
+
 class CoreConfig(_Section):
     """The whole of `core.yml`. Only `cloud.mqtt` has no default."""
 
@@ -252,6 +266,7 @@ class CoreConfig(_Section):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     native: NativeConfig = Field(default_factory=NativeConfig)
+    kube: KubeConfig = Field(default_factory=KubeConfig)
 
 
 def load_config(path: Path, *, check_files: bool = True) -> CoreConfig:
@@ -309,17 +324,30 @@ def missing_files(config: CoreConfig) -> list[str]:
 
 
 def unsupported(config: CoreConfig) -> list[str]:
-    """Settings the schema accepts but this agent cannot run with (said at start and `--check`).
+    """Settings the schema accepts but this installation cannot run with (said at start and
+    `--check`): the kube backend without its extra package, or with an unreadable kubeconfig."""
+    problems = []
+    if config.engine.backend == "kube":
+        if not _installed("kubernetes_asyncio"):
+            problems.append(
+                "engine.backend: kube needs the kube extra, which is not installed "
+                "(pip install 'baetyl-py[kube]')"
+            )
+        kubeconfig = config.kube.kubeconfig
+        if kubeconfig is not None and not os.access(kubeconfig, os.R_OK):
+            what = "does not exist" if not kubeconfig.exists() else "is not readable"
+            problems.append(f"kube.kubeconfig: {kubeconfig} {what}")
+    return problems
 
-    `engine.backend: kube` is part of the schema because the Kubernetes install manifest writes
-    it; the Kubernetes backend itself is not part of this agent.
-    """
-    if config.engine.backend != "native":
-        return [
-            f"engine.backend: {config.engine.backend!r} is not available in this agent; "
-            "it runs apps as native processes: set engine.backend: native"
-        ]
-    return []
+
+def _installed(package: str) -> bool:
+    """Whether `package` can be imported, without importing it."""
+    if package in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def node_identity(config: CoreConfig) -> NodeIdentity:

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 
 from agent.contracts.report import CoreInfo, NodeInfo, NodeStats, ResourcePercent, Resources
+from agent.contracts.resources import quantity_value
 from agent.contracts.version import VERSION
 
 OS_RELEASE_FILES = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
@@ -193,6 +194,21 @@ class StatsCollector:
 async def collect_stats(collector: StatsCollector) -> NodeStats:
     """One NodeStats sample, taken in a worker thread."""
     return await collector.collect()
+
+
+def with_capacity(stats: NodeStats, *, ready: bool, capacity: Resources) -> NodeStats:
+    """`stats` with the readiness and capacity the cluster gives the node (its allocatable
+    share may be smaller than the host), the percentages recomputed against that capacity."""
+    return NodeStats(
+        ready=ready,
+        usage=stats.usage,
+        capacity=capacity,
+        percent=ResourcePercent(
+            cpu=_percent(quantity_value(stats.usage.cpu), quantity_value(capacity.cpu)),
+            memory=_percent(quantity_value(stats.usage.memory), quantity_value(capacity.memory)),
+            disk=_percent(quantity_value(stats.usage.disk), quantity_value(capacity.disk)),
+        ),
+    )
 
 
 def report_entries(info: NodeInfo, stats: NodeStats, core: CoreInfo) -> dict[str, Any]:

@@ -22,7 +22,11 @@ import psutil
 import pytest
 import yaml
 
+from agent.core.kube.client import KubeApi, ObjectRef
 from tests.harness.common import free_port
+from tests.harness.kube import KubeCluster
+from tools.kube.cluster import running
+from tools.kube.layout import ClusterLayout
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(300)]
 
@@ -155,3 +159,40 @@ async def test_demo_names_a_busy_port_and_starts_nothing(demo_dir: Path, agent_w
     assert f"(pid {os.getpid()})" in out, out
     assert "--api-port PORT" in out
     assert await asyncio.to_thread(processes_under, demo_dir.parent) == []
+
+
+@pytest.mark.kube
+@pytest.mark.timeout(480)
+async def test_demo_in_kube_mode_runs_hello_as_a_deployment_and_stops_the_cluster_too(
+    demo_dir: Path, agent_wheel: Path, kube_cluster: KubeCluster
+) -> None:
+    api, mqtt, agent, app = (free_port() for _ in range(4))
+    up = [
+        "up", "--mode", "kube", "--dir", str(demo_dir),
+        "--api-port", str(api), "--mqtt-port", str(mqtt),
+        "--agent-port", str(agent), "--app-port", str(app),
+        "--dist-dir", str(agent_wheel.parent), "--python", sys.executable,
+    ]  # fmt: skip
+    async with kube_cluster.paused():  # the demo starts a cluster of its own
+        code, out = await demo(*up)
+        try:
+            assert code == 0, out
+            assert "Deployment hello in namespace baetyl-edge, pod hello-" in out, out
+            (url,) = re.findall(r"^  curl (http://\S+)$", out, re.MULTILINE)
+            status, page = await get(url)
+            assert status == 200, page
+            assert page.startswith(greeting()), page
+            assert "on node edge-demo, pid 1\n" in page  # PID 1: in a container of its own
+            api_client = await KubeApi.connect(demo_dir / "kube/kubeconfig")
+            try:
+                ref = ObjectRef("apps/v1", "Deployment", "baetyl-edge", "hello")
+                assert await api_client.get(ref) is not None
+            finally:
+                await api_client.close()
+        finally:
+            code, down = await demo("down", "--dir", str(demo_dir))
+        assert code == 0, down
+        assert "stopping the local Kubernetes and cleaning the host" in down, down
+        assert await asyncio.to_thread(processes_under, demo_dir.parent) == []
+        layout = ClusterLayout(demo_dir / "kube")
+        assert not any(running(layout).values())

@@ -10,15 +10,16 @@ system packages are missing, the tests skip and say what is missing and how to g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tools.kit.progress import Progress
-from tools.kube.cluster import Cluster, missing_parts
+from tools.kube.cluster import PORT_BASE, Cluster, missing_parts
 from tools.kube.layout import NODE_NAME, ClusterLayout, ClusterState
 
 
@@ -28,6 +29,7 @@ class KubeCluster:
 
     layout: ClusterLayout
     state: ClusterState
+    cluster: Cluster
 
     @property
     def kubeconfig(self) -> Path:
@@ -44,6 +46,24 @@ class KubeCluster:
         """The node's address (this machine's own interface address)."""
         return self.state.node_ip
 
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Stop the cluster (its data kept) for a test that runs a cluster of its own (one a
+        machine), then start it again."""
+        problems = await asyncio.to_thread(self.cluster.down, purge=False)
+        assert not problems, f"the local cluster left things on the host: {problems}"
+        try:
+            yield
+        finally:
+            await self.cluster.up(port_base=PORT_BASE)
+
+    async def api_outage(self, seconds: float) -> None:
+        """Stop the API server for `seconds`, then start it again and wait until it is ready."""
+        stopped = await asyncio.to_thread(self.cluster.stop_component, "kube-apiserver")
+        assert stopped, "the API server was not running"
+        await asyncio.sleep(seconds)  # the outage itself, not a wait for a condition
+        await self.cluster.up(port_base=PORT_BASE)
+
 
 def running_cluster(directory: Path) -> Iterator[KubeCluster]:
     """Start a cluster in `directory`, yield it, then stop it and check the host is clean."""
@@ -58,8 +78,8 @@ def running_cluster(directory: Path) -> Iterator[KubeCluster]:
         pytest.skip("the local Kubernetes cannot run here; missing: " + "; ".join(missing))
     cluster = Cluster(ClusterLayout(directory), Progress("kube"))
     try:
-        state = asyncio.run(cluster.up(port_base=26440))
-        yield KubeCluster(cluster.layout, state)
+        state = asyncio.run(cluster.up(port_base=PORT_BASE))
+        yield KubeCluster(cluster.layout, state, cluster)
     finally:
         problems = cluster.down(purge=True)
         assert not problems, f"the local cluster left things on the host: {problems}"

@@ -236,6 +236,16 @@ class Cluster:
                 )
             self.progress.detail(f"imported {archive.name}")
 
+    def stop_component(self, component: str) -> bool:
+        """Stop one control-plane component (an outage, for tests); `up` starts it again.
+        False when it was not running. Blocking."""
+        process = running(self.layout).get(component)
+        if process is None:
+            return False
+        procs.stop_groups([process], timeout=STOP_GRACE)
+        self.layout.pid_file(component).unlink(missing_ok=True)
+        return True
+
     def down(self, *, purge: bool) -> list[str]:
         """Stop every component and remove what the cluster left on the host; what could not be
         removed (empty when all is clean). Blocking: run in a thread from asyncio code."""

@@ -20,6 +20,24 @@ from pathlib import Path
 
 from tools.kube.configs import PAUSE_IMAGE, image_architecture
 
+PYTHON_IMAGE = "localhost/baetyl-py/python:3"
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+# Parts of the standard library no edge app needs (tests, GUIs, the compiler toolchain's files).
+STDLIB_SKIPPED = frozenset(
+    {
+        "__pycache__",
+        "dist-packages",
+        "site-packages",
+        "test",
+        "idlelib",
+        "tkinter",
+        "turtledemo",
+        "ensurepip",
+        "lib2to3",
+        "pydoc_data",
+    }
+)
+
 HERE = Path(__file__).resolve().parent
 BUSYBOX_IMAGE = "localhost/baetyl-py/busybox:1"
 BUSYBOX = Path("/bin/busybox")
@@ -141,11 +159,80 @@ def busybox_image() -> Image:
     return Image(BUSYBOX_IMAGE, tuple(entries), ("/bin/sh",))
 
 
+def python_image() -> Image:
+    """This machine's `python3` with its standard library and the shared libraries both load:
+    the image the Python examples run in (`python3 app/server.py`), with no registry."""
+    binary = SYSTEM_PYTHON.resolve()
+    stdlib = Path(
+        subprocess.run(  # noqa: S603 - our own arguments, no shell
+            [str(binary), "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    files: dict[str, bytes] = {"usr/bin/python3": binary.read_bytes()}
+    for path in sorted(stdlib.rglob("*")):
+        relative = path.relative_to(stdlib)
+        if STDLIB_SKIPPED & set(relative.parts) or relative.parts[0].startswith("config-"):
+            continue
+        if path.is_file() and not path.is_symlink():
+            files[str(path).lstrip("/")] = path.read_bytes()
+    extensions = [binary, *stdlib.glob("lib-dynload/*.so")]
+    for library in shared_libraries(extensions):
+        files[str(library).lstrip("/")] = library.resolve().read_bytes()
+    directories = sorted({str(Path(name).parent) for name in files} - {"."})
+    entries = [
+        *(Entry(name, directory=True) for name in _with_parents(directories)),
+        *(
+            Entry(
+                name, data, 0o755 if name.endswith((".so", "python3")) or ".so." in name else 0o644
+            )
+            for name, data in sorted(files.items())
+        ),
+        Entry("usr/bin/python", link="python3"),
+        Entry("tmp", directory=True, mode=0o1777),
+        Entry(
+            "etc/passwd",
+            b"root:x:0:0:root:/:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+            0o644,
+        ),
+        Entry("etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644),
+    ]
+    return Image(PYTHON_IMAGE, tuple(entries), ("/usr/bin/python3",))
+
+
+def shared_libraries(binaries: Iterable[Path]) -> set[Path]:
+    """Every shared library (and the loader) the ELF files `binaries` load, from `ldd`."""
+    found: set[Path] = set()
+    ldd = shutil.which("ldd", path="/usr/bin:/bin")
+    if ldd is None:
+        raise FileNotFoundError("ldd (Debian's libc-bin) is needed to build the Python image")
+    for binary in binaries:
+        output = subprocess.run(  # noqa: S603 - our own arguments, no shell
+            [ldd, str(binary)], check=False, capture_output=True, text=True
+        ).stdout
+        for line in output.splitlines():
+            target = line.split("=>", 1)[-1].strip().split(" (", 1)[0].strip()
+            if target.startswith("/"):
+                found.add(Path(target))
+    return found
+
+
+def _with_parents(directories: Iterable[str]) -> list[str]:
+    every: set[str] = set()
+    for directory in directories:
+        path = Path(directory)
+        every.update(str(p) for p in [path, *path.parents] if str(p) != ".")
+    every.add("etc")
+    return sorted(every)
+
+
 def build_all(work: Path) -> list[Path]:
     """Write the archive of every image into `work`; their paths."""
     work.mkdir(parents=True, exist_ok=True)
     archives = []
-    for image in (pause_image(work), busybox_image()):
+    for image in (pause_image(work), busybox_image(), python_image()):
         path = work / f"{image.reference.rsplit('/', 1)[-1].replace(':', '-')}.tar"
         path.write_bytes(docker_archive(image))
         archives.append(path)

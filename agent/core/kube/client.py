@@ -15,7 +15,7 @@ import importlib.util
 import json
 import sys
 import types
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ FIELD_MANAGER = "baetyl-core"
 APPLY_PATCH = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = 30.0
 
-# kind → (plural, namespaced) for every kind the backend renders or reads.
+# kind → (plural, namespaced) for every kind the backend renders or reads, and those of the install
+# manifest (applied by tests and tools with an admin's credentials).
 KINDS: Mapping[str, tuple[str, bool]] = {
     "Namespace": ("namespaces", False),
     "Node": ("nodes", False),
@@ -39,6 +40,11 @@ KINDS: Mapping[str, tuple[str, bool]] = {
     "ReplicaSet": ("replicasets", True),
     "Job": ("jobs", True),
     "CronJob": ("cronjobs", True),
+    "ServiceAccount": ("serviceaccounts", True),
+    "Role": ("roles", True),
+    "RoleBinding": ("rolebindings", True),
+    "ClusterRole": ("clusterroles", False),
+    "ClusterRoleBinding": ("clusterrolebindings", False),
 }
 API_VERSIONS: Mapping[str, str] = {
     "Namespace": "v1",
@@ -53,6 +59,11 @@ API_VERSIONS: Mapping[str, str] = {
     "ReplicaSet": "apps/v1",
     "Job": "batch/v1",
     "CronJob": "batch/v1",
+    "ServiceAccount": "v1",
+    "Role": "rbac.authorization.k8s.io/v1",
+    "RoleBinding": "rbac.authorization.k8s.io/v1",
+    "ClusterRole": "rbac.authorization.k8s.io/v1",
+    "ClusterRoleBinding": "rbac.authorization.k8s.io/v1",
 }
 
 
@@ -111,6 +122,7 @@ def _lean_modules() -> tuple[Any, Any, Any]:
             )
         root = Path(next(iter(spec.submodule_search_locations)))
         package = _package("kubernetes_asyncio", root)
+        package.__spec__ = spec  # what importlib.util.find_spec answers for a loaded module
         client = _package("kubernetes_asyncio.client", root / "client")
         package.client = client  # type: ignore[attr-defined]
         # ApiClient imports the models package only to deserialize into model classes; the
@@ -186,10 +198,7 @@ class KubeApi:
         response = await self._send(
             method, path, query=query, body=body, content_type=content_type, limit=limit
         )
-        try:
-            text = await response.text()
-        finally:
-            response.release()
+        text = await self._text(response)
         try:
             return json.loads(text) if text else None
         except ValueError:
@@ -224,10 +233,18 @@ class KubeApi:
         except Exception as exc:  # aiohttp's ClientError, without importing aiohttp here
             raise KubeError(0, f"the API server at {self.host} cannot be reached: {exc}") from exc
         if response.status >= 400:
-            text = await response.text()
-            response.release()
+            text = await self._text(response)
             raise _error(response.status, text, response.reason or "")
         return response
+
+    async def _text(self, response: Any) -> str:
+        """The whole body, released; KubeError when the connection breaks while reading."""
+        try:
+            return str(await response.text())
+        except Exception as exc:  # OSError, aiohttp's ClientPayloadError, a timeout
+            raise KubeError(0, f"the answer of {self.host} broke off: {exc}") from exc
+        finally:
+            response.release()
 
     async def apply(self, manifest: Manifest) -> Manifest:
         """Server-side apply as `baetyl-core`, taking over fields others changed (drift repair)."""
@@ -303,14 +320,17 @@ class KubeApi:
             content_type="application/json",
             limit=REQUEST_TIMEOUT,
         )
-        try:
-            return str(await response.text())
-        finally:
-            response.release()
+        return await self._text(response)
 
     async def watch(
-        self, kind: str, namespace: str | None, *, selector: str, resource_version: str
-    ) -> AsyncIterator[Manifest]:
+        self,
+        kind: str,
+        namespace: str | None,
+        *,
+        selector: str,
+        resource_version: str,
+        api_version: str = "",
+    ) -> AsyncGenerator[Manifest, None]:
         """Watch events (`type`, `object`) from `resource_version` until the server ends the
         watch (a few minutes) or it expires (an ERROR event with code 410: list again)."""
         query = {
@@ -321,7 +341,7 @@ class KubeApi:
         }
         if selector:
             query["labelSelector"] = selector
-        path = collection_path(API_VERSIONS[kind], kind, namespace)
+        path = collection_path(api_version or API_VERSIONS[kind], kind, namespace)
         response = await self._send(
             "GET", path, query=query, body=None, content_type="application/json", limit=None
         )
@@ -329,6 +349,12 @@ class KubeApi:
             async for line in response.content:
                 if line.strip():
                     yield json.loads(line)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise KubeError(0, f"the watch of {path} broke: {exc}") from exc
+        except Exception as exc:  # aiohttp's ClientPayloadError when the server goes away
+            if type(exc).__module__.startswith("aiohttp"):
+                raise KubeError(0, f"the watch of {path} broke: {exc}") from exc
+            raise
         finally:
             response.release()
 

@@ -35,6 +35,7 @@ VERSION_LABEL = "baetyl-app-version"
 SERVICE_LABEL = "baetyl-service-name"
 MANAGED_LABEL = "baetyl-managed"  # value: "true"; what pruning selects
 CHECKSUM_ANNOTATION = "baetyl-resources-checksum"
+VERSION_ANNOTATION = "baetyl-app-version"  # the whole version (the label may be a digest of it)
 REGISTRY_KEY = ".dockerconfigjson"
 DEFAULT_PULL_POLICY = "IfNotPresent"  # an edge node is often offline: use the image it has
 
@@ -60,6 +61,12 @@ class Rendered:
 
 
 WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob")
+_KIND_OF_WORKLOAD = {kind.lower(): kind for kind in WORKLOAD_KINDS}
+
+
+def workload_kind(app: Application) -> str:
+    """The kind of the app's workload: `Deployment` for `workload: deployment`, …"""
+    return _KIND_OF_WORKLOAD[app.workload]
 
 
 def namespace_of(app: Application) -> str:
@@ -171,6 +178,7 @@ def _workload(
     }
     selector = {"matchLabels": {APP_LABEL: app.name}}
     meta = _metadata(app.name, namespace, labels)
+    meta["annotations"] = {VERSION_ANNOTATION: app.version}
     if app.workload == "deployment":
         return {
             "apiVersion": "apps/v1",

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.report import AppStats, Usage
-from agent.core.backend import DeployError, Deployment, NodeIdentity, StatusListener
+from agent.core.backend import (
+    DeployError,
+    Deployment,
+    NodeFacts,
+    NodeIdentity,
+    StatusListener,
+)
 from agent.core.native import layout, logfiles, procs
 from agent.core.native.aio import complete
 from agent.core.native.app import AppRuntime, Context, process_id, terminal_phase
@@ -198,6 +204,10 @@ class NativeBackend:
         return await asyncio.to_thread(
             self._logs.read, directory, tail_lines=tail_lines, since_seconds=since_seconds
         )
+
+    async def node_facts(self) -> NodeFacts | None:
+        """None: a native node is the host the agent runs on (agent.core.node reads it)."""
+        return None
 
     async def close(self) -> None:
         """Stop supervising; every app process keeps running for the next agent to adopt."""

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.contracts.kit import files
-from agent.contracts.resources import Application, Configuration, Secret
-from agent.contracts.wire import PayloadError, validate
+from agent.contracts.wire import PayloadError
 from agent.core.backend import Deployment
 
 log = logging.getLogger(__name__)
@@ -162,11 +161,7 @@ class Bookkeeping:
 
     def save_spec(self, deployment: Deployment) -> None:
         """Keep `deployment` (spec, configurations, secrets) for restarts without the engine."""
-        value = {
-            "app": deployment.app.to_wire(),
-            "configs": {name: c.to_wire() for name, c in deployment.configs.items()},
-            "secrets": {name: s.to_wire() for name, s in deployment.secrets.items()},
-        }
+        value = deployment.to_json()
         path = self.spec_path(deployment.name, deployment.version)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.atomic_write_json(path, value)
@@ -178,12 +173,8 @@ class Bookkeeping:
             raw = files.read_json(path)
             if raw is None:
                 return None
-            return Deployment(
-                app=validate(Application, raw["app"]),
-                configs={n: validate(Configuration, v) for n, v in raw["configs"].items()},
-                secrets={n: validate(Secret, v) for n, v in raw["secrets"].items()},
-            )
-        except (OSError, ValueError, KeyError, TypeError, PayloadError) as exc:
+            return Deployment.from_json(raw)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, PayloadError) as exc:
             log.warning(
                 "a kept deployment is unreadable",
                 extra={"app": app, "version": version, "error": str(exc)},

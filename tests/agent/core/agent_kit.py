@@ -47,11 +47,13 @@ def write_core_config(
     engine_mode: str | None = None,
     mqtt_port: int | None = None,
     cert: CertFiles | None = None,
+    kubeconfig: Path | None = None,
 ) -> Path:
     """A core.yml for node `nid` with every directory under `directory`; returns its path.
 
     The node certificate is the harness's for `nid` unless `cert` is given; `sync.mode` and
-    `engine.mode` keep their defaults unless given.
+    `engine.mode` keep their defaults unless given. With `kubeconfig` the node runs the kube
+    backend against that cluster.
     """
     cert = cert or pki.node(nid)
     engine: Json = {"interval": engine_interval}
@@ -75,6 +77,9 @@ def write_core_config(
         "api": {"listen": f"127.0.0.1:{free_port()}" if api else False},
         "native": {"grace_period": 2},
     }
+    if kubeconfig is not None:
+        engine["backend"] = "kube"
+        config["kube"] = {"kubeconfig": str(kubeconfig)}
     path = directory / "core.yml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -50,15 +50,16 @@ def test_a_bad_config_is_refused_with_its_key_path(
     assert "Traceback" not in done.stderr
 
 
-def test_the_kube_backend_is_refused_with_what_to_do(
+def test_the_kube_backend_with_a_missing_kubeconfig_is_refused_with_the_key(
     tmp_path: Path, mosquitto: MosquittoBroker, pki: HarnessPKI
 ) -> None:
     config = write_core_config(tmp_path, "default.edge-3", mosquitto=mosquitto, pki=pki)
-    config.write_text(config.read_text().replace("engine:", "engine:\n  backend: kube"))
+    text = config.read_text().replace("engine:", "engine:\n  backend: kube")
+    config.write_text(text + "kube:\n  kubeconfig: missing/kubeconfig\n")
     done = run("-c", str(config), "--check")
     assert done.returncode == 2
-    assert "engine.backend" in done.stderr
-    assert "set engine.backend: native" in done.stderr
+    assert f"kube.kubeconfig: {tmp_path / 'missing' / 'kubeconfig'} does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:

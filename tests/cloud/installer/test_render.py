@@ -117,6 +117,8 @@ def test_the_manifest_has_every_object_the_agent_needs() -> None:
             "Namespace",
             "ServiceAccount",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "ClusterRole",
             "ClusterRoleBinding",
@@ -162,13 +164,17 @@ def test_the_agent_gets_least_privilege_rbac() -> None:
         for rule in role["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[key], (role["metadata"]["name"], rule)
-    (role,) = by_kind(docs, "Role")
-    assert role["metadata"]["namespace"] == "baetyl-edge"
-    granted = {
-        resource: set(rule["verbs"]) for rule in role["rules"] for resource in rule["resources"]
-    }
     manage = {"get", "list", "watch", "create", "update", "patch", "delete"}
-    for workload in ("deployments", "daemonsets", "statefulsets", "jobs", "services"):
+    user, system = sorted(by_kind(docs, "Role"), key=lambda r: r["metadata"]["namespace"])
+    assert (user["metadata"]["namespace"], system["metadata"]["namespace"]) == (
+        "baetyl-edge",
+        "baetyl-edge-system",
+    )
+    assert user["rules"] == system["rules"]
+    granted = {
+        resource: set(rule["verbs"]) for rule in user["rules"] for resource in rule["resources"]
+    }
+    for workload in ("deployments", "daemonsets", "statefulsets", "jobs", "cronjobs", "services"):
         assert granted[workload] == manage
     for data in ("configmaps", "secrets"):
         assert granted[data] == manage
@@ -176,7 +182,13 @@ def test_the_agent_gets_least_privilege_rbac() -> None:
     assert granted["pods/log"] == {"get"}
     (cluster_role,) = by_kind(docs, "ClusterRole")
     assert cluster_role["rules"] == [
-        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": [""],
+            "resources": ["namespaces"],
+            "resourceNames": ["baetyl-edge", "baetyl-edge-system"],
+            "verbs": ["get"],
+        },
     ]
     for binding in by_kind(docs, "RoleBinding") + by_kind(docs, "ClusterRoleBinding"):
         assert binding["roleRef"]["name"] != "cluster-admin"
@@ -193,4 +205,4 @@ def test_manifest_values_stay_plain_strings() -> None:
     (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
     assert init["image"] == 'evil"\nkind: Pod'
     assert init["args"][1] == EVIL.cloud_url
-    assert len(docs) == 10
+    assert len(docs) == 12

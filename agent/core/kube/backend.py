@@ -1,0 +1,542 @@
+"""`KubeBackend`: the Backend of agent.core.backend on a Kubernetes (or K3s) node (DESIGN §8).
+
+Apps are rendered (`render`) and applied with server-side apply, so an update rolls instead of
+deleting and recreating; objects an app no longer needs, and the apps removed, are pruned by
+label. Status comes from watches (`watch`), never polling; drift — a deleted or edited object —
+is repaired by applying the last render again: at once when a watched object of an app is deleted,
+and every `repair_interval` for edits. The deployments applied are kept (`records`), so an agent
+restart renders the same objects and touches nothing that runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.contracts import names, spec_rules
+from agent.contracts.kit.aiotasks import Tasks
+from agent.contracts.report import AppStats, NodeInfo, Resources
+from agent.core.backend import DeployError, Deployment, NodeFacts, NodeIdentity, StatusListener
+from agent.core.kube import render as rendering
+from agent.core.kube import status
+from agent.core.kube.client import KubeApi, KubeError, ObjectRef
+from agent.core.kube.records import AppRecords
+from agent.core.kube.watch import WatchedKind
+
+log = logging.getLogger(__name__)
+Manifest = dict[str, Any]
+
+WATCHED_KINDS = ("Pod", "Service", *rendering.WORKLOAD_KINDS)
+NAMESPACES = (rendering.USER_NAMESPACE, rendering.SYSTEM_NAMESPACE)
+SHARED_KINDS = ("ConfigMap", "Secret")  # named after the resource; apps of a namespace share them
+MANAGED_SELECTOR = f"{rendering.MANAGED_LABEL}=true"
+LOGS_READ_LIMIT = 1024 * 1024
+"""Most log text one `logs` call returns (newest kept): it travels in one MQTT message."""
+NODE_FACTS_TTL = 15.0
+CLOSE_GRACE = 2.5
+NODE_NAME_ENV = "KUBE_NODE_NAME"
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    """Where the API server is and where the backend keeps its bookkeeping."""
+
+    state_dir: Path
+    kubeconfig: Path | None = None
+    """None: the pod's service account (in-cluster)."""
+    node_name: str = ""
+    """The Node the agent reports on; "" = $KUBE_NODE_NAME, else the only node there is."""
+    repair_interval: float = 30.0
+
+
+class KubeBackend:
+    """Runs apps as Kubernetes workloads; see docs/kubernetes.md.
+
+    Call `start()` first, `close()` last; workloads run on whatever the agent does.
+    """
+
+    def __init__(
+        self, identity: NodeIdentity, settings: KubeSettings, api: KubeApi | None = None
+    ) -> None:
+        self.identity = identity
+        self.settings = settings
+        self._api = api
+        self._records = AppRecords(settings.state_dir)
+        self._apps: dict[str, Deployment] = {}
+        self._capabilities = rendering.Capabilities()
+        self._version: Manifest = {}
+        self._watched: dict[tuple[str, str], WatchedKind] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._namespaces: set[str] = set()
+        self._listeners: list[StatusListener] = []
+        self._tasks = Tasks("kube backend", logger=log)
+        self._running = False
+        self._repair_wake = asyncio.Event()
+        self._repair_failures: dict[str, tuple[str, str]] = {}
+        self._notify_handle: asyncio.Handle | None = None
+        self._last_signature: object = None
+        self._node: tuple[float, NodeFacts | None] | None = None
+        self.repairs = 0
+        """Objects found changed or missing and applied again (tests and metrics read it)."""
+        self.repair_passes = 0
+        """Repair passes over every app completed (the first one runs at start)."""
+
+    @property
+    def api(self) -> KubeApi:
+        """The API connection (after `start`)."""
+        assert self._api is not None, "KubeBackend.start() must be awaited first"
+        return self._api
+
+    # -- Backend -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, start the watches and re-apply what was applied before (a no-op if unchanged).
+
+        The API server need not be reachable: watches and the repair retry until it is.
+        """
+        if self._running:
+            return
+        self._apps = await asyncio.to_thread(self._records.load)
+        if self._api is None:
+            try:
+                self._api = await KubeApi.connect(self.settings.kubeconfig)
+            except KubeError as exc:
+                raise RuntimeError(str(exc)) from exc
+        for namespace in NAMESPACES:
+            for kind in WATCHED_KINDS:
+                watched = WatchedKind(
+                    self.api,
+                    kind,
+                    namespace,
+                    MANAGED_SELECTOR,
+                    self._event,
+                    api_version=self._cronjob_api if kind == "CronJob" else None,
+                )
+                self._watched[(kind, namespace)] = watched
+                self._tasks.spawn(watched.run(), f"kube:watch:{namespace}:{kind}")
+        self._running = True
+        self._tasks.spawn(self._repair_loop(), "kube:repair")
+        log.info("kube backend started", extra={"apps": len(self._apps), "api": self.api.host})
+
+    async def apply(self, deployment: Deployment) -> None:
+        """Apply every object of `deployment`, then prune what its previous version left."""
+        self._require_running()
+        check(deployment)
+        name = deployment.name
+        async with self._locks[name]:
+            await self._detect_capabilities()
+            try:
+                rendered = rendering.render(deployment, self.identity, self._capabilities)
+            except (KeyError, ValueError) as exc:
+                raise DeployError(f"cannot render the app for Kubernetes: {exc}") from exc
+            await self._apply_objects(rendered, repair=False)
+            previous = self._apps.get(name)
+            self._apps[name] = deployment
+            self._repair_failures.pop(name, None)
+            try:
+                await asyncio.to_thread(self._records.save, dict(self._apps))
+            except OSError as exc:
+                log.warning("could not write the kube bookkeeping", extra={"error": str(exc)})
+            if previous is None or previous != deployment:
+                log.info("applied an app", extra={"app": name, "version": deployment.version})
+            await self._prune_app(name, rendered)
+            await self._prune_shared()
+        self.changed()
+
+    async def remove(self, app: str) -> None:
+        """Delete every object of `app` (its pods end with their grace period)."""
+        self._require_running()
+        async with self._locks[app]:
+            had = self._apps.pop(app, None)
+            self._repair_failures.pop(app, None)
+            if had is not None:
+                await asyncio.to_thread(self._records.save, dict(self._apps))
+            self.changed()
+            for ref in self._objects_of(app):
+                await self._delete(ref)
+            await self._prune_shared()
+        log.info("removed an app", extra={"app": app})
+        self.changed()
+
+    def observe(self) -> dict[str, AppStats]:
+        """AppStats by app name, from the watched objects (the last known while offline)."""
+        result: dict[str, AppStats] = {}
+        for name, deployment in self._apps.items():
+            namespace = rendering.namespace_of(deployment.app)
+            workload = self._workload(name, namespace, deployment)
+            result[name] = status.app_stats(
+                name, deployment.version, workload, self._pods(name, namespace)
+            )
+        for (kind, namespace), watched in self._watched.items():
+            if kind not in rendering.WORKLOAD_KINDS:
+                continue
+            for manifest in watched.objects.values():
+                meta = manifest["metadata"]
+                name = meta.get("labels", {}).get(rendering.APP_LABEL)
+                if not name or name in result or meta.get("deletionTimestamp"):
+                    continue
+                # Left by an agent whose bookkeeping is gone: reported, so the engine removes it
+                # or leaves it at that version.
+                version = meta.get("annotations", {}).get(rendering.VERSION_ANNOTATION, "")
+                result[name] = status.app_stats(
+                    name, version, manifest, self._pods(name, namespace)
+                )
+        return result
+
+    def rollout_failures(self) -> dict[str, tuple[str, str]]:
+        """Apps whose repair the API server refused as invalid: name → (version, cause)."""
+        return dict(self._repair_failures)
+
+    def on_change(self, listener: StatusListener) -> None:
+        """Call `listener` (from the event loop) whenever an app's status changes."""
+        self._listeners.append(listener)
+
+    async def logs(self, app: str, *, tail_lines: int | None, since_seconds: int | None) -> str:
+        """Each container's log of each pod of `app`, under a `==> pod/container <==` line."""
+        deployment = self._apps.get(app)
+        if deployment is None:
+            raise KeyError(app)
+        namespace = rendering.namespace_of(deployment.app)
+        pods = sorted(
+            self._pods(app, namespace),
+            key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]),
+        )
+        parts = []
+        for pod in pods:
+            spec = pod.get("spec", {})
+            for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+                pod_name, container_name = pod["metadata"]["name"], container["name"]
+                try:
+                    text = await self.api.logs(
+                        namespace,
+                        pod_name,
+                        container_name,
+                        tail_lines=tail_lines,
+                        since_seconds=since_seconds,
+                    )
+                except KubeError as exc:
+                    text = f"(no log: {exc})\n"
+                parts.append(f"==> {pod_name}/{container_name} <==\n{text}")
+        joined = "".join(parts)
+        return joined[-LOGS_READ_LIMIT:]
+
+    async def node_facts(self) -> NodeFacts | None:
+        """The Node's info, readiness and capacity, and `/version` as modeinfo (cached 15 s)."""
+        loop = asyncio.get_running_loop()
+        if self._node is not None and loop.time() - self._node[0] < NODE_FACTS_TTL:
+            return self._node[1]
+        facts = None
+        try:
+            node = await self._find_node()
+            if node is not None:
+                await self._detect_capabilities()
+                facts = node_facts(node, self._version)
+        except KubeError as exc:
+            log.debug("node facts unavailable", extra={"error": str(exc)})
+            if self._node is not None:
+                return self._node[1]  # the last known, while the API server is away
+        self._node = (loop.time(), facts)
+        return facts
+
+    async def close(self) -> None:
+        """Stop watching; every workload keeps running."""
+        if not self._running:
+            return
+        self._running = False
+        await self._tasks.stop(grace=CLOSE_GRACE)
+        if self._notify_handle is not None:
+            self._notify_handle.cancel()
+            self._notify_handle = None
+        if self._api is not None:
+            await self._api.close()
+        log.info("kube backend closed; workloads left running")
+
+    # -- status notifications ---------------------------------------------------------------
+
+    def changed(self) -> None:
+        """Something observable may have changed: tell the listeners soon if it did."""
+        if self._notify_handle is None:
+            self._notify_handle = asyncio.get_running_loop().call_soon(self._notify)
+
+    def _notify(self) -> None:
+        self._notify_handle = None
+        signature = _signature(self.observe())
+        if signature == self._last_signature:
+            return
+        self._last_signature = signature
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("a status listener failed")
+
+    def _event(self, kind: str, manifest: Manifest) -> None:
+        """A watch saw something: maybe a status change, maybe drift to repair at once."""
+        self.changed()
+        if kind != "DELETED" or not self._running:
+            return
+        name = manifest.get("metadata", {}).get("labels", {}).get(rendering.APP_LABEL)
+        if name in self._apps and manifest.get("kind") != "Pod":
+            self._repair_wake.set()
+
+    # -- applying ---------------------------------------------------------------------------
+
+    async def _apply_objects(self, rendered: rendering.Rendered, *, repair: bool) -> None:
+        """Apply each object in order; DeployError names the first one refused."""
+        for manifest in rendered.objects:
+            kind = manifest["kind"]
+            if kind == "Namespace":
+                await self._ensure_namespace(manifest)
+                continue
+            ref = ObjectRef.of(manifest)
+            watched = self._watched.get((kind, rendered.namespace))
+            before = None if watched is None else watched.objects.get(ref.name)
+            try:
+                answer = await self.api.apply(manifest)
+            except KubeError as exc:
+                raise DeployError(f"{kind} {ref.name}: {exc}") from exc
+            if watched is not None:
+                previous = None if before is None else before["metadata"].get("resourceVersion")
+                if repair and previous != answer["metadata"].get("resourceVersion"):
+                    self.repairs += 1
+                    log.warning(
+                        "repaired drift",
+                        extra={"kind": kind, "object": ref.name, "missing": before is None},
+                    )
+                watched.put(answer)
+
+    async def _ensure_namespace(self, manifest: Manifest) -> None:
+        """Create the namespace once if it is missing (the install manifest usually did)."""
+        name = manifest["metadata"]["name"]
+        if name in self._namespaces:
+            return
+        try:
+            if await self.api.get(ObjectRef("v1", "Namespace", None, name)) is None:
+                await self.api.apply(manifest)
+        except KubeError as exc:
+            raise DeployError(f"namespace {name}: {exc}") from exc
+        self._namespaces.add(name)
+
+    def _cronjob_api(self) -> str:
+        return self._capabilities.cronjob_api
+
+    async def _detect_capabilities(self) -> None:
+        """Read the server's version once (CronJobs are batch/v1beta1 before 1.21)."""
+        if self._version:
+            return
+        try:
+            self._version = await self.api.version()
+        except KubeError:
+            return
+        minor = "".join(ch for ch in str(self._version.get("minor", "")) if ch.isdigit())
+        if minor and int(minor) < 21 and str(self._version.get("major")) == "1":
+            self._capabilities = rendering.Capabilities(cronjob_api="batch/v1beta1")
+
+    async def _repair_loop(self) -> None:
+        """Apply every app's last render again: at start, on a deletion, every interval."""
+        while True:
+            self._repair_wake.clear()
+            for name in list(self._apps):
+                await self._repair(name)
+            self.repair_passes += 1
+            if self.repair_passes == 1:
+                log.info(
+                    "first repair pass done",
+                    extra={"apps": len(self._apps), "repaired": self.repairs},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._repair_wake.wait(), self.settings.repair_interval)
+
+    async def _repair(self, name: str) -> None:
+        async with self._locks[name]:
+            deployment = self._apps.get(name)
+            if deployment is None:
+                return
+            await self._detect_capabilities()
+            rendered = rendering.render(deployment, self.identity, self._capabilities)
+            try:
+                await self._apply_objects(rendered, repair=True)
+            except DeployError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, KubeError) and cause.invalid:
+                    self._repair_failures[name] = (deployment.version, str(exc))
+                    self.changed()
+                log.warning("could not repair an app", extra={"app": name, "error": str(exc)})
+                return
+            self._repair_failures.pop(name, None)
+
+    # -- pruning ----------------------------------------------------------------------------
+
+    def _objects_of(self, app: str) -> Iterator[ObjectRef]:
+        """The watched objects labelled as `app`'s (pods excepted: their owners go)."""
+        for (kind, namespace), watched in self._watched.items():
+            if kind == "Pod":
+                continue
+            for manifest in list(watched.objects.values()):
+                if manifest["metadata"].get("labels", {}).get(rendering.APP_LABEL) == app:
+                    yield ObjectRef(
+                        manifest["apiVersion"], kind, namespace, manifest["metadata"]["name"]
+                    )
+
+    async def _prune_app(self, app: str, rendered: rendering.Rendered) -> None:
+        """Delete the app's objects the new render lacks (an old Job, a dropped Service)."""
+        keep = {
+            (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
+            for o in rendered.objects
+        }
+        for ref in list(self._objects_of(app)):
+            if (ref.kind, ref.namespace, ref.name) not in keep:
+                await self._delete(ref)
+
+    async def _prune_shared(self) -> None:
+        """Delete managed ConfigMaps and Secrets that no remaining app mounts."""
+        wanted: set[tuple[str, str, str]] = set()
+        for deployment in self._apps.values():
+            namespace = rendering.namespace_of(deployment.app)
+            for name in deployment.configs:
+                wanted.add(("ConfigMap", namespace, name))
+            for name in deployment.secrets:
+                wanted.add(("Secret", namespace, name))
+        for namespace in NAMESPACES:
+            for kind in SHARED_KINDS:
+                try:
+                    found = await self.api.list(kind, namespace, selector=MANAGED_SELECTOR)
+                except KubeError as exc:
+                    log.warning("could not list for pruning", extra={"error": str(exc)})
+                    return
+                for item in found.get("items", []):
+                    name = item["metadata"]["name"]
+                    if (kind, namespace, name) not in wanted:
+                        await self._delete(ObjectRef("v1", kind, namespace, name))
+
+    async def _delete(self, ref: ObjectRef) -> None:
+        try:
+            await self.api.delete(ref)
+        except KubeError as exc:
+            log.warning(
+                "could not delete an object",
+                extra={"kind": ref.kind, "object": ref.name, "error": str(exc)},
+            )
+            return
+        watched = self._watched.get((ref.kind, ref.namespace or ""))
+        if watched is not None:
+            watched.objects.pop(ref.name, None)
+        log.info("deleted an object", extra={"kind": ref.kind, "object": ref.name})
+
+    # -- reading the watched objects -----------------------------------------------------------
+
+    def _workload(self, app: str, namespace: str, deployment: Deployment) -> Manifest | None:
+        kind = rendering.workload_kind(deployment.app)
+        watched = self._watched.get((kind, namespace))
+        if watched is None:
+            return None
+        name = rendering.job_name(deployment.app) if kind == "Job" else app
+        return watched.objects.get(name)
+
+    def _pods(self, app: str, namespace: str) -> list[Manifest]:
+        watched = self._watched.get(("Pod", namespace))
+        if watched is None:
+            return []
+        return [
+            pod
+            for pod in watched.objects.values()
+            if pod["metadata"].get("labels", {}).get(rendering.APP_LABEL) == app
+        ]
+
+    async def _find_node(self) -> Manifest | None:
+        name = self.settings.node_name or os.environ.get(NODE_NAME_ENV, "")
+        if name:
+            return await self.api.get(ObjectRef("v1", "Node", None, name))
+        nodes = (await self.api.list("Node", None)).get("items", [])
+        return nodes[0] if len(nodes) == 1 else None
+
+    def _require_running(self) -> None:
+        if not self._running:
+            raise RuntimeError("KubeBackend.start() must be awaited first (or it was closed)")
+
+
+def check(deployment: Deployment) -> None:
+    """Refuse, before anything is applied, an app no Kubernetes node can run as it is."""
+    app = deployment.app
+    try:
+        spec_rules.check(app)
+    except spec_rules.SpecError as exc:
+        raise DeployError(str(exc)) from None
+    if app.type == "function":
+        raise DeployError(f"app {app.name!r}: function apps do not run on a kube node yet")
+    for service in [*app.init_services, *app.services]:
+        if not service.image:
+            raise DeployError(
+                f"app {app.name!r} service {service.name!r}: a kube node runs images, and this "
+                "service has none (a native app, mode: native, runs on native nodes)"
+            )
+
+
+def node_facts(node: Manifest, version: Manifest) -> NodeFacts:
+    """NodeFacts from a Node object and the server's `/version`."""
+    meta = node.get("metadata", {})
+    status_ = node.get("status", {})
+    info = status_.get("nodeInfo", {})
+    addresses = {a.get("type"): a.get("address", "") for a in status_.get("addresses", [])}
+    labels = dict(meta.get("labels", {}))
+    roles = {k.rsplit("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")}
+    role = "master" if roles & {"master", "control-plane"} else "worker"
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status_.get("conditions", [])
+    )
+    capacity = status_.get("capacity", {})
+    return NodeFacts(
+        info=NodeInfo(
+            hostname=addresses.get("Hostname") or str(meta.get("name", "")),
+            address=addresses.get("InternalIP", ""),
+            arch=str(info.get("architecture", "")),
+            os=str(info.get("operatingSystem", "")),
+            kernel_ver=str(info.get("kernelVersion", "")),
+            os_image=str(info.get("osImage", "")),
+            machine_id=str(info.get("machineID", "")),
+            boot_id=str(info.get("bootID", "")),
+            role=role,
+            labels=_valid_labels(labels),
+        ),
+        ready=ready,
+        capacity=Resources(
+            cpu=str(capacity.get("cpu", "0")),
+            memory=str(capacity.get("memory", "0")),
+            disk=str(capacity.get("ephemeral-storage", "0")),
+        ),
+        modeinfo=dict(version),
+    )
+
+
+def _valid_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The node's labels that are valid report labels (all, on any ordinary node)."""
+    kept = {}
+    for key, value in labels.items():
+        with contextlib.suppress(names.InvalidName):
+            names.check_labels({key: value})
+            kept[key] = value
+    return kept
+
+
+def _signature(observed: dict[str, AppStats]) -> object:
+    """What listeners care about: statuses, causes, restarts (not usage)."""
+    return tuple(
+        (
+            name,
+            stats.version,
+            stats.status,
+            stats.cause,
+            tuple(
+                (key, i.status, i.cause, i.restarts) for key, i in sorted(stats.instances.items())
+            ),
+        )
+        for name, stats in sorted(observed.items())
+    )
