@@ -20,18 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import importlib.util
 import itertools
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
-
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # before bench/: this file's own name shadows the agent package
@@ -52,8 +48,10 @@ from edgekit import (  # noqa: E402
     bench_cli,
     cloud_with_rest,
     eventually,
+    measure_cpu,
     percentiles,
     record_time,
+    sample_memory,
     write_core_config,
 )
 from provenance import provenance  # noqa: E402
@@ -178,39 +176,6 @@ async def remove(agent: Agent, rest: Rest, apps: list[str], plan: Plan) -> float
 
     gone = await eventually(done, limit=plan.timeout, what=f"{len(apps)} apps removed")
     return (gone - put) * 1000
-
-
-async def sample_memory(pid: int, samples: int) -> Json:
-    """RSS, USS and PSS of one process, sampled once a second; medians and the top RSS, in MB."""
-    process = psutil.Process(pid)
-    rss: list[float] = []
-    uss: list[float] = []
-    pss: list[float] = []
-    for index in range(samples):
-        if index:
-            await asyncio.sleep(1.0)
-        rss.append(process.memory_info().rss / MB)
-        with contextlib.suppress(psutil.AccessDenied):
-            full = process.memory_full_info()
-            uss.append(full.uss / MB)
-            pss.append(full.pss / MB)
-    return {
-        "rss_mb": statistics.median(rss),
-        "rss_max_mb": max(rss),
-        "uss_mb": statistics.median(uss) if uss else None,
-        "pss_mb": statistics.median(pss) if pss else None,
-        "samples": samples,
-    }
-
-
-async def measure_cpu(pid: int, window: float) -> Json:
-    """CPU time (user + system, all threads) of one process over `window` seconds."""
-    process = psutil.Process(pid)
-    before, started = process.cpu_times(), time.monotonic()
-    await asyncio.sleep(window)
-    after, wall = process.cpu_times(), time.monotonic() - started
-    used = (after.user - before.user) + (after.system - before.system)
-    return {"window_s": wall, "cpu_s": used, "percent_one_core": 100 * used / wall}
 
 
 async def import_costs() -> Json:

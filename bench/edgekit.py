@@ -22,6 +22,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -46,6 +47,7 @@ from tools.kit.waiting import Died, WaitTimeout, eventually  # noqa: E402
 
 __all__ = ["Progress", "eventually"]  # re-exported for the bench scripts
 
+MB = 1024 * 1024
 Json = dict[str, Any]
 T = TypeVar("T")
 
@@ -341,6 +343,39 @@ class Rest(KitRest):
 
 
 # -- measurements ---------------------------------------------------------------------------
+
+
+async def sample_memory(pid: int, samples: int) -> Json:
+    """RSS, USS and PSS of one process, sampled once a second; medians and the top RSS, in MB."""
+    process = psutil.Process(pid)
+    rss: list[float] = []
+    uss: list[float] = []
+    pss: list[float] = []
+    for index in range(samples):
+        if index:
+            await asyncio.sleep(1.0)
+        rss.append(process.memory_info().rss / MB)
+        with contextlib.suppress(psutil.AccessDenied):
+            full = process.memory_full_info()
+            uss.append(full.uss / MB)
+            pss.append(full.pss / MB)
+    return {
+        "rss_mb": statistics.median(rss),
+        "rss_max_mb": max(rss),
+        "uss_mb": statistics.median(uss) if uss else None,
+        "pss_mb": statistics.median(pss) if pss else None,
+        "samples": samples,
+    }
+
+
+async def measure_cpu(pid: int, window: float) -> Json:
+    """CPU time (user + system, all threads) of one process over `window` seconds."""
+    process = psutil.Process(pid)
+    before, started = process.cpu_times(), time.monotonic()
+    await asyncio.sleep(window)
+    after, wall = process.cpu_times(), time.monotonic() - started
+    used = (after.user - before.user) + (after.system - before.system)
+    return {"window_s": wall, "cpu_s": used, "percent_one_core": 100 * used / wall}
 
 
 def record_time(record: Json) -> float:

@@ -29,6 +29,7 @@ RESULT_FILES = {
     "agent": "agent.json",
     "shadow_apply": "shadow_apply.json",
     "node_venv": "node_venv.json",
+    "kube": "kube.json",
 }
 REST_FILES = {db: f"cloud_rest-{db}.json" for db in ("sqlite", "postgres")}
 FIGURES = {
@@ -37,6 +38,7 @@ FIGURES = {
     "ingest": "bench-fleet-ingest.png",
     "delta": "bench-fleet-delta.png",
     "rss": "bench-agent-rss.png",
+    "kube": "bench-kube-latency.png",
 }
 
 
@@ -100,6 +102,10 @@ def draw(results: dict[str, Any], img_dir: Path) -> list[Path]:
         path = img_dir / FIGURES["rss"]
         plots.agent_rss(results["agent"], path, _caption(results["agent"]), sections.AGENT_RSS_MB)
         written.append(path)
+    if results["kube"]:
+        path = img_dir / FIGURES["kube"]
+        plots.kube_latency(results["kube"], path, _caption(results["kube"]))
+        written.append(path)
     return written
 
 
@@ -150,6 +156,8 @@ def document(results: dict[str, Any], image_prefix: str) -> str:
         parts += ["", sections.shadow_apply(results["shadow_apply"])]
     if results["node_venv"]:
         parts += ["", sections.node_venv(results["node_venv"])]
+    if results["kube"]:
+        parts += ["", sections.kube(results["kube"], image("kube"))]
     return "\n".join(parts) + "\n"
 
 

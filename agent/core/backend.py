@@ -8,6 +8,8 @@ backend never talks to the cloud and never reads the local store: everything it 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -15,6 +17,8 @@ from typing import Any, Protocol
 from agent.contracts.report import AppStats, NodeInfo, Resources
 from agent.contracts.resources import Application, Configuration, Secret
 from agent.contracts.wire import validate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,45 @@ class FetchError(Exception):
 
 StatusListener = Callable[[], None]
 """Called (without arguments, from the event loop) whenever some app's observed status changes."""
+
+
+class StatusNotifier:
+    """Tells a backend's listeners that what it observes changed, once per loop turn, and only
+    when `signature()` (statuses, causes, restarts: what a report shows, not usage) differs
+    from what they were last told."""
+
+    def __init__(self, signature: Callable[[], object]) -> None:
+        self._signature = signature
+        self._listeners: list[StatusListener] = []
+        self._handle: asyncio.Handle | None = None
+        self._last: object = None
+
+    def add(self, listener: StatusListener) -> None:
+        """Call `listener` on every change from now on."""
+        self._listeners.append(listener)
+
+    def changed(self) -> None:
+        """Something may have changed: compare and notify soon (coalesced)."""
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_soon(self._notify)
+
+    def close(self) -> None:
+        """Drop a pending notification (the backend is closing)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _notify(self) -> None:
+        self._handle = None
+        signature = self._signature()
+        if signature == self._last:
+            return
+        self._last = signature
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("a status listener failed")
 
 
 class Backend(Protocol):

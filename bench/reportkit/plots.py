@@ -203,3 +203,31 @@ def agent_rss(agent: Json, path: Path, caption: str, target_mb: float) -> None:
     imports.set_title("where the memory goes", fontsize="medium")
     imports.legend(fontsize="x-small", ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     _save(figure, path, caption)
+
+
+def kube_latency(result: Json, path: Path, caption: str) -> None:
+    """Median (bar) and p90 (tick) of PUT → applied and PUT → ready, by apps per change."""
+    figure, axis = plt.subplots(figsize=(8, 4.2))
+    sizes = result["latency"]
+    positions = list(range(len(sizes)))
+    width = 0.38
+    for offset, key, label, colour in (
+        (-width / 2, "applied_ms", "objects applied", PALETTE[0]),
+        (width / 2, "ready_ms", "pods ready", PALETTE[1]),
+    ):
+        medians = [size[key]["p50"] for size in sizes]
+        bars = axis.bar([p + offset for p in positions], medians, width, label=label, color=colour)
+        axis.bar_label(bars, fmt="%.0f", fontsize="small")
+        axis.scatter(
+            [p + offset for p in positions],
+            [size[key]["p90"] for size in sizes],
+            marker="_",
+            s=300,
+            color="black",
+        )
+    axis.set_xticks(positions, [f"{size['apps']} app(s)" for size in sizes])
+    axis.set_ylabel("ms after the PUT (bar: median, tick: p90)")
+    axis.set_title("a desired change on a kube node", fontsize="medium")
+    axis.grid(True, axis="y", alpha=0.3)
+    axis.legend(fontsize="small")
+    _save(figure, path, caption)

@@ -43,6 +43,7 @@ from tools.kube.layout import (
     HOST_POD_LOGS,
     NODE_NAME,
     RUNTIME_STATE,
+    SERVICE_IP,
     ClusterLayout,
     ClusterState,
 )
@@ -212,28 +213,15 @@ class Cluster:
             raise ClusterError(f"{component}: {exc}\n{log()}") from None
         if component == "containerd":
             await self._import_images()
+        if component == "kube-apiserver":
+            state = self.layout.load()
+            assert state is not None
+            await asyncio.to_thread(host.route_service_to_api, SERVICE_IP, state.ports["apiserver"])
 
     async def _import_images(self) -> None:
         archives = await asyncio.to_thread(images.build_all, self.layout.images)
         for archive in archives:
-            process = await asyncio.create_subprocess_exec(
-                "ctr",
-                "--address",
-                str(self.layout.containerd_socket),
-                "--namespace",
-                "k8s.io",
-                "images",
-                "import",
-                "--no-unpack=false",
-                str(archive),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            output, _ = await process.communicate()
-            if process.returncode != 0:
-                raise ClusterError(
-                    f"ctr images import {archive.name}: {output.decode(errors='replace')}"
-                )
+            await import_archive(self.layout, archive)
             self.progress.detail(f"imported {archive.name}")
 
     def stop_component(self, component: str) -> bool:
@@ -265,6 +253,7 @@ class Cluster:
         host.remove_netns()
         host.remove_bridge()
         host.remove_cni_chains()
+        host.remove_api_route()
         problems += [f"cgroup left: {path}" for path in host.remove_pod_cgroups()]
         if state is not None:
             host.restore_ip_forward(state.ip_forward_before)
@@ -278,6 +267,26 @@ class Cluster:
             if ACTIVE.read_text(encoding="utf-8").strip() == str(layout.root):
                 ACTIVE.unlink()
         return problems
+
+
+async def import_archive(layout: ClusterLayout, archive: Path) -> None:
+    """Import a docker-archive into the cluster's containerd (where the kubelet looks)."""
+    process = await asyncio.create_subprocess_exec(
+        "ctr",
+        "--address",
+        str(layout.containerd_socket),
+        "--namespace",
+        "k8s.io",
+        "images",
+        "import",
+        "--no-unpack=false",
+        str(archive),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    if process.returncode != 0:
+        raise ClusterError(f"ctr images import {archive.name}: {output.decode(errors='replace')}")
 
 
 class ApiProbe:

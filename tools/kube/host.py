@@ -2,7 +2,8 @@
 
 The kubelet and containerd write outside any directory we give them: pod cgroups (`kubepods`),
 mounts below the kubelet's root and `/run/containerd`, network namespaces in `/run/netns`, the
-pod bridge, the portmap plugin's iptables chains, `ip_forward`, and pod logs in `/var/log`.
+pod bridge, the portmap plugin's iptables chains, `ip_forward`, and pod logs in `/var/log`; `up`
+adds one NAT rule of its own (`API_CHAIN`).
 Each function here removes one of those; all are safe to run when there is nothing to remove.
 Blocking calls: run them in a thread from asyncio code.
 """
@@ -25,6 +26,7 @@ from tools.kube.layout import BRIDGE
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 CNI_CHAIN_PREFIX = "CNI-"
+API_CHAIN = "BPYKUBE-API"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -159,6 +161,32 @@ def remove_cni_chains() -> None:
             command("iptables", "-t", table, "-F", chain)
         for chain in chains:
             command("iptables", "-t", table, "-X", chain)
+
+
+def route_service_to_api(service_ip: str, port: int) -> None:
+    """Send what this host (and its host-network pods) opens to the `kubernetes` Service address
+    (`service_ip:443`) to the API server on 127.0.0.1:`port`.
+
+    There is no kube-proxy, and the API server, listening on loopback only, cannot publish the
+    Service's endpoint (Kubernetes refuses loopback endpoints). This one DNAT rule in the `nat`
+    table's OUTPUT chain is what a pod's in-cluster configuration needs to reach it.
+    """
+    remove_api_route()
+    command("iptables", "-t", "nat", "-N", API_CHAIN)
+    command(
+        "iptables", "-t", "nat", "-A", API_CHAIN, "-d", f"{service_ip}/32", "-p", "tcp",
+        "--dport", "443", "-j", "DNAT", "--to-destination", f"127.0.0.1:{port}",
+    )  # fmt: skip
+    command("iptables", "-t", "nat", "-I", "OUTPUT", "-j", API_CHAIN)
+
+
+def remove_api_route() -> None:
+    """Remove `route_service_to_api`'s chain and the jumps to it."""
+    for _ in range(16):  # one jump per `up`; a bound in case iptables misbehaves
+        if command("iptables", "-t", "nat", "-D", "OUTPUT", "-j", API_CHAIN).returncode != 0:
+            break
+    command("iptables", "-t", "nat", "-F", API_CHAIN)
+    command("iptables", "-t", "nat", "-X", API_CHAIN)
 
 
 def remove_pod_cgroups(name: str = "kubepods") -> list[Path]:

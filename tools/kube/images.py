@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tools.kube.configs import PAUSE_IMAGE, image_architecture
 
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYTHON_IMAGE = "localhost/baetyl-py/python:3"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 # Parts of the standard library no edge app needs (tests, GUIs, the compiler toolchain's files).
@@ -76,6 +77,8 @@ class Image:
     entries: tuple[Entry, ...]
     entrypoint: tuple[str, ...]
     command: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    """Variables besides PATH, `NAME=value`."""
 
 
 def layer_tar(entries: Iterable[Entry]) -> bytes:
@@ -106,7 +109,10 @@ def docker_archive(image: Image) -> bytes:
         "config": {
             "Entrypoint": list(image.entrypoint),
             "Cmd": list(image.command) or None,
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Env": [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                *image.env,
+            ],
         },
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}"]},
     }
@@ -228,12 +234,17 @@ def _with_parents(directories: Iterable[str]) -> list[str]:
     return sorted(every)
 
 
+def archive_name(reference: str) -> str:
+    """`localhost/baetyl-py/python:3` → `python-3.tar`."""
+    return f"{reference.rsplit('/', 1)[-1].replace(':', '-')}.tar"
+
+
 def build_all(work: Path) -> list[Path]:
     """Write the archive of every image into `work`; their paths."""
     work.mkdir(parents=True, exist_ok=True)
     archives = []
     for image in (pause_image(work), busybox_image(), python_image()):
-        path = work / f"{image.reference.rsplit('/', 1)[-1].replace(':', '-')}.tar"
+        path = work / archive_name(image.reference)
         path.write_bytes(docker_archive(image))
         archives.append(path)
     return archives

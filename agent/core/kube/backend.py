@@ -23,7 +23,14 @@ from typing import Any
 from agent.contracts import names, spec_rules
 from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.report import AppStats, NodeInfo, Resources
-from agent.core.backend import DeployError, Deployment, NodeFacts, NodeIdentity, StatusListener
+from agent.core.backend import (
+    DeployError,
+    Deployment,
+    NodeFacts,
+    NodeIdentity,
+    StatusListener,
+    StatusNotifier,
+)
 from agent.core.kube import render as rendering
 from agent.core.kube import status
 from agent.core.kube.client import KubeApi, KubeError, ObjectRef
@@ -75,13 +82,11 @@ class KubeBackend:
         self._watched: dict[tuple[str, str], WatchedKind] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._namespaces: set[str] = set()
-        self._listeners: list[StatusListener] = []
+        self._notifier = StatusNotifier(lambda: _signature(self.observe()))
         self._tasks = Tasks("kube backend", logger=log)
         self._running = False
         self._repair_wake = asyncio.Event()
         self._repair_failures: dict[str, tuple[str, str]] = {}
-        self._notify_handle: asyncio.Handle | None = None
-        self._last_signature: object = None
         self._node: tuple[float, NodeFacts | None] | None = None
         self.repairs = 0
         """Objects found changed or missing and applied again (tests and metrics read it)."""
@@ -196,7 +201,7 @@ class KubeBackend:
 
     def on_change(self, listener: StatusListener) -> None:
         """Call `listener` (from the event loop) whenever an app's status changes."""
-        self._listeners.append(listener)
+        self._notifier.add(listener)
 
     async def logs(self, app: str, *, tail_lines: int | None, since_seconds: int | None) -> str:
         """Each container's log of each pod of `app`, under a `==> pod/container <==` line."""
@@ -251,9 +256,7 @@ class KubeBackend:
             return
         self._running = False
         await self._tasks.stop(grace=CLOSE_GRACE)
-        if self._notify_handle is not None:
-            self._notify_handle.cancel()
-            self._notify_handle = None
+        self._notifier.close()
         if self._api is not None:
             await self._api.close()
         log.info("kube backend closed; workloads left running")
@@ -262,20 +265,7 @@ class KubeBackend:
 
     def changed(self) -> None:
         """Something observable may have changed: tell the listeners soon if it did."""
-        if self._notify_handle is None:
-            self._notify_handle = asyncio.get_running_loop().call_soon(self._notify)
-
-    def _notify(self) -> None:
-        self._notify_handle = None
-        signature = _signature(self.observe())
-        if signature == self._last_signature:
-            return
-        self._last_signature = signature
-        for listener in list(self._listeners):
-            try:
-                listener()
-            except Exception:
-                log.exception("a status listener failed")
+        self._notifier.changed()
 
     def _event(self, kind: str, manifest: Manifest) -> None:
         """A watch saw something: maybe a status change, maybe drift to repair at once."""
@@ -343,6 +333,7 @@ class KubeBackend:
         """Apply every app's last render again: at start, on a deletion, every interval."""
         while True:
             self._repair_wake.clear()
+            await self._detect_capabilities()  # also without apps: the CronJob watches need it
             for name in list(self._apps):
                 await self._repair(name)
             self.repair_passes += 1

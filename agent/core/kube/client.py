@@ -270,15 +270,11 @@ class KubeApi:
     async def list(
         self, kind: str, namespace: str | None, *, selector: str = "", api_version: str = ""
     ) -> Manifest:
-        """The list object (`items`, `metadata.resourceVersion`); a namespace None lists all."""
+        """The list object (`items`, `metadata.resourceVersion`); a namespace None lists all. A
+        namespace that does not exist lists empty; a kind the server does not serve is a 404."""
         query = {"labelSelector": selector} if selector else {}
         path = collection_path(api_version or API_VERSIONS[kind], kind, namespace)
-        try:
-            answer: Manifest = await self.request("GET", path, query=query)
-        except KubeError as exc:
-            if exc.status == 404 and namespace is not None:  # the namespace is not there yet
-                return {"items": [], "metadata": {}}
-            raise
+        answer: Manifest = await self.request("GET", path, query=query)
         return answer
 
     async def delete(self, ref: ObjectRef) -> bool:

@@ -51,6 +51,7 @@ class WatchedKind:
         self._selector = selector
         self._listener = listener
         self._api_version = api_version or (lambda: API_VERSIONS[kind])
+        self._delivered = False  # an event came since the last failure: back off from the start
 
     def put(self, manifest: Manifest) -> None:
         """Take a fresher copy than the watch has sent yet (the answer of our own apply)."""
@@ -60,15 +61,16 @@ class WatchedKind:
         """List and watch until cancelled."""
         failures = 0
         while True:
+            self._delivered = False
             try:
                 version = await self._list()
-                failures = 0
                 while True:
                     version = await self._watch(version)
+                    failures = 0  # the server ended a working watch
             except Expired:
                 continue
             except KubeError as exc:
-                failures += 1
+                failures = 1 if self._delivered else failures + 1
                 delay = backoff.delay(failures, base=0.5, cap=BACKOFF_CAP)
                 log.warning(
                     "watch failed; listing again later",
@@ -118,6 +120,7 @@ class WatchedKind:
                     if manifest.get("code") == 410:
                         raise Expired
                     raise KubeError(int(manifest.get("code") or 0), str(manifest.get("message")))
+                self._delivered = True
                 meta = manifest.get("metadata", {})
                 version = str(meta.get("resourceVersion", version))
                 if kind == "BOOKMARK":

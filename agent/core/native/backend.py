@@ -25,6 +25,7 @@ from agent.core.backend import (
     NodeFacts,
     NodeIdentity,
     StatusListener,
+    StatusNotifier,
 )
 from agent.core.native import layout, logfiles, procs
 from agent.core.native.aio import complete
@@ -73,15 +74,13 @@ class NativeBackend:
         )
         self._apps: dict[str, AppRuntime] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._listeners: list[StatusListener] = []
+        self._notifier = StatusNotifier(self._signature)
         self._tasks = Tasks("native backend", logger=log)
         self._running = False
         self._write_lock = asyncio.Lock()
         self._dirty = 0
         self._written = 0
         self._persister: asyncio.Task[None] | None = None
-        self._notify_handle: asyncio.Handle | None = None
-        self._last_signature: object = None
         self._sampler = UsageSampler()
         self._usage: dict[int, Usage] = {}
         self._usage_at = -math.inf
@@ -193,7 +192,7 @@ class NativeBackend:
 
     def on_change(self, listener: StatusListener) -> None:
         """Call `listener` (from the event loop) whenever an app or instance status changes."""
-        self._listeners.append(listener)
+        self._notifier.add(listener)
 
     async def logs(self, app: str, *, tail_lines: int | None, since_seconds: int | None) -> str:
         """The last lines of every instance log of `app` (per instance; see LogKeeper.read)."""
@@ -224,9 +223,7 @@ class NativeBackend:
         if persister is not None:
             await asyncio.gather(persister, return_exceptions=True)
         await self.persist()
-        if self._notify_handle is not None:
-            self._notify_handle.cancel()
-            self._notify_handle = None
+        self._notifier.close()
         log.info("native backend closed; app processes left running")
 
     # -- Hooks (called by instances and apps) -------------------------------------------------
@@ -234,9 +231,7 @@ class NativeBackend:
     def changed(self) -> None:
         """Something observable changed: notify listeners soon and write the bookkeeping."""
         self._dirty += 1
-        loop = asyncio.get_running_loop()
-        if self._notify_handle is None:
-            self._notify_handle = loop.call_soon(self._notify)
+        self._notifier.changed()
         if self._running and (self._persister is None or self._persister.done()):
             self._persister = self._tasks.spawn(self._persist_pending(), "native:persist")
 
@@ -428,18 +423,6 @@ class NativeBackend:
             if not runtime.removing
             for service, port in runtime.serving()
         )
-
-    def _notify(self) -> None:
-        self._notify_handle = None
-        signature = self._signature()
-        if signature == self._last_signature:
-            return
-        self._last_signature = signature
-        for listener in list(self._listeners):
-            try:
-                listener()
-            except Exception:
-                log.exception("a status listener failed")
 
     def _signature(self) -> object:
         """What listeners care about: statuses, causes, pids, restarts (not usage)."""

@@ -48,15 +48,6 @@ LIFETIME = 30.0
 BACKDATE = 12.0  # so 2/3 of the lifetime is reached 8 s after the test starts
 
 
-@pytest.fixture
-async def cloud(
-    tmp_path: Path, mqtt_settings: MqttSettings, pki: HarnessPKI
-) -> AsyncIterator[CloudServer]:
-    """The cloud, signing node certificates with the CA the session broker trusts."""
-    async with running_cloud(tmp_path / "cloud", None, mqtt_settings, ca=pki.ca) as server:
-        yield server
-
-
 def short_lived_cert(
     pki: HarnessPKI, nid: str, directory: Path, *, not_before: float, not_after: float
 ) -> CertFiles:

@@ -37,14 +37,10 @@ LIMIT = 90.0
 
 
 @pytest.fixture
-async def admin(kube_cluster: KubeCluster) -> AsyncIterator[KubeApi]:
-    """The cluster admin's connection, for looking and for playing the user who edits things."""
-    api = await KubeApi.connect(kube_cluster.kubeconfig)
-    try:
-        yield api
-    finally:
-        await _delete_managed(api)
-        await api.close()
+async def admin(kube_admin: KubeApi) -> AsyncIterator[KubeApi]:
+    """The cluster's admin; whatever managed object a test leaves is deleted afterwards."""
+    yield kube_admin
+    await _delete_managed(kube_admin)
 
 
 async def _delete_managed(api: KubeApi) -> None:

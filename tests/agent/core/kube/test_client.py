@@ -8,7 +8,6 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,12 +24,8 @@ IDENTITY = NodeIdentity("tenant", "edge-1")
 
 
 @pytest.fixture
-async def api(kube_cluster: KubeCluster) -> AsyncIterator[KubeApi]:
-    connected = await KubeApi.connect(kube_cluster.kubeconfig)
-    try:
-        yield connected
-    finally:
-        await connected.close()
+def api(kube_admin: KubeApi) -> KubeApi:
+    return kube_admin
 
 
 def sleeper(name: str, **fields: Any) -> Application:

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import signal
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +36,12 @@ STARTED = '"baetyl-core started"'
 REPAIRED = '"first repair pass done"'
 
 
-@pytest.fixture
-async def admin(kube_cluster: KubeCluster) -> AsyncIterator[KubeApi]:
-    api = await KubeApi.connect(kube_cluster.kubeconfig)
-    try:
-        yield api
-    finally:
-        await api.close()
-
-
 async def test_the_agent_runs_a_container_app_as_a_deployment_and_reports_the_node(
     cloud: CloudServer,
     mosquitto: MosquittoBroker,
     pki: HarnessPKI,
     kube_cluster: KubeCluster,
-    admin: KubeApi,
+    kube_admin: KubeApi,
     tmp_path: Path,
 ) -> None:
     run = uuid.uuid4().hex[:8]
@@ -88,7 +78,7 @@ async def test_the_agent_runs_a_container_app_as_a_deployment_and_reports_the_no
         assert list(section["node"]) == [kube_cluster.node_name]
         assert section["nodestats"][kube_cluster.node_name]["ready"] is True
         ref = ObjectRef("apps/v1", "Deployment", "baetyl-edge", app_name)
-        before = await admin.get(ref)
+        before = await kube_admin.get(ref)
         assert before is not None
 
         # Killed and started again, the agent changes nothing that runs.
@@ -105,7 +95,7 @@ async def test_the_agent_runs_a_container_app_as_a_deployment_and_reports_the_no
             what="the new agent's first repair pass",
         )
         assert '"repaired": 0' in log_file.read_text(errors="replace").split(REPAIRED)[-1]
-        after = await admin.get(ref)
+        after = await kube_admin.get(ref)
         assert after is not None
         assert after["metadata"]["generation"] == before["metadata"]["generation"]
         assert after["metadata"]["uid"] == before["metadata"]["uid"]
@@ -115,7 +105,7 @@ async def test_the_agent_runs_a_container_app_as_a_deployment_and_reports_the_no
 
         # The cloud deletes the app: the agent deletes its objects.
         await cloud.ok("DELETE", f"/v1/apps/{app_name}")
-        await eventually(lambda: _absent(admin, ref), limit=60, what="the Deployment deleted")
+        await eventually(lambda: _absent(kube_admin, ref), limit=60, what="the Deployment deleted")
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)

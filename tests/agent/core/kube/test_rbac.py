@@ -45,16 +45,13 @@ def manifest_objects() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def admin(kube_cluster: KubeCluster) -> AsyncIterator[KubeApi]:
-    api = await KubeApi.connect(kube_cluster.kubeconfig)
-    applied = [await api.apply(manifest) for manifest in manifest_objects()]
-    try:
-        yield api
-    finally:
-        for manifest in reversed(applied):
-            if manifest["kind"] != "Namespace":
-                await api.delete(ObjectRef.of(manifest))
-        await api.close()
+async def admin(kube_admin: KubeApi) -> AsyncIterator[KubeApi]:
+    """The admin, with the manifest's RBAC objects applied for the test and deleted after."""
+    applied = [await kube_admin.apply(manifest) for manifest in manifest_objects()]
+    yield kube_admin
+    for manifest in reversed(applied):
+        if manifest["kind"] != "Namespace":
+            await kube_admin.delete(ObjectRef.of(manifest))
 
 
 @pytest.fixture
