@@ -50,7 +50,7 @@ BENCHES = (
           ("--db", "postgres", "--nodes", "100", "--apps", "10", "--rounds", "2"), 1.3),
     Bench("fleet", "fleet.py", "fleet.json", (), ("--quick",), 10),
     Bench("node_venv", "node_venv.py", "node_venv.json", (), ("--quick",), 0.5),
-    Bench("kube", "kube.py", "kube.json", (), ("--quick",), 8),
+    Bench("kube", "kube.py", "kube.json", (), ("--quick",), 11),
 )  # fmt: skip
 
 

@@ -226,7 +226,8 @@ def kube_latency(result: Json, path: Path, caption: str) -> None:
             color="black",
         )
     axis.set_xticks(positions, [f"{size['apps']} app(s)" for size in sizes])
-    axis.set_ylabel("ms after the PUT (bar: median, tick: p90)")
+    axis.set_yscale("log")  # 25 ms and 30 s on one axis
+    axis.set_ylabel("ms after the PUT (bar: median, tick: p90; log)")
     axis.set_title("a desired change on a kube node", fontsize="medium")
     axis.grid(True, axis="y", alpha=0.3)
     axis.legend(fontsize="small")

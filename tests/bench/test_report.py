@@ -95,8 +95,21 @@ def test_the_report_has_every_section_figure_and_measured_figure(
     )
     list_p99 = rest_results["summary_ms"]["list"]["p99"]
     assert f"{list_p99:.1f} ms" in text
-    # One database only: the PostgreSQL run is named as missing, not invented.
-    assert "Not measured in this report: `cloud_rest-postgres.json`." in text
+    # One database only, and no Kubernetes run (it needs the cluster: tests/bench/
+    # test_kube_bench_smoke.py): those are named as missing, not invented.
+    assert "Not measured in this report: `kube.json`, `cloud_rest-postgres.json`." in text
+
+
+def test_the_committed_results_render_every_section_with_the_kube_one(tmp_path: Path) -> None:
+    """bench/results/ as committed (what docs/benchmarks.md is made from) renders whole."""
+    doc = tmp_path / "docs" / "benchmarks.md"
+    completed = _report(BENCH / "results", doc)
+    assert completed.returncode == 0, completed.stderr
+    text = doc.read_text(encoding="utf-8")
+    assert "## Kubernetes backend (`bench/kube.py`)" in text
+    assert "Not measured in this report" not in text
+    assert "bench-kube-latency.png" in text
+    assert (doc.parent / "img" / "bench-kube-latency.png").read_bytes().startswith(PNG)
 
 
 def test_a_broken_results_file_is_named_and_nothing_is_written(

@@ -152,7 +152,8 @@ class KubeBackend:
             if previous is None or previous != deployment:
                 log.info("applied an app", extra={"app": name, "version": deployment.version})
             await self._prune_app(name, rendered)
-            await self._prune_shared()
+            if previous is not None and _shared(previous) - _shared(deployment):
+                await self._prune_shared()  # only what the previous version mounted can be left
         self.changed()
 
     async def remove(self, app: str) -> None:
@@ -388,13 +389,7 @@ class KubeBackend:
 
     async def _prune_shared(self) -> None:
         """Delete managed ConfigMaps and Secrets that no remaining app mounts."""
-        wanted: set[tuple[str, str, str]] = set()
-        for deployment in self._apps.values():
-            namespace = rendering.namespace_of(deployment.app)
-            for name in deployment.configs:
-                wanted.add(("ConfigMap", namespace, name))
-            for name in deployment.secrets:
-                wanted.add(("Secret", namespace, name))
+        wanted = set().union(*(_shared(deployment) for deployment in self._apps.values()))
         for namespace in NAMESPACES:
             for kind in SHARED_KINDS:
                 try:
@@ -515,6 +510,14 @@ def _valid_labels(labels: dict[str, str]) -> dict[str, str]:
             names.check_labels({key: value})
             kept[key] = value
     return kept
+
+
+def _shared(deployment: Deployment) -> set[tuple[str, str, str]]:
+    """The ConfigMaps and Secrets a deployment's render holds: (kind, namespace, name)."""
+    namespace = rendering.namespace_of(deployment.app)
+    return {("ConfigMap", namespace, name) for name in deployment.configs} | {
+        ("Secret", namespace, name) for name in deployment.secrets
+    }
 
 
 def _signature(observed: dict[str, AppStats]) -> object:
