@@ -145,10 +145,7 @@ class KubeBackend:
             previous = self._apps.get(name)
             self._apps[name] = deployment
             self._repair_failures.pop(name, None)
-            try:
-                await asyncio.to_thread(self._records.save, dict(self._apps))
-            except OSError as exc:
-                log.warning("could not write the kube bookkeeping", extra={"error": str(exc)})
+            await self._save_records()
             if previous is None or previous != deployment:
                 log.info("applied an app", extra={"app": name, "version": deployment.version})
             await self._prune_app(name, rendered)
@@ -163,7 +160,7 @@ class KubeBackend:
             had = self._apps.pop(app, None)
             self._repair_failures.pop(app, None)
             if had is not None:
-                await asyncio.to_thread(self._records.save, dict(self._apps))
+                await self._save_records()
             self.changed()
             for ref in self._objects_of(app):
                 await self._delete(ref)
@@ -363,6 +360,14 @@ class KubeBackend:
                 log.warning("could not repair an app", extra={"app": name, "error": str(exc)})
                 return
             self._repair_failures.pop(name, None)
+
+    async def _save_records(self) -> None:
+        """Write the bookkeeping; a full disk is logged, never a failed apply or remove (the
+        cluster holds the truth; the record only lets a restart repair at once)."""
+        try:
+            await asyncio.to_thread(self._records.save, dict(self._apps))
+        except OSError as exc:
+            log.warning("could not write the kube bookkeeping", extra={"error": str(exc)})
 
     # -- pruning ----------------------------------------------------------------------------
 
