@@ -47,6 +47,29 @@ class Usage(WireModel):
     memory: Quantity = "0"
 
 
+_KI = 1024
+_MI = 1024 * 1024
+_GI = 1024 * 1024 * 1024
+
+
+def cpu_quantity(percent: float) -> str:
+    """Percent of one core as millicores: 1.2 % → `12m` (a Usage's cpu)."""
+    millicores = round(percent * 10)
+    return f"{millicores}m" if millicores > 0 else "0"
+
+
+def memory_quantity(size: int) -> str:
+    """Bytes in the nearest binary unit, as a Usage's memory: `34Mi`, `512Ki`, `2Gi` (over
+    10 Gi) or plain bytes."""
+    if size >= 10 * _GI:
+        return f"{round(size / _GI)}Gi"
+    if size >= _MI:
+        return f"{round(size / _MI)}Mi"
+    if size >= _KI:
+        return f"{round(size / _KI)}Ki"
+    return str(max(size, 0))
+
+
 class InstanceStats(WireModel):
     """One running instance of an app: a process (native) or a pod (kube)."""
 

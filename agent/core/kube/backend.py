@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.contracts import names, spec_rules
 from agent.contracts.kit.aiotasks import Tasks
-from agent.contracts.report import AppStats, NodeInfo, Resources
+from agent.contracts.report import AppStats, NodeInfo, Resources, Usage
 from agent.core.backend import (
     DeployError,
     Deployment,
@@ -32,7 +32,7 @@ from agent.core.backend import (
     StatusNotifier,
 )
 from agent.core.kube import render as rendering
-from agent.core.kube import status
+from agent.core.kube import status, usage
 from agent.core.kube.client import KubeApi, KubeError, ObjectRef
 from agent.core.kube.records import AppRecords
 from agent.core.kube.watch import WatchedKind
@@ -47,6 +47,10 @@ MANAGED_SELECTOR = f"{rendering.MANAGED_LABEL}=true"
 LOGS_READ_LIMIT = 1024 * 1024
 """Most log text one `logs` call returns (newest kept): it travels in one MQTT message."""
 NODE_FACTS_TTL = 15.0
+METRICS_INTERVAL = 15.0
+"""Seconds between two reads of the metrics API (metrics-server itself samples every 15 s)."""
+NO_METRICS_RETRY = 300.0
+"""Seconds before asking again a cluster that served no metrics API."""
 CLOSE_GRACE = 2.5
 NODE_NAME_ENV = "KUBE_NODE_NAME"
 
@@ -90,6 +94,10 @@ class KubeBackend:
         self._node: tuple[float, NodeFacts | None] | None = None
         self.repairs = 0
         """Objects found changed or missing and applied again (tests and metrics read it)."""
+        self._usage: dict[str, dict[str, Usage]] = {}
+        """Pod usage by namespace and pod name, from the metrics API."""
+        self.metrics: bool | None = None
+        """Whether the cluster serves the metrics API (None: not asked yet)."""
         self.repair_passes = 0
         """Repair passes over every app completed (the first one runs at start)."""
 
@@ -128,6 +136,7 @@ class KubeBackend:
                 self._tasks.spawn(watched.run(), f"kube:watch:{namespace}:{kind}")
         self._running = True
         self._tasks.spawn(self._repair_loop(), "kube:repair")
+        self._tasks.spawn(self._metrics_loop(), "kube:metrics")
         log.info("kube backend started", extra={"apps": len(self._apps), "api": self.api.host})
 
     async def apply(self, deployment: Deployment) -> None:
@@ -175,7 +184,11 @@ class KubeBackend:
             namespace = rendering.namespace_of(deployment.app)
             workload = self._workload(name, namespace, deployment)
             result[name] = status.app_stats(
-                name, deployment.version, workload, self._pods(name, namespace)
+                name,
+                deployment.version,
+                workload,
+                self._pods(name, namespace),
+                self._usage.get(namespace),
             )
         for (kind, namespace), watched in self._watched.items():
             if kind not in rendering.WORKLOAD_KINDS:
@@ -189,7 +202,7 @@ class KubeBackend:
                 # or leaves it at that version.
                 version = meta.get("annotations", {}).get(rendering.VERSION_ANNOTATION, "")
                 result[name] = status.app_stats(
-                    name, version, manifest, self._pods(name, namespace)
+                    name, version, manifest, self._pods(name, namespace), self._usage.get(namespace)
                 )
         return result
 
@@ -360,6 +373,36 @@ class KubeBackend:
                 log.warning("could not repair an app", extra={"app": name, "error": str(exc)})
                 return
             self._repair_failures.pop(name, None)
+
+    async def _metrics_loop(self) -> None:
+        """Read the pods' usage from the metrics API; where there is none, ask again rarely."""
+        while True:
+            try:
+                for namespace in NAMESPACES:
+                    answer = await self.api.request(
+                        "GET",
+                        usage.METRICS_PATH.format(namespace=namespace),
+                        query={"labelSelector": MANAGED_SELECTOR},
+                    )
+                    self._usage[namespace] = {
+                        item["metadata"]["name"]: usage.pod_usage(item)
+                        for item in answer.get("items", [])
+                    }
+            except KubeError as exc:
+                if exc.status == 0:  # the API server is away: the last figures stand
+                    await asyncio.sleep(METRICS_INTERVAL)
+                    continue
+                if self.metrics is not False:
+                    log.info(
+                        "no pod usage: the cluster serves no metrics API to this agent",
+                        extra={"error": str(exc)},
+                    )
+                self.metrics = False
+                self._usage.clear()
+                await asyncio.sleep(NO_METRICS_RETRY)
+                continue
+            self.metrics = True
+            await asyncio.sleep(METRICS_INTERVAL)
 
     async def _save_records(self) -> None:
         """Write the bookkeeping; a full disk is logged, never a failed apply or remove (the

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from agent.contracts.report import AppStats, AppStatus, InstanceStats
+from agent.contracts.report import AppStats, AppStatus, InstanceStats, Usage
 
 Manifest = dict[str, Any]
 
@@ -35,8 +35,9 @@ FAILING_REASONS = frozenset(
 _PHASES = {status.value: status for status in AppStatus}
 
 
-def pod_stats(pod: Manifest) -> InstanceStats:
-    """One pod as an instance: phase, summed restarts, the first reason a container is stuck."""
+def pod_stats(pod: Manifest, usage: Usage | None = None) -> InstanceStats:
+    """One pod as an instance: phase, summed restarts, the first reason a container is stuck,
+    and its usage when the metrics API gave one."""
     meta = pod.get("metadata", {})
     status = pod.get("status", {})
     containers = [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]
@@ -54,6 +55,7 @@ def pod_stats(pod: Manifest) -> InstanceStats:
         cause=cause,
         pod_name=str(meta.get("name", "")),
         restarts=sum(int(c.get("restartCount", 0)) for c in containers),
+        usage=usage or Usage(),
         create_time=_timestamp(meta.get("creationTimestamp")),
     )
 
@@ -76,10 +78,16 @@ def app_stats(
     version: str,
     workload: Manifest | None,
     pods: Iterable[Manifest],
+    usage: Mapping[str, Usage] | None = None,
 ) -> AppStats:
-    """The app's status from its workload and pods (`workload` None: not created yet)."""
+    """The app's status from its workload and pods (`workload` None: not created yet); `usage`
+    by pod name."""
     live = [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
-    instances = {stats.name: stats for stats in map(pod_stats, live)}
+    found = usage or {}
+    instances = {
+        stats.name: stats
+        for stats in (pod_stats(p, found.get(p["metadata"].get("name", ""))) for p in live)
+    }
     if workload is None:
         return AppStats(
             name=name,

@@ -12,28 +12,7 @@ from collections.abc import Iterable
 
 import psutil
 
-from agent.contracts.report import Usage
-
-_KI = 1024
-_MI = 1024 * 1024
-_GI = 1024 * 1024 * 1024
-
-
-def cpu_quantity(percent: float) -> str:
-    """psutil's percent of one core as millicores: 1.2 % → `12m`."""
-    millicores = round(percent * 10)
-    return f"{millicores}m" if millicores > 0 else "0"
-
-
-def memory_quantity(size: int) -> str:
-    """Bytes in the nearest binary unit: `34Mi`, `512Ki`, `2Gi` (over 10 Gi) or plain bytes."""
-    if size >= 10 * _GI:
-        return f"{round(size / _GI)}Gi"
-    if size >= _MI:
-        return f"{round(size / _MI)}Mi"
-    if size >= _KI:
-        return f"{round(size / _KI)}Ki"
-    return str(max(size, 0))
+from agent.contracts.report import Usage, cpu_quantity, memory_quantity
 
 
 class UsageSampler:

@@ -172,8 +172,13 @@ def test_the_agent_gets_least_privilege_rbac() -> None:
     )
     assert user["rules"] == system["rules"]
     granted = {
-        resource: set(rule["verbs"]) for rule in user["rules"] for resource in rule["resources"]
+        resource: set(rule["verbs"])
+        for rule in user["rules"]
+        for resource in rule["resources"]
+        if rule["apiGroups"] != ["metrics.k8s.io"]
     }
+    (metrics,) = [rule for rule in user["rules"] if rule["apiGroups"] == ["metrics.k8s.io"]]
+    assert (metrics["resources"], metrics["verbs"]) == (["pods"], ["get", "list"])
     for workload in ("deployments", "daemonsets", "statefulsets", "jobs", "cronjobs", "services"):
         assert granted[workload] == manage
     for data in ("configmaps", "secrets"):

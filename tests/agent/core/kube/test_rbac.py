@@ -180,6 +180,7 @@ ALLOWED = [
     ("create", "", "secrets", "baetyl-edge-system", ""),
     ("get", "", "nodes", "", ""),
     ("get", "", "namespaces", "", "baetyl-edge"),
+    ("list", "metrics.k8s.io", "pods", "baetyl-edge", ""),
 ]
 DENIED = [
     ("patch", "apps", "deployments", "default", ""),
@@ -195,6 +196,7 @@ DENIED = [
     ("escalate", "rbac.authorization.k8s.io", "roles", "baetyl-edge", ""),
     ("impersonate", "", "serviceaccounts", "kube-system", ""),
     ("create", "certificates.k8s.io", "certificatesigningrequests", "", ""),
+    ("list", "metrics.k8s.io", "pods", "kube-system", ""),
 ]
 
 

@@ -15,6 +15,7 @@ from agent.core.backend import Deployment
 from agent.core.kube.backend import node_facts
 from agent.core.kube.records import AppRecords
 from agent.core.kube.status import app_stats, pod_stats
+from agent.core.kube.usage import pod_usage
 
 Manifest = dict[str, Any]
 
@@ -148,6 +149,21 @@ def test_a_missing_workload_is_pending_and_a_daemon_set_without_nodes_says_so() 
         "status": {"observedGeneration": 1, "desiredNumberScheduled": 0},
     }
     assert app_stats("x", "1", daemon, []).cause == "no node matches the daemon set"
+
+
+def test_pod_usage_from_the_metrics_api_is_summed_over_containers_and_reported() -> None:
+    metrics = {
+        "metadata": {"name": "web-1"},
+        "containers": [
+            {"name": "main", "usage": {"cpu": "2500000n", "memory": "10240Ki"}},
+            {"name": "side", "usage": {"cpu": "1m", "memory": "6Mi"}},
+        ],
+    }
+    used = pod_usage(metrics)
+    assert (used.cpu, used.memory) == ("4m", "16Mi")
+    stats = app_stats("web", "7", deployment(), [pod("web-1"), pod("web-2")], {"web-1": used})
+    assert stats.instances["web-1"].usage == used
+    assert (stats.instances["web-2"].usage.cpu, stats.instances["web-2"].usage.memory) == ("0", "0")
 
 
 def test_node_facts_from_a_node_object() -> None:
