@@ -244,22 +244,21 @@ def write_app_file(demo: Demo) -> None:
     """examples/hello-native/app.yaml (hello-kube/ in kube mode), listening on
     127.0.0.1:<app port> instead of *:8080."""
     port = demo.ports["app"]
-    if demo.mode == "kube":
-        header = f"# examples/hello-kube/app.yaml as `make demo` applies it: on {HOST}:{port}.\n"
-        text = yaml.safe_dump(demo_kube.app_spec(port, HOST), sort_keys=False)
-        demo.app_file.write_text(header + text, encoding="utf-8")
-        return
-    spec = yaml.safe_load((EXAMPLE / "app.yaml").read_text(encoding="utf-8"))
+    example = demo_kube.EXAMPLE if demo.mode == "kube" else EXAMPLE
+    spec = yaml.safe_load((example / "app.yaml").read_text(encoding="utf-8"))
     for service in spec["services"]:
         env = [e for e in service.get("env", []) if e["name"] not in ("HELLO_PORT", "HELLO_HOST")]
         env += [{"name": "HELLO_PORT", "value": str(port)}, {"name": "HELLO_HOST", "value": HOST}]
         service["env"] = env
         for published in service.get("ports", []):
-            published["containerPort"] = published["hostPort"] = port
+            published["containerPort"] = port
+            if "hostPort" in published:
+                published["hostPort"] = port
         for probe in ("readinessProbe", "livenessProbe"):
             if "httpGet" in service.get(probe, {}):
                 service[probe]["httpGet"]["port"] = port
-    header = f"# examples/hello-native/app.yaml as `make demo` applies it: on {HOST}:{port}.\n"
+    where = example.relative_to(ROOT) / "app.yaml"
+    header = f"# {where} as `make demo` applies it: on {HOST}:{port}.\n"
     demo.app_file.write_text(header + yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
 
 

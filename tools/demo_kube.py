@@ -66,21 +66,6 @@ def write_base_config(var: Path, kubeconfig: Path) -> Path:
     return base
 
 
-def app_spec(port: int, host: str) -> dict[str, object]:
-    """examples/hello-kube/app.yaml, answering on host:port."""
-    spec = yaml.safe_load((EXAMPLE / "app.yaml").read_text(encoding="utf-8"))
-    for service in spec["services"]:
-        env = [e for e in service.get("env", []) if e["name"] not in ("HELLO_PORT", "HELLO_HOST")]
-        env += [{"name": "HELLO_PORT", "value": str(port)}, {"name": "HELLO_HOST", "value": host}]
-        service["env"] = env
-        for published in service.get("ports", []):
-            published["containerPort"] = port
-        for probe in ("readinessProbe", "livenessProbe"):
-            if "httpGet" in service.get(probe, {}):
-                service[probe]["httpGet"]["port"] = port
-    return dict(spec)
-
-
 def kubectl(var: Path) -> str:
     """The kubectl command line for the demo's cluster."""
     return f"{KUBECTL} --kubeconfig {cluster_dir(var) / 'kubeconfig'}"
