@@ -18,7 +18,6 @@ Run: `.venv/bin/python bench/agent.py [--out F.json]`, or `--quick` for a smoke 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import importlib.util
@@ -47,6 +46,7 @@ from edgekit import (  # noqa: E402
     app_processes,
     bench_cli,
     cloud_with_rest,
+    counts,
     eventually,
     measure_cpu,
     percentiles,
@@ -350,17 +350,6 @@ def _exists(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
-
-
-def counts(text: str) -> tuple[int, ...]:
-    """A comma-separated list of positive counts, ascending."""
-    try:
-        values = tuple(sorted(int(part) for part in text.split(",") if part.strip()))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected counts like 1,50, got {text!r}") from None
-    if not values or values[0] < 1:
-        raise argparse.ArgumentTypeError(f"expected positive counts, got {text!r}")
-    return values
 
 
 FLAGS = BenchFlags(

@@ -389,6 +389,17 @@ def all_running(agent_pid: int, wanted: set[str]) -> bool | None:
     return all(running.get(name) for name in wanted) or None
 
 
+def counts(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive counts, ascending."""
+    try:
+        values = tuple(sorted(int(part) for part in text.split(",") if part.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts like 1,50, got {text!r}") from None
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"expected positive counts, got {text!r}")
+    return values
+
+
 def percentiles(samples: list[float]) -> Json:
     """Median, nearest-rank p90 and p99, min and max."""
     ordered = sorted(samples)

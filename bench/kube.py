@@ -39,6 +39,7 @@ from edgekit import (  # noqa: E402
     agent_process,
     bench_cli,
     cloud_with_rest,
+    counts,
     eventually,
     measure_cpu,
     percentiles,
@@ -262,14 +263,6 @@ async def run(plan: Plan, work: Path, reaper: Reaper, progress: Progress) -> Jso
 def summary(result: Json) -> str:
     """The section docs/benchmarks.md shows, as Markdown."""
     return sections.kube(result, image=None)
-
-
-def counts(text: str) -> tuple[int, ...]:
-    """A comma-separated list of positive counts, ascending."""
-    values = tuple(sorted(int(part) for part in text.split(",") if part.strip()))
-    if not values or values[0] < 1:
-        raise ValueError(text)
-    return values
 
 
 FLAGS = BenchFlags(
