@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -15,12 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from agent.contracts.version import VERSION
-from cloud import cli_settings, cli_types, logs
+from cloud import cli_settings, cli_types, kube_manifest, logs
 from cloud.broker.managed import BrokerError
 from cloud.errors import CloudError
+from cloud.kube_manifest import CloudManifestSettings
 from cloud.pki.ca import PKIError
 from cloud.secretbox import SecretBoxError
 from cloud.serve import serve
+from cloud.serve_broker import BROKER_REPLICA, BrokerServeSettings, serve_broker
 from cloud.services import tokens
 from cloud.services.bootstrap import prepare_data_dir
 from cloud.settings import (
@@ -133,6 +136,123 @@ def build_parser() -> argparse.ArgumentParser:
         f"(0 = unlimited; default {QuotaDefaults.max_app_count})",
     )
 
+    broker_cmd = commands.add_parser(
+        "broker",
+        help="run only the broker, for replicas that run apart (Kubernetes)",
+        description="Run the managed Mosquitto (mutual TLS, ACL, node-limits plugin) without a "
+        "REST API, for cloud replicas started elsewhere with `serve --mqtt-url`: every --replica "
+        "is let in as baetyl-cloud:NAME, and the deny list and revoked certificates are read "
+        "from the shared database every --sync-interval (docs/kubernetes.md).",
+    )
+    _data_and_db(broker_cmd)
+    broker_cmd.add_argument(
+        "--listen",
+        type=cli_types.listen,
+        metavar="HOST:PORT",
+        help=f"where the broker listens (default {ManagedBrokerSettings.host}:"
+        f"{ManagedBrokerSettings.port})",
+    )
+    broker_cmd.add_argument(
+        "--server-name",
+        type=cli_types.server_name,
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name or address clients dial, added to the broker certificate (repeatable)",
+    )
+    broker_cmd.add_argument(
+        "--replica",
+        type=cli_types.replica,
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="a cloud replica's name (its certificate's CN is baetyl-cloud:NAME; repeatable)",
+    )
+    broker_cmd.add_argument(
+        "--sync-interval",
+        type=cli_types.bounded(0.5, 300),
+        default=BrokerServeSettings.sync_interval,
+        metavar="SECONDS",
+        help="how often the deny list and revocations are read from the database "
+        f"(default {BrokerServeSettings.sync_interval:g})",
+    )
+
+    manifest_cmd = commands.add_parser(
+        "kube-manifest",
+        help="print the manifests that run the cloud on Kubernetes",
+        description="Print the Kubernetes manifests of the cloud (broker, REST replicas, "
+        "Services, Secrets) as one YAML stream for `kubectl apply -f -` "
+        "(docs/kubernetes.md, deploy/kubernetes/cloud/).",
+    )
+    manifest_cmd.add_argument(
+        "--public-host",
+        required=True,
+        metavar="HOST",
+        help="the address nodes and users reach the NodePorts at (a node's address or name)",
+    )
+    manifest_cmd.add_argument(
+        "--keys-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the CA, secret.key and the replicas' certificates are kept (created when "
+        "missing, reused after: back it up); with --db, the Secrets are printed too",
+    )
+    manifest_cmd.add_argument(
+        "--db",
+        type=cli_types.db_url,
+        default=os.environ.get(kube_manifest.DB_ENV),
+        metavar="URL",
+        help=f"the PostgreSQL URL the replicas share (default ${kube_manifest.DB_ENV})",
+    )
+    manifest_cmd.add_argument(
+        "--replicas",
+        type=cli_types.bounded(1, 32, integer=True),
+        default=CloudManifestSettings.replicas,
+        metavar="N",
+        help=f"REST API replicas (default {CloudManifestSettings.replicas})",
+    )
+    manifest_cmd.add_argument(
+        "--namespace",
+        default=CloudManifestSettings.namespace,
+        help=f"the Kubernetes namespace (default {CloudManifestSettings.namespace})",
+    )
+    manifest_cmd.add_argument(
+        "--image",
+        default=CloudManifestSettings.image,
+        help=f"the cloud image (default {CloudManifestSettings.image})",
+    )
+    manifest_cmd.add_argument(
+        "--rest-node-port",
+        type=cli_types.bounded(30000, 32767, integer=True),
+        default=CloudManifestSettings.rest_node_port,
+        metavar="PORT",
+        help=f"the REST API's NodePort (default {CloudManifestSettings.rest_node_port})",
+    )
+    manifest_cmd.add_argument(
+        "--mqtt-node-port",
+        type=cli_types.bounded(30000, 32767, integer=True),
+        default=CloudManifestSettings.mqtt_node_port,
+        metavar="PORT",
+        help=f"the broker's NodePort (default {CloudManifestSettings.mqtt_node_port})",
+    )
+    manifest_cmd.add_argument(
+        "--init-url",
+        type=cli_types.init_url,
+        metavar="URL",
+        help="the address installing nodes use (default http://PUBLIC-HOST:REST-NODE-PORT)",
+    )
+    manifest_cmd.add_argument(
+        "--node-mqtt-url",
+        type=cli_types.node_mqtt_url,
+        metavar="mqtts://HOST:PORT",
+        help="the broker address given to nodes (default mqtts://PUBLIC-HOST:MQTT-NODE-PORT)",
+    )
+    manifest_cmd.add_argument(
+        "--agent-image",
+        metavar="IMAGE",
+        help=f"the agent image of the install manifest (default {DEFAULT_AGENT_IMAGE}:VERSION)",
+    )
+
     token_cmd = commands.add_parser("token", help="manage API tokens")
     token_actions = token_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = token_actions.add_parser("create", help="create a token and print it")
@@ -201,9 +321,55 @@ def _data_and_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         type=cli_types.db_url,
+        default=os.environ.get(kube_manifest.DB_ENV),
         metavar="URL",
-        help="database URL (default sqlite in DIR/cloud.db; postgres://… for PostgreSQL)",
+        help=f"database URL (default ${kube_manifest.DB_ENV}, else sqlite in DIR/cloud.db; "
+        "postgres://… for PostgreSQL)",
     )
+
+
+def _broker_settings(args: argparse.Namespace) -> BrokerServeSettings:
+    settings = CloudSettings(data_dir=args.data_dir, db_url=args.db)
+    broker = cli_settings.given(
+        ManagedBrokerSettings(server_names=tuple(args.server_name)),
+        **cli_settings.address(args.listen),
+    )
+    broker = dataclasses.replace(
+        broker, bridge=dataclasses.replace(broker.bridge, replica=BROKER_REPLICA)
+    )
+    return BrokerServeSettings(
+        data_dir=args.data_dir,
+        db_url=settings.database_url,
+        broker=broker,
+        replicas=tuple(dict.fromkeys(args.replica)),
+        sync_interval=args.sync_interval,
+    )
+
+
+def _print_manifest(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        settings = CloudManifestSettings(
+            public_host=args.public_host,
+            replicas=args.replicas,
+            namespace=args.namespace,
+            image=args.image,
+            rest_node_port=args.rest_node_port,
+            mqtt_node_port=args.mqtt_node_port,
+            init_url=args.init_url,
+            node_mqtt_url=args.node_mqtt_url,
+            agent_image=args.agent_image,
+        )
+        if (args.keys_dir is None) != (args.db is None):
+            parser.error("--keys-dir and --db go together (both print the Secrets)")
+        keys = None
+        if args.keys_dir is not None:
+            os.umask(0o077)
+            keys = kube_manifest.load_keys(args.keys_dir, settings.replica_names)
+        text = kube_manifest.render(settings, keys=keys, db_url=args.db)
+    except kube_manifest.ManifestError as exc:
+        parser.error(str(exc))
+    sys.stdout.write(text)
+    return 0
 
 
 async def _create_token(args: argparse.Namespace) -> int:
@@ -231,6 +397,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings, managed = cli_settings.serve_settings(parser, args)
             asyncio.run(serve(settings, managed=managed))
             return 0
+        if args.command == "broker":
+            os.umask(0o077)
+            asyncio.run(serve_broker(_broker_settings(args)))
+            return 0
+        if args.command == "kube-manifest":
+            return _print_manifest(parser, args)
         return asyncio.run(_create_token(args))
     except (
         StoreError,

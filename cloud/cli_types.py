@@ -4,6 +4,8 @@ it expected (argparse turns an ArgumentTypeError into a usage error naming the f
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -69,6 +71,22 @@ def node_mqtt_url(text: str) -> str:
 def url_host(host: str) -> str:
     """`host` as it stands in a URL (an IPv6 address in brackets)."""
     return f"[{host}]" if ":" in host else host
+
+
+def server_name(text: str) -> str:
+    """A host name or an IP address a client dials (it goes into a server certificate)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        labels = text.rstrip(".").split(".")
+        if not text or len(text) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+            raise argparse.ArgumentTypeError(
+                f"expected a host name or an IP address, got {text!r}"
+            ) from None
+    return text
+
+
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 def replica(text: str) -> str:

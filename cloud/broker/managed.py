@@ -102,12 +102,15 @@ class ManagedBroker:
         settings: ManagedBrokerSettings | None = None,
         denied_nids: Iterable[str] = (),
         node_payload_limit: int = DEFAULT_LIMITS.node_payload_bytes,
+        other_replicas: Iterable[str] = (),
     ) -> None:
         """Check the arguments; nothing is written or started before `async with`.
 
         `settings` default to ManagedBrokerSettings(); `denied_nids` are deleted nodes to shut
         out from the start (see `reload_acl`); `node_payload_limit` is the largest payload the
-        node-limits plugin lets a node publish (decision #98).
+        node-limits plugin lets a node publish (decision #98); `other_replicas` are the names of
+        cloud replicas that connect from elsewhere (`serve --mqtt-url`), each let in with full
+        access as `baetyl-cloud:<name>` (the broker of `baetyl-cloud broker`).
         """
         options = settings or ManagedBrokerSettings()
         host = options.host
@@ -117,9 +120,13 @@ class ManagedBroker:
         self._bridge = options.bridge
         self._replica = options.bridge.replica
         self._user = check_cloud_user(f"{CLOUD_USER_PREFIX}{self._replica}")
+        self._users = (
+            self._user,
+            *(check_cloud_user(f"{CLOUD_USER_PREFIX}{name}") for name in other_replicas),
+        )
         self._server_names = options.server_names
         self._denied = tuple(denied_nids)
-        render_acl(cloud_users=[self._user], denied_nids=self._denied)  # validates the nids
+        render_acl(cloud_users=self._users, denied_nids=self._denied)  # validates the nids
         self._settings = MosquittoSettings(
             cafile=self._dir / "ca.pem",
             certfile=self._dir / "server.pem",
@@ -232,7 +239,7 @@ class ManagedBroker:
         confirm a reload within RELOAD_TIMEOUT.
         """
         denied = tuple(denied_nids)
-        render_acl(cloud_users=[self._user], denied_nids=denied)  # validates the nids
+        render_acl(cloud_users=self._users, denied_nids=denied)  # validates the nids
         if revoked_serials is not None:
             self._revoked = frozenset(revoked_serials)
         lifted = [nid for nid in self._denied if nid not in denied]
@@ -277,7 +284,7 @@ class ManagedBroker:
             self._revoked = crl_serials(self._pki_dir / CRL_NAME, self._ca)
         assert self._settings.crl_file is not None
         self._write(self._settings.crl_file, self._ca.crl(self._revoked | set(self._kicks)))
-        acl = render_acl(cloud_users=[self._user], denied_nids=denied)
+        acl = render_acl(cloud_users=self._users, denied_nids=denied)
         self._write(self._settings.acl_file, acl.encode())
 
     async def _kick(self, nid: str) -> None:

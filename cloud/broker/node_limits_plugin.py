@@ -9,6 +9,8 @@ could not match the broker's plugin ABI. Compiling takes about 0.1 s and is done
 header and compiler combination: the file name carries their hash.
 
 Run `python -m cloud.broker.node_limits_plugin --output FILE` to build it for an external broker.
+An image that carries a broker without a compiler (the cloud's Kubernetes image) builds the plugin
+with that broker's headers when the image is made and names it in PREBUILT_ENV.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from importlib import resources
 from pathlib import Path
 
 SOURCE_NAME = "node_limits.c"
+PREBUILT_ENV = "BAETYL_NODE_LIMITS_PLUGIN"
+"""A plugin built beforehand against the broker it goes with; `build` returns it unchanged."""
 HEADERS = (Path("/usr/include/mosquitto_broker.h"), Path("/usr/include/mosquitto_plugin.h"))
 CFLAGS = ("-shared", "-fPIC", "-O2", "-std=c11", "-Wall", "-Wextra")
 BUILD_TIMEOUT = 60.0
@@ -62,9 +66,15 @@ def build(directory: Path, *, file_name: str | None = None) -> Path:
     """Blocking: compile the plugin into `directory` unless an identical build is there already.
 
     The file is `baetyl_node_limits-<hash>.so` (older builds beside it are removed), or
-    `file_name`, rebuilt every time, for a configuration that names a fixed path. Returns its
+    `file_name`, rebuilt every time, for a configuration that names a fixed path; the file named
+    by PREBUILT_ENV, when set, is used as it is (unless `file_name` is given). Returns its
     path. Raises PluginBuildError naming the missing packages or carrying the compiler's output.
     """
+    prebuilt = os.environ.get(PREBUILT_ENV)
+    if prebuilt and file_name is None:
+        if not Path(prebuilt).is_file():
+            raise PluginBuildError(f"{PREBUILT_ENV}={prebuilt}: no such file")
+        return Path(prebuilt)
     missing = missing_packages()
     if missing:
         raise PluginBuildError(

@@ -76,7 +76,7 @@ def ensure_cloud_pki(
     certificates likewise. Raises PKIError for a broken or half-present CA and ValueError for a
     bad replica name.
     """
-    user = check_cloud_user(f"{CLOUD_USER_PREFIX}{replica}")
+    check_cloud_user(f"{CLOUD_USER_PREFIX}{replica}")  # before anything is written
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca = _load_or_create_ca(directory)
     dns_names, ip_addresses = _server_names([broker_host, *extra_names])
@@ -88,7 +88,7 @@ def ensure_cloud_pki(
             "issued broker certificate",
             extra={"cert_file": str(broker_cert), "dns_names": dns_names, "ips": ip_addresses},
         )
-    client_cert, client_key = _ensure_client(directory, ca, f"cloud-{replica}", user)
+    client_cert, client_key = ensure_replica_certificate(directory, ca, replica)
     probe_cert, probe_key = _ensure_client(
         directory, ca, f"probe-{replica}", f"baetyl-broker-probe:{replica}"
     )
@@ -161,6 +161,16 @@ def _load_or_create_ca(directory: Path) -> CertificateAuthority:
     )
     log.info("created cloud CA", extra={"ca_file": str(cert_path)})
     return ca
+
+
+def ensure_replica_certificate(
+    directory: Path, ca: CertificateAuthority, replica: str
+) -> tuple[Path, Path]:
+    """`cloud-<replica>.pem` and `.key` in `directory`: the client certificate a cloud replica
+    connects to the broker with (CN `baetyl-cloud:<replica>`), issued by `ca` unless a usable
+    one is there. Raises ValueError for a bad replica name."""
+    user = check_cloud_user(f"{CLOUD_USER_PREFIX}{replica}")
+    return _ensure_client(directory, ca, f"cloud-{replica}", user)
 
 
 def _ensure_client(

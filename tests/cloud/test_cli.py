@@ -158,6 +158,12 @@ async def test_token_create_prints_a_token_the_server_accepts(tmp_path: Path) ->
             1,
             "namespace 'Bad_NS'",
         ),
+        (["broker", "--data-dir", "x"], 2, "--replica"),
+        (["broker", "--data-dir", "x", "--replica", "a:b"], 2, "a replica name uses"),
+        (["broker", "--data-dir", "x", "--replica", "r", "--server-name", "a b"], 2, "host name"),
+        (["broker", "--data-dir", "x", "--replica", "r", "--sync-interval", "0"], 2, "0.5"),
+        (["broker", "--data-dir", "x", "--replica", "r", "--db", "mysql://h/d"], 2, "--db"),
+        (["kube-manifest"], 2, "--public-host"),
         ([], 2, "required"),
     ],
 )
@@ -254,3 +260,20 @@ def test_serve_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> N
     ]:
         described = text.split(f"{option} ", 1)[1].split(" --", 1)[0]
         assert f"default {default})" in described, (option, described)
+
+
+async def test_the_database_url_may_come_from_the_environment(tmp_path: Path) -> None:
+    """`--db` defaults to $BAETYL_CLOUD_DB: the Kubernetes manifests keep the URL, which holds a
+    password, out of the command line (visible to every user of the host in `ps`)."""
+    database = tmp_path / "from-env.db"
+    process = await asyncio.create_subprocess_exec(
+        BIN, "token", "create", "--data-dir", str(tmp_path / "d"),
+        env={"BAETYL_CLOUD_DB": f"sqlite://{database}", "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert out.decode().startswith("bt_")
+    assert database.stat().st_size > 0
+    assert not (tmp_path / "d" / "cloud.db").exists()

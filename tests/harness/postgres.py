@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pwd
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -39,8 +40,11 @@ def find_postgres_bin() -> Path:
 class PostgresCluster:
     """A private cluster: trust authentication, superuser `postgres`, loopback only, fsync off."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *, also_listen: str | None = None) -> None:
+        """`also_listen`: a second address to listen on, for clients `allow_password` lets in
+        (pods on the local Kubernetes node reach the host at its interface address)."""
         self._host = host
+        self._also_listen = also_listen
         self._port = 0
         self._bin: Path | None = None
         self._account: pwd.struct_passwd | None = None
@@ -63,6 +67,23 @@ class PostgresCluster:
         """`postgres://postgres@127.0.0.1:PORT/<database>` (starts the cluster on first use)."""
         _check_database_name(database)
         return f"postgres://postgres@{self.host}:{self.port}/{database}"
+
+    def allow_password(self, cidr: str) -> str:
+        """Let clients from `cidr` in as `postgres` with a password (SCRAM), which is made
+        here; the DSN they use, on the `also_listen` address."""
+        if self._also_listen is None:
+            raise HarnessError("allow_password needs a cluster made with also_listen")
+        password = secrets.token_hex(16)
+        self._psql(f"ALTER ROLE postgres PASSWORD '{password}'")
+        hba = self._data / "pg_hba.conf"
+        with hba.open("a", encoding="utf-8") as out:
+            out.write(f"host all postgres {cidr} scram-sha-256\n")
+        self._psql("SELECT pg_reload_conf()")
+        return f"postgres://postgres:{password}@{self._also_listen}:{self._port}"
+
+    @property
+    def _listen(self) -> str:
+        return self._host if self._also_listen is None else f"{self._host},{self._also_listen}"
 
     def create_database(self, name: str, *, template: str | None = None) -> str:
         """Create database `name` (a copy of database `template` if given); return its DSN."""
@@ -125,7 +146,7 @@ class PostgresCluster:
         for _attempt in range(3):
             self._port = free_port(self._host)
             options = (
-                f"-p {self._port} -k {self._directory} -c listen_addresses={self._host} "
+                f"-p {self._port} -k {self._directory} -c listen_addresses={self._listen} "
                 # Durability is worthless for a throwaway cluster and costs seconds per test run.
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             )

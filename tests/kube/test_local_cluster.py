@@ -112,3 +112,81 @@ async def test_nobody_without_a_certificate_gets_in(kube_cluster: KubeCluster) -
     for key in kube_cluster.layout.pki.glob("*.key"):
         assert key.stat().st_mode & 0o077 == 0, key
     assert kube_cluster.kubeconfig.stat().st_mode & 0o077 == 0
+
+
+async def test_services_route_from_the_host_and_from_pods_and_node_ports_stay_on_loopback(
+    api: ApiClient, kube_cluster: KubeCluster
+) -> None:
+    """kube-proxy (decision #137): a ClusterIP reaches a pod on the bridge from the host and
+    from another pod of the same bridge; a NodePort answers on 127.0.0.1, not on the node's
+    network address."""
+    core = client.CoreV1Api(api)
+    namespace = "harness-services"
+    await core.create_namespace({"metadata": {"name": namespace}})
+    serve = "echo routed > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"
+    node_port = 30777
+
+    def pod(name: str, command: str, labels: dict[str, str]) -> dict[str, object]:
+        return {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "containers": [
+                    {
+                        "name": name,
+                        "image": BUSYBOX_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["/bin/sh", "-c", command],
+                    }
+                ]
+            },
+        }
+
+    service = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "type": "NodePort",
+            "selector": {"app": "web"},
+            "ports": [{"port": 80, "targetPort": 8080, "nodePort": node_port}],
+        },
+    }
+    try:
+
+        async def token_made() -> bool:
+            accounts = await core.list_namespaced_service_account(namespace)
+            return any(account.secrets for account in accounts.items)
+
+        await eventually(token_made, limit=60, what="the default service account's token")
+        created = await core.create_namespaced_service(namespace, service)
+        cluster_ip = created.spec.cluster_ip
+        await core.create_namespaced_pod(namespace, pod("web", serve, {"app": "web"}))
+        # The client fetches through the Service's address and says what it got, in its log
+        # (no `-T`: Debian's static busybox wget crashes with it).
+        fetch = (
+            f"until wget -q -O - http://{cluster_ip}/index.html; do sleep 0.5; done; "
+            "exec sleep 3600"
+        )
+        await core.create_namespaced_pod(namespace, pod("client", fetch, {"app": "client"}))
+
+        async def client_log() -> str | None:
+            try:
+                text = str(await core.read_namespaced_pod_log("client", namespace) or "")
+            except client.ApiException:
+                return None  # not started yet
+            return text if "routed" in text else None
+
+        await eventually(client_log, limit=90, what="the pod fetching through the ClusterIP")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+
+            async def fetched(url: str) -> str | None:
+                try:
+                    async with session.get(url) as answer:
+                        return await answer.text()
+                except (aiohttp.ClientError, TimeoutError):
+                    return None
+
+            for url in (f"http://{cluster_ip}/index.html", f"http://127.0.0.1:{node_port}/"):
+                text = await eventually(lambda url=url: fetched(url), limit=30, what=url)
+                assert text.strip() == "routed"
+            assert await fetched(f"http://{kube_cluster.node_ip}:{node_port}/") is None
+    finally:
+        await core.delete_namespace(namespace)

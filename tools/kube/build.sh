@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes binaries the local node needs (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubelet, kubectl) from Debian's `kubernetes` source package with Debian's Go,
+# kube-scheduler, kubelet, kube-proxy, kubectl) from Debian's `kubernetes` source package with Debian's Go,
 # offline, once per machine: they are cached under ~/.cache/baetyl-py/kube/bin/ and a second run
 # only checks them. Recipe and measurements: docs/kubernetes.md. About 7 minutes on 2 cores.
 #
@@ -12,7 +12,7 @@ source "$here/../apt.sh"
 
 cache="${BAETYL_CACHE:-$HOME/.cache/baetyl-py}/kube"
 bin="$cache/bin"
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 version="1.20.2"  # what Debian bookworm's source package `kubernetes` (1.20.5+really1.20.2) holds
 
 cached() {

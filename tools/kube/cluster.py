@@ -54,8 +54,23 @@ ACTIVE = CACHE / "active"  # the directory of the cluster that runs on this mach
 PORT_BASE = 26440  # above the test workers' port blocks, below the ephemeral range
 LIMITS = {"containerd": 20.0, "etcd": 30.0, "kube-apiserver": 90.0, "node": 120.0}
 STOP_GRACE = 10.0
-KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
-SYSTEM_PROGRAMS = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "etcd", "ip", "iptables")
+KUBE_BINARIES = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+)
+SYSTEM_PROGRAMS = (
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "runc",
+    "etcd",
+    "ip",
+    "iptables",
+    "iptables-restore",
+)
 
 
 class ClusterError(procs.KitError):
@@ -173,6 +188,9 @@ class Cluster:
             node_ip=ip,
             ports=_ports(port_base),
             ip_forward_before=old.ip_forward_before if old else host.read_ip_forward(),
+            route_localnet_before=(
+                old.route_localnet_before if old else host.read_route_localnet()
+            ),
             created_host_dirs=old.created_host_dirs if old else [],
         )
         for directory in (*HOST_POD_LOGS, RUNTIME_STATE):
@@ -252,11 +270,13 @@ class Cluster:
         ]
         host.remove_netns()
         host.remove_bridge()
-        host.remove_cni_chains()
+        host.remove_proxy_rules(BIN / "kube-proxy")
+        host.remove_chains()
         host.remove_api_route()
         problems += [f"cgroup left: {path}" for path in host.remove_pod_cgroups()]
         if state is not None:
             host.restore_ip_forward(state.ip_forward_before)
+            host.restore_route_localnet(state.route_localnet_before)
             for directory in state.created_host_dirs:
                 host.remove_tree(Path(directory))
         for component in COMPONENTS:

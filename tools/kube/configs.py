@@ -29,7 +29,16 @@ from tools.kube.layout import (
 
 PAUSE_IMAGE = "localhost/baetyl-py/pause:1"
 CNI_BIN = Path("/usr/lib/cni")
-PORT_NAMES = ("etcd-client", "etcd-peer", "etcd-metrics", "apiserver", "kubelet", "kubelet-healthz")
+PORT_NAMES = (
+    "etcd-client",
+    "etcd-peer",
+    "etcd-metrics",
+    "apiserver",
+    "kubelet",
+    "kubelet-healthz",
+    "kube-proxy-healthz",
+    "kube-proxy-metrics",
+)
 
 
 def kubeconfig(layout: ClusterLayout, state: ClusterState, client: str) -> dict[str, Any]:
@@ -166,6 +175,36 @@ def kubelet_config(layout: ClusterLayout, state: ClusterState) -> dict[str, Any]
     }
 
 
+def kube_proxy_config(layout: ClusterLayout, state: ClusterState) -> dict[str, Any]:
+    """The KubeProxyConfiguration: iptables mode, NodePorts on loopback only, no sysctl tuning.
+
+    `masqueradeAll` lets a pod reach a Service whose endpoint sits on the same bridge without
+    `br_netfilter` (the reply comes back through the host, where the NAT is undone); NodePorts
+    answer on 127.0.0.0/8 only, so nothing the tests start is reachable from the network.
+    Conntrack limits and timeouts are left as the host has them (0 = do not touch).
+    """
+    ports = state.ports
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(kubeconfig_path(layout, "kube-proxy"))},
+        "hostnameOverride": NODE_NAME,
+        "bindAddress": "127.0.0.1",
+        "healthzBindAddress": f"127.0.0.1:{ports['kube-proxy-healthz']}",
+        "metricsBindAddress": f"127.0.0.1:{ports['kube-proxy-metrics']}",
+        "mode": "iptables",
+        "clusterCIDR": POD_SUBNET,
+        "nodePortAddresses": ["127.0.0.0/8"],
+        "iptables": {"masqueradeAll": True, "syncPeriod": "30s", "minSyncPeriod": "0s"},
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+        },
+    }
+
+
 def argv(component: str, layout: ClusterLayout, state: ClusterState) -> list[str]:
     """The command line of `component`."""
     ports = state.ports
@@ -248,6 +287,8 @@ def argv(component: str, layout: ClusterLayout, state: ClusterState) -> list[str
             f"--cert-dir={layout.root / 'kubelet-pki'}",
             "--v=1",
         ]
+    if component == "kube-proxy":
+        return [str(BIN / component), f"--config={layout.config / 'kube-proxy.yaml'}"]
     raise ValueError(f"unknown component {component!r}")
 
 
@@ -273,6 +314,11 @@ def write_all(layout: ClusterLayout, state: ClusterState) -> None:
     files.atomic_write(
         layout.config / "kubelet.yaml",
         yaml.safe_dump(kubelet_config(layout, state)).encode(),
+        mode=0o644,
+    )
+    files.atomic_write(
+        layout.config / "kube-proxy.yaml",
+        yaml.safe_dump(kube_proxy_config(layout, state)).encode(),
         mode=0o644,
     )
 

@@ -2,7 +2,8 @@
 
 The kubelet and containerd write outside any directory we give them: pod cgroups (`kubepods`),
 mounts below the kubelet's root and `/run/containerd`, network namespaces in `/run/netns`, the
-pod bridge, the portmap plugin's iptables chains, `ip_forward`, and pod logs in `/var/log`; `up`
+pod bridge, the portmap plugin's and kube-proxy's iptables chains, `ip_forward` and
+`route_localnet`, and pod logs in `/var/log`; `up`
 adds one NAT rule of its own (`API_CHAIN`).
 Each function here removes one of those; all are safe to run when there is nothing to remove.
 Blocking calls: run them in a thread from asyncio code.
@@ -25,7 +26,9 @@ from tools.kube.layout import BRIDGE
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
-CNI_CHAIN_PREFIX = "CNI-"
+ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
+CHAIN_PREFIXES = ("CNI-", "KUBE-")
+"""The portmap plugin's chains, and kube-proxy's and the kubelet's (its canary chains)."""
 API_CHAIN = "BPYKUBE-API"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -144,19 +147,40 @@ def remove_bridge() -> None:
         command("ip", "link", "delete", BRIDGE)
 
 
-def remove_cni_chains() -> None:
-    """Remove the iptables chains the CNI plugins made (`CNI-…`) and every rule jumping to them."""
-    for table in ("nat", "filter"):
+def read_route_localnet() -> str:
+    """The current `net.ipv4.conf.all.route_localnet` ("0" or "1")."""
+    return ROUTE_LOCALNET.read_text(encoding="ascii").strip()
+
+
+def restore_route_localnet(value: str) -> None:
+    """Put `route_localnet` back (kube-proxy sets it to 1 for NodePorts on 127.0.0.1)."""
+    with contextlib.suppress(OSError):
+        if read_route_localnet() != value:
+            ROUTE_LOCALNET.write_text(f"{value}\n", encoding="ascii")
+
+
+def remove_proxy_rules(kube_proxy: Path) -> None:
+    """kube-proxy's own cleanup of the rules it made (`--cleanup`; a no-op when there are none)."""
+    if kube_proxy.exists():
+        subprocess.run(  # noqa: S603 - our own binary and argument
+            [str(kube_proxy), "--cleanup"], capture_output=True, check=False, timeout=60
+        )
+
+
+def remove_chains() -> None:
+    """Remove the iptables chains named with CHAIN_PREFIXES and every rule jumping to them."""
+    for table in ("nat", "filter", "mangle"):
         dump = command("iptables-save", "-t", table).stdout
         chains = [
             line[1:].split()[0]
             for line in dump.splitlines()
-            if line.startswith(":") and line[1:].startswith(CNI_CHAIN_PREFIX)
+            if line.startswith(":") and line[1:].startswith(CHAIN_PREFIXES)
         ]
         for line in dump.splitlines():
-            if line.startswith("-A ") and f"-j {CNI_CHAIN_PREFIX}" in line:
+            if line.startswith("-A ") and any(f"-j {p}" in line for p in CHAIN_PREFIXES):
                 rule = line.split()[1:]
-                command("iptables", "-t", table, "-D", *rule)
+                if rule[0] not in chains:
+                    command("iptables", "-t", table, "-D", *rule)
         for chain in chains:
             command("iptables", "-t", table, "-F", chain)
         for chain in chains:

@@ -29,6 +29,7 @@ COMPONENTS = (
     "kube-controller-manager",
     "kube-scheduler",
     "kubelet",
+    "kube-proxy",
 )
 # Written by the runtime outside our directory (test-infrastructure recipe); `down` removes what
 # our pods left there.
@@ -43,6 +44,7 @@ class ClusterState:
     node_ip: str
     ports: dict[str, int]
     ip_forward_before: str = "0"
+    route_localnet_before: str = "0"
     created_host_dirs: list[str] = field(default_factory=list)
 
     def to_json(self) -> bytes:

@@ -21,6 +21,8 @@ CLIENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "controller-manager": ("system:kube-controller-manager", ()),
     "scheduler": ("system:kube-scheduler", ()),
     "kubelet": (f"system:node:{NODE_NAME}", ("system:nodes",)),
+    # Bound to system:node-proxier by the API server's bootstrap policy.
+    "kube-proxy": ("system:kube-proxy", ()),
     # The API server's identity toward the kubelet (logs, exec).
     "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", ("system:masters",)),
 }

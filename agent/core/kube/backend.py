@@ -52,6 +52,8 @@ METRICS_INTERVAL = 15.0
 NO_METRICS_RETRY = 300.0
 """Seconds before asking again a cluster that served no metrics API."""
 CLOSE_GRACE = 2.5
+START_DETECT_TIMEOUT = 5.0
+"""How long `start` waits for the server's version before watching (seconds)."""
 NODE_NAME_ENV = "KUBE_NODE_NAME"
 
 
@@ -122,6 +124,10 @@ class KubeBackend:
                 self._api = await KubeApi.connect(self.settings.kubeconfig)
             except KubeError as exc:
                 raise RuntimeError(str(exc)) from exc
+        # Before the watches: a CronJob watch at the wrong version fails until the repair loop
+        # knows the server's. Bounded, since the API server may be away (the loop asks again).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._detect_capabilities(), START_DETECT_TIMEOUT)
         for namespace in NAMESPACES:
             for kind in WATCHED_KINDS:
                 watched = WatchedKind(

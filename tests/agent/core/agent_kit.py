@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 import pytest
@@ -24,7 +24,6 @@ from agent.core.config import CoreConfig
 from agent.core.sync import shadow_sync
 from agent.core.sync.shadow_sync import ShadowSync
 from tests.agent.core.native.kit import kill_leftovers
-from tests.harness.cloud import CloudServer
 from tests.harness.common import free_port
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import CertFiles, HarnessPKI
@@ -114,14 +113,20 @@ async def remove_left_apps(config: CoreConfig) -> None:
         kill_leftovers(config.run.dir)
 
 
-async def reported(cloud: CloudServer, name: str) -> Json:
+class RestLike(Protocol):
+    """A cloud's REST API as the helpers below use it (CloudServer, tools.kit.rest.Rest)."""
+
+    async def ok(self, method: str, path: str, body: Any = None) -> Any: ...
+
+
+async def reported(cloud: RestLike, name: str) -> Json:
     """The node's reported section as the cloud holds it."""
     doc: Json = await cloud.ok("GET", f"/v1/nodes/{name}/shadow")
     section: Json = doc["state"]["reported"]
     return section
 
 
-async def app_running(cloud: CloudServer, name: str, app: str, version: str) -> Json | None:
+async def app_running(cloud: RestLike, name: str, app: str, version: str) -> Json | None:
     """The app's reported stats once it runs at `version`, else None."""
     section = await reported(cloud, name)
     stats = section.get("appstats", {}).get(app)

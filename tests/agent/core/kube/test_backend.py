@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -232,7 +233,17 @@ async def test_daemonset_statefulset_job_and_cronjob_apply_update_and_remove(
         ("CronJob", "batch/v1beta1"),
     ):
         for name in apps:
-            assert await objects(admin, kind, name, version=version) == [], (kind, name)
+            # What the garbage collector removes (a Job the cron job started just now, pods)
+            # goes a moment after its owner: deletion in Kubernetes is asynchronous.
+            await eventually(
+                functools.partial(_none_left, admin, kind, name, version),
+                limit=60,
+                what=f"{kind} {name} gone",
+            )
+
+
+async def _none_left(admin: KubeApi, kind: str, name: str, version: str) -> bool:
+    return await objects(admin, kind, name, version=version) == []
 
 
 async def test_a_registry_secret_becomes_image_pull_secrets_and_configs_roll_the_pods(
