@@ -1,8 +1,9 @@
 """The cloud's console scripts, behind a check that the `cloud` extra is installed.
 
 A node installs the same wheel as the cloud but without extras (decision #100): its virtualenv
-holds the cloud's code and the `baetyl-cloud` and `baetylctl` scripts, not their dependencies.
-Run there, they say which extra to install instead of failing with an import traceback. The
+holds the cloud's code and the `baetyl-cloud` and `baetylctl` scripts, not all their
+dependencies (`baetylctl` needs only aiohttp, which nodes have since decision #139). Run where
+they are missing, they say which extra to install instead of failing with an import traceback. The
 check costs nothing on a full install: it only runs when importing the command fails.
 """
 
