@@ -30,6 +30,7 @@ RESULT_FILES = {
     "shadow_apply": "shadow_apply.json",
     "node_venv": "node_venv.json",
     "kube": "kube.json",
+    "function_proxy": "function_proxy.json",
 }
 REST_FILES = {db: f"cloud_rest-{db}.json" for db in ("sqlite", "postgres")}
 FIGURES = {
@@ -39,6 +40,7 @@ FIGURES = {
     "delta": "bench-fleet-delta.png",
     "rss": "bench-agent-rss.png",
     "kube": "bench-kube-latency.png",
+    "function_proxy": "bench-function-proxy.png",
 }
 
 
@@ -106,6 +108,11 @@ def draw(results: dict[str, Any], img_dir: Path) -> list[Path]:
         path = img_dir / FIGURES["kube"]
         plots.kube_latency(results["kube"], path, _caption(results["kube"]))
         written.append(path)
+    if results["function_proxy"]:
+        path = img_dir / FIGURES["function_proxy"]
+        caption = _caption(results["function_proxy"])
+        plots.function_proxy(results["function_proxy"], path, caption)
+        written.append(path)
     return written
 
 
@@ -158,6 +165,8 @@ def document(results: dict[str, Any], image_prefix: str) -> str:
         parts += ["", sections.node_venv(results["node_venv"])]
     if results["kube"]:
         parts += ["", sections.kube(results["kube"], image("kube"))]
+    if results["function_proxy"]:
+        parts += ["", sections.function_proxy(results["function_proxy"], image("function_proxy"))]
     return "\n".join(parts) + "\n"
 
 

@@ -51,6 +51,7 @@ BENCHES = (
     Bench("fleet", "fleet.py", "fleet.json", (), ("--quick",), 10),
     Bench("node_venv", "node_venv.py", "node_venv.json", (), ("--quick",), 0.5),
     Bench("kube", "kube.py", "kube.json", (), ("--quick",), 11),
+    Bench("function_proxy", "function_proxy.py", "function_proxy.json", (), ("--quick",), 1),
 )  # fmt: skip
 
 

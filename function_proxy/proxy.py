@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -28,6 +29,8 @@ from function_proxy.resolver import RegistryResolver, UnknownApp, UnknownFunctio
 
 log = logging.getLogger(__name__)
 FORWARDED_HEADERS = ("Content-Type", "Accept")
+UNKNOWN_APP = "(unknown)"
+"""The metrics label of calls to apps that do not exist."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,20 @@ class ProxySettings:
 class Metrics:
     """Calls, errors and latency per app, in a registry of the proxy's own."""
 
+    def record(self, app: str, error_code: str | None, started: float) -> None:
+        """One call of `app` that began at `started` (perf_counter), failed with `error_code`."""
+        children = self._children.get(app)
+        if children is None:
+            children = (self.calls.labels(app), self.latency.labels(app))
+            self._children[app] = children
+        calls, latency = children
+        calls.inc()
+        if error_code is not None:
+            self.errors.labels(app, error_code).inc()
+        latency.observe(time.perf_counter() - started)
+
     def __init__(self) -> None:
+        self._children: dict[str, tuple[Any, Any]] = {}
         self.registry = CollectorRegistry()
         self.calls = Counter(
             "baetyl_function_calls", "Invocations forwarded", ["app"], registry=self.registry
@@ -113,18 +129,18 @@ class FunctionProxy:
         invoke_id = (
             request.headers.get(INVOKE_ID)
             or request.headers.get(LEGACY_INVOKE_ID)
-            or uuid.uuid4().hex
+            or os.urandom(16).hex()
         )
-        self.metrics.calls.labels(app).inc()
         try:
             response, code = await self._forward(request, app, function, invoke_id)
         except web.HTTPRequestEntityTooLarge:
             limit = self.settings.max_body
             response, code = _error(413, "ErrTooLarge", f"the body is over {limit} bytes")
         response.headers[INVOKE_ID] = invoke_id
-        if response.status >= 400:
-            self.metrics.errors.labels(app, code or str(response.status)).inc()
-        self.metrics.latency.labels(app).observe(time.perf_counter() - started)
+        # Only apps that exist get a series of their own: a caller inventing app names must not
+        # grow the metrics without bound.
+        label = UNKNOWN_APP if code == "ErrAppNotFound" else app
+        self.metrics.record(label, code if response.status >= 400 else None, started)
         return response
 
     async def _forward(
@@ -155,7 +171,7 @@ class FunctionProxy:
                         f"http://{address}{path}",
                         data=body,
                         headers=headers,
-                        params=request.query,
+                        params=request.query if request.query_string else None,
                     ) as answer:
                         payload = await answer.read()
                         relayed = _relay(answer, payload, app)

@@ -232,3 +232,39 @@ def kube_latency(result: Json, path: Path, caption: str) -> None:
     axis.grid(True, axis="y", alpha=0.3)
     axis.legend(fontsize="small")
     _save(figure, path, caption)
+
+
+def function_proxy(result: Json, path: Path, caption: str) -> None:
+    """Requests per second, direct and proxied, for each instance count and caller count."""
+    figure, (rate, latency) = plt.subplots(1, 2, figsize=(10, 4.2))
+    groups = sorted({(c["instances"], c["clients"]) for c in result["cases"]})
+    positions = list(range(len(groups)))
+    width = 0.38
+    for offset, path_name, colour in (
+        (-width / 2, "direct", PALETTE[0]),
+        (width / 2, "proxy", PALETTE[1]),
+    ):
+        by_group = {
+            (c["instances"], c["clients"]): c for c in result["cases"] if c["path"] == path_name
+        }
+        xs = [p + offset for p in positions]
+        bars = rate.bar(
+            xs, [by_group[g]["rps"] for g in groups], width, label=path_name, color=colour
+        )
+        rate.bar_label(bars, fmt="%.0f", fontsize="small")
+        latency.bar(
+            xs, [by_group[g]["p50_ms"] for g in groups], width, label=path_name, color=colour
+        )
+        latency.scatter(
+            xs, [by_group[g]["p99_ms"] for g in groups], marker="_", s=300, color="black"
+        )
+    labels = [f"{i} inst., {c} caller{'s' if c > 1 else ''}" for i, c in groups]
+    for axis in (rate, latency):
+        axis.set_xticks(positions, labels, fontsize="small")
+        axis.grid(True, axis="y", alpha=0.3)
+        axis.legend(fontsize="small")
+    rate.set_ylabel("requests per second")
+    rate.set_title("throughput", fontsize="medium")
+    latency.set_ylabel("ms (bar: median, tick: p99)")
+    latency.set_title("latency", fontsize="medium")
+    _save(figure, path, caption)

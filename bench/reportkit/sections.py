@@ -94,6 +94,8 @@ def targets(results: dict[str, Any]) -> str:
         rows += [("node_venv", check) for check in results["node_venv"]["checks"]]
     if results.get("kube"):
         rows += [("kube", check) for check in results["kube"]["checks"]]
+    if results.get("function_proxy"):
+        rows += [("function_proxy", check) for check in results["function_proxy"]["checks"]]
     lines = ["| benchmark | target | measured | met |", "|---|---|---|---|"]
     lines += [
         f"| `bench/{name}.py` | {check['target']} | {check['measured']} | {_met(check['met'])} |"
@@ -591,5 +593,32 @@ def kube(result: Json, image: str | None) -> str:
     ]
     if image is not None:
         lines += ["", figure(image, "Kubernetes backend: apply and ready times"), ""]
+        lines.append(provenance_note(result))
+    return "\n".join(lines)
+
+
+def function_proxy(result: Json, image: str | None) -> str:
+    """Calls through the function proxy against calls straight to the runtimes."""
+    lines = [
+        "## Function proxy (`bench/function_proxy.py`)",
+        "",
+        "Two real Python runtimes (`python -m function_proxy.runtime`) serve one async function "
+        "that answers its JSON event; `baetyl-function` routes `/{app}/{function}` to one or "
+        f"both. An aiohttp client sends {result['requests']} calls per case (after a warm-up) "
+        "with 1 or "
+        f"{result['clients']} concurrent callers, either to the proxy or straight to the "
+        "runtimes (round-robin itself). Client, proxy and runtimes share the machine's cores.",
+        "",
+        "| path | instances | callers | requests/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for case in result["cases"]:
+        lines.append(
+            f"| {case['path']} | {case['instances']} | {case['clients']} | "
+            f"{case['rps']:.0f} | {case['p50_ms']:.2f} | {case['p99_ms']:.2f} |"
+        )
+    lines += ["", *checks_table(result["checks"])]
+    if image is not None:
+        lines += ["", figure(image, "Function proxy: throughput direct and proxied"), ""]
         lines.append(provenance_note(result))
     return "\n".join(lines)

@@ -124,3 +124,14 @@ def node_venv_results(tmp_path_factory: pytest.TempPathFactory) -> Json:
     results, completed = run_bench("node_venv.py", ["--quick"], out, timeout=240)
     assert "| target | measured | met |" in completed.stdout
     return results
+
+
+@pytest.fixture(scope="session")
+def function_proxy_results(tmp_path_factory: pytest.TempPathFactory) -> Json:
+    """`bench/function_proxy.py`, quick."""
+    out = tmp_path_factory.mktemp("function-proxy-bench") / "function_proxy.json"
+    results, completed = run_bench(
+        "function_proxy.py", ["--quick", "--requests", "50", "--clients", "4"], out, timeout=120
+    )
+    assert "## Function proxy (`bench/function_proxy.py`)" in completed.stdout
+    return results

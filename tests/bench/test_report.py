@@ -41,6 +41,7 @@ def results_dir(
     rest_results: Json,
     shadow_results: Json,
     node_venv_results: Json,
+    function_proxy_results: Json,
 ) -> Path:
     """A results directory laid out as `make bench` leaves bench/results/."""
     directory = tmp_path / "results"
@@ -52,6 +53,7 @@ def results_dir(
         ("cloud_rest-sqlite.json", rest_results),
         ("shadow_apply.json", shadow_results),
         ("node_venv.json", node_venv_results),
+        ("function_proxy.json", function_proxy_results),
     ):
         (directory / name).write_text(json.dumps(value), encoding="utf-8")
     return directory
@@ -73,18 +75,19 @@ def test_the_report_has_every_section_figure_and_measured_figure(
         "## Agent footprint and deploy time",
         "## Shadow update cost",
         "## A node's virtualenv",
+        "## Function proxy (`bench/function_proxy.py`)",
     ):
         assert heading in text
     lines = text.splitlines()
     images = [line.split("](")[1].rstrip(")") for line in lines if line.startswith("![")]
-    assert len(images) == 5
+    assert len(images) == 6
     for image in images:
         data = (doc.parent / image).read_bytes()
         assert data.startswith(PNG)
         assert len(data) > 10_000
     # Every figure comes with the command that produced it and the machine it ran on: the
     # deploy figure's two panels come from two benchmarks, so it names both.
-    assert text.count("*Command:* `.venv/bin/python bench/") == 8
+    assert text.count("*Command:* `.venv/bin/python bench/") == 9
     assert "Right panel (one desired change carrying N apps" in text
     assert push_results["provenance"]["machine"]["summary"] in text
     # The measured figures are those of the results files.
