@@ -159,8 +159,23 @@ async def test_registry_changes_are_followed_and_metrics_count_calls(
         assert headers["Content-Type"].startswith("text/plain")
         metrics = text.decode()
         assert 'baetyl_function_calls_total{app="other"}' in metrics
-        assert 'baetyl_function_errors_total{app="hello",code="ErrAppNotFound"} 1.0' in metrics
+        # Calls to apps that do not exist share one series: invented names cannot grow it.
+        unknown = 'baetyl_function_calls_total{app="(unknown)"}'
+        before = sample(metrics, unknown)
+        assert before >= 1  # the call to `hello` above (and any before the registry was read)
+        for invented in ("x1", "x2", "x3"):
+            await call(session, "POST", setup.url(f"/{invented}/f"))
+        _, text, _ = await call(session, "GET", setup.url("/metrics"))
+        assert 'app="x1"' not in text.decode()
+        assert 'app="hello"' not in text.decode()
+        assert sample(text.decode(), unknown) == before + 3
         assert 'baetyl_function_latency_seconds_count{app="other"}' in metrics
+
+
+def sample(metrics: str, series: str) -> float:
+    """The value of one series in Prometheus' text format."""
+    (line,) = [line for line in metrics.splitlines() if line.startswith(series + " ")]
+    return float(line.split()[-1])
 
 
 async def test_bad_options_are_refused_with_a_clear_error(tmp_path: Path) -> None:
