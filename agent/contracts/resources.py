@@ -246,11 +246,24 @@ class Probe(WireModel):
         return self
 
 
+PYTHON_RUNTIME_RE = re.compile(r"^python3(\.?[0-9]{1,2})?$")
+"""`python3`, and Baetyl's versioned names (`python36`, `python3.6`, …): all run on the node's
+Python 3 (docs/functions.md)."""
+
+
 class FunctionConfig(WireModel):
-    """The runtime a function service runs on (for example `python3`)."""
+    """The runtime a function service runs on (for example `python3`) and the configuration
+    holding its code (`name`), as Baetyl's `functionConfig`."""
 
     name: str = ""
     runtime: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    version: Version = ""
+    """The code configuration's version, pinned by the cloud as it pins volumes'."""
+
+    @property
+    def runtime_kind(self) -> str | None:
+        """`python3` for every Python 3 name, None for a runtime this platform lacks."""
+        return "python3" if PYTHON_RUNTIME_RE.match(self.runtime) else None
 
 
 class Function(WireModel):
@@ -402,8 +415,21 @@ class Application(WireModel):
 
     def _check_service_kind(self, service: Service) -> None:
         if self.type == "function":
-            if service.function_config is None:
+            config = service.function_config
+            if config is None:
                 raise ValueError(f"function app: service {service.name!r} needs functionConfig")
+            if config.runtime_kind is None:
+                raise ValueError(
+                    f"function app: service {service.name!r}: runtime {config.runtime!r} is not "
+                    "available (python3, or Baetyl's python36/python3.x names)"
+                )
+            if not _is_name(config.name):
+                raise ValueError(
+                    f"function app: service {service.name!r}: functionConfig.name must name the "
+                    "configuration that holds the code"
+                )
+            if not service.functions:
+                raise ValueError(f"function app: service {service.name!r} lists no functions")
             return
         if service.function_config is not None or service.functions:
             raise ValueError(
@@ -423,14 +449,40 @@ class Application(WireModel):
             raise ValueError("an app that publishes host ports cannot have replica > 1")
 
     def references(self) -> list[tuple[ResourceKind, ObjectRef]]:
-        """The configurations and secrets this app's volumes need, in declaration order."""
+        """The configurations and secrets this app needs, in declaration order: its volumes',
+        then the code configurations of its function services (`functionConfig.name`)."""
         refs: list[tuple[ResourceKind, ObjectRef]] = []
         for volume in self.volumes:
             if volume.config is not None:
                 refs.append((ResourceKind.CONFIGURATION, volume.config))
             elif volume.secret is not None:
                 refs.append((ResourceKind.SECRET, volume.secret))
+        if self.type == "function":
+            named = {ref.name for kind, ref in refs if kind is ResourceKind.CONFIGURATION}
+            for service in self.services:
+                config = service.function_config
+                if config is not None and config.name and config.name not in named:
+                    named.add(config.name)
+                    ref = ObjectRef(name=config.name, version=config.version)
+                    refs.append((ResourceKind.CONFIGURATION, ref))
         return refs
+
+    def pin(self, kind: ResourceKind, name: str, version: str) -> bool:
+        """Point every reference to the `kind` resource `name` (volumes, and the code
+        configurations of function services) at `version`; whether anything changed."""
+        changed = False
+        for volume in self.volumes:
+            ref = volume.config if kind is ResourceKind.CONFIGURATION else volume.secret
+            if ref is not None and ref.name == name and ref.version != version:
+                ref.version = version
+                changed = True
+        if kind is ResourceKind.CONFIGURATION:
+            for service in self.services:
+                config = service.function_config
+                if config is not None and config.name == name and config.version != version:
+                    config.version = version
+                    changed = True
+        return changed
 
 
 def _config_data_size(data: dict[str, str]) -> int:
@@ -489,6 +541,14 @@ class Secret(_NamedFiles):
     def secret_type(self) -> str:
         """`config`, `certificate` or `registry`: the `secret-type` label (default `config`)."""
         return self.labels.get(SECRET_TYPE_LABEL, "config")
+
+
+def _is_name(text: str) -> bool:
+    try:
+        names.check_name(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _refuse_duplicates(what: str, items: list[str], *, where: str) -> None:

@@ -65,6 +65,11 @@ class Resolved:
 def referenced(view: ApplicationView) -> tuple[set[str], set[str]]:
     """(config names, secret names incl. certificates and registries) that `view` references."""
     configs = {v.config.name for v in view.volumes if v.config is not None}
+    configs |= {
+        s.function_config.name
+        for s in view.services
+        if s.function_config is not None and s.function_config.name
+    }
     secrets = {v.secret.name for v in view.volumes if v.secret is not None}
     secrets |= {v.certificate.name for v in view.volumes if v.certificate is not None}
     secrets |= {r.name for r in view.registries}
@@ -104,6 +109,16 @@ def to_spec(view: ApplicationView, resolved: Resolved) -> Application:
         )
     data = view.model_dump(by_alias=False, exclude={"volumes", "registries"})
     data["volumes"] = volumes
+    for service in data["services"]:
+        code = service.get("function_config")
+        if code is not None and code.get("name"):
+            version = resolved.configs.get(code["name"])
+            if version is None:
+                raise Invalid(
+                    f"service {service['name']!r}: functionConfig names configuration "
+                    f"{code['name']!r}, which does not exist"
+                )
+            code["version"] = version
     return Application.model_validate(data)
 
 

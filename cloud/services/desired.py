@@ -115,13 +115,7 @@ async def propagate_resource(
     changed_apps = []
     for row in await app_store.get_many(namespace, using):
         spec = validate(Application, row.spec)
-        touched = False
-        for volume in spec.volumes:
-            ref = volume.config if kind is ResourceKind.CONFIGURATION else volume.secret
-            if ref is not None and ref.name == name and ref.version != version:
-                ref.version = version
-                touched = True
-        if not touched:
+        if not spec.pin(kind, name, version):
             continue
         new_version = app_version(spec)
         spec.version = new_version

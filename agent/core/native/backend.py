@@ -13,12 +13,14 @@ import asyncio
 import logging
 import math
 import os
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.report import AppStats, Usage
+from agent.core import functions
 from agent.core.backend import (
     DeployError,
     Deployment,
@@ -33,7 +35,7 @@ from agent.core.native.app import AppRuntime, Context, process_id, terminal_phas
 from agent.core.native.bookkeeping import AppRecord, Bookkeeping
 from agent.core.native.instance import InstanceKey, missed_exit
 from agent.core.native.ports import PortAllocator
-from agent.core.native.registry import Registry, RegistryFile, build
+from agent.core.native.registry import INDEX_FILE, FunctionIndex, Registry, RegistryFile, build
 from agent.core.native.settings import NativeSettings
 from agent.core.native.usage import UsageSampler
 
@@ -60,6 +62,7 @@ class NativeBackend:
         self._book = Bookkeeping(settings.state_dir)
         registry = settings.registry_file
         self._registry = None if registry is None else RegistryFile(registry)
+        self._index = None if registry is None else RegistryFile(registry.with_name(INDEX_FILE))
         self._logs = logfiles.LogKeeper(
             max_bytes=settings.log_max_bytes, keep=settings.log_backups, read_limit=LOGS_READ_LIMIT
         )
@@ -121,6 +124,8 @@ class NativeBackend:
     async def apply(self, deployment: Deployment) -> None:
         """Run `deployment` (start, scale, or replace instances one by one); see AppRuntime."""
         self._require_running()
+        # A function app runs the function runtime with this agent's own Python.
+        deployment = functions.runnable(deployment, sys.executable)
         layout.check(deployment)
         await asyncio.to_thread(layout.check_host_paths, deployment)
         name = deployment.name
@@ -249,8 +254,15 @@ class NativeBackend:
             mark = self._dirty
             apps = {name: runtime.record() for name, runtime in self._apps.items()}
             registry = self._registry_content()
+            index = {
+                name: found
+                for name, runtime in self._apps.items()
+                if not runtime.removing
+                and runtime.target is not None
+                and (found := functions.function_index(runtime.target.app))
+            }
             try:
-                await complete(asyncio.to_thread(self._write, apps, registry))
+                await complete(asyncio.to_thread(self._write, apps, registry, index))
             except OSError as exc:
                 log.warning("could not write the native bookkeeping", extra={"error": str(exc)})
                 return
@@ -409,10 +421,14 @@ class NativeBackend:
             if self._written == before:
                 await asyncio.sleep(_RETRY_WRITE)
 
-    def _write(self, apps: dict[str, AppRecord], registry: Registry | None) -> None:
+    def _write(
+        self, apps: dict[str, AppRecord], registry: Registry | None, index: FunctionIndex
+    ) -> None:
         self._book.save(apps)
         if self._registry is not None and registry is not None:
             self._registry.write(registry)
+        if self._index is not None:
+            self._index.write(index)
 
     def _registry_content(self) -> Registry | None:
         if self._registry is None:

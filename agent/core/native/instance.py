@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from agent.contracts.report import AppStatus, InstanceStats, Usage
 from agent.contracts.resources import Probe
-from agent.core.native import probes, procs
+from agent.core.native import logfiles, probes, procs
 from agent.core.native.aio import complete
 from agent.core.native.bookkeeping import InstanceRecord
 from agent.core.native.policy import Backoff, Exit, RestartRule, decide
@@ -331,7 +331,11 @@ class Instance:
             await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
             if proc.exited.done():
                 code = proc.exited.result()
-                return Exit(code, procs.describe_exit(code), self._ran_for())
+                description = procs.describe_exit(code)
+                if code:  # what it said last says why (a runtime's handler that cannot load)
+                    said = await asyncio.to_thread(logfiles.last_line, self.launch.log_path)
+                    description = f"{description}: {said}" if said else description
+                return Exit(code, description, self._ran_for())
             grace = self._supervision.grace_period
             if self._stop.done():
                 self._set(Phase.STOPPING)

@@ -135,6 +135,20 @@ def read_recent(
     return parts
 
 
+def last_line(path: Path, *, max_bytes: int = 4096, max_length: int = 300) -> str:
+    """Blocking: the last non-empty line of a log (at most `max_length` characters), "" when
+    there is none: what a process said last before it exited, for the instance's cause."""
+    try:
+        lines = _tail(path, start=0, lines=8, max_bytes=max_bytes)
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        if line.strip():
+            text = line.strip()
+            return text if len(text) <= max_length else text[: max_length - 1] + "…"
+    return ""
+
+
 def _tail(path: Path, *, start: int, lines: int | None, max_bytes: int) -> list[str]:
     """Up to `lines` last lines of `path` after byte `start`, reading at most `max_bytes`."""
     with path.open("rb") as handle:

@@ -14,6 +14,10 @@ from pathlib import Path
 from agent.contracts.kit import files
 
 Registry = dict[str, dict[str, list[str]]]
+FunctionIndex = dict[str, dict[str, str]]
+"""`{app: {function: service}}` of function apps, in each app's order (the first function is what
+`/{app}` invokes), written beside the registry as INDEX_FILE."""
+INDEX_FILE = "functions.json"
 
 
 def build(entries: Iterable[tuple[str, str, int]]) -> Registry:
@@ -25,13 +29,14 @@ def build(entries: Iterable[tuple[str, str, int]]) -> Registry:
 
 
 class RegistryFile:
-    """Writes the registry when its content changes. Blocking: call `write` from a thread."""
+    """Writes the registry (or the function index) when its content changes. Blocking: call
+    `write` from a thread."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._last: Registry | None = None
+        self._last: Registry | FunctionIndex | None = None
 
-    def write(self, registry: Registry) -> None:
+    def write(self, registry: Registry | FunctionIndex) -> None:
         """Replace the file with `registry` unless it already holds exactly that."""
         if registry == self._last:
             return

@@ -222,3 +222,65 @@ async def test_bad_requests_are_refused_and_change_nothing(
     assert fragment in answer.body["message"]
     assert await cloud.ok("GET", "/v1/apps") == before
     assert cloud.desired_changes == []
+
+
+FUNCTION: dict[str, Any] = {
+    "name": "hello-fn",
+    "mode": "native",
+    "type": "function",
+    "selector": "role=gateway",
+    "services": [
+        {
+            "name": "py",
+            "functionConfig": {"name": "hello-code", "runtime": "python36"},
+            "functions": [{"name": "greet", "handler": "index.greet"}],
+        }
+    ],
+}
+
+
+async def test_a_function_app_pins_its_code_configuration_and_follows_its_versions(
+    cloud: CloudServer,
+) -> None:
+    def code(text: str) -> dict[str, Any]:
+        item = {"key": "index.py", "value": {"type": "kv", "value": text}}
+        return {"name": "hello-code", "data": [item]}
+
+    missing = await cloud.call("POST", "/v1/apps", FUNCTION)
+    assert missing.status == 400
+    assert "functionConfig names configuration 'hello-code', which does not exist" in str(
+        missing.body
+    )
+    assert (await cloud.call("GET", "/v1/apps/hello-fn")).status == 404
+    config = await cloud.ok("POST", "/v1/configs", code("def greet(e, c):\n    return 1\n"))
+    created = await cloud.ok("POST", "/v1/apps", FUNCTION)
+    pinned = created["services"][0]["functionConfig"]
+    assert pinned == {"name": "hello-code", "runtime": "python36", "version": config["version"]}
+    assert "command" not in created["services"][0] or created["services"][0]["command"] == []
+    # New code: a new config version, which the app follows with a new version of its own.
+    updated = await cloud.ok(
+        "PUT", "/v1/configs/hello-code", code("def greet(e, c):\n    return 2\n")
+    )
+    after = await cloud.ok("GET", "/v1/apps/hello-fn")
+    assert after["services"][0]["functionConfig"]["version"] == updated["version"]
+    assert after["version"] != created["version"]
+    # The code cannot be deleted while the app uses it.
+    assert (await cloud.call("DELETE", "/v1/configs/hello-code")).status == 403
+
+
+@pytest.mark.parametrize(
+    ("service", "fragment"),
+    [
+        ({"functionConfig": {"name": "hello-code", "runtime": "nodejs10"}}, "is not available"),
+        ({"functionConfig": {"runtime": "python3"}}, "must name the configuration"),
+        ({"functions": []}, "lists no functions"),
+    ],
+)
+async def test_function_apps_that_cannot_run_are_refused(
+    cloud: CloudServer, service: dict[str, Any], fragment: str
+) -> None:
+    spec = copy.deepcopy(FUNCTION)
+    spec["services"][0].update(service)
+    answer = await cloud.call("POST", "/v1/apps", spec)
+    assert answer.status == 400
+    assert fragment in str(answer.body)

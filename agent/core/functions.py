@@ -1,0 +1,136 @@
+"""Function apps made runnable: each function service becomes a service running the Python
+function runtime over its code (DESIGN §9, docs/functions.md).
+
+A function app's service names a runtime and a configuration holding its code
+(`functionConfig`) and lists its functions; it has no command. `runnable` turns it into a plain
+app the backends already run, a pure function of the deployment:
+
+- the code configuration is mounted at `/baetyl/function/code` in each instance;
+- a configuration made here (named `<CONFIG_PREFIX><service>`) holds the runtime's config,
+  `functions.json` (`functions: [{name, handler, codedir}]`, codedir under the code mount),
+  mounted at `/baetyl/function/runtime`;
+- the command is `<interpreter> -m function_proxy.runtime --config <that file>` (found through
+  `$(BAETYL_INSTANCE_DIR)`, whatever the working directory); the runtime listens on the
+  instance's `BAETYL_SERVICE_DYNAMIC_PORT`.
+
+The stored app and what the cloud shows stay as the user wrote them: only the deployment handed
+to the backend changes. Names the expansion needs and the app already uses are a DeployError.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import PurePosixPath
+
+from agent.contracts.resources import (
+    Application,
+    Configuration,
+    ObjectRef,
+    Service,
+    Volume,
+    VolumeMount,
+)
+from agent.core.backend import DeployError, Deployment
+
+CODE_MOUNT = "/baetyl/function/code"
+RUNTIME_MOUNT = "/baetyl/function/runtime"
+RUNTIME_FILE = "functions.json"
+CONFIG_PREFIX = "baetyl-function-"
+"""Prefix of the runtime configurations made here (one per function service)."""
+RUNTIME_MODULE = "function_proxy.runtime"
+INSTANCE_VARIABLE = "BAETYL_INSTANCE_DIR"
+"""The instance directory the native backend gives every process (mounts land below it)."""
+
+
+def runnable(deployment: Deployment, interpreter: str) -> Deployment:
+    """`deployment` unchanged unless it is a function app; then every function service runs
+    the runtime with `interpreter` (the agent's own Python, which has `function_proxy`)."""
+    app = deployment.app
+    if app.type != "function":
+        return deployment
+    volumes = list(app.volumes)
+    configs = dict(deployment.configs)
+    services: list[Service] = []
+    taken_volumes = {volume.name for volume in volumes}
+    for service in app.services:
+        config = service.function_config
+        if config is None:
+            services.append(service)
+            continue
+        code_volume, runtime_volume = f"fn-code-{service.name}", f"fn-runtime-{service.name}"
+        runtime_config = f"{CONFIG_PREFIX}{service.name}"
+        for volume in (code_volume, runtime_volume):
+            if volume in taken_volumes:
+                raise DeployError(
+                    f"app {app.name}: volume name {volume} is reserved for function service "
+                    f"{service.name}"
+                )
+        if runtime_config in configs:
+            raise DeployError(
+                f"app {app.name}: configuration name {runtime_config} is reserved for function "
+                f"service {service.name}"
+            )
+        if config.name not in configs:
+            raise DeployError(
+                f"app {app.name}: service {service.name}: code configuration {config.name} "
+                "was not delivered"
+            )
+        listed = [
+            {
+                "name": function.name,
+                "handler": function.handler,
+                "codedir": _codedir(app, service.name, function.codedir),
+            }
+            for function in service.functions
+        ]
+        configs[runtime_config] = Configuration(
+            name=runtime_config,
+            data={RUNTIME_FILE: json.dumps({"functions": listed}, indent=1)},
+        )
+        volumes += [
+            Volume(name=code_volume, config=ObjectRef(name=config.name)),
+            Volume(name=runtime_volume, config=ObjectRef(name=runtime_config)),
+        ]
+        taken_volumes.update((code_volume, runtime_volume))
+        config_path = f"$({INSTANCE_VARIABLE}){RUNTIME_MOUNT}/{RUNTIME_FILE}"
+        command = [interpreter, "-m", RUNTIME_MODULE, "--config", config_path]
+        services.append(
+            service.model_copy(
+                update={
+                    "command": command,
+                    "args": [],
+                    "volume_mounts": [
+                        *service.volume_mounts,
+                        VolumeMount(name=code_volume, mount_path=CODE_MOUNT, read_only=True),
+                        VolumeMount(name=runtime_volume, mount_path=RUNTIME_MOUNT, read_only=True),
+                    ],
+                }
+            )
+        )
+    expanded = app.model_copy(update={"services": services, "volumes": volumes})
+    return replace(deployment, app=expanded, configs=configs)
+
+
+def function_index(app: Application) -> dict[str, str]:
+    """`{function: service}` of a function app, in the order the app lists them (the first is
+    what `/{app}` invokes); empty for other apps."""
+    if app.type != "function":
+        return {}
+    return {
+        function.name: service.name
+        for service in app.services
+        if service.function_config is not None
+        for function in service.functions
+    }
+
+
+def _codedir(app: Application, service: str, codedir: str) -> str:
+    """The function's code directory relative to the runtime config's directory."""
+    path = PurePosixPath(codedir or ".")
+    if path.is_absolute() or ".." in path.parts:
+        raise DeployError(
+            f"app {app.name}: service {service}: codedir {codedir!r} must be a path inside the "
+            "code configuration"
+        )
+    return str(PurePosixPath("..") / "code" / path)
