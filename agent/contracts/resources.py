@@ -467,6 +467,18 @@ class Application(WireModel):
                     refs.append((ResourceKind.CONFIGURATION, ref))
         return refs
 
+    def function_services(self) -> dict[str, str]:
+        """`{function: service}` of a function app, in the order the app lists them (the first
+        is what `/{app}` invokes); empty for other apps."""
+        if self.type != "function":
+            return {}
+        return {
+            function.name: service.name
+            for service in self.services
+            if service.function_config is not None
+            for function in service.functions
+        }
+
     def pin(self, kind: ResourceKind, name: str, version: str) -> bool:
         """Point every reference to the `kind` resource `name` (volumes, and the code
         configurations of function services) at `version`; whether anything changed."""

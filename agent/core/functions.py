@@ -113,16 +113,8 @@ def runnable(deployment: Deployment, interpreter: str) -> Deployment:
 
 
 def function_index(app: Application) -> dict[str, str]:
-    """`{function: service}` of a function app, in the order the app lists them (the first is
-    what `/{app}` invokes); empty for other apps."""
-    if app.type != "function":
-        return {}
-    return {
-        function.name: service.name
-        for service in app.services
-        if service.function_config is not None
-        for function in service.functions
-    }
+    """`{function: service}` of a function app (Application.function_services)."""
+    return app.function_services()
 
 
 def _codedir(app: Application, service: str, codedir: str) -> str:

@@ -152,6 +152,12 @@ class NodeAppList(WireModel):
     items: list[NodeAppItem]
 
 
+class NodeFunctions(WireModel):
+    """The functions of a node's function apps, as Baetyl lists them: `app/function`."""
+
+    functions: list[str]
+
+
 class InitQuery(WireModel):
     """How the install command should install: backend mode and download tool."""
 

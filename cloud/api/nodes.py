@@ -120,6 +120,17 @@ async def node_apps(request: web.Request) -> web.Response:
     return reply(views.NodeAppList(total=len(items), items=items))
 
 
+@routes.get(
+    "/nodes/{name}/functions",
+    "List the functions of the node's function apps",
+    response=views.NodeFunctions,
+)
+async def node_functions(request: web.Request) -> web.Response:
+    """`{"functions": ["app/function", ...]}` for the function apps in the node's desire."""
+    found = await nodes.functions_of(caller_of(request), path_param(request, "name"))
+    return reply(views.NodeFunctions(functions=found))
+
+
 @routes.get("/nodes/{name}/stats", "Get a node's status", response=views.NodeView)
 async def node_stats(request: web.Request) -> web.Response:
     """The node view without its desired state: readiness and the last report."""

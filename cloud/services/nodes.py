@@ -17,6 +17,8 @@ from typing import Any, Final
 
 from agent.contracts import names, selectors, shadow
 from agent.contracts.desired import DesiredState
+from agent.contracts.resources import Application
+from agent.contracts.wire import validate
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.services import desired, quotas
 from cloud.services.context import Caller, CloudContext
@@ -316,6 +318,15 @@ async def apps_of(caller: Caller, name: str) -> list[NodeApp]:
     doc = await shadows.load_document(namespace, name)
     section = None if doc is None else doc["state"][shadow.DESIRED]
     return await store.apps(namespace, set(DesiredState.from_section(section).app_versions()))
+
+
+async def functions_of(caller: Caller, name: str) -> list[str]:
+    """`app/function` of every function app in the node's desired state (Baetyl's view)."""
+    found = []
+    for app in await apps_of(caller, name):
+        spec = validate(Application, app.spec)
+        found += [f"{app.name}/{function}" for function in spec.function_services()]
+    return found
 
 
 async def require(namespace: str, name: str, *, for_update: bool = False) -> NodeRecord:

@@ -284,3 +284,19 @@ async def test_function_apps_that_cannot_run_are_refused(
     answer = await cloud.call("POST", "/v1/apps", spec)
     assert answer.status == 400
     assert fragment in str(answer.body)
+
+
+async def test_a_nodes_functions_are_listed_as_baetyl_lists_them(cloud: CloudServer) -> None:
+    item = {"key": "index.py", "value": {"type": "kv", "value": "def greet(e, c):\n    pass\n"}}
+    await cloud.ok("POST", "/v1/configs", {"name": "hello-code", "data": [item]})
+    await cloud.ok("POST", "/v1/nodes", {"name": "gw-1", "labels": {"role": "gateway"}})
+    await cloud.ok("POST", "/v1/nodes", {"name": "other", "labels": {"role": "sensor"}})
+    assert await cloud.ok("GET", "/v1/nodes/gw-1/functions") == {"functions": []}
+    spec = copy.deepcopy(FUNCTION)
+    spec["services"][0]["functions"].append({"name": "wave", "handler": "index.greet"})
+    await cloud.ok("POST", "/v1/apps", spec)
+    await cloud.ok("POST", "/v1/apps", app())  # a container app: not listed
+    listed = await cloud.ok("GET", "/v1/nodes/gw-1/functions")
+    assert listed == {"functions": ["hello-fn/greet", "hello-fn/wave"]}
+    assert await cloud.ok("GET", "/v1/nodes/other/functions") == {"functions": []}
+    assert (await cloud.call("GET", "/v1/nodes/nobody/functions")).status == 404

@@ -47,6 +47,7 @@ ACCESS: dict[tuple[str, str], Who] = {
     ("PUT", "/v1/nodes/{name}"): "admin",
     ("DELETE", "/v1/nodes/{name}"): "admin",
     ("GET", "/v1/nodes/{name}/apps"): "read",
+    ("GET", "/v1/nodes/{name}/functions"): "read",
     ("GET", "/v1/nodes/{name}/stats"): "read",
     ("GET", "/v1/nodes/{name}/apps/{app}/logs"): "read",
     ("GET", "/v1/nodes/{name}/init"): "admin",  # mints an install token for the node
