@@ -75,7 +75,7 @@ def test_every_edge_module_imports_from_the_node_venv(node_bin: Path) -> None:
     assert location.startswith(str(node_bin.parent)), "imported from outside the venv"
 
 
-@pytest.mark.parametrize("script", (*EDGE_SCRIPTS, "baetylctl"))
+@pytest.mark.parametrize("script", [*EDGE_SCRIPTS, "baetylctl"])
 def test_the_edge_scripts_run_from_the_node_venv(node_bin: Path, script: str) -> None:
     version = run(node_bin, script, "--version")
     assert version.returncode == 0, version.stderr
