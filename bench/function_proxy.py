@@ -16,12 +16,10 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from edgekit import percentiles  # noqa: E402
 from provenance import provenance  # noqa: E402
 from reportkit import sections  # noqa: E402
 
+from tests.function_proxy.kit import started  # noqa: E402
 from tests.harness.common import free_port  # noqa: E402
 
 Json = dict[str, Any]
@@ -43,38 +42,6 @@ HANDLER = "async def echo(event, context):\n    return event\n"
 ADDED_P50_MS = 1.0
 THROUGHPUT_SHARE = 0.70
 WARMUP = 50
-
-
-async def _listening(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
-
-
-@asynccontextmanager
-async def process(argv: list[str], port: int, env: dict[str, str]) -> AsyncIterator[None]:
-    """A child that listens on `port` within 20 s; terminated after."""
-    child = await asyncio.create_subprocess_exec(
-        *argv,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, **env},
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not await _listening(port):
-            if child.returncode is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[0]} did not listen on {port}")
-            await asyncio.sleep(0.05)
-        yield
-    finally:
-        if child.returncode is None:
-            child.terminate()
-            await child.wait()
 
 
 async def run_case(urls: list[str], clients: int, requests: int) -> Json:
@@ -135,12 +102,13 @@ async def measure(requests: int, clients: int) -> list[Json]:
             for port in ports:
                 argv = [sys.executable, "-m", "function_proxy.runtime", "--config", str(config)]
                 env = {"BAETYL_SERVICE_DYNAMIC_PORT": str(port), "BAETYL_SERVICE_NAME": "echo"}
-                await stack.enter_async_context(process(argv, port, env))
+                log = root / f"runtime-{port}.log"
+                await stack.enter_async_context(started(argv, port, log, env=env))
             binary = Path(sys.executable).parent / "baetyl-function"
             argv = [str(binary), "--registry", str(registry), "--listen",
                     f"127.0.0.1:{proxy_port}", "--log-level", "warning"]  # fmt: skip
             registry.write_text(json.dumps({APP: {"echo": []}}), encoding="utf-8")
-            await stack.enter_async_context(process(argv, proxy_port, {}))
+            await stack.enter_async_context(started(argv, proxy_port, root / "proxy.log"))
             for instances in (1, 2):
                 addresses = [f"127.0.0.1:{port}" for port in ports[:instances]]
                 registry.write_text(json.dumps({APP: {"echo": addresses}}), encoding="utf-8")
