@@ -55,8 +55,8 @@ def runnable(deployment: Deployment, interpreter: str) -> Deployment:
     taken_volumes = {volume.name for volume in volumes}
     for service in app.services:
         config = service.function_config
-        if config is None:
-            services.append(service)
+        if config is None or service.command[1:3] == ["-m", RUNTIME_MODULE]:
+            services.append(service)  # not a function service, or made runnable already
             continue
         code_volume, runtime_volume = f"fn-code-{service.name}", f"fn-runtime-{service.name}"
         runtime_config = f"{CONFIG_PREFIX}{service.name}"
