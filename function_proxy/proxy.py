@@ -12,6 +12,8 @@ failure, 504 timeout. `GET /metrics` (no function path) is Prometheus' text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import time
@@ -140,7 +142,8 @@ class FunctionProxy:
         # Only apps that exist get a series of their own: a caller inventing app names must not
         # grow the metrics without bound.
         label = UNKNOWN_APP if code == "ErrAppNotFound" else app
-        self.metrics.record(label, code if response.status >= 400 else None, started)
+        failed = (code or str(response.status)) if response.status >= 400 else None
+        self.metrics.record(label, failed, started)
         return response
 
     async def _forward(
@@ -195,6 +198,8 @@ def _relay(answer: aiohttp.ClientResponse, payload: bytes, app: str) -> web.Resp
     content_type = answer.headers.get("Content-Type")
     if answer.status >= 500:
         message = payload.decode(errors="replace")[:2000]
+        with contextlib.suppress(ValueError, AttributeError):
+            message = str(json.loads(payload).get("message", message))  # the runtime's own
         return error(502, "ErrRuntime", f"{app}: {message}")
     response = web.Response(status=answer.status, body=payload)
     if content_type:

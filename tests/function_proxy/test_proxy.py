@@ -111,7 +111,7 @@ async def test_errors_have_baetyls_shape(setup: Setup) -> None:
             assert (got, json.loads(answer)["errCode"]) == (status, code), (path, answer)
             assert headers["X-Baetyl-Invoke-Id"]
         _, answer, _ = await call(session, "POST", setup.url(f"/{APP}/fail"), b'"x"')
-        assert "ValueError: no good: x" in json.loads(answer)["message"]
+        assert json.loads(answer)["message"] == "hello: ValueError: no good: x"
         # The index, when the backend writes one, answers for unknown functions itself.
         (setup.registry.parent / "functions.json").write_text(
             json.dumps({APP: {"echo": "fn"}}), encoding="utf-8"
@@ -169,6 +169,10 @@ async def test_registry_changes_are_followed_and_metrics_count_calls(
         assert 'app="x1"' not in text.decode()
         assert 'app="hello"' not in text.decode()
         assert sample(text.decode(), unknown) == before + 3
+        # An error the runtime answered (an unknown function) is counted by its status.
+        await call(session, "POST", setup.url("/other/missing"))
+        _, text, _ = await call(session, "GET", setup.url("/metrics"))
+        assert sample(text.decode(), 'baetyl_function_errors_total{app="other",code="404"}') == 1
         assert 'baetyl_function_latency_seconds_count{app="other"}' in metrics
 
 
