@@ -105,6 +105,7 @@ class Core:
             port_range=config.native.port_range,
             grace_period=config.native.grace_period,
             registry_file=config.run.dir / REGISTRY_FILE,
+            function_address=config.function.address,
         )
         return NativeBackend(self.identity, settings)
 

@@ -242,6 +242,13 @@ class NativeConfig(_Section):
     grace_period: Duration = NativeSettings.grace_period
 
 
+class FunctionSection(_Section):
+    """Functions (docs/functions.md): `address` is where the function proxy serves on this
+    node; function services get it as `BAETYL_FUNCTION_ADDRESS`, to call other functions."""
+
+    address: Annotated[str, BeforeValidator(_listen)] = NativeSettings.function_address
+
+
 class KubeConfig(_Section):
     """The Kubernetes backend (`engine.backend: kube`; docs/kubernetes.md).
 
@@ -267,6 +274,7 @@ class CoreConfig(_Section):
     api: ApiConfig = Field(default_factory=ApiConfig)
     native: NativeConfig = Field(default_factory=NativeConfig)
     kube: KubeConfig = Field(default_factory=KubeConfig)
+    function: FunctionSection = Field(default_factory=FunctionSection)
 
 
 def load_config(path: Path, *, check_files: bool = True) -> CoreConfig:

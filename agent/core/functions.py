@@ -26,6 +26,7 @@ from pathlib import PurePosixPath
 from agent.contracts.resources import (
     Application,
     Configuration,
+    EnvVar,
     ObjectRef,
     Service,
     Volume,
@@ -39,13 +40,18 @@ RUNTIME_FILE = "functions.json"
 CONFIG_PREFIX = "baetyl-function-"
 """Prefix of the runtime configurations made here (one per function service)."""
 RUNTIME_MODULE = "function_proxy.runtime"
+DEFAULT_PROXY = "127.0.0.1:50011"
+PROXY_VARIABLE = "BAETYL_FUNCTION_ADDRESS"
 INSTANCE_VARIABLE = "BAETYL_INSTANCE_DIR"
 """The instance directory the native backend gives every process (mounts land below it)."""
 
 
-def runnable(deployment: Deployment, interpreter: str) -> Deployment:
+def runnable(
+    deployment: Deployment, interpreter: str, *, proxy_address: str = DEFAULT_PROXY
+) -> Deployment:
     """`deployment` unchanged unless it is a function app; then every function service runs
-    the runtime with `interpreter` (the agent's own Python, which has `function_proxy`)."""
+    the runtime with `interpreter` (the agent's own Python, which has `function_proxy`), and
+    gets `BAETYL_FUNCTION_ADDRESS=proxy_address` to call other functions through the proxy."""
     app = deployment.app
     if app.type != "function":
         return deployment
@@ -100,6 +106,7 @@ def runnable(deployment: Deployment, interpreter: str) -> Deployment:
                 update={
                     "command": command,
                     "args": [],
+                    "env": _with_proxy(service, proxy_address),
                     "volume_mounts": [
                         *service.volume_mounts,
                         VolumeMount(name=code_volume, mount_path=CODE_MOUNT, read_only=True),
@@ -115,6 +122,13 @@ def runnable(deployment: Deployment, interpreter: str) -> Deployment:
 def function_index(app: Application) -> dict[str, str]:
     """`{function: service}` of a function app (Application.function_services)."""
     return app.function_services()
+
+
+def _with_proxy(service: Service, address: str) -> list[EnvVar]:
+    """The service's environment and the proxy's address (unless the service sets it)."""
+    if any(variable.name == PROXY_VARIABLE for variable in service.env):
+        return list(service.env)
+    return [*service.env, EnvVar(name=PROXY_VARIABLE, value=address)]
 
 
 def _codedir(app: Application, service: str, codedir: str) -> str:

@@ -142,6 +142,12 @@ class Agent:
         return self.config.parent
 
     @property
+    def function_port(self) -> int:
+        """Where the node's function proxy is to serve (`function.address` of its core.yml)."""
+        config = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        return int(config["function"]["address"].rsplit(":", 1)[1])
+
+    @property
     def run_dir(self) -> Path:
         return self.directory / "run"
 
@@ -215,6 +221,8 @@ def write_core_config(directory: Path, cert: Path, key: Path, *, ca: Path, broke
         "sync": {"report_interval": 1, "timeout": 5},
         "api": {"listen": f"127.0.0.1:{port}"},
         "native": {"grace_period": 2},
+        # A port of its own: a test's function proxy serves there (docs/functions.md).
+        "function": {"address": f"127.0.0.1:{free_port()}"},
     }
     (directory / "core.yml").write_text(yaml.safe_dump(config))
     return port

@@ -59,3 +59,43 @@ async def test_a_function_app_deployed_through_rest_answers_through_the_proxy(
             lambda: greeting("good day, edge"), limit=30, what="the new code answering"
         )
     assert_commands_documented(cloud, "function-hello")
+
+
+async def test_a_function_calls_another_through_the_proxy_with_one_invoke_id(
+    edge_cloud: Cloud, edge_agents: AgentFactory, tmp_path: Path
+) -> None:
+    cloud = edge_cloud
+    await cloud.ctl("node", "create", "edge-1", "-l", "example=function-pipeline")
+    agent = await edge_agents("edge-1")
+    await cloud.ctl("config", "apply", "-f", "examples/function-pipeline/config.yaml")
+    await cloud.ctl("app", "apply", "-f", "examples/function-pipeline/app.yaml")
+    app = await cloud.rest("/v1/apps/pipeline")
+    await wait_running(cloud, "edge-1", "pipeline", app["version"])
+    registry = agent.run_dir / "services.json"
+    port = agent.function_port  # where the agent told the functions the proxy serves
+    async with (
+        proxy(registry, port, tmp_path / "proxy.log") as running,
+        aiohttp.ClientSession() as session,
+    ):
+        reading = b'{"sensor": " t-1 ", "celsius": 21.5}'
+
+        async def ingested() -> dict[str, Any] | None:
+            status, body, _ = await call(
+                session, "POST", f"{running.url}/pipeline/ingest", reading,
+                **{"X-Baetyl-Invoke-Id": "reading-1"},
+            )  # fmt: skip
+            return json.loads(body) if status == 200 else None
+
+        answer = await eventually(ingested, limit=30, what="the pipeline answering")
+        assert answer == {
+            "stored": {
+                "sensor": "t-1",
+                "celsius": 21.5,
+                "fahrenheit": 70.7,
+                "invokeId": "reading-1",
+            },
+            "by": "ingest",
+        }
+        _, text, _ = await call(session, "GET", f"{running.url}/metrics")
+        assert 'baetyl_function_calls_total{app="pipeline"}' in text.decode()
+    assert_commands_documented(cloud, "function-pipeline")

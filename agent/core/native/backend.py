@@ -125,7 +125,9 @@ class NativeBackend:
         """Run `deployment` (start, scale, or replace instances one by one); see AppRuntime."""
         self._require_running()
         # A function app runs the function runtime with this agent's own Python.
-        deployment = functions.runnable(deployment, sys.executable)
+        deployment = functions.runnable(
+            deployment, sys.executable, proxy_address=self.settings.function_address
+        )
         layout.check(deployment)
         await asyncio.to_thread(layout.check_host_paths, deployment)
         name = deployment.name

@@ -47,6 +47,8 @@ class NativeSettings:
         `BAETYL_SERVICE_DYNAMIC_PORT`, DESIGN §8).
     grace_period: seconds between SIGTERM and SIGKILL when an instance is stopped.
     registry_file: where running instances' dynamic ports are published (function proxy).
+    function_address: where the function proxy serves, given to function services as
+        `BAETYL_FUNCTION_ADDRESS` (docs/functions.md).
     log_max_bytes, log_backups: a log file is rotated past `log_max_bytes`; `log_backups`
         rotated copies are kept.
     """
@@ -57,6 +59,7 @@ class NativeSettings:
     port_range: tuple[int, int] = (50200, 51000)
     grace_period: float = 10.0
     registry_file: Path | None = None
+    function_address: str = "127.0.0.1:50011"
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 5
     tuning: Tuning = field(default_factory=Tuning)
