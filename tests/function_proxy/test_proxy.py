@@ -196,3 +196,14 @@ async def test_bad_options_are_refused_with_a_clear_error(tmp_path: Path) -> Non
         _, err = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 2
         assert expected in err.decode()
+
+
+async def test_only_this_machine_can_call_the_proxy(setup: Setup) -> None:
+    """It listens on loopback: the node's network address refuses the connection, so nothing
+    off the node reaches the functions through it (nor the runtimes, also on loopback)."""
+    from tools.kube.host import node_ip  # noqa: PLC0415 - the machine's network address
+
+    address = node_ip()
+    for port in (setup.proxy.port, setup.runtimes[0].port):
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection(address, port)
