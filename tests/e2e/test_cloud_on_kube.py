@@ -166,9 +166,13 @@ async def test_the_cloud_runs_on_kubernetes_with_two_replicas_and_serves_a_node(
         names = sorted(pod["metadata"]["name"] for pod in pods)
         assert names[1:] == [f"{CLOUD}-0", f"{CLOUD}-1"]
         assert names[0].startswith("baetyl-broker-")
-        statefulset = await api.get(ObjectRef("apps/v1", "StatefulSet", NAMESPACE, CLOUD))
-        assert statefulset is not None
-        assert statefulset["status"]["readyReplicas"] == 2
+
+        async def both_ready() -> bool:
+            # The controller's count follows the pods' readiness a moment later.
+            found = await api.get(ObjectRef("apps/v1", "StatefulSet", NAMESPACE, CLOUD))
+            return found is not None and found.get("status", {}).get("readyReplicas") == 2
+
+        await eventually(both_ready, limit=60, what="the StatefulSet counting 2 ready replicas")
 
         # The operator's first token, made in a replica against the shared database.
         exec_token = (
