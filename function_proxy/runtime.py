@@ -43,6 +43,8 @@ CONFIG_VARIABLE = "BAETYL_FUNCTION_CONFIG"
 DEFAULT_CONCURRENCY = 16
 MAX_BODY = 4 * 1024 * 1024
 SHUTDOWN_TIMEOUT = 10.0
+DRAIN = 1.0
+"""Seconds a stopping runtime keeps answering (see `serve`): twice the proxy's reload interval."""
 FUNCTIONS: web.AppKey[dict[str, LoadedFunction]] = web.AppKey("functions", dict)
 FIRST: web.AppKey[str] = web.AppKey("first", str)
 SERVICE: web.AppKey[str] = web.AppKey("service", str)
@@ -127,8 +129,14 @@ def create_app(
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> None:
-    """Serve until SIGTERM/SIGINT; calls in flight get SHUTDOWN_TIMEOUT to finish."""
+async def serve(app: web.Application, host: str, port: int, *, drain: float = DRAIN) -> None:
+    """Serve until SIGTERM/SIGINT, then `drain` seconds more (new calls still answered) before
+    closing; calls in flight then get SHUTDOWN_TIMEOUT to finish.
+
+    The drain is for the proxy: the agent takes a stopping instance out of the registry as it
+    signals it, and the proxy re-reads the registry within 0.5 s; until then it may still send
+    calls here, over connections it keeps open, which closing at once would break.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -142,7 +150,8 @@ async def serve(app: web.Application, host: str, port: int) -> None:
             extra={"listen": f"{host}:{port}", "functions": sorted(app[FUNCTIONS].keys())},
         )
         await stop.wait()
-        log.info("function runtime stopping")
+        log.info("function runtime stopping", extra={"drain_s": drain})
+        await asyncio.sleep(drain)
     finally:
         await runner.cleanup()
 
@@ -175,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"calls run at once; more wait (default {DEFAULT_CONCURRENCY})",
     )
     parser.add_argument(
+        "--drain",
+        type=float,
+        default=DRAIN,
+        help=f"seconds to keep answering after SIGTERM, before closing (default {DRAIN:g})",
+    )
+    parser.add_argument(
         "--max-body",
         type=int,
         default=MAX_BODY,
@@ -193,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"no port: give --port or set {PORT_VARIABLE} (1-65535)")
     if args.concurrency < 1 or args.max_body < 1:
         parser.error("--concurrency and --max-body must be at least 1")
+    if not 0 <= args.drain <= 60:
+        parser.error("--drain must be 0 to 60 seconds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         loaded = [load(spec) for spec in read_config(args.config)]
@@ -204,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = create_app(
             loaded, service=service, concurrency=args.concurrency, max_body=args.max_body
         )
-        asyncio.run(serve(app, args.host, int(args.port)))
+        asyncio.run(serve(app, args.host, int(args.port), drain=args.drain))
     except OSError as exc:
         sys.stderr.write(f"function runtime: error: cannot listen on {args.port}: {exc}\n")
         return 1

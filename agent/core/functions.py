@@ -28,7 +28,9 @@ from agent.contracts.resources import (
     Configuration,
     EnvVar,
     ObjectRef,
+    Probe,
     Service,
+    TCPSocketAction,
     Volume,
     VolumeMount,
 )
@@ -117,6 +119,16 @@ def runnable(
         )
     expanded = app.model_copy(update={"services": services, "volumes": volumes})
     return replace(deployment, app=expanded, configs=configs)
+
+
+def runtime_readiness(service: Service, port: int | None) -> Probe | None:
+    """A runtime service without a readiness probe of its own is ready once its port accepts:
+    a rollout then stops an old instance only after the new one serves, and the registry lists
+    it only then, so calls through the proxy are not refused meanwhile. None for other services.
+    A TCP connection made by the agent itself, every second: no process is spawned."""
+    if port is None or service.command[1:3] != ["-m", RUNTIME_MODULE]:
+        return None
+    return Probe(tcp_socket=TCPSocketAction(port=port), period_seconds=1, failure_threshold=1)
 
 
 def function_index(app: Application) -> dict[str, str]:

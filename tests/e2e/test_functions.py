@@ -4,6 +4,7 @@ through the real `baetyl-function`, and a new version of the code rolled out."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -51,13 +52,42 @@ async def test_a_function_app_deployed_through_rest_answers_through_the_proxy(
         )
         assert (answer["function"], answer["invokeId"]) == ("greet", "e2e-1")
 
-        await cloud.ctl("config", "apply", "-f", "examples/function-hello/config-updated.yaml")
-        second = await cloud.ctl_yaml("app", "get", "hello")
-        assert second["version"] != first["version"], "new code makes a new app version"
-        await wait_running(cloud, "edge-1", "hello", second["version"])
-        await eventually(
-            lambda: greeting("good day, edge"), limit=30, what="the new code answering"
+        # Callers keep calling through the rollout (replica 2): no call may fail.
+        statuses: list[int] = []
+        bodies: list[str] = []
+        greetings: set[str] = set()
+        done = asyncio.Event()
+
+        async def caller() -> None:
+            while not done.is_set():
+                status, body, _ = await call(
+                    session, "POST", f"{running.url}/hello/greet", b'{"name": "edge"}'
+                )
+                statuses.append(status)
+                if status != 200:
+                    bodies.append(body.decode(errors="replace")[:300])
+                if status == 200:
+                    greetings.add(json.loads(body)["greeting"])
+
+        callers = [asyncio.create_task(caller(), name=f"caller-{i}") for i in range(4)]
+        try:
+            await cloud.ctl("config", "apply", "-f", "examples/function-hello/config-updated.yaml")
+            second = await cloud.ctl_yaml("app", "get", "hello")
+            assert second["version"] != first["version"], "new code makes a new app version"
+            await wait_running(cloud, "edge-1", "hello", second["version"])
+            await eventually(
+                lambda: greeting("good day, edge"), limit=30, what="the new code answering"
+            )
+            count = len(statuses)
+            await eventually(lambda: len(statuses) > count + 20, limit=10, what="calls after it")
+        finally:
+            done.set()
+            await asyncio.gather(*callers)
+        failed = [status for status in statuses if status != 200]
+        assert failed == [], (
+            f"{len(failed)} of {len(statuses)} calls failed during the rollout: {bodies[:3]}"
         )
+        assert greetings == {"hello, edge", "good day, edge"}
     assert_commands_documented(cloud, "function-hello")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from agent.contracts.report import AppStats, AppStatus, Usage
 from agent.contracts.resources import Service
+from agent.core import functions
 from agent.core.backend import DeployError, Deployment, NodeIdentity, baetyl_env
 from agent.core.native import environment, layout, procs
 from agent.core.native.aio import complete
@@ -175,7 +176,7 @@ class AppRuntime:
             cwd=cwd,
             log_path=self.context.layout.log_path(self.name, key.service, key.index),
             liveness=service.liveness_probe,
-            readiness=service.readiness_probe,
+            readiness=service.readiness_probe or functions.runtime_readiness(service, port),
             probe_env={name: value for name, value in env.items() if name != procs.MARKER},
         )
 
