@@ -5,6 +5,7 @@ kubernetes_asyncio (no generated API or model classes loaded)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -107,12 +108,16 @@ async def test_watch_sees_an_applied_object(api: KubeApi) -> None:
     seen: list[str] = []
 
     async def watch() -> None:
-        async for event in api.watch(
+        # Closed on the way out: an abandoned stream would keep its connection until the
+        # garbage collector finds it, in some later test.
+        stream = api.watch(
             "ConfigMap", "baetyl-edge", selector="baetyl-managed=true", resource_version=version
-        ):
-            seen.append(f"{event['type']} {event['object']['metadata']['name']}")
-            if event["object"]["metadata"]["name"] == "watched":
-                return
+        )
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                seen.append(f"{event['type']} {event['object']['metadata']['name']}")
+                if event["object"]["metadata"]["name"] == "watched":
+                    return
 
     watching = asyncio.create_task(watch(), name="test-watch")
     await api.apply(
