@@ -191,6 +191,7 @@ def write_core_config(
         "cloud": {"mqtt": f"mqtts://127.0.0.1:{cloud.mqtt_port}"},
         "store": {"dir": str(directory / "store")},
         "run": {"dir": str(directory / "run")},
+        "objects": {"dir": str(directory / "objects")},
         "log": {"dir": str(directory / "log"), "level": "info", "format": "json"},
         "api": {"listen": f"127.0.0.1:{free_port()}" if api else False},
     }

@@ -32,6 +32,7 @@ from cloud.settings import (
     CloudSettings,
     InstallSettings,
     ManagedBrokerSettings,
+    ObjectSettings,
     QuotaDefaults,
 )
 from cloud.store.db import StoreError, close_store, open_store
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {CloudSettings.command_timeout:g})",
     )
     _install_flags(serve_cmd)
+    _object_flags(serve_cmd)
     serve_cmd.add_argument(
         "--max-nodes",
         type=cli_types.count,
@@ -263,6 +265,25 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=["admin", "read"], default="admin")
     create.add_argument("--description", default="", help="what the token is for")
     return parser
+
+
+def _object_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "object store", "files uploaded for configurations' object items (docs/functions.md)"
+    )
+    group.add_argument(
+        "--object-max-bytes",
+        type=cli_types.bounded(1, 2**40, integer=True),
+        metavar="BYTES",
+        help=f"the largest object an upload may store (default {ObjectSettings.max_bytes})",
+    )
+    group.add_argument(
+        "--object-url-ttl",
+        type=cli_types.bounded(60, 7 * 86400),
+        metavar="SECONDS",
+        help="how long the download URL a node is given for an object stays valid "
+        f"(default {ObjectSettings.url_ttl:g})",
+    )
 
 
 def _install_flags(parser: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ from cloud.settings import (
     InstallSettings,
     ManagedBrokerSettings,
     MqttSettings,
+    ObjectSettings,
     QuotaDefaults,
 )
 
@@ -69,7 +70,8 @@ def serve_settings(
     install = install_settings(parser, args, settings, managed)
     if managed is not None:
         managed = dataclasses.replace(managed, server_names=broker_names(install))
-    return dataclasses.replace(settings, install=install), managed
+    objects = given(ObjectSettings(), max_bytes=args.object_max_bytes, url_ttl=args.object_url_ttl)
+    return dataclasses.replace(settings, install=install, objects=objects), managed
 
 
 def install_settings(

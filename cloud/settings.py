@@ -101,6 +101,19 @@ class InstallSettings:
 
 
 @dataclass(frozen=True)
+class ObjectSettings:
+    """The cloud's object store (configurations' object items, DESIGN §7).
+
+    Attributes:
+        max_bytes: the largest object an upload may store.
+        url_ttl: how long a download URL served to a node stays valid, in seconds.
+    """
+
+    max_bytes: int = 512 * 1024 * 1024
+    url_ttl: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
 class CloudSettings:
     """Everything `baetyl-cloud serve` runs with.
 
@@ -115,6 +128,7 @@ class CloudSettings:
             older than three of these counts as offline when no presence is known.
         command_timeout: how long a REST call waits for a node to answer a command (logs).
         install: the online installer and node activation.
+        objects: the object store.
     """
 
     data_dir: Path
@@ -127,11 +141,17 @@ class CloudSettings:
     report_interval: float = 20.0
     command_timeout: float = 10.0
     install: InstallSettings = field(default_factory=InstallSettings)
+    objects: ObjectSettings = field(default_factory=ObjectSettings)
 
     @property
     def database_url(self) -> str:
         """The database URL actually used."""
         return self.db_url or f"sqlite://{self.data_dir / 'cloud.db'}"
+
+    @property
+    def objects_dir(self) -> Path:
+        """`DATA_DIR/objects`: the embedded object store."""
+        return self.data_dir / "objects"
 
     @property
     def pki_dir(self) -> Path:

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from agent.contracts import names, selectors
+from agent.contracts import names, objects, selectors
 from agent.contracts.wire import WireModel
 
 CONFIG_DATA_MAX_BYTES = 4 * 1024 * 1024 - 1  # "< 4 MiB", as in Baetyl
@@ -528,7 +528,16 @@ class Configuration(_NamedFiles):
             raise ValueError(
                 f"data is {size} bytes; it must be under 4 MiB ({size} > {CONFIG_DATA_MAX_BYTES})"
             )
+        objects.object_items(self.data)  # raises naming the bad object item
         return self
+
+    def object_items(self) -> dict[str, objects.ObjectItem]:
+        """The items the node downloads (Baetyl's `object`/`function` items), by item key."""
+        return objects.object_items(self.data)
+
+    def text_items(self) -> dict[str, str]:
+        """The files carried in the configuration itself (`kv` items)."""
+        return {k: v for k, v in self.data.items() if not objects.is_object_key(k)}
 
 
 class Secret(_NamedFiles):

@@ -18,10 +18,12 @@ from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.messages import CommandRequest
 from agent.contracts.report import AppStats
 from agent.core import node
+from agent.core.archives import UnpackLimits
 from agent.core.backend import Backend, NodeIdentity
 from agent.core.config import ConfigError, CoreConfig, node_identity, unsupported
 from agent.core.engine.engine import Engine
 from agent.core.native import NativeBackend, NativeSettings
+from agent.core.objects import CacheSettings, ObjectCache
 from agent.core.store import LocalStore
 from agent.core.sync.link import LinkSettings
 from agent.core.sync.shadow_sync import ShadowSync
@@ -69,12 +71,25 @@ class Core:
             on_connected=self._connected,
             poll=config.sync.mode == "poll",
         )
+        self.objects = ObjectCache(
+            CacheSettings(
+                root=config.objects.dir,
+                ca_file=config.node.ca,
+                max_bytes=config.objects.max_bytes,
+                unpack=UnpackLimits(
+                    max_bytes=config.objects.max_unpacked_bytes,
+                    max_members=config.objects.max_members,
+                ),
+                timeout=config.objects.timeout,
+            )
+        )
         self.engine = Engine(
             self.backend,
             self.store,
             self.sync.resources,
             interval=config.engine.interval,
             wake_on_change=config.engine.mode == "event",
+            objects=self.objects,
         )
         self._stats = node.StatsCollector(config.store.dir)
         self._core_info = node.core_info(config.engine.backend)
@@ -106,6 +121,7 @@ class Core:
             grace_period=config.native.grace_period,
             registry_file=config.run.dir / REGISTRY_FILE,
             function_address=config.function.address,
+            objects_dir=config.objects.dir,
         )
         return NativeBackend(self.identity, settings)
 

@@ -249,6 +249,17 @@ class FunctionSection(_Section):
     address: Annotated[str, BeforeValidator(_listen)] = NativeSettings.function_address
 
 
+class ObjectsSection(_Section):
+    """Downloaded object items (docs/functions.md): where they are cached, by digest, and how
+    big a download and an unpacked archive may be."""
+
+    dir: FilePath = Path("/var/lib/baetyl/objects")
+    max_bytes: int = Field(default=512 * 1024**2, gt=0)
+    max_unpacked_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_members: int = Field(default=20_000, gt=0)
+    timeout: Duration = 30.0
+
+
 class KubeConfig(_Section):
     """The Kubernetes backend (`engine.backend: kube`; docs/kubernetes.md).
 
@@ -275,6 +286,7 @@ class CoreConfig(_Section):
     native: NativeConfig = Field(default_factory=NativeConfig)
     kube: KubeConfig = Field(default_factory=KubeConfig)
     function: FunctionSection = Field(default_factory=FunctionSection)
+    objects: ObjectsSection = Field(default_factory=ObjectsSection)
 
 
 def load_config(path: Path, *, check_files: bool = True) -> CoreConfig:

@@ -85,6 +85,11 @@ class Layout:
         return self.prefix / "var/lib/baetyl/run"
 
     @property
+    def objects_dir(self) -> Path:
+        """Downloaded object items (agent.core.objects)."""
+        return self.prefix / "var/lib/baetyl/objects"
+
+    @property
     def log_dir(self) -> Path:
         """App logs, and the agent's own log when it runs without systemd."""
         return self.prefix / "var/log/baetyl"
@@ -163,6 +168,7 @@ def core_config(
         "cloud": {},
         "store": {"dir": str(layout.store_dir)},
         "run": {"dir": str(layout.run_dir)},
+        "objects": {"dir": str(layout.objects_dir)},
         "log": {"dir": str(layout.log_dir)},
         "api": {"listen": api_listen},
     }

@@ -20,6 +20,7 @@ from cloud.api import (
     misc,
     namespace,
     nodes,
+    objects,
     registries,
     secrets,
     system,
@@ -45,6 +46,7 @@ ROUTE_MODULES = (
     secrets,
     certificates,
     registries,
+    objects,
     install,
 )
 

@@ -1,12 +1,18 @@
-"""`/v1/configs`: configurations in Baetyl's ConfigurationView (data as `[{key, value}]` items)."""
+"""`/v1/configs`: configurations in Baetyl's ConfigurationView (data as `[{key, value}]` items).
+
+Items are `kv` (the file's text) or `object`/`function` (a file the node downloads, stored under
+`_object_<key>` as Baetyl does; agent.contracts.objects).
+"""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, field_serializer, model_validator
 
+from agent.contracts.objects import OBJECT_PREFIX, ObjectItem, is_object_key
 from agent.contracts.resources import Configuration
 from agent.contracts.wire import WireModel
 from cloud.api.listing import Page
@@ -17,33 +23,46 @@ from cloud.services import configs
 from cloud.services.configs import ConfigDraft
 
 routes = RouteTable(prefix="/v1")
-KV = "kv"
+KV: Final = "kv"
 
 
 class ConfigValue(WireModel):
-    """An item's value; only Baetyl's `kv` type (the file's text) is supported."""
+    """A `kv` item's value: the file's text."""
 
-    type: str = KV
+    type: Literal["kv"] = KV
     value: str = ""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _only_kv(cls, raw: Any) -> Any:
-        # Checked before the fields so that an `object` item gets this one message, not a list
-        # of its unknown fields (`source`, `url`, ...).
-        if isinstance(raw, dict) and raw.get("type", KV) != KV:
-            raise ValueError(
-                f"type {raw.get('type')!r} is not supported: only 'kv' items (text content) are; "
-                "Baetyl's 'object' and 'function' items are not implemented"
-            )
-        return raw
+
+def _item_type(raw: Any) -> str:
+    kind = raw.get("type", KV) if isinstance(raw, dict) else getattr(raw, "type", KV)
+    return KV if kind == KV else "object"
+
+
+ItemValue = Annotated[
+    Annotated[ConfigValue, Tag(KV)] | Annotated[ObjectItem, Tag("object")],
+    Discriminator(_item_type),
+]
+"""Baetyl's item values: `kv` (text) or `object`/`function` (a file the node downloads)."""
 
 
 class ConfigItem(WireModel):
-    """One file of a configuration: its name (`key`) and content."""
+    """One file of a configuration: its name (`key`) and content, or where the node gets it."""
 
     key: str
-    value: ConfigValue
+    value: ItemValue
+
+    @field_serializer("value")
+    def _given_fields(self, value: ConfigValue | ObjectItem) -> dict[str, Any]:
+        # An object item shows the fields it has, not the defaults of every field it could have.
+        if isinstance(value, ObjectItem):
+            return {"type": value.type, **json.loads(value.to_text())}
+        return value.model_dump(mode="json", by_alias=True)
+
+    @model_validator(mode="after")
+    def _plain_key(self) -> ConfigItem:
+        if is_object_key(self.key):
+            raise ValueError(f"key {self.key!r}: keys may not start with {OBJECT_PREFIX!r}")
+        return self
 
 
 class ConfigurationBody(ResourceBody):
@@ -68,10 +87,14 @@ def _view(config: Configuration) -> ConfigurationView:
     return ConfigurationView(
         **view_fields(config),
         system=config.system,
-        data=[
-            ConfigItem(key=key, value=ConfigValue(type=KV, value=value))
-            for key, value in sorted(config.data.items())
-        ],
+        data=sorted(
+            [
+                ConfigItem(key=key, value=ConfigValue(value=text))
+                for key, text in config.text_items().items()
+            ]
+            + [ConfigItem(key=key, value=item) for key, item in config.object_items().items()],
+            key=lambda item: item.key,
+        ),
     )
 
 
@@ -83,9 +106,19 @@ def _draft(body: ConfigurationBody, name: str) -> ConfigDraft:
         name=name,
         labels=body.labels,
         description=body.description,
-        data={item.key: item.value.value for item in body.data},
+        data={_data_key(item): _data_value(item) for item in body.data},
         system=body.system,
     )
+
+
+def _data_key(item: ConfigItem) -> str:
+    return item.key if isinstance(item.value, ConfigValue) else OBJECT_PREFIX + item.key
+
+
+def _data_value(item: ConfigItem) -> str:
+    if isinstance(item.value, ConfigValue):
+        return item.value.value
+    return item.value.to_text()
 
 
 add_routes(

@@ -18,7 +18,7 @@ from pydantic.json_schema import models_json_schema
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Decorator = Callable[[Handler], Handler]
 Access = Literal["anonymous", "read", "admin"]
-_PATH_PARAM = re.compile(r"\{(\w+)\}")
+_PATH_PARAM = re.compile(r"\{(\w+)(?::[^{}]+)?\}")
 
 
 class RouteOptions(TypedDict, total=False):
@@ -158,7 +158,7 @@ def openapi_document(routes: list[Route], *, title: str, version: str) -> dict[s
             operation["security"] = [{"bearer": []}]
             operation["responses"]["401"] = {"$ref": "#/components/responses/Error"}
         operation["responses"]["default"] = {"$ref": "#/components/responses/Error"}
-        paths.setdefault(route.path, {})[route.method.lower()] = operation
+        paths.setdefault(_PATH_PARAM.sub(r"{\1}", route.path), {})[route.method.lower()] = operation
 
     schemas["Error"] = {
         "type": "object",
@@ -213,5 +213,10 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def _operation_id(route: Route) -> str:
-    words = re.sub(r"[{}]", "", route.path).strip("/").replace("/", "_").replace("-", "_")
+    words = (
+        re.sub(r"[{}]", "", _PATH_PARAM.sub(r"\1", route.path))
+        .strip("/")
+        .replace("/", "_")
+        .replace("-", "_")
+    )
     return f"{route.method.lower()}_{words}"

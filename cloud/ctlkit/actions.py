@@ -11,12 +11,22 @@ from __future__ import annotations
 import argparse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from cloud.ctlkit.client import Client, path
+from cloud.ctlkit.code import zip_directory
 from cloud.ctlkit.console import Console
 from cloud.ctlkit.errors import ApiError, CtlError, UsageError
-from cloud.ctlkit.manifests import Document, config_body, read_documents, read_text, to_map
+from cloud.ctlkit.manifests import (
+    Document,
+    config_body,
+    read_bytes,
+    read_documents,
+    read_text,
+    to_map,
+)
 from cloud.ctlkit.output import Result, nothing_found
 
 Call = Callable[[Client], Awaitable[Result]]
@@ -283,3 +293,108 @@ def _described(body: Document, args: argparse.Namespace) -> Document:
     if args.description is not None:
         body["description"] = args.description
     return body
+
+
+# Objects and function code.
+
+OBJECT_ITEM = "object"
+
+
+def object_path(bucket: str, name: str) -> str:
+    """`/v1/objects/BUCKET/NAME`, the name's '/' kept (objects live in folders)."""
+    return path("objects", bucket) + "/" + quote(name, safe="/")
+
+
+def split_object(text: str) -> tuple[str, str]:
+    """`BUCKET/NAME` as (bucket, name); UsageError when either part is missing."""
+    bucket, _, name = text.partition("/")
+    if not bucket or not name:
+        raise UsageError(f"{text!r}: give the object as BUCKET/NAME")
+    return bucket, name
+
+
+def object_upload(args: argparse.Namespace, console: Console) -> Call:
+    """`object upload BUCKET/NAME FILE`: store a file in the cloud's object store."""
+    bucket, name = split_object(args.object)
+    data = read_bytes(args.file, what="file")
+
+    async def call(api: Client) -> Result:
+        record = await api.put_bytes(object_path(bucket, name), data)
+        return Result(OBJECT_ITEM, record, messages=(f"object/{bucket}/{name} uploaded",))
+
+    return call
+
+
+def object_listing(args: argparse.Namespace, console: Console) -> Call:
+    """`object list [BUCKET]`: the buckets, or the objects of one."""
+
+    async def call(api: Client) -> Result:
+        if args.bucket is None:
+            found = await api.get("/v2/objects/local/buckets")
+            return Result("bucket", {"items": found.get("buckets", [])}, empty="no buckets")
+        found = await api.get(f"/v2/objects/local/buckets/{quote(args.bucket, safe='')}/objects")
+        return Result(OBJECT_ITEM, {"items": found.get("objects", [])}, empty="no objects")
+
+    return call
+
+
+def object_delete(args: argparse.Namespace, console: Console) -> Call:
+    """`object delete BUCKET/NAME`."""
+    bucket, name = split_object(args.object)
+
+    async def call(api: Client) -> Result:
+        await api.delete(object_path(bucket, name))
+        return Result(OBJECT_ITEM, None, messages=(f"object/{bucket}/{name} deleted",))
+
+    return call
+
+
+def push_code(args: argparse.Namespace, console: Console) -> Call:
+    """`config push-code NAME DIR`: zip DIR, upload it, point the configuration's item at it.
+
+    The configuration is created when absent; otherwise only the code item changes (other items
+    are kept), so the apps that mount it roll out the new code — or nothing happens when the
+    code did not change (the zip is reproducible, the configuration keeps its version).
+    """
+    data = zip_directory(Path(args.directory))
+    bucket = args.bucket
+    name = args.object or f"{args.name}/{args.key}"
+    item = {
+        "key": args.key,
+        "value": {
+            "type": "object",
+            "source": "local",
+            "bucket": bucket,
+            "object": name,
+            "unpack": "zip",
+        },
+    }
+    console.progress(f"uploading {len(data)} bytes of code to {bucket}/{name}")
+
+    async def call(api: Client) -> Result:
+        record = await api.put_bytes(object_path(bucket, name), data)
+        try:
+            current = await api.get(path(CONFIG.collection, args.name))
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            body = {"name": args.name, "data": [item]}
+            saved = await api.post(path(CONFIG.collection), body)
+            what = "created"
+        else:
+            items = [i for i in current.get("data", []) if i.get("key") != args.key]
+            body = {
+                "name": args.name,
+                "labels": current.get("labels", {}),
+                "description": current.get("description", ""),
+                "data": [*items, item],
+            }
+            saved = await api.put(path(CONFIG.collection, args.name), body)
+            what = "unchanged" if saved.get("version") == current.get("version") else "configured"
+        messages = (
+            f"object/{bucket}/{name} uploaded (sha256 {record.get('sha256', '?')[:12]})",
+            done(CONFIG, args.name, what),
+        )
+        return Result(CONFIG.word, saved, messages=messages)
+
+    return call

@@ -66,6 +66,10 @@ class Client:
         """PUT `body` as JSON."""
         return await self.request("PUT", api_path, body=body)
 
+    async def put_bytes(self, api_path: str, data: bytes) -> Any:
+        """PUT raw bytes (an object upload); the decoded JSON answer."""
+        return await self.request("PUT", api_path, raw=data)
+
     async def delete(self, api_path: str) -> Any:
         """DELETE `api_path`."""
         return await self.request("DELETE", api_path)
@@ -77,11 +81,13 @@ class Client:
         *,
         query: Mapping[str, str] | None = None,
         body: Any = None,
+        raw: bytes | None = None,
     ) -> Any:
-        """Send one request; the decoded JSON answer, or ApiError / CtlError."""
-        raw, status = await self._send(method, api_path, query=query, body=body)
+        """Send one request (a JSON `body` or `raw` bytes); the decoded JSON answer, or ApiError /
+        CtlError."""
+        answer, status = await self._send(method, api_path, query=query, body=body, raw=raw)
         try:
-            return json.loads(raw) if raw.strip() else None
+            return json.loads(answer) if answer.strip() else None
         except ValueError as exc:
             raise CtlError(
                 f"{method} {api_path}: the server answered {status} with a body that is not "
@@ -90,7 +96,7 @@ class Client:
 
     async def get_text(self, api_path: str, *, query: Mapping[str, str] | None = None) -> str:
         """GET a plain-text answer (logs); errors as for `request`."""
-        raw, _ = await self._send("GET", api_path, query=query, body=None)
+        raw, _ = await self._send("GET", api_path, query=query, body=None, raw=None)
         return raw.decode("utf-8", errors="replace")
 
     async def _send(
@@ -100,6 +106,7 @@ class Client:
         *,
         query: Mapping[str, str] | None,
         body: Any,
+        raw: bytes | None,
     ) -> tuple[bytes, int]:
         if self._session is None:
             raise RuntimeError("Client used outside `async with`")
@@ -107,7 +114,10 @@ class Client:
         # Our own request id: the server adopts it, so even a lost answer can be found in its log.
         headers = {"X-Request-Id": uuid.uuid4().hex}
         kwargs: dict[str, Any] = {"headers": headers, "params": dict(query or {})}
-        if body is not None:
+        if raw is not None:
+            kwargs["data"] = raw
+            headers["Content-Type"] = "application/octet-stream"
+        elif body is not None:
             kwargs["data"] = json.dumps(body, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
         try:

@@ -105,6 +105,7 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     _secrets(resources, leaf)
     _registries(resources, leaf)
     _certificates(resources, leaf)
+    _objects(resources, leaf)
     return parser
 
 
@@ -239,6 +240,24 @@ def _configs(resources: Subparsers, leaf: Leaf) -> None:
         "Create or replace the configurations described in a file; 'data' is a list of "
         "{key, value: {type: kv, value}} items or a simple KEY: TEXT map.",
     )
+    push = leaf(
+        verbs,
+        "push-code",
+        "Zip a directory of function code, upload it to the cloud's object store and point "
+        "the configuration's code item at it (the configuration is created when absent).",
+        actions.push_code,
+    )
+    push.add_argument("name", metavar="NAME", help="the configuration")
+    push.add_argument("directory", metavar="DIR", help="the code directory")
+    push.add_argument(
+        "--bucket", default="functions", help="the object store bucket (default functions)"
+    )
+    push.add_argument(
+        "--object", metavar="NAME", help="the object's name (default CONFIG/KEY)", default=None
+    )
+    push.add_argument(
+        "--key", default="code.zip", help="the configuration item's key (default code.zip)"
+    )
     _read_verbs(verbs, leaf, actions.CONFIG, "configurations")
 
 
@@ -304,3 +323,20 @@ def _certificates(resources: Subparsers, leaf: Leaf) -> None:
     create.add_argument("--key", required=True, metavar="FILE", help="PEM private key")
     _described(create)
     _read_verbs(verbs, leaf, actions.CERTIFICATE, "certificates")
+
+
+def _objects(resources: Subparsers, leaf: Leaf) -> None:
+    summary = "Files in the cloud's object store (configurations' object items)."
+    parser = resources.add_parser("object", help=summary, description=summary)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs", required=True)
+    upload = leaf(verbs, "upload", "Upload a file as BUCKET/NAME.", actions.object_upload)
+    upload.add_argument("object", metavar="BUCKET/NAME")
+    upload.add_argument("file", metavar="FILE")
+    listing = leaf(
+        verbs, "list", "List the buckets, or the objects of one.", actions.object_listing
+    )
+    listing.add_argument("bucket", metavar="BUCKET", nargs="?", default=None)
+    delete = leaf(
+        verbs, "delete", "Delete an object no configuration names.", actions.object_delete
+    )
+    delete.add_argument("object", metavar="BUCKET/NAME")

@@ -18,6 +18,10 @@ class Console:
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
+    def progress(self, message: str) -> None:
+        """What a long step is doing, on stderr (stdout stays the command's result)."""
+        self.stderr.write(f"{message}\n")
+
     def warn(self, message: str) -> None:
         """A warning on stderr: the command goes on."""
         self.stderr.write(f"warning: {message}\n")

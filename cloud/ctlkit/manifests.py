@@ -96,6 +96,14 @@ def read_text(path: str, *, what: str) -> str:
         raise CtlError(f"{what} {path} is not UTF-8 text") from exc
 
 
+def read_bytes(path: str, *, what: str) -> bytes:
+    """A local file's bytes, or a CtlError naming the file and the problem."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CtlError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
 def pair(text: str) -> tuple[str, str]:
     """`k=v` as (k, v); an argparse type, so a bad pair is a usage error (exit status 2)."""
     key, sep, value = text.partition("=")

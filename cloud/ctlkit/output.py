@@ -183,6 +183,13 @@ def expires(item: Item) -> str:
 
 _GENERIC: list[tuple[str, Cell]] = [("NAME", text("name")), ("CREATED", created)]
 COLUMNS: dict[str, list[tuple[str, Cell]]] = {
+    "bucket": [("NAME", text("name")), ("OBJECTS", text("objects"))],
+    "object": [
+        ("NAME", text("object")),
+        ("SIZE", text("size")),
+        ("SHA256", lambda item: str(item.get("sha256", ""))[:12]),
+        ("UPDATED", text("updateTime")),
+    ],
     "node": [
         ("NAME", text("name")),
         ("READY", ready),

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from agent.contracts.resources import CONFIG_DATA_MAX_BYTES, Configuration, ResourceKind
 from cloud.errors import Invalid, NotFound
-from cloud.services import desired
+from cloud.services import desired, objects
 from cloud.services.context import Caller, CloudContext
 from cloud.services.resource_rules import (
     AppUse,
@@ -63,12 +63,12 @@ def config_version(data: Mapping[str, str]) -> str:
 
 async def create(ctx: CloudContext, caller: Caller, draft: ConfigDraft) -> Configuration:
     """Store a new configuration (no app can reference it yet, so nothing to propagate)."""
-    del ctx  # the same signature as every stored kind's create; nothing to seal or push
     require_admin(caller)
     refuse_reserved_name(draft.name, "configuration")
     if draft.system:
         raise Invalid("system: system configurations are created by the cloud, not over the API")
-    config = _checked(draft, caller.namespace)
+    data = await objects.pin(ctx, caller.namespace, dict(draft.data))
+    config = _checked(draft, caller.namespace, data)
     async with transaction():
         await namespace_store.lock(caller.namespace)
         return await store.insert(caller.namespace, config)
@@ -98,7 +98,7 @@ async def replace(
     namespace = caller.namespace
     if draft.name != name:
         raise Invalid(f"name: the body names configuration {draft.name!r}, the path {name!r}")
-    wanted = _checked(draft, namespace)
+    wanted = _checked(draft, namespace, await objects.pin(ctx, namespace, dict(draft.data)))
     changed_nodes: DesiredChanges = {}
     async with transaction():
         await namespace_store.lock(namespace)
@@ -141,8 +141,9 @@ async def users(caller: Caller, name: str) -> list[AppUse]:
     return await apps_using(caller.namespace, ResourceKind.CONFIGURATION, name)
 
 
-def _checked(draft: ConfigDraft, namespace: str) -> Configuration:
-    size = len(json.dumps(dict(draft.data), separators=(",", ":"), ensure_ascii=False).encode())
+def _checked(draft: ConfigDraft, namespace: str, data: dict[str, str]) -> Configuration:
+    """The configuration to store: `draft` with `data` (its object items pinned), validated."""
+    size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
     if size > CONFIG_DATA_MAX_BYTES:
         raise DataTooLarge(
             f"data: the configuration data is {size} bytes; it must be under 4 MiB "
@@ -153,11 +154,11 @@ def _checked(draft: ConfigDraft, namespace: str) -> Configuration:
             {
                 "name": draft.name,
                 "namespace": namespace,
-                "version": config_version(draft.data),
+                "version": config_version(data),
                 "labels": dict(draft.labels),
                 "description": draft.description,
                 "system": draft.system,
-                "data": dict(draft.data),
+                "data": data,
             }
         )
     except ValidationError as exc:

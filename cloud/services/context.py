@@ -46,7 +46,8 @@ class CloudContext:
     `access_listeners` get the whole deny list (nids of deleted nodes) after it changed, and once
     at start-up; the managed broker subscribes here to rewrite its ACL. `commands` reaches nodes
     over MQTT (the bridge sets it when it starts; None in REST-only mode). `ca` is the cloud CA
-    of `DATA_DIR/pki`, which signs node certificates (cloud.services.node_certs).
+    of `DATA_DIR/pki`, which signs node certificates (cloud.services.node_certs). `object_locks`
+    serialise uploads and sweeps of the object store per namespace (cloud.services.objects).
     """
 
     settings: CloudSettings
@@ -55,6 +56,7 @@ class CloudContext:
     access_listeners: list[AccessListener] = field(default_factory=list)
     commands: CommandSender | None = None
     ca: CertificateAuthority | None = None
+    object_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     async def access_changed(self) -> None:
         """Publish the deny list and the CRL after a commit that changed them, and at start.

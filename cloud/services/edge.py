@@ -28,6 +28,7 @@ from agent.contracts.resources import (
     Secret,
 )
 from cloud.errors import CloudError, Conflict, Forbidden, NotFound
+from cloud.services import objects
 from cloud.services.context import CloudContext
 from cloud.store import apps as app_store
 from cloud.store import configs as config_store
@@ -195,7 +196,8 @@ async def _value(ctx: CloudContext, namespace: str, ref: ResourceRef) -> Resourc
         config = await config_store.get(namespace, ref.name)
         if config is None or config.version != ref.version:
             raise gone
-        return ConfigurationValue(kind=ref.kind, name=ref.name, version=ref.version, value=config)
+        served = objects.served(ctx, namespace, config)
+        return ConfigurationValue(kind=ref.kind, name=ref.name, version=ref.version, value=served)
     stored = await secret_store.get(namespace, ref.name)
     if stored is None or stored.version != ref.version or stored.sealed is None:
         raise gone

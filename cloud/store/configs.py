@@ -85,3 +85,9 @@ async def update(namespace: str, config: Configuration) -> Configuration | None:
 async def delete(namespace: str, name: str) -> bool:
     """Remove a configuration; False when there was none."""
     return bool(await ConfigRow.filter(namespace=namespace, name=name).delete())
+
+
+async def all_data(namespace: str) -> list[tuple[str, dict[str, str]]]:
+    """(name, data) of every configuration of the namespace, for finding object references."""
+    rows = await ConfigRow.filter(namespace=namespace).values_list("name", "data")
+    return [(str(name), dict(data)) for name, data in rows]

@@ -216,6 +216,7 @@ def write_core_config(directory: Path, cert: Path, key: Path, *, ca: Path, broke
         "cloud": {"mqtt": broker, "keepalive": 5},
         "store": {"dir": str(directory / "store")},
         "run": {"dir": str(directory / "run")},
+        "objects": {"dir": str(directory / "objects")},
         "log": {"dir": str(directory / "log"), "level": "debug", "format": "json"},
         "engine": {"interval": 2},
         "sync": {"report_interval": 1, "timeout": 5},

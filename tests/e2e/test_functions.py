@@ -97,7 +97,7 @@ async def test_a_function_calls_another_through_the_proxy_with_one_invoke_id(
     cloud = edge_cloud
     await cloud.ctl("node", "create", "edge-1", "-l", "example=function-pipeline")
     agent = await edge_agents("edge-1")
-    await cloud.ctl("config", "apply", "-f", "examples/function-pipeline/config.yaml")
+    await cloud.ctl("config", "push-code", "pipeline-code", "examples/function-pipeline/code")
     await cloud.ctl("app", "apply", "-f", "examples/function-pipeline/app.yaml")
     app = await cloud.rest("/v1/apps/pipeline")
     await wait_running(cloud, "edge-1", "pipeline", app["version"])

@@ -23,7 +23,13 @@ from cloud.api.keys import BRIDGE
 from cloud.pki.ca import CertificateAuthority
 from cloud.services import tokens
 from cloud.services.context import AccessListener
-from cloud.settings import CloudSettings, InstallSettings, MqttSettings, QuotaDefaults
+from cloud.settings import (
+    CloudSettings,
+    InstallSettings,
+    MqttSettings,
+    ObjectSettings,
+    QuotaDefaults,
+)
 from cloud.store.desired import DesiredChanges
 from tests.harness import migrated
 from tests.harness.common import free_port
@@ -61,6 +67,8 @@ class CloudServer:
     """The nids of each desired change the REST side announced, sorted."""
     desired_versions: list[dict[str, int]] = field(default_factory=list)
     """The same announcements: each node's new shadow version, by nid."""
+    app: web.Application | None = None
+    """The server's application (its CloudContext is `app[CONTEXT]` while it runs)."""
 
     async def call(
         self,
@@ -96,6 +104,13 @@ class CloudServer:
         answer = await self.call(method, path, body, **kwargs)
         assert answer.status == 200, f"{method} {path} -> {answer.status}: {answer.body}"
         return answer.body
+
+    async def upload(self, bucket: str, name: str, data: bytes, **kwargs: Any) -> Any:
+        """Store an object (`PUT /v1/objects/...`); returns its record."""
+        headers = {"Content-Type": "application/octet-stream"}
+        return await self.ok(
+            "PUT", f"/v1/objects/{bucket}/{name}", raw=data, headers=headers, **kwargs
+        )
 
     async def refused(
         self, method: str, path: str, body: Any, status: int, code: str, fragment: str
@@ -134,6 +149,7 @@ async def start_cloud(
     command_timeout: float = 10.0,
     ca: CertificateAuthority | None = None,
     install: InstallSettings | None = None,
+    objects: ObjectSettings | None = None,
 ) -> tuple[web.AppRunner, CloudServer]:
     """Start a cloud server; the caller must `runner.cleanup()` and close the session.
 
@@ -152,6 +168,7 @@ async def start_cloud(
         mqtt=mqtt,
         command_timeout=command_timeout,
         install=install or InstallSettings(),
+        objects=objects or ObjectSettings(),
     )
     if db_url is None and not (data_dir / "cloud.db").exists():
         migrated.sqlite_copy(data_dir)
@@ -177,7 +194,9 @@ async def start_cloud(
             raise
     token = (data_dir / "admin.token").read_text(encoding="ascii").strip()
     session = aiohttp.ClientSession()
-    server = CloudServer(f"http://127.0.0.1:{port}", data_dir, token, session, changes, versions)
+    server = CloudServer(
+        f"http://127.0.0.1:{port}", data_dir, token, session, changes, versions, app
+    )
     return runner, server
 
 

@@ -10,9 +10,11 @@ even for an instant. These are blocking calls; async code runs them through `asy
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -75,3 +77,80 @@ def remove_stale_temporaries(directory: Path) -> None:
     for stale in directory.glob(f".*{TEMPORARY_SUFFIX}"):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
+
+
+class TooLarge(ValueError):
+    """More bytes than the writer was allowed to take."""
+
+
+@dataclass(frozen=True)
+class BlobDigest:
+    """What was written: its size and its MD5 and SHA-256 (lower-case hex)."""
+
+    size: int
+    md5: str
+    sha256: str
+
+
+class BlobWriter:
+    """Stream bytes into `target` crash-safely, hashing them on the way (downloads, uploads).
+
+    The bytes go to a private temporary file beside `target`; `commit` flushes it to disk and
+    renames it into place, `discard` (or leaving the `with` block by an exception) deletes it,
+    so a reader never sees a partial file. More than `max_bytes` raises TooLarge at the write
+    that crosses the limit. Blocking: async code writes through `asyncio.to_thread`.
+    """
+
+    def __init__(self, target: Path, *, max_bytes: int, mode: int = 0o600) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, temp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX, dir=target.parent
+        )
+        self._handle = os.fdopen(fd, "wb")
+        os.fchmod(fd, mode)
+        self._temp = Path(temp)
+        self._target = target
+        self._max = max_bytes
+        self._size = 0
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._sha256 = hashlib.sha256()
+
+    def write(self, chunk: bytes) -> None:
+        """Append `chunk`; TooLarge when the total would pass the limit."""
+        self._size += len(chunk)
+        if self._size > self._max:
+            raise TooLarge(f"more than {self._max} bytes")
+        self._md5.update(chunk)
+        self._sha256.update(chunk)
+        self._handle.write(chunk)
+
+    def digest(self) -> BlobDigest:
+        """The size and digests of what was written so far."""
+        return BlobDigest(self._size, self._md5.hexdigest(), self._sha256.hexdigest())
+
+    def commit(self, target: Path | None = None) -> BlobDigest:
+        """Put the bytes in place (atomically) and return their digest.
+
+        `target` (in the same directory) overrides the one given at the start: a
+        content-addressed file is named by a digest known only now.
+        """
+        final = self._target if target is None else target
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        self._temp.replace(final)
+        sync_directory(final.parent)
+        return self.digest()
+
+    def discard(self) -> None:
+        """Delete the temporary file; `target` is left as it was."""
+        self._handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._temp.unlink()
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        if kind is not None or not self._handle.closed:
+            self.discard()

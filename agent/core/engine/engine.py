@@ -26,11 +26,13 @@ from typing import Final, Protocol
 from agent.contracts import desired as desired_state
 from agent.contracts.desired import DesiredState
 from agent.contracts.kit import backoff
+from agent.contracts.objects import ObjectItem
 from agent.contracts.report import AppStats, AppStatus
 from agent.contracts.resources import Application, Configuration, ResourceKind, Secret
 from agent.core.backend import Backend, DeployError, Deployment, FetchError
 from agent.core.engine import planner
 from agent.core.engine.planner import ResourceKey, Want
+from agent.core.objects import ObjectCache, ObjectError
 from agent.core.store import LocalStore
 
 log = logging.getLogger(__name__)
@@ -85,8 +87,10 @@ class Engine:
         backoff_cap: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         wake_on_change: bool = True,
+        objects: ObjectCache | None = None,
     ) -> None:
         self._backend = backend
+        self._objects = objects
         self._wake_on_change = wake_on_change
         self._store = store
         self._fetcher = fetcher
@@ -246,8 +250,17 @@ class Engine:
             return
         try:
             deployment = await self._deployment(spec)
+            if self._objects is not None:
+                await self._objects.prepare(deployment.configs.values())
             log.info("deploying app", extra={"app": app.name, "version": app.version})
             await self._backend.apply(deployment)
+        except ObjectError as exc:
+            if exc.stale:  # an expired download URL: fetch the configurations again
+                await self._refetch(spec)
+                self._fail(app, FailureKind.FETCH, f"fetch: {exc}")
+            else:
+                self._fail(app, FailureKind.DEPLOY, str(exc))
+            return
         except DeployError as exc:
             self._fail(app, FailureKind.DEPLOY, str(exc))
             return
@@ -273,12 +286,33 @@ class Engine:
                 raise DeployError(f"{kind.value} {ref.name} version {ref.version} is not stored")
         return Deployment(spec, configs, secrets)
 
+    async def _refetch(self, spec: Application) -> None:
+        """Drop the stored configurations of `spec` that hold object items (stale URLs)."""
+        stored = await self._store.list_resources()
+        stale: set[ResourceKey] = set()
+        for kind, ref in spec.references():
+            if kind is ResourceKind.CONFIGURATION:
+                config = await self._store.load_resource(kind, ref.name, ref.version)
+                if config is not None and config.object_items():
+                    stale.add((kind, ref.name, ref.version))
+        await self._store.prune(stored - stale)
+
     async def _prune(self, want: dict[str, Want]) -> None:
         stored = await self._store.list_resources()
         keep = planner.needed(want, await self._specs(want, stored))
         removed = await self._store.prune(keep)
         if removed:
             log.debug("pruned resources", extra={"count": len(removed)})
+        if self._objects is not None:
+            items: list[ObjectItem] = []
+            for kind, name, version in keep:
+                if kind is ResourceKind.CONFIGURATION:
+                    config = await self._store.load_resource(kind, name, version)
+                    if config is not None:
+                        items.extend(config.object_items().values())
+            dropped = await asyncio.to_thread(self._objects.prune, items)
+            if dropped:
+                log.info("pruned cached objects", extra={"count": len(dropped)})
 
     def _fail(self, app: Want, kind: FailureKind, cause: str) -> None:
         previous = self._failures.get(app.name)

@@ -511,6 +511,12 @@ def check(deployment: Deployment) -> None:
         raise DeployError(str(exc)) from None
     if app.type == "function":
         raise DeployError(f"app {app.name!r}: function apps do not run on a kube node yet")
+    for config in deployment.configs.values():
+        if config.object_items():
+            raise DeployError(
+                f"app {app.name!r}: configuration {config.name!r} has object items, which a kube "
+                "node does not mount yet (native nodes do)"
+            )
     for service in [*app.init_services, *app.services]:
         if not service.image:
             raise DeployError(

@@ -194,7 +194,15 @@ class AppRuntime:
         directory = context.layout.instance_dir(self.name, key.version, key.service, key.index)
         try:
             # Finished even when cancelled: a half-made directory must not race the next try.
-            await complete(asyncio.to_thread(layout.materialise, directory, deployment, service))
+            await complete(
+                asyncio.to_thread(
+                    layout.materialise,
+                    directory,
+                    deployment,
+                    service,
+                    objects_dir=context.settings.objects_dir,
+                )
+            )
         except BaseException:
             context.ports.release(port)
             raise

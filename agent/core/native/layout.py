@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from agent.contracts import spec_rules
+from agent.contracts.objects import ObjectItem, is_object_key, object_items
 from agent.contracts.resources import Application, Service, Volume, VolumeMount
 from agent.core.backend import DeployError, Deployment
+from agent.core.objects import content_path
 
 CONFIG_DIR_MODE = 0o755
 CONFIG_FILE_MODE = 0o644
@@ -116,8 +118,9 @@ def check(deployment: Deployment) -> None:
 def _check_source(deployment: Deployment, where: str, mount: VolumeMount, volume: Volume) -> None:
     what = f"{where}: volume {volume.name!r}"
     if volume.config is not None or volume.secret is not None:
-        data = _volume_data(deployment, what, volume)
-        if mount.sub_path and mount.sub_path not in data:
+        texts, items = _volume_files(deployment, what, volume)
+        files = set(texts) | {key for key, item in items.items() if not item.archive}
+        if mount.sub_path and mount.sub_path not in files:
             raise DeployError(f"{what}: subPath {mount.sub_path!r} is not a key of its data")
 
 
@@ -142,6 +145,20 @@ def _volume_data(deployment: Deployment, what: str, volume: Volume) -> dict[str,
     return values
 
 
+def _volume_files(
+    deployment: Deployment, what: str, volume: Volume
+) -> tuple[dict[str, str], dict[str, ObjectItem]]:
+    """A config or secret volume's files: (text files by key, object items by key)."""
+    data = _volume_data(deployment, what, volume)
+    if volume.config is None:
+        return data, {}  # a secret's keys are all files of its own
+    try:
+        items = object_items(data)
+    except ValueError as exc:
+        raise DeployError(f"{what}: {exc}") from exc
+    return {k: v for k, v in data.items() if not is_object_key(k)}, items
+
+
 def check_host_paths(deployment: Deployment) -> None:
     """Check hostPath volumes whose type requires something to exist. Blocking (stat)."""
     for volume in deployment.app.volumes:
@@ -164,10 +181,14 @@ def check_host_paths(deployment: Deployment) -> None:
             raise DeployError(f"{what}: is not a {host.type}")
 
 
-def materialise(directory: Path, deployment: Deployment, service: Service) -> Path:
+def materialise(
+    directory: Path, deployment: Deployment, service: Service, *, objects_dir: Path | None = None
+) -> Path:
     """Create a fresh instance directory with its volumes; return the working directory.
 
-    Blocking (file system): run in a thread. Raises DeployError naming the volume at fault.
+    Object items of config volumes are copied from the object cache at `objects_dir`, where
+    the engine put them before the deployment (agent.core.objects). Blocking (file system):
+    run in a thread. Raises DeployError naming the volume at fault.
     """
     app = deployment.app
     where = f"app {app.name!r} service {service.name!r}"
@@ -185,7 +206,15 @@ def materialise(directory: Path, deployment: Deployment, service: Service) -> Pa
         what = f"{where}: volume {mount.name!r}"
         path = container_path(mount.mount_path, what=f"{what} mountPath")
         try:
-            _mount(root, path, deployment=deployment, what=what, mount=mount, volume=volume)
+            _mount(
+                root,
+                path,
+                deployment=deployment,
+                what=what,
+                mount=mount,
+                volume=volume,
+                objects_dir=objects_dir,
+            )
         except DeployError:
             raise
         except OSError as exc:
@@ -207,6 +236,7 @@ def _mount(
     what: str,
     mount: VolumeMount,
     volume: Volume,
+    objects_dir: Path | None,
 ) -> None:
     if volume.host_path is not None:
         parent = _make_dirs(root, path.parent, mode=0o755, what=what)
@@ -226,18 +256,61 @@ def _mount(
     if volume.empty_dir is not None:
         _make_dirs(root, path, mode=0o755, what=what)
         return
-    data = _volume_data(deployment, what, volume)
+    texts, items = _volume_files(deployment, what, volume)
     secret = volume.secret is not None
     dir_mode = SECRET_DIR_MODE if secret else CONFIG_DIR_MODE
     file_mode = SECRET_FILE_MODE if secret else CONFIG_FILE_MODE
+    cached = {key: _cached(objects_dir, item, what, key) for key, item in items.items()}
     if mount.sub_path:
         parent = _make_dirs(root, path.parent, mode=0o755, what=what)
-        _write_file(parent / path.name, data[mount.sub_path], file_mode, what=what)
+        if mount.sub_path in texts:
+            _write_file(parent / path.name, texts[mount.sub_path], file_mode, what=what)
+        else:
+            _copy_file(cached[mount.sub_path], parent / path.name, what=what)
         return
     target = _make_dirs(root, path, mode=dir_mode, what=what)
     target.chmod(dir_mode)
-    for key, value in sorted(data.items()):
+    for key, value in sorted(texts.items()):
         _write_file(target / key, value, file_mode, what=what)
+    for key, source in sorted(cached.items()):
+        if items[key].archive:
+            _copy_tree(source, target, what=what)
+        else:
+            _copy_file(source, target / key, what=what)
+
+
+def _cached(objects_dir: Path | None, item: ObjectItem, what: str, key: str) -> Path:
+    source = None if objects_dir is None else content_path(objects_dir, item)
+    if source is None or not source.exists():
+        raise DeployError(f"{what}: object item {key!r} is not in the object cache")
+    return source
+
+
+def _copy_file(source: Path, target: Path, *, what: str) -> None:
+    """Copy one cached file (read-only for the app: 0644, or 0755 if it was executable)."""
+    executable = bool(source.stat().st_mode & 0o111)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    mode = 0o755 if executable else CONFIG_FILE_MODE
+    try:
+        fd = os.open(target, flags, mode)
+    except FileExistsError as exc:
+        raise DeployError(
+            f"{what}: {target.name} already exists (two items or mounts overlap)"
+        ) from exc
+    with os.fdopen(fd, "wb") as out, source.open("rb") as data:
+        os.fchmod(out.fileno(), mode)
+        shutil.copyfileobj(data, out)
+
+
+def _copy_tree(source: Path, target: Path, *, what: str) -> None:
+    """Copy an unpacked archive from the cache into a volume directory, file by file."""
+    for directory, dirs, files in os.walk(source):
+        relative = Path(directory).relative_to(source)
+        here = target / relative
+        for name in sorted(dirs):
+            (here / name).mkdir(mode=CONFIG_DIR_MODE, exist_ok=True)
+        for name in sorted(files):
+            _copy_file(Path(directory) / name, here / name, what=what)
 
 
 def _make_dirs(root: Path, relative: PurePosixPath, *, mode: int, what: str) -> Path:

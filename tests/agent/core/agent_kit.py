@@ -70,6 +70,7 @@ def write_core_config(
         },
         "store": {"dir": str(directory / "store")},
         "run": {"dir": str(directory / "run")},
+        "objects": {"dir": str(directory / "objects")},
         "log": {"dir": str(directory / "log"), "level": "debug", "format": "json"},
         "engine": engine,
         "sync": sync,

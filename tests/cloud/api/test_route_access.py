@@ -91,6 +91,15 @@ ACCESS: dict[tuple[str, str], Who] = {
     ("GET", "/v1/init/baetyl-install.sh"): "anonymous",
     ("GET", "/v1/init/baetyl-init-deployment.yml"): "anonymous",
     ("GET", "/v1/init/dist/{file}"): "anonymous",
+    ("GET", "/v1/objects"): "read",
+    ("GET", "/v2/objects"): "read",
+    ("GET", "/v2/objects/{source}/buckets"): "read",
+    ("GET", "/v2/objects/{source}/buckets/{bucket}/objects"): "read",
+    ("PUT", "/v1/objects/{bucket}/{object}"): "admin",
+    ("GET", "/v1/objects/{bucket}/{object}"): "read",  # like a configuration's data
+    ("DELETE", "/v1/objects/{bucket}/{object}"): "admin",
+    # The signature in the URL is the credential (tests/cloud/api/test_objects.py).
+    ("GET", "/v1/objects-data/{namespace}/{sha256}"): "anonymous",
 }
 
 # Path parameters filled with resources that exist, so that reads answer with real content.
@@ -107,9 +116,20 @@ _NAMES = {
 }
 
 
+_PARAMS = {
+    "{bucket}": "code",
+    "{object}": "hello.zip",
+    "{source}": "local",
+    "{namespace}": "default",
+    "{sha256}": "0" * 64,
+}
+
+
 def _concrete(path: str) -> str:
     prefix = next((p for p in _NAMES if path.startswith(p)), None)
     filled = path.replace("{app}", "web")
+    for param, value in _PARAMS.items():
+        filled = filled.replace(param, value)
     if prefix is not None:
         filled = re.sub(r"\{\w+\}", _NAMES[prefix], filled, count=1)
     return filled
@@ -127,6 +147,7 @@ async def _registered(cloud: CloudServer) -> set[tuple[str, str]]:
 async def _populate(cloud: CloudServer) -> None:
     await cloud.ok("POST", "/v1/nodes", {"name": "edge-1", "labels": {"role": "gw"}})
     await cloud.ok("POST", "/v1/configs", {"name": "settings", "data": []})
+    await cloud.upload("code", "hello.zip", b"PK-not-really")
     await cloud.ok("POST", "/v1/secrets", secret("db-pass", SECRET_VALUE))
     await cloud.ok("POST", "/v1/registries", registry("hub", REGISTRY_PASSWORD))
     volume = {"name": "creds", "secret": {"name": "db-pass"}}
@@ -150,6 +171,10 @@ async def test_a_read_token_gets_exactly_what_the_table_says(
     assert answer.status < 500, answer.body
     if ACCESS[(method, path)] == "admin":
         assert (answer.status, answer.body["code"]) == (403, "ErrRequestForbidden"), answer.body
+    elif path.startswith("/v1/objects-data/"):
+        # Its credential is the URL's signature, which this call does not have: no token helps.
+        assert answer.status == 403, answer.body
+        assert "expires" in answer.body["message"], answer.body
     else:
         assert answer.status not in (401, 403), answer.body
     text = str(answer.body)

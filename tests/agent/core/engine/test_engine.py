@@ -7,6 +7,7 @@ resources a test put in its catalogue, or fails as a broken link would.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,14 +16,19 @@ from typing import Any
 import pytest
 
 from agent.contracts.desired import DesiredState
+from agent.contracts.objects import OBJECT_PREFIX, ObjectItem
 from agent.contracts.report import AppStatus
 from agent.contracts.resources import Application, Configuration, ResourceKind, Secret
 from agent.core.backend import FetchError
 from agent.core.engine.engine import Engine, FailureKind
 from agent.core.engine.planner import ResourceKey
+from agent.core.objects import CacheSettings, ObjectCache
 from agent.core.store import LocalStore
 from tests.agent.core.agent_kit import SLEEPER
 from tests.agent.core.native.conftest import BackendFactory
+from tests.agent.core.native.kit import Dirs
+from tests.harness.files import FileServer, file_server
+from tools.kit.waiting import eventually
 
 Resource = Application | Configuration | Secret
 
@@ -245,3 +251,113 @@ async def test_without_wake_on_change_a_new_desired_state_waits_for_the_next_tic
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+def object_config(server: FileServer, name: str, data: bytes, **fields: Any) -> Configuration:
+    """Version c1 of `conf` with one object item served by `server` as `name`."""
+    item = ObjectItem.model_validate(
+        {
+            "source": "local",
+            "bucket": "code",
+            "object": name,
+            "url": server.url_of(name),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            **fields,
+        }
+    )
+    return Configuration(
+        name="conf",
+        version="c1",
+        data={"a.txt": "text", f"{OBJECT_PREFIX}model.bin": item.to_text()},
+    )
+
+
+async def _object_engine(
+    backends: BackendFactory, store: LocalStore, catalogue: Catalogue, dirs: Dirs
+) -> tuple[Engine, Any]:
+    backend = backends(objects_dir=dirs.root / "objects")
+    await backend.start()
+    cache = ObjectCache(CacheSettings(root=dirs.root / "objects", timeout=10))
+    engine = Engine(
+        backend, store, catalogue, interval=30, backoff_base=0.2, backoff_cap=1.0, objects=cache
+    )
+    return engine, backend
+
+
+async def test_an_object_item_is_downloaded_and_mounted_beside_the_text_items(
+    backends: BackendFactory, store: LocalStore, dirs: Dirs
+) -> None:
+    async with file_server() as server:
+        server.files["m"] = b"\x00model\x01"
+        catalogue = Catalogue()
+        catalogue.add(app("web", "v1", config="conf"), ResourceKind.APPLICATION)
+        catalogue.add(object_config(server, "m", b"\x00model\x01"), ResourceKind.CONFIGURATION)
+        engine, backend = await _object_engine(backends, store, catalogue, dirs)
+        engine.set_desired(DesiredState(apps={"web": "v1"}))
+        assert (await engine.reconcile()).settled
+        assert backend.observe()["web"].version == "v1"
+        [etc] = list(dirs.run.rglob("etc"))
+        assert (etc / "model.bin").read_bytes() == b"\x00model\x01"
+        assert (etc / "a.txt").read_text() == "text"
+        # A restart of the instance (a new version of the app) needs no second download.
+        catalogue.add(app("web", "v2", config="conf"), ResourceKind.APPLICATION)
+        engine.set_desired(DesiredState(apps={"web": "v2"}))
+        assert (await engine.reconcile()).settled
+        assert server.hits == {"m": 1}
+
+
+async def test_a_wrong_digest_fails_the_app_and_is_retried(
+    backends: BackendFactory, store: LocalStore, dirs: Dirs
+) -> None:
+    async with file_server() as server:
+        server.files["m"] = b"tampered"
+        catalogue = Catalogue()
+        catalogue.add(app("web", "v1", config="conf"), ResourceKind.APPLICATION)
+        catalogue.add(object_config(server, "m", b"original"), ResourceKind.CONFIGURATION)
+        engine, backend = await _object_engine(backends, store, catalogue, dirs)
+        engine.set_desired(DesiredState(apps={"web": "v1"}))
+        await engine.reconcile()
+        failure = engine.failures()["web"]
+        assert "sha256" in failure.cause
+        assert "model.bin" in failure.cause
+        assert not failure.cause.startswith("fetch: ")
+        assert "web" not in backend.observe()
+        server.files["m"] = b"original"
+        await eventually_deployed(engine, backend, "web", "v1")
+        assert server.hits["m"] >= 2
+
+
+async def test_an_expired_url_makes_the_engine_fetch_the_configuration_again(
+    backends: BackendFactory, store: LocalStore, dirs: Dirs
+) -> None:
+    async with file_server() as server:
+        server.files["fresh"] = b"bytes"
+        catalogue = Catalogue()
+        catalogue.add(app("web", "v1", config="conf"), ResourceKind.APPLICATION)
+        server.status["old"] = 403  # what the cloud answers for an expired presigned URL
+        stale = object_config(server, "old", b"bytes")
+        catalogue.add(stale, ResourceKind.CONFIGURATION)
+        engine, backend = await _object_engine(backends, store, catalogue, dirs)
+        engine.set_desired(DesiredState(apps={"web": "v1"}))
+        await engine.reconcile()
+        failure = engine.failures()["web"]
+        assert failure.cause.startswith("fetch: ")
+        assert "HTTP 403" in failure.cause
+        assert (ResourceKind.CONFIGURATION, "conf", "c1") not in await store.list_resources()
+        # The cloud now serves the same version with a fresh URL.
+        catalogue.add(object_config(server, "fresh", b"bytes"), ResourceKind.CONFIGURATION)
+        engine.wake(retry_fetches=True)
+        await eventually_deployed(engine, backend, "web", "v1")
+        [etc] = list(dirs.run.rglob("etc"))
+        assert (etc / "model.bin").read_bytes() == b"bytes"
+
+
+async def eventually_deployed(engine: Engine, backend: Any, app_name: str, version: str) -> None:
+    """Reconcile until the app runs at `version` (failures wait out their short backoff)."""
+
+    async def deployed() -> bool:
+        await engine.reconcile()
+        stats = backend.observe().get(app_name)
+        return stats is not None and stats.version == version
+
+    await eventually(deployed, limit=30, what=f"{app_name} {version} deployed")

@@ -1,0 +1,1 @@
+"""The cloud's object store: files uploaded for configurations' object items (DESIGN §7)."""
