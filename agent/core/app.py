@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any, Final
 
 from agent.contracts.desired import NODEPROPS, DesiredState
@@ -27,6 +28,7 @@ from agent.core.objects import CacheSettings, ObjectCache
 from agent.core.store import LocalStore
 from agent.core.sync.link import LinkSettings
 from agent.core.sync.shadow_sync import ShadowSync
+from agent.core.sysapps import BuiltinApps, function_proxy_app
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT: Final = 10.0
@@ -90,10 +92,23 @@ class Core:
             interval=config.engine.interval,
             wake_on_change=config.engine.mode == "event",
             objects=self.objects,
+            builtins=self._builtins(),
         )
         self._stats = node.StatsCollector(config.store.dir)
         self._core_info = node.core_info(config.engine.backend)
         self._tasks = Tasks("root", logger=log)
+
+    def _builtins(self) -> BuiltinApps | None:
+        """The system apps this agent runs by itself: the function proxy, on a native node."""
+        config = self.config
+        if config.engine.backend != "native" or config.function.proxy == "off":
+            return None
+        proxy = function_proxy_app(
+            interpreter=sys.executable,
+            registry_file=config.run.dir / REGISTRY_FILE,
+            address=config.function.address,
+        )
+        return BuiltinApps(proxy)
 
     def _backend(self) -> Backend:
         config = self.config

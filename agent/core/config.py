@@ -244,9 +244,12 @@ class NativeConfig(_Section):
 
 class FunctionSection(_Section):
     """Functions (docs/functions.md): `address` is where the function proxy serves on this
-    node; function services get it as `BAETYL_FUNCTION_ADDRESS`, to call other functions."""
+    node; function services get it as `BAETYL_FUNCTION_ADDRESS`, to call other functions.
+    `proxy: auto` runs `baetyl-function` as a system app while a function app is wanted; `off`
+    leaves running a proxy to the operator."""
 
     address: Annotated[str, BeforeValidator(_listen)] = NativeSettings.function_address
+    proxy: Literal["auto", "off"] = "auto"
 
 
 class ObjectsSection(_Section):

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.e2e.conftest import AgentFactory, Cloud
-from tests.e2e.test_scenarios import assert_commands_documented, wait_running
-from tests.function_proxy.kit import call, free_port, proxy
+from agent.core.sysapps import FUNCTION_PROXY
+from tests.e2e.conftest import AgentFactory, Cloud, Json
+from tests.e2e.test_scenarios import assert_commands_documented, pids_of, wait_running
+from tests.function_proxy.kit import call
 from tools.kit.waiting import eventually
 
 
@@ -30,16 +33,14 @@ async def test_a_function_app_deployed_through_rest_answers_through_the_proxy(
     assert first["services"][0].get("command", []) == []
     assert first.get("volumes", []) == []
     await wait_running(cloud, "edge-1", "hello", first["version"])
-    registry = agent.run_dir / "services.json"
+    # The agent runs baetyl-function itself while a function app is wanted.
+    url = f"http://127.0.0.1:{agent.function_port}"
 
-    async with (
-        proxy(registry, free_port(), tmp_path / "proxy.log") as running,
-        aiohttp.ClientSession() as session,
-    ):
+    async with aiohttp.ClientSession() as session:
 
         async def greeting(expected: str) -> dict[str, Any] | None:
             status, body, _ = await call(
-                session, "POST", f"{running.url}/hello/greet", b'{"name": "edge"}',
+                session, "POST", f"{url}/hello/greet", b'{"name": "edge"}',
                 **{"X-Baetyl-Invoke-Id": "e2e-1"},
             )  # fmt: skip
             if status != 200:
@@ -61,7 +62,7 @@ async def test_a_function_app_deployed_through_rest_answers_through_the_proxy(
         async def caller() -> None:
             while not done.is_set():
                 status, body, _ = await call(
-                    session, "POST", f"{running.url}/hello/greet", b'{"name": "edge"}'
+                    session, "POST", f"{url}/hello/greet", b'{"name": "edge"}'
                 )
                 statuses.append(status)
                 if status != 200:
@@ -101,17 +102,13 @@ async def test_a_function_calls_another_through_the_proxy_with_one_invoke_id(
     await cloud.ctl("app", "apply", "-f", "examples/function-pipeline/app.yaml")
     app = await cloud.rest("/v1/apps/pipeline")
     await wait_running(cloud, "edge-1", "pipeline", app["version"])
-    registry = agent.run_dir / "services.json"
-    port = agent.function_port  # where the agent told the functions the proxy serves
-    async with (
-        proxy(registry, port, tmp_path / "proxy.log") as running,
-        aiohttp.ClientSession() as session,
-    ):
+    url = f"http://127.0.0.1:{agent.function_port}"  # the proxy the agent runs
+    async with aiohttp.ClientSession() as session:
         reading = b'{"sensor": " t-1 ", "celsius": 21.5}'
 
         async def ingested() -> dict[str, Any] | None:
             status, body, _ = await call(
-                session, "POST", f"{running.url}/pipeline/ingest", reading,
+                session, "POST", f"{url}/pipeline/ingest", reading,
                 **{"X-Baetyl-Invoke-Id": "reading-1"},
             )  # fmt: skip
             return json.loads(body) if status == 200 else None
@@ -126,6 +123,76 @@ async def test_a_function_calls_another_through_the_proxy_with_one_invoke_id(
             },
             "by": "ingest",
         }
-        _, text, _ = await call(session, "GET", f"{running.url}/metrics")
+        _, text, _ = await call(session, "GET", f"{url}/metrics")
         assert 'baetyl_function_calls_total{app="pipeline"}' in text.decode()
     assert_commands_documented(cloud, "function-pipeline")
+
+
+async def reported_sysapp(cloud: Cloud, node: str, app: str) -> Json | None:
+    """A system app's stats in the node's last accepted report, if any."""
+    shadow = await cloud.rest(f"/v1/nodes/{node}/shadow")
+    stats: Json | None = shadow["state"]["reported"].get("sysappstats", {}).get(app)
+    return stats
+
+
+async def proxy_running(cloud: Cloud, *, not_pid: int | None = None) -> Json:
+    """baetyl-function's stats once it runs (with a pid other than `not_pid`)."""
+
+    async def check() -> Json | None:
+        stats = await reported_sysapp(cloud, "edge-1", FUNCTION_PROXY)
+        if stats is None or stats["status"] != "Running":
+            return None
+        return stats if not_pid is None or not_pid not in pids_of(stats) else None
+
+    return await eventually(
+        check,
+        limit=30,
+        what="baetyl-function running",
+        detail=lambda: reported_sysapp(cloud, "edge-1", FUNCTION_PROXY),
+    )
+
+
+async def test_the_agent_runs_the_function_proxy_while_function_apps_exist(
+    edge_cloud: Cloud, edge_agents: AgentFactory
+) -> None:
+    cloud = edge_cloud
+    await cloud.ctl("node", "create", "edge-1", "-l", "example=function-pipeline")
+    agent = await edge_agents("edge-1")
+    await cloud.ctl("config", "push-code", "pipeline-code", "examples/function-pipeline/code")
+    await cloud.ctl("app", "apply", "-f", "examples/function-pipeline/app.yaml")
+    app = await cloud.rest("/v1/apps/pipeline")
+    await wait_running(cloud, "edge-1", "pipeline", app["version"])
+    stats = await proxy_running(cloud)
+    shadow = await cloud.rest("/v1/nodes/edge-1/shadow")
+    assert FUNCTION_PROXY in shadow["state"]["reported"]["sysapps"]
+    assert FUNCTION_PROXY not in shadow["state"]["reported"]["apps"]
+    [pid] = pids_of(stats)
+    url = f"http://127.0.0.1:{agent.function_port}/pipeline/enrich"
+    async with aiohttp.ClientSession() as session:
+
+        async def answers() -> bool:
+            status, _, _ = await call(session, "POST", url, b'{"celsius": 0}')
+            return status == 200
+
+        await eventually(answers, limit=30, what="the proxy answering")
+        # Killed: restarted by the backend like any app.
+        os.kill(pid, signal.SIGKILL)
+        restarted = await proxy_running(cloud, not_pid=pid)
+        [pid] = pids_of(restarted)
+        await eventually(answers, limit=30, what="the restarted proxy answering")
+        # The agent restarts: the proxy is adopted, not started again.
+        assert await agent.kill(signal.SIGTERM) == 0
+        await agent.start()
+        adopted = await proxy_running(cloud)
+        assert pids_of(adopted) == {pid}
+        assert await answers()
+        # The last function app goes: so does the proxy.
+        await cloud.ctl("app", "delete", "pipeline")
+
+        async def proxy_gone() -> bool:
+            return await reported_sysapp(cloud, "edge-1", FUNCTION_PROXY) is None
+
+        await eventually(proxy_gone, limit=30, what="baetyl-function removed")
+        await eventually(
+            lambda: not agent.app_pids(FUNCTION_PROXY), limit=15, what="its process gone"
+        )

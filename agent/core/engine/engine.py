@@ -73,6 +73,10 @@ class Failure:
     retry_at: float
 
 
+Builtins = Callable[[Sequence[Application]], list[Application]]
+"""Given the specs of the desired apps, the system apps the agent adds itself (sysapps.py)."""
+
+
 class Engine:
     """Owns the reconcile loop; `run` is the body of the agent's `engine` task."""
 
@@ -88,9 +92,12 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         wake_on_change: bool = True,
         objects: ObjectCache | None = None,
+        builtins: Builtins | None = None,
     ) -> None:
         self._backend = backend
         self._objects = objects
+        self._builtins = builtins
+        self._builtin_wants: dict[str, Want] = {}
         self._wake_on_change = wake_on_change
         self._store = store
         self._fetcher = fetcher
@@ -107,8 +114,8 @@ class Engine:
 
     @property
     def wanted(self) -> dict[str, Want]:
-        """The apps the current desired state asks for."""
-        return planner.wanted(self._desired)
+        """The apps the current desired state asks for, with the agent's built-in system apps."""
+        return {**planner.wanted(self._desired), **self._builtin_wants}
 
     def set_desired(self, desired: DesiredState) -> None:
         """A new desired state: reconcile at once (or at the next tick without `wake_on_change`).
@@ -116,7 +123,7 @@ class Engine:
         Failures of changed apps are forgotten.
         """
         self._desired = desired
-        want = planner.wanted(desired)
+        want = self.wanted
         for name in list(self._failures):
             if name not in want or want[name].version != self._failures[name].version:
                 del self._failures[name]
@@ -166,6 +173,8 @@ class Engine:
         want = planner.wanted(self._desired)
         last = planner.Plan()
         for _ in range(MAX_ROUNDS):
+            # Again each round: a function app's spec fetched in one round wants the proxy next.
+            want = await self._with_builtins(planner.wanted(self._desired))
             last = await self._step(want)
             if last.settled:
                 break
@@ -216,6 +225,30 @@ class Engine:
         for app in step.deploy:
             await self._deploy(app, specs[app.key])
         return step
+
+    async def _with_builtins(self, want: dict[str, Want]) -> dict[str, Want]:
+        """`want` with the built-in system apps its stored specs call for (agent.core.sysapps).
+
+        A built-in's spec is saved in the store like a fetched one, so the planner finds it and
+        the backend's bookkeeping can adopt it after a restart.
+        """
+        if self._builtins is None:
+            return want
+        stored = await self._store.list_resources()
+        if any(w.key not in stored for w in want.values()):
+            # A spec is still to be fetched (a new version of a function app, say): keep the
+            # built-ins as they are until every spec is known, so none stops in between.
+            return {**want, **self._builtin_wants}
+        specs = await self._specs(want, stored)
+        found: dict[str, Want] = {}
+        for app in self._builtins(list(specs.values())):
+            if (ResourceKind.APPLICATION, app.name, app.version) not in stored:
+                await self._store.save_resource(app)
+            found[app.name] = Want(app.name, app.version, system=True)
+        if found != self._builtin_wants:
+            self._builtin_wants = found
+            self._changed()
+        return {**want, **found}
 
     async def _specs(
         self, want: dict[str, Want], stored: set[ResourceKey]

@@ -102,8 +102,8 @@ bogus: 1
         "api.listen: must be 'host:port' (such as '127.0.0.1:30050'), or false to disable "
         "(got true)",
         "native.port_range: must satisfy 1 <= start <= end <= 65535 (got [51000, 50200])",
-        "bogus: unknown key "
-        "(allowed: api, cloud, engine, function, kube, log, native, node, run, store, sync)",
+        "bogus: unknown key (allowed: api, cloud, engine, function, kube, log, native, node, "
+        "objects, run, store, sync)",
     ]
     assert str(error).splitlines()[3] == f"{path}: sync.report_interval: must be > 0 (got -1)"
 

@@ -1,0 +1,59 @@
+"""System apps the agent runs by itself: `baetyl-function`, the function proxy (DESIGN §9).
+
+Baetyl ships the proxy as a system app the cloud puts on a node. Here the node decides: while a
+function app is wanted, the engine also wants `baetyl-function`, whose spec is made here — the
+agent's own Python running `function_proxy.cli` over the native backend's registry, listening on
+`function.address` of core.yml. It is then an app like the others: deployed by the backend,
+restarted when it crashes, adopted across agent restarts, reported under `sysapps`, and removed
+when the last function app goes. Its version is a digest of its spec, so a changed address or
+interpreter rolls it like any new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from agent.contracts.resources import Application
+
+FUNCTION_PROXY: Final = "baetyl-function"
+PROXY_MODULE: Final = "function_proxy.cli"
+
+
+def function_proxy_app(*, interpreter: str, registry_file: Path, address: str) -> Application:
+    """The `baetyl-function` system app serving at `address` (`host:port`)."""
+    port = int(address.rsplit(":", 1)[1])
+    service = {
+        "name": FUNCTION_PROXY,
+        "command": [interpreter, "-m", PROXY_MODULE],
+        "args": ["--registry", str(registry_file), "--listen", address],
+        # Up once it accepts connections: a caller that starts with it finds it serving.
+        "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1},
+        "livenessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 10, "failureThreshold": 3},
+    }
+    spec = {
+        "name": FUNCTION_PROXY,
+        "mode": "native",
+        "type": "container",
+        "system": True,
+        "description": "the function proxy, run by the agent while function apps exist",
+        "services": [service],
+    }
+    version = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return Application.model_validate({**spec, "version": version})
+
+
+class BuiltinApps:
+    """What the engine adds to the desired apps: the proxy while a function app is wanted."""
+
+    def __init__(self, proxy: Application | None) -> None:
+        self._proxy = proxy
+
+    def __call__(self, wanted: Sequence[Application]) -> list[Application]:
+        """The built-in system apps `wanted` (the specs of the desired apps) calls for."""
+        if self._proxy is not None and any(app.type == "function" for app in wanted):
+            return [self._proxy]
+        return []
