@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
 from agent.contracts import names, objects, selectors
 from agent.contracts.wire import WireModel
@@ -23,6 +23,9 @@ CONFIG_DATA_MAX_BYTES = 4 * 1024 * 1024 - 1  # "< 4 MiB", as in Baetyl
 SECRET_DATA_MAX_BYTES = 64 * 1024
 SECRET_TYPE_LABEL = "secret-type"  # noqa: S105 - a label name, not a password
 SECRET_TYPES = ("config", "certificate", "registry")
+PROGRAM_TYPE_LABEL = "baetyl-config-type"
+PROGRAM_TYPE = "baetyl-program"
+"""The label (and value) of a configuration holding a native program per platform (Baetyl's)."""
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONFIG_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -274,6 +277,11 @@ class Function(WireModel):
     codedir: str = ""
 
 
+def _program_ref(value: object) -> object:
+    """Baetyl writes `programConfig: <config name>`; `{name, version}` is the pinned form."""
+    return {"name": value} if isinstance(value, str) else value
+
+
 class Service(WireModel):
     """One service of an application: a process (native) or a container (kube), `replica` times."""
 
@@ -298,6 +306,8 @@ class Service(WireModel):
     devices: list[Device] = Field(default_factory=list)
     function_config: FunctionConfig | None = None
     functions: list[Function] = Field(default_factory=list)
+    program_config: Annotated[ObjectRef, BeforeValidator(_program_ref)] | None = None
+    """A native service's program: a configuration holding it (Baetyl's `programConfig`)."""
 
     @model_validator(mode="after")
     def _unique_env_and_functions(self) -> Service:
@@ -415,6 +425,10 @@ class Application(WireModel):
 
     def _check_service_kind(self, service: Service) -> None:
         if self.type == "function":
+            if service.program_config is not None:
+                raise ValueError(
+                    f"function app: service {service.name!r} must not have programConfig"
+                )
             config = service.function_config
             if config is None:
                 raise ValueError(f"function app: service {service.name!r} needs functionConfig")
@@ -437,8 +451,15 @@ class Application(WireModel):
             )
         if self.mode == "kube" and not service.image:
             raise ValueError(f"kube app: service {service.name!r} needs an image")
-        if self.mode == "native" and not service.command:
-            raise ValueError(f"native app: service {service.name!r} needs a command")
+        if self.mode == "kube" and service.program_config is not None:
+            raise ValueError(
+                f"kube app: service {service.name!r}: programConfig is for native apps "
+                "(a kube service runs its image)"
+            )
+        if self.mode == "native" and not service.command and service.program_config is None:
+            raise ValueError(
+                f"native app: service {service.name!r} needs a command or a programConfig"
+            )
 
     def _check_host_ports(self, services: list[Service]) -> None:
         used = [(p.protocol, p.host_port) for s in services for p in s.ports if p.host_port]
@@ -450,21 +471,23 @@ class Application(WireModel):
 
     def references(self) -> list[tuple[ResourceKind, ObjectRef]]:
         """The configurations and secrets this app needs, in declaration order: its volumes',
-        then the code configurations of its function services (`functionConfig.name`)."""
+        then the code configurations of its function services (`functionConfig.name`) and the
+        program configurations of native services (`programConfig`)."""
         refs: list[tuple[ResourceKind, ObjectRef]] = []
         for volume in self.volumes:
             if volume.config is not None:
                 refs.append((ResourceKind.CONFIGURATION, volume.config))
             elif volume.secret is not None:
                 refs.append((ResourceKind.SECRET, volume.secret))
-        if self.type == "function":
-            named = {ref.name for kind, ref in refs if kind is ResourceKind.CONFIGURATION}
-            for service in self.services:
-                config = service.function_config
-                if config is not None and config.name and config.name not in named:
-                    named.add(config.name)
-                    ref = ObjectRef(name=config.name, version=config.version)
-                    refs.append((ResourceKind.CONFIGURATION, ref))
+        named = {ref.name for kind, ref in refs if kind is ResourceKind.CONFIGURATION}
+        for service in [*self.init_services, *self.services]:
+            found: ObjectRef | None = service.program_config
+            config = service.function_config if self.type == "function" else None
+            if config is not None and config.name:
+                found = ObjectRef(name=config.name, version=config.version)
+            if found is not None and found.name not in named:
+                named.add(found.name)
+                refs.append((ResourceKind.CONFIGURATION, found.model_copy()))
         return refs
 
     def function_services(self) -> dict[str, str]:
@@ -480,8 +503,8 @@ class Application(WireModel):
         }
 
     def pin(self, kind: ResourceKind, name: str, version: str) -> bool:
-        """Point every reference to the `kind` resource `name` (volumes, and the code
-        configurations of function services) at `version`; whether anything changed."""
+        """Point every reference to the `kind` resource `name` (volumes, the code configurations
+        of function services, program configurations) at `version`; whether anything changed."""
         changed = False
         for volume in self.volumes:
             ref = volume.config if kind is ResourceKind.CONFIGURATION else volume.secret
@@ -489,11 +512,15 @@ class Application(WireModel):
                 ref.version = version
                 changed = True
         if kind is ResourceKind.CONFIGURATION:
-            for service in self.services:
-                config = service.function_config
-                if config is not None and config.name == name and config.version != version:
-                    config.version = version
-                    changed = True
+            for service in [*self.init_services, *self.services]:
+                pinned: list[FunctionConfig | ObjectRef | None] = [
+                    service.function_config,
+                    service.program_config,
+                ]
+                for pin in pinned:
+                    if pin is not None and pin.name == name and pin.version != version:
+                        pin.version = version
+                        changed = True
         return changed
 
 
@@ -538,6 +565,22 @@ class Configuration(_NamedFiles):
     def text_items(self) -> dict[str, str]:
         """The files carried in the configuration itself (`kv` items)."""
         return {k: v for k, v in self.data.items() if not objects.is_object_key(k)}
+
+    def for_platform(self, platform: str) -> Configuration:
+        """The configuration as a node of `platform` (`linux-amd64`, ...) mounts it.
+
+        A program configuration (label `baetyl-config-type: baetyl-program`) holds one object
+        item per platform; as in Baetyl, the items whose key does not contain the node's
+        platform are dropped. Other configurations are returned as they are.
+        """
+        if self.labels.get(PROGRAM_TYPE_LABEL) != PROGRAM_TYPE:
+            return self
+        data = {
+            key: value
+            for key, value in self.data.items()
+            if not objects.is_object_key(key) or platform in key
+        }
+        return self.model_copy(update={"data": data})
 
 
 class Secret(_NamedFiles):

@@ -25,6 +25,7 @@ from agent.core.config import ConfigError, CoreConfig, node_identity, unsupporte
 from agent.core.engine.engine import Engine
 from agent.core.native import NativeBackend, NativeSettings
 from agent.core.objects import CacheSettings, ObjectCache
+from agent.core.programs import node_platform
 from agent.core.store import LocalStore
 from agent.core.sync.link import LinkSettings
 from agent.core.sync.shadow_sync import ShadowSync
@@ -83,6 +84,7 @@ class Core:
                     max_members=config.objects.max_members,
                 ),
                 timeout=config.objects.timeout,
+                platform=node_platform(),
             )
         )
         self.engine = Engine(
@@ -137,6 +139,7 @@ class Core:
             registry_file=config.run.dir / REGISTRY_FILE,
             function_address=config.function.address,
             objects_dir=config.objects.dir,
+            platform=node_platform(),
         )
         return NativeBackend(self.identity, settings)
 

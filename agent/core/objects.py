@@ -64,6 +64,9 @@ class CacheSettings:
     max_bytes: int = 512 * 1024**2
     unpack: UnpackLimits = field(default_factory=UnpackLimits)
     timeout: float = 30.0
+    platform: str = ""
+    """This node's platform (`linux-amd64`, ...): a program configuration's items of other
+    platforms are not downloaded (Configuration.for_platform)."""
 
 
 def entry_name(item: ObjectItem) -> str:
@@ -100,6 +103,8 @@ class ObjectCache:
     async def prepare(self, configs: Iterable[Configuration]) -> None:
         """Put every object item of `configs` in the cache (ObjectError naming the item if not)."""
         for config in configs:
+            if self._settings.platform:
+                config = config.for_platform(self._settings.platform)  # noqa: PLW2901
             for key, item in config.object_items().items():
                 try:
                     await self.ensure(item)

@@ -70,6 +70,11 @@ def referenced(view: ApplicationView) -> tuple[set[str], set[str]]:
         for s in view.services
         if s.function_config is not None and s.function_config.name
     }
+    configs |= {
+        s.program_config.name
+        for s in [*view.init_services, *view.services]
+        if s.program_config is not None
+    }
     secrets = {v.secret.name for v in view.volumes if v.secret is not None}
     secrets |= {v.certificate.name for v in view.volumes if v.certificate is not None}
     secrets |= {r.name for r in view.registries}
@@ -109,16 +114,21 @@ def to_spec(view: ApplicationView, resolved: Resolved) -> Application:
         )
     data = view.model_dump(by_alias=False, exclude={"volumes", "registries"})
     data["volumes"] = volumes
-    for service in data["services"]:
-        code = service.get("function_config")
-        if code is not None and code.get("name"):
-            version = resolved.configs.get(code["name"])
+    for service in [*data["init_services"], *data["services"]]:
+        for field, what in (
+            ("function_config", "functionConfig"),
+            ("program_config", "programConfig"),
+        ):
+            ref = service.get(field)
+            if ref is None or not ref.get("name"):
+                continue
+            version = resolved.configs.get(ref["name"])
             if version is None:
                 raise Invalid(
-                    f"service {service['name']!r}: functionConfig names configuration "
-                    f"{code['name']!r}, which does not exist"
+                    f"service {service['name']!r}: {what} names configuration "
+                    f"{ref['name']!r}, which does not exist"
                 )
-            code["version"] = version
+            ref["version"] = version
     return Application.model_validate(data)
 
 

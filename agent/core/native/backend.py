@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.report import AppStats, Usage
-from agent.core import functions
+from agent.core import functions, programs
 from agent.core.backend import (
     DeployError,
     Deployment,
@@ -127,6 +127,14 @@ class NativeBackend:
         # A function app runs the function runtime with this agent's own Python.
         deployment = functions.runnable(
             deployment, sys.executable, proxy_address=self.settings.function_address
+        )
+        # A programConfig service runs the program its configuration holds (reads the cache).
+        deployment = await asyncio.to_thread(
+            programs.runnable,
+            deployment,
+            interpreter=sys.executable,
+            platform=self.settings.platform,
+            objects_dir=self.settings.objects_dir,
         )
         layout.check(deployment)
         await asyncio.to_thread(layout.check_host_paths, deployment)

@@ -50,6 +50,8 @@ class NativeSettings:
     function_address: where the function proxy serves, given to function services as
         `BAETYL_FUNCTION_ADDRESS` (docs/functions.md).
     objects_dir: the object cache (agent.core.objects) whose entries config volumes copy.
+    platform: this node's platform (`linux-amd64`, ...), which picks a program configuration's
+        items (agent.core.programs).
     log_max_bytes, log_backups: a log file is rotated past `log_max_bytes`; `log_backups`
         rotated copies are kept.
     """
@@ -62,6 +64,7 @@ class NativeSettings:
     registry_file: Path | None = None
     function_address: str = "127.0.0.1:50011"
     objects_dir: Path | None = None
+    platform: str = "linux-amd64"
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 5
     tuning: Tuning = field(default_factory=Tuning)
