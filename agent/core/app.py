@@ -101,14 +101,16 @@ class Core:
         self._tasks = Tasks("root", logger=log)
 
     def _builtins(self) -> BuiltinApps | None:
-        """The system apps this agent runs by itself: the function proxy, on a native node."""
+        """The system apps this agent runs by itself: the function proxy."""
         config = self.config
-        if config.engine.backend != "native" or config.function.proxy == "off":
+        if config.function.proxy == "off":
             return None
+        kube = config.engine.backend == "kube"
         proxy = function_proxy_app(
             interpreter=sys.executable,
             registry_file=config.run.dir / REGISTRY_FILE,
             address=config.function.address,
+            image=config.kube.function_image if kube else None,
         )
         return BuiltinApps(proxy)
 
@@ -128,6 +130,9 @@ class Core:
                     kubeconfig=config.kube.kubeconfig,
                     node_name=config.kube.node_name,
                     repair_interval=config.engine.interval,
+                    function_image=config.kube.function_image,
+                    function_address=config.function.address,
+                    registry_file=config.run.dir / REGISTRY_FILE,
                 ),
             )
         settings = NativeSettings(

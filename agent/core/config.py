@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 
 from agent.contracts import names
+from agent.contracts.version import VERSION
 from agent.core import certinfo
 from agent.core.backend import NodeIdentity
 from agent.core.native.settings import NativeSettings
@@ -269,10 +270,13 @@ class KubeConfig(_Section):
     `kubeconfig: null` (the default) uses the pod's service account, as the agent the install
     manifest runs does; a path (relative to core.yml) reaches a cluster from outside. `node_name`
     names the Node the agent reports on: "" means `$KUBE_NODE_NAME`, else the only node.
+    `function_image` is the image function runtimes and the function proxy run in: the agent's
+    own, which holds `function_proxy` (docs/functions.md).
     """
 
     kubeconfig: FilePath | None = None
     node_name: str = ""
+    function_image: str = f"baetyl-py/agent:{VERSION}"
 
 
 class CoreConfig(_Section):

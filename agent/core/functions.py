@@ -19,13 +19,15 @@ to the backend changes. Names the expansion needs and the app already uses are a
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from agent.contracts.resources import (
     Application,
     Configuration,
+    ContainerPort,
     EnvVar,
     ObjectRef,
     Probe,
@@ -34,6 +36,7 @@ from agent.contracts.resources import (
     Volume,
     VolumeMount,
 )
+from agent.contracts.version import VERSION
 from agent.core.backend import DeployError, Deployment
 
 CODE_MOUNT = "/baetyl/function/code"
@@ -48,12 +51,41 @@ INSTANCE_VARIABLE = "BAETYL_INSTANCE_DIR"
 """The instance directory the native backend gives every process (mounts land below it)."""
 
 
+@dataclass(frozen=True)
+class KubeRuntime:
+    """How a function service runs on a kube node: a container of `image` (the agent's image,
+    which holds `function_proxy`) listening on all of the pod's addresses, port
+    `FUNCTION_PORT_BASE + i` for the i-th function service (they share the app's pod)."""
+
+    image: str
+
+
+DEFAULT_IMAGE = f"baetyl-py/agent:{VERSION}"
+"""The agent's image (tools/kube/agent_image.py), in which a kube node runs function runtimes."""
+IMAGE_PYTHON = "/usr/bin/python3"
+"""The Python of that image (its PYTHONPATH holds the wheel)."""
+MAX_NAME = 63
+FUNCTION_PORT_BASE = 50100
+"""The first runtime port in a kube function app's pod."""
+
+
+def runtime_port(app: Application, service: str) -> int:
+    """The port a function service's runtime listens on in a kube pod."""
+    names = [s.name for s in app.services if s.function_config is not None]
+    return FUNCTION_PORT_BASE + names.index(service)
+
+
 def runnable(
-    deployment: Deployment, interpreter: str, *, proxy_address: str = DEFAULT_PROXY
+    deployment: Deployment,
+    interpreter: str,
+    *,
+    proxy_address: str = DEFAULT_PROXY,
+    kube: KubeRuntime | None = None,
 ) -> Deployment:
     """`deployment` unchanged unless it is a function app; then every function service runs
-    the runtime with `interpreter` (the agent's own Python, which has `function_proxy`), and
-    gets `BAETYL_FUNCTION_ADDRESS=proxy_address` to call other functions through the proxy."""
+    the runtime with `interpreter` (the agent's own Python, which has `function_proxy`; on a
+    kube node the image's), and gets `BAETYL_FUNCTION_ADDRESS=proxy_address` to call other
+    functions through the proxy."""
     app = deployment.app
     if app.type != "function":
         return deployment
@@ -67,7 +99,7 @@ def runnable(
             services.append(service)  # not a function service, or made runnable already
             continue
         code_volume, runtime_volume = f"fn-code-{service.name}", f"fn-runtime-{service.name}"
-        runtime_config = f"{CONFIG_PREFIX}{service.name}"
+        runtime_config = _runtime_config_name(app.name, service.name)
         for volume in (code_volume, runtime_volume):
             if volume in taken_volumes:
                 raise DeployError(
@@ -92,31 +124,42 @@ def runnable(
             }
             for function in service.functions
         ]
+        runtime_data = {RUNTIME_FILE: json.dumps({"functions": listed}, indent=1)}
         configs[runtime_config] = Configuration(
             name=runtime_config,
-            data={RUNTIME_FILE: json.dumps({"functions": listed}, indent=1)},
+            version=hashlib.sha256(runtime_data[RUNTIME_FILE].encode()).hexdigest()[:16],
+            data=runtime_data,
         )
         volumes += [
             Volume(name=code_volume, config=ObjectRef(name=config.name)),
             Volume(name=runtime_volume, config=ObjectRef(name=runtime_config)),
         ]
         taken_volumes.update((code_volume, runtime_volume))
-        config_path = f"$({INSTANCE_VARIABLE}){RUNTIME_MOUNT}/{RUNTIME_FILE}"
-        command = [interpreter, "-m", RUNTIME_MODULE, "--config", config_path]
-        services.append(
-            service.model_copy(
-                update={
-                    "command": command,
-                    "args": [],
-                    "env": _with_proxy(service, proxy_address),
-                    "volume_mounts": [
-                        *service.volume_mounts,
-                        VolumeMount(name=code_volume, mount_path=CODE_MOUNT, read_only=True),
-                        VolumeMount(name=runtime_volume, mount_path=RUNTIME_MOUNT, read_only=True),
-                    ],
-                }
-            )
-        )
+        update: dict[str, object] = {
+            "args": [],
+            "env": _with_proxy(service, proxy_address),
+            "volume_mounts": [
+                *service.volume_mounts,
+                VolumeMount(name=code_volume, mount_path=CODE_MOUNT, read_only=True),
+                VolumeMount(name=runtime_volume, mount_path=RUNTIME_MOUNT, read_only=True),
+            ],
+        }
+        if kube is None:
+            config_path = f"$({INSTANCE_VARIABLE}){RUNTIME_MOUNT}/{RUNTIME_FILE}"
+            update["command"] = [interpreter, "-m", RUNTIME_MODULE, "--config", config_path]
+        else:
+            port = runtime_port(app, service.name)
+            update["command"] = [
+                interpreter, "-m", RUNTIME_MODULE, "--config", f"{RUNTIME_MOUNT}/{RUNTIME_FILE}",
+                "--host", "0.0.0.0", "--port", str(port),  # noqa: S104 - the pod's own network
+            ]  # fmt: skip
+            update["image"] = kube.image
+            update["ports"] = [*service.ports, ContainerPort(container_port=port)]
+            if service.readiness_probe is None:
+                update["readiness_probe"] = Probe(
+                    tcp_socket=TCPSocketAction(port=port), period_seconds=1, failure_threshold=1
+                )
+        services.append(service.model_copy(update=update))
     expanded = app.model_copy(update={"services": services, "volumes": volumes})
     return replace(deployment, app=expanded, configs=configs)
 
@@ -134,6 +177,15 @@ def runtime_readiness(service: Service, port: int | None) -> Probe | None:
 def function_index(app: Application) -> dict[str, str]:
     """`{function: service}` of a function app (Application.function_services)."""
     return app.function_services()
+
+
+def _runtime_config_name(app: str, service: str) -> str:
+    """The generated configuration's name: unique per app and service, since a kube node keeps
+    configurations as ConfigMaps that the apps of a namespace share."""
+    name = f"{CONFIG_PREFIX}{app}-{service}"
+    if len(name) <= MAX_NAME:
+        return name
+    return CONFIG_PREFIX + hashlib.sha256(f"{app}/{service}".encode()).hexdigest()[:16]
 
 
 def _with_proxy(service: Service, address: str) -> list[EnvVar]:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from agent.contracts.resources import Application
 
@@ -23,18 +23,26 @@ FUNCTION_PROXY: Final = "baetyl-function"
 PROXY_MODULE: Final = "function_proxy.cli"
 
 
-def function_proxy_app(*, interpreter: str, registry_file: Path, address: str) -> Application:
-    """The `baetyl-function` system app serving at `address` (`host:port`)."""
-    port = int(address.rsplit(":", 1)[1])
-    service = {
+def function_proxy_app(
+    *, interpreter: str, registry_file: Path, address: str, image: str | None = None
+) -> Application:
+    """The `baetyl-function` system app serving at `address` (`host:port`).
+
+    Native: the agent's Python runs it. Kube (`image` given): a pod of the agent's image on
+    the node's network, so it serves on the node's `address` as on a native node, with the
+    registry's directory (which the agent writes) mounted from the host.
+    """
+    host, port = address.rsplit(":", 1)
+    probe = {"port": int(port), "host": host} if image else {"port": int(port)}
+    service: dict[str, Any] = {
         "name": FUNCTION_PROXY,
         "command": [interpreter, "-m", PROXY_MODULE],
         "args": ["--registry", str(registry_file), "--listen", address],
         # Up once it accepts connections: a caller that starts with it finds it serving.
-        "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1},
-        "livenessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {"tcpSocket": probe, "periodSeconds": 1},
+        "livenessProbe": {"tcpSocket": probe, "periodSeconds": 10, "failureThreshold": 3},
     }
-    spec = {
+    spec: dict[str, Any] = {
         "name": FUNCTION_PROXY,
         "mode": "native",
         "type": "container",
@@ -42,6 +50,18 @@ def function_proxy_app(*, interpreter: str, registry_file: Path, address: str) -
         "description": "the function proxy, run by the agent while function apps exist",
         "services": [service],
     }
+    if image:
+        directory = str(registry_file.parent)
+        service.update(
+            image=image,
+            command=["baetyl-function"],
+            volumeMounts=[{"name": "registry", "mountPath": directory, "readOnly": True}],
+        )
+        spec.update(
+            mode="kube",
+            hostNetwork=True,
+            volumes=[{"name": "registry", "hostPath": {"path": directory, "type": "Directory"}}],
+        )
     version = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return Application.model_validate({**spec, "version": version})
 

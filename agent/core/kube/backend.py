@@ -23,6 +23,7 @@ from typing import Any
 from agent.contracts import names, spec_rules
 from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.report import AppStats, NodeInfo, Resources, Usage
+from agent.core import functions
 from agent.core.backend import (
     DeployError,
     Deployment,
@@ -36,6 +37,7 @@ from agent.core.kube import status, usage
 from agent.core.kube.client import KubeApi, KubeError, ObjectRef
 from agent.core.kube.records import AppRecords
 from agent.core.kube.watch import WatchedKind
+from agent.core.registry import INDEX_FILE, FunctionIndex, Registry, RegistryFile
 
 log = logging.getLogger(__name__)
 Manifest = dict[str, Any]
@@ -67,6 +69,12 @@ class KubeSettings:
     node_name: str = ""
     """The Node the agent reports on; "" = $KUBE_NODE_NAME, else the only node there is."""
     repair_interval: float = 30.0
+    function_image: str = functions.DEFAULT_IMAGE
+    """The image function runtimes run in: the agent's, which holds `function_proxy`."""
+    function_address: str = "127.0.0.1:50011"
+    """Where the function proxy serves on the node (given to functions to call others)."""
+    registry_file: Path | None = None
+    """Where the function apps' Services are published for the proxy (docs/functions.md)."""
 
 
 class KubeBackend:
@@ -102,6 +110,10 @@ class KubeBackend:
         """Whether the cluster serves the metrics API (None: not asked yet)."""
         self.repair_passes = 0
         """Repair passes over every app completed (the first one runs at start)."""
+        registry = settings.registry_file
+        self._registry = None if registry is None else RegistryFile(registry)
+        self._index = None if registry is None else RegistryFile(registry.with_name(INDEX_FILE))
+        self._registry_wake = asyncio.Event()
 
     @property
     def api(self) -> KubeApi:
@@ -142,12 +154,21 @@ class KubeBackend:
                 self._tasks.spawn(watched.run(), f"kube:watch:{namespace}:{kind}")
         self._running = True
         self._tasks.spawn(self._repair_loop(), "kube:repair")
+        if self._registry is not None:
+            self._tasks.spawn(self._registry_loop(), "kube:registry")
         self._tasks.spawn(self._metrics_loop(), "kube:metrics")
         log.info("kube backend started", extra={"apps": len(self._apps), "api": self.api.host})
 
     async def apply(self, deployment: Deployment) -> None:
         """Apply every object of `deployment`, then prune what its previous version left."""
         self._require_running()
+        # A function app's services run the function runtime in the agent's image.
+        deployment = functions.runnable(
+            deployment,
+            functions.IMAGE_PYTHON,
+            proxy_address=self.settings.function_address,
+            kube=functions.KubeRuntime(self.settings.function_image),
+        )
         check(deployment)
         name = deployment.name
         async with self._locks[name]:
@@ -283,6 +304,53 @@ class KubeBackend:
     def changed(self) -> None:
         """Something observable may have changed: tell the listeners soon if it did."""
         self._notifier.changed()
+        self._registry_wake.set()
+
+    # -- the function proxy's registry ------------------------------------------------------
+
+    def function_registry(self) -> tuple[Registry, FunctionIndex]:
+        """The function apps' runtimes as the proxy reads them: `{app: {service: [clusterIP:port]}}`
+        (a service listed once a pod of the app is ready) and `{app: {function: service}}`."""
+        registry: Registry = {}
+        index: FunctionIndex = {}
+        for name, deployment in sorted(self._apps.items()):
+            app = deployment.app
+            if app.type != "function":
+                continue
+            index[name] = app.function_services()
+            namespace = rendering.namespace_of(app)
+            watched = self._watched.get(("Service", namespace))
+            found = (
+                None
+                if watched is None
+                else watched.objects.get(rendering.service_object_name(name))
+            )
+            address = (found or {}).get("spec", {}).get("clusterIP")
+            if (
+                not address
+                or address == "None"
+                or not any(map(_ready, self._pods(name, namespace)))
+            ):
+                continue
+            for service in app.services:
+                if service.function_config is not None:
+                    port = functions.runtime_port(app, service.name)
+                    registry.setdefault(name, {})[service.name] = [f"{address}:{port}"]
+        return registry, index
+
+    async def _registry_loop(self) -> None:
+        """Rewrite the registry and the index whenever something changed (when they differ)."""
+        assert self._registry is not None
+        assert self._index is not None
+        while True:
+            await self._registry_wake.wait()
+            self._registry_wake.clear()
+            registry, index = self.function_registry()
+            try:
+                await asyncio.to_thread(self._index.write, index)
+                await asyncio.to_thread(self._registry.write, registry)
+            except OSError as exc:
+                log.warning("cannot write the function registry", extra={"error": str(exc)})
 
     def _event(self, kind: str, manifest: Manifest) -> None:
         """A watch saw something: maybe a status change, maybe drift to repair at once."""
@@ -509,8 +577,6 @@ def check(deployment: Deployment) -> None:
         spec_rules.check(app)
     except spec_rules.SpecError as exc:
         raise DeployError(str(exc)) from None
-    if app.type == "function":
-        raise DeployError(f"app {app.name!r}: function apps do not run on a kube node yet")
     for config in deployment.configs.values():
         if config.object_items():
             raise DeployError(
@@ -523,6 +589,11 @@ def check(deployment: Deployment) -> None:
                 f"app {app.name!r} service {service.name!r}: a kube node runs images, and this "
                 "service has none (a native app, mode: native, runs on native nodes)"
             )
+
+
+def _ready(pod: Manifest) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def node_facts(node: Manifest, version: Manifest) -> NodeFacts:

@@ -35,9 +35,9 @@ from agent.core.native.app import AppRuntime, Context, process_id, terminal_phas
 from agent.core.native.bookkeeping import AppRecord, Bookkeeping
 from agent.core.native.instance import InstanceKey, missed_exit
 from agent.core.native.ports import PortAllocator
-from agent.core.native.registry import INDEX_FILE, FunctionIndex, Registry, RegistryFile, build
 from agent.core.native.settings import NativeSettings
 from agent.core.native.usage import UsageSampler
+from agent.core.registry import INDEX_FILE, FunctionIndex, Registry, RegistryFile, build
 
 log = logging.getLogger(__name__)
 

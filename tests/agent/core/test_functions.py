@@ -37,6 +37,9 @@ def app(**service: object) -> Application:
     )
 
 
+GENERATED = f"{CONFIG_PREFIX}fn-py"  # per app and service: kube nodes share ConfigMaps
+
+
 def test_a_function_service_runs_the_runtime_over_its_mounted_code() -> None:
     made = runnable(Deployment(app(), {"code": CODE}), "/venv/bin/python")
     (service,) = made.app.services
@@ -50,8 +53,8 @@ def test_a_function_service_runs_the_runtime_over_its_mounted_code() -> None:
         "fn-runtime-py": ("/baetyl/function/runtime", True),
     }
     volumes = {v.name: v.config.name for v in made.app.volumes if v.config is not None}
-    assert volumes == {"fn-code-py": "code", "fn-runtime-py": f"{CONFIG_PREFIX}py"}
-    generated = json.loads(made.configs[f"{CONFIG_PREFIX}py"].data["functions.json"])
+    assert volumes == {"fn-code-py": "code", "fn-runtime-py": GENERATED}
+    generated = json.loads(made.configs[GENERATED].data["functions.json"])
     assert generated == {
         "functions": [
             {"name": "b", "handler": "index.b", "codedir": "../code/lib"},
@@ -83,7 +86,7 @@ def test_other_apps_pass_unchanged() -> None:
     ("volumes", "configs", "expected"),
     [
         ([{"name": "fn-code-py", "emptyDir": {}}], {"code": CODE}, "volume name fn-code-py"),
-        ([], {"code": CODE, f"{CONFIG_PREFIX}py": CODE}, "configuration name"),
+        ([], {"code": CODE, f"{CONFIG_PREFIX}fn-py": CODE}, "configuration name"),
         ([], {}, "code configuration code was not delivered"),
     ],
 )

@@ -6,7 +6,6 @@ the cloud deploys running as a Deployment the agent made."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import shutil
@@ -20,25 +19,12 @@ import yaml
 from agent.core.kube.client import KubeApi, KubeError, ObjectRef
 from tests.agent.core.agent_kit import app_running, reported
 from tests.harness.cloud import CloudServer
-from tests.harness.kube import KubeCluster
-from tests.harness.wheel import agent_wheel
 from tools.kit.waiting import eventually
-from tools.kube.agent_image import AGENT_IMAGE, build
-from tools.kube.cluster import import_archive
 from tools.kube.images import BUSYBOX_IMAGE
 
 pytestmark = [pytest.mark.kube, pytest.mark.mosquitto, pytest.mark.timeout(400)]
 HOST_STATE = Path("/var/lib/baetyl-py")  # the manifest's hostPath: the node's identity
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
-
-
-@pytest.fixture
-async def agent_image(kube_cluster: KubeCluster) -> str:
-    """The agent image, built from the wheel of the working tree and imported into the node."""
-    wheel = await asyncio.to_thread(agent_wheel)
-    archive = await asyncio.to_thread(build, wheel)
-    await import_archive(kube_cluster.layout, archive)
-    return AGENT_IMAGE
 
 
 @pytest.fixture
