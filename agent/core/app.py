@@ -111,6 +111,7 @@ class Core:
             registry_file=config.run.dir / REGISTRY_FILE,
             address=config.function.address,
             image=config.kube.function_image if kube else None,
+            host_registry_dir=config.kube.on_host(config.run.dir) if kube else None,
         )
         return BuiltinApps(proxy)
 
@@ -133,6 +134,8 @@ class Core:
                     function_image=config.kube.function_image,
                     function_address=config.function.address,
                     registry_file=config.run.dir / REGISTRY_FILE,
+                    objects_dir=config.objects.dir,
+                    objects_host_dir=config.kube.on_host(config.objects.dir),
                 ),
             )
         settings = NativeSettings(

@@ -271,12 +271,22 @@ class KubeConfig(_Section):
     manifest runs does; a path (relative to core.yml) reaches a cluster from outside. `node_name`
     names the Node the agent reports on: "" means `$KUBE_NODE_NAME`, else the only node.
     `function_image` is the image function runtimes and the function proxy run in: the agent's
-    own, which holds `function_proxy` (docs/functions.md).
+    own, which holds `function_proxy` (docs/functions.md). `host_paths` maps directories as
+    the agent sees them to where they are on the node (`{/baetyl: /var/lib/baetyl-py}` for the
+    agent in a pod), for the pods that mount the agent's files (its registry, object volumes).
     """
 
     kubeconfig: FilePath | None = None
     node_name: str = ""
     function_image: str = f"baetyl-py/agent:{VERSION}"
+    host_paths: dict[str, str] = Field(default_factory=dict)
+
+    def on_host(self, path: Path) -> Path:
+        """Where `path` (as the agent sees it) is on the node."""
+        for inside, outside in sorted(self.host_paths.items(), key=lambda i: -len(i[0])):
+            if path.is_relative_to(inside):
+                return Path(outside) / path.relative_to(inside)
+        return path
 
 
 class CoreConfig(_Section):

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import shutil
 import ssl
 import tempfile
@@ -35,10 +36,13 @@ from agent.contracts.kit.files import BlobWriter, TooLarge
 from agent.contracts.objects import HTTP_SOURCE, ObjectItem
 from agent.contracts.resources import Configuration
 from agent.core.archives import ArchiveError, UnpackLimits, unpack
+from agent.core.backend import DeployError
 
 log = logging.getLogger(__name__)
 BLOB: Final = "blob"
 TREE: Final = "tree"
+VOLUMES: Final = "volumes"
+"""Configurations' files assembled for pods to mount (config_tree), beside the entries."""
 _CHUNK: Final = 256 * 1024
 _STALE_STATUSES: Final = frozenset({401, 403, 404, 410})
 
@@ -136,15 +140,24 @@ class ObjectCache:
             )
             return path
 
-    def prune(self, keep: Iterable[ObjectItem]) -> list[str]:
-        """Delete the entries of items not in `keep`; returns their names. Blocking."""
-        wanted = {entry_name(item) for item in keep}
+    def prune(self, keep: Iterable[Configuration]) -> list[str]:
+        """Delete the entries (and assembled volumes) that no configuration of `keep` names;
+        returns their names. Blocking."""
+        configs = list(keep)
+        wanted = {entry_name(item) for c in configs for item in c.object_items().values()}
+        wanted.add(VOLUMES)
+        volumes = {volume_name(c) for c in configs}
         removed: list[str] = []
         with contextlib.suppress(FileNotFoundError):
             for entry in self.root.iterdir():
                 if entry.name not in wanted and not entry.name.startswith("."):
                     shutil.rmtree(entry, ignore_errors=True)
                     removed.append(entry.name)
+        with contextlib.suppress(FileNotFoundError):
+            for entry in (self.root / VOLUMES).iterdir():
+                if entry.name not in volumes and not entry.name.startswith("."):
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(f"{VOLUMES}/{entry.name}")
         return removed
 
     def _fill(self, item: ObjectItem, name: str) -> None:
@@ -201,6 +214,66 @@ class ObjectCache:
         if ca is not None and ca.is_file():
             context.load_verify_locations(cafile=str(ca))  # the cloud's CA, besides the system's
         return context
+
+
+def copy_file(source: Path, target: Path, *, what: str) -> None:
+    """Copy one cached file (read-only for the app: 0644, or 0755 if it was executable)."""
+    executable = bool(source.stat().st_mode & 0o111)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    mode = 0o755 if executable else 0o644
+    try:
+        fd = os.open(target, flags, mode)
+    except FileExistsError as exc:
+        raise DeployError(
+            f"{what}: {target.name} already exists (two items or mounts overlap)"
+        ) from exc
+    with os.fdopen(fd, "wb") as out, source.open("rb") as data:
+        os.fchmod(out.fileno(), mode)
+        shutil.copyfileobj(data, out)
+
+
+def copy_tree(source: Path, target: Path, *, what: str) -> None:
+    """Copy an unpacked archive from the cache into a volume directory, file by file."""
+    for directory, dirs, files in os.walk(source):
+        here = target / Path(directory).relative_to(source)
+        for name in sorted(dirs):
+            (here / name).mkdir(mode=0o755, exist_ok=True)
+        for name in sorted(files):
+            copy_file(Path(directory) / name, here / name, what=what)
+
+
+def volume_name(config: Configuration) -> str:
+    """The directory name of a configuration's files under `VOLUMES` (`name@version`)."""
+    return f"{config.name}@{config.version}"
+
+
+def config_tree(root: Path, config: Configuration) -> Path:
+    """A directory holding a configuration's files — its text items and its prepared object
+    items, as a native instance would see them — for a pod to mount from the host (a kube
+    node: ConfigMaps cannot hold downloads). Made once per version, atomically. Blocking."""
+    target = root / VOLUMES / volume_name(config)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    staging = Path(tempfile.mkdtemp(prefix=".volume.", dir=target.parent))
+    try:
+        staging.chmod(0o755)
+        what = f"configuration {config.name!r}"
+        for key, text in sorted(config.text_items().items()):
+            (staging / key).write_text(text, encoding="utf-8")
+            (staging / key).chmod(0o644)
+        for key, item in sorted(config.object_items().items()):
+            source = content_path(root, item)
+            if not source.exists():
+                raise DeployError(f"{what}: object item {key!r} is not in the object cache")
+            if item.archive:
+                copy_tree(source, staging, what=what)
+            else:
+                copy_file(source, staging / key, what=what)
+        staging.replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _verify(item: ObjectItem, size: int, md5: str, sha256: str) -> None:

@@ -24,7 +24,12 @@ PROXY_MODULE: Final = "function_proxy.cli"
 
 
 def function_proxy_app(
-    *, interpreter: str, registry_file: Path, address: str, image: str | None = None
+    *,
+    interpreter: str,
+    registry_file: Path,
+    address: str,
+    image: str | None = None,
+    host_registry_dir: Path | None = None,
 ) -> Application:
     """The `baetyl-function` system app serving at `address` (`host:port`).
 
@@ -60,7 +65,12 @@ def function_proxy_app(
         spec.update(
             mode="kube",
             hostNetwork=True,
-            volumes=[{"name": "registry", "hostPath": {"path": directory, "type": "Directory"}}],
+            volumes=[
+                {
+                    "name": "registry",
+                    "hostPath": {"path": str(host_registry_dir or directory), "type": "Directory"},
+                }
+            ],
         )
     version = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return Application.model_validate({**spec, "version": version})

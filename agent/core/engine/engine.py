@@ -26,7 +26,6 @@ from typing import Final, Protocol
 from agent.contracts import desired as desired_state
 from agent.contracts.desired import DesiredState
 from agent.contracts.kit import backoff
-from agent.contracts.objects import ObjectItem
 from agent.contracts.report import AppStats, AppStatus
 from agent.contracts.resources import Application, Configuration, ResourceKind, Secret
 from agent.core.backend import Backend, DeployError, Deployment, FetchError
@@ -337,13 +336,13 @@ class Engine:
         if removed:
             log.debug("pruned resources", extra={"count": len(removed)})
         if self._objects is not None:
-            items: list[ObjectItem] = []
+            configs: list[Configuration] = []
             for kind, name, version in keep:
                 if kind is ResourceKind.CONFIGURATION:
                     config = await self._store.load_resource(kind, name, version)
                     if config is not None:
-                        items.extend(config.object_items().values())
-            dropped = await asyncio.to_thread(self._objects.prune, items)
+                        configs.append(config)
+            dropped = await asyncio.to_thread(self._objects.prune, configs)
             if dropped:
                 log.info("pruned cached objects", extra={"count": len(dropped)})
 

@@ -23,6 +23,7 @@ from typing import Any
 from agent.contracts import names, spec_rules
 from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.report import AppStats, NodeInfo, Resources, Usage
+from agent.contracts.resources import HostPathVolume, Service, Volume
 from agent.core import functions
 from agent.core.backend import (
     DeployError,
@@ -37,6 +38,7 @@ from agent.core.kube import status, usage
 from agent.core.kube.client import KubeApi, KubeError, ObjectRef
 from agent.core.kube.records import AppRecords
 from agent.core.kube.watch import WatchedKind
+from agent.core.objects import config_tree
 from agent.core.registry import INDEX_FILE, FunctionIndex, Registry, RegistryFile
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,11 @@ class KubeSettings:
     """Where the function proxy serves on the node (given to functions to call others)."""
     registry_file: Path | None = None
     """Where the function apps' Services are published for the proxy (docs/functions.md)."""
+    objects_dir: Path | None = None
+    """The object cache: a configuration with object items is mounted from a directory made
+    there (agent.core.objects.config_tree), not from a ConfigMap."""
+    objects_host_dir: Path | None = None
+    """Where `objects_dir` is on the node (when the agent runs in a pod); None: the same."""
 
 
 class KubeBackend:
@@ -169,6 +176,7 @@ class KubeBackend:
             proxy_address=self.settings.function_address,
             kube=functions.KubeRuntime(self.settings.function_image),
         )
+        deployment = await asyncio.to_thread(self._with_object_volumes, deployment)
         check(deployment)
         name = deployment.name
         async with self._locks[name]:
@@ -305,6 +313,50 @@ class KubeBackend:
         """Something observable may have changed: tell the listeners soon if it did."""
         self._notifier.changed()
         self._registry_wake.set()
+
+    def _with_object_volumes(self, deployment: Deployment) -> Deployment:
+        """Config volumes whose configuration has object items become read-only hostPath
+        volumes of a directory assembled in the object cache. Blocking."""
+        app = deployment.app
+        root = self.settings.objects_dir
+        moved: dict[str, str] = {}
+        configs = dict(deployment.configs)
+        volumes = []
+        for volume in app.volumes:
+            config = None if volume.config is None else configs.get(volume.config.name)
+            if config is None or not config.object_items():
+                volumes.append(volume)
+                continue
+            if root is None:
+                raise DeployError(f"app {app.name!r}: configuration {config.name!r} has object "
+                                  "items and this node has no object cache")  # fmt: skip
+            tree = config_tree(root, config)
+            host = (self.settings.objects_host_dir or root) / tree.relative_to(root)
+            moved[volume.name] = config.name
+            volumes.append(
+                Volume(name=volume.name, host_path=HostPathVolume(path=str(host), type="Directory"))
+            )
+        if not moved:
+            return deployment
+
+        def read_only(service: Service) -> Service:
+            mounts = [
+                m.model_copy(update={"read_only": True}) if m.name in moved else m
+                for m in service.volume_mounts
+            ]
+            return service.model_copy(update={"volume_mounts": mounts})
+
+        still = {v.config.name for v in volumes if v.config is not None}
+        for name in set(moved.values()) - still:
+            configs.pop(name, None)
+        expanded = app.model_copy(
+            update={
+                "volumes": volumes,
+                "services": [read_only(s) for s in app.services],
+                "init_services": [read_only(s) for s in app.init_services],
+            }
+        )
+        return Deployment(expanded, configs, deployment.secrets)
 
     # -- the function proxy's registry ------------------------------------------------------
 
@@ -577,12 +629,6 @@ def check(deployment: Deployment) -> None:
         spec_rules.check(app)
     except spec_rules.SpecError as exc:
         raise DeployError(str(exc)) from None
-    for config in deployment.configs.values():
-        if config.object_items():
-            raise DeployError(
-                f"app {app.name!r}: configuration {config.name!r} has object items, which a kube "
-                "node does not mount yet (native nodes do)"
-            )
     for service in [*app.init_services, *app.services]:
         if not service.image:
             raise DeployError(

@@ -21,7 +21,7 @@ from agent.contracts import spec_rules
 from agent.contracts.objects import ObjectItem, is_object_key, object_items
 from agent.contracts.resources import Application, Service, Volume, VolumeMount
 from agent.core.backend import DeployError, Deployment
-from agent.core.objects import content_path
+from agent.core.objects import content_path, copy_file, copy_tree
 
 CONFIG_DIR_MODE = 0o755
 CONFIG_FILE_MODE = 0o644
@@ -266,7 +266,7 @@ def _mount(
         if mount.sub_path in texts:
             _write_file(parent / path.name, texts[mount.sub_path], file_mode, what=what)
         else:
-            _copy_file(cached[mount.sub_path], parent / path.name, what=what)
+            copy_file(cached[mount.sub_path], parent / path.name, what=what)
         return
     target = _make_dirs(root, path, mode=dir_mode, what=what)
     target.chmod(dir_mode)
@@ -274,9 +274,9 @@ def _mount(
         _write_file(target / key, value, file_mode, what=what)
     for key, source in sorted(cached.items()):
         if items[key].archive:
-            _copy_tree(source, target, what=what)
+            copy_tree(source, target, what=what)
         else:
-            _copy_file(source, target / key, what=what)
+            copy_file(source, target / key, what=what)
 
 
 def _cached(objects_dir: Path | None, item: ObjectItem, what: str, key: str) -> Path:
@@ -284,33 +284,6 @@ def _cached(objects_dir: Path | None, item: ObjectItem, what: str, key: str) -> 
     if source is None or not source.exists():
         raise DeployError(f"{what}: object item {key!r} is not in the object cache")
     return source
-
-
-def _copy_file(source: Path, target: Path, *, what: str) -> None:
-    """Copy one cached file (read-only for the app: 0644, or 0755 if it was executable)."""
-    executable = bool(source.stat().st_mode & 0o111)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    mode = 0o755 if executable else CONFIG_FILE_MODE
-    try:
-        fd = os.open(target, flags, mode)
-    except FileExistsError as exc:
-        raise DeployError(
-            f"{what}: {target.name} already exists (two items or mounts overlap)"
-        ) from exc
-    with os.fdopen(fd, "wb") as out, source.open("rb") as data:
-        os.fchmod(out.fileno(), mode)
-        shutil.copyfileobj(data, out)
-
-
-def _copy_tree(source: Path, target: Path, *, what: str) -> None:
-    """Copy an unpacked archive from the cache into a volume directory, file by file."""
-    for directory, dirs, files in os.walk(source):
-        relative = Path(directory).relative_to(source)
-        here = target / relative
-        for name in sorted(dirs):
-            (here / name).mkdir(mode=CONFIG_DIR_MODE, exist_ok=True)
-        for name in sorted(files):
-            _copy_file(Path(directory) / name, here / name, what=what)
 
 
 def _make_dirs(root: Path, relative: PurePosixPath, *, mode: int, what: str) -> Path:

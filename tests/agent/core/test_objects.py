@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from agent.contracts.objects import ObjectItem
+from agent.contracts.objects import OBJECT_PREFIX, ObjectItem
+from agent.contracts.resources import Configuration
 from agent.core.archives import UnpackLimits
-from agent.core.objects import CacheSettings, ObjectCache, ObjectError
+from agent.core.objects import CacheSettings, ObjectCache, ObjectError, config_tree
 from tests.harness.common import free_port
 from tests.harness.files import FileServer, file_server
 
@@ -165,6 +166,32 @@ async def test_prune_keeps_only_what_is_named(server: FileServer, cache: ObjectC
     first, second = item(server, "a", b"a"), item(server, "b", b"b")
     await cache.ensure(first)
     await cache.ensure(second)
-    assert cache.prune([second]) == [f"sha256-{first.sha256}"]
+    keep = Configuration(name="conf", version="c2", data={f"{OBJECT_PREFIX}b": second.to_text()})
+    old = Configuration(name="conf", version="c1", data={f"{OBJECT_PREFIX}a": first.to_text()})
+    config_tree(cache.root, keep)
+    config_tree(cache.root, old)
+    assert sorted(cache.prune([keep])) == [f"sha256-{first.sha256}", "volumes/conf@c1"]
     assert not cache.path_of(first).exists()
     assert cache.path_of(second).exists()
+    assert (cache.root / "volumes" / "conf@c2" / "b").read_bytes() == b"b"
+
+
+async def test_a_config_tree_holds_text_and_unpacked_items(
+    server: FileServer, cache: ObjectCache
+) -> None:
+    data = zipped({"index.py": b"x = 1\n", "lib/u.py": b""})
+    server.files["code.zip"] = data
+    wanted = item(server, "code.zip", data, unpack="zip")
+    config = Configuration(
+        name="code",
+        version="v1",
+        data={"note.txt": "hi", f"{OBJECT_PREFIX}code.zip": wanted.to_text()},
+    )
+    await cache.prepare([config])
+    tree = config_tree(cache.root, config)
+    assert sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()) == [
+        "index.py",
+        "lib/u.py",
+        "note.txt",
+    ]
+    assert config_tree(cache.root, config) == tree  # made once per version

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import signal
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +59,13 @@ async def test_a_function_app_runs_on_a_kube_node_behind_the_agents_proxy(
     run = uuid.uuid4().hex[:8]
     name, app_name = f"n-{run}", f"fn-{run}"
     await cloud.ok("POST", "/v1/nodes", {"name": name, "labels": {"run": run}})
-    code = {"name": f"code-{run}", "data": [{"key": "index.py", "value": {"value": CODE}}]}
-    await cloud.ok("POST", "/v1/configs", code)
+    # The code as a zip in the cloud's object store: the node downloads it, and the runtime's
+    # pod mounts it from the node (a ConfigMap cannot hold a download).
+    await cloud.upload("functions", f"{run}/code.zip", code_zip())
+    item = {"type": "object", "source": "local", "bucket": "functions"}
+    item |= {"object": f"{run}/code.zip", "unpack": "zip"}
+    code = {"name": f"code-{run}", "data": [{"key": "code.zip", "value": item}]}
+    code_version = (await cloud.ok("POST", "/v1/configs", code))["version"]
     body = {
         "name": app_name,
         "mode": "kube",
@@ -127,6 +134,8 @@ async def test_a_function_app_runs_on_a_kube_node_behind_the_agents_proxy(
 
         answer = await eventually(greeting, limit=60, what="the function answering via the proxy")
         assert answer == {"greeting": "hello, kube", "function": "greet", "host": pod}
+        volumes = tmp_path / name / "objects" / "volumes"
+        assert [p.name for p in volumes.iterdir()] == [f"code-{run}@{code_version}"]
 
         # The last function app goes: its Deployment, and the proxy's.
         await cloud.ok("DELETE", f"/v1/apps/{app_name}")
@@ -141,6 +150,13 @@ async def test_a_function_app_runs_on_a_kube_node_behind_the_agents_proxy(
                 async with asyncio.timeout(15):
                     await process.wait()
         await remove_left_apps(load_config(config))
+
+
+def code_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.py", CODE)
+    return buffer.getvalue()
 
 
 async def _absent(api: KubeApi, ref: ObjectRef) -> bool:
