@@ -33,11 +33,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(STAMP)  ## install the packages in editable mode with every extra (cloud, kube, test, dev)
+install: $(STAMP)  ## install the packages in editable mode with every extra (cloud, kube, postgres, s3, test, dev)
 
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	@echo "==> installing baetyl-py with the cloud's, the tests' and the tools' dependencies into $(VENV)"
-	$(BIN)/python -m pip install --quiet -e '.[cloud,kube,postgres,test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[cloud,kube,postgres,s3,test,dev]'
 	@touch $(STAMP)
 
 system-deps:  ## install what the tests start (mosquitto, postgresql) with apt-get when missing

@@ -284,6 +284,24 @@ def _object_flags(parser: argparse.ArgumentParser) -> None:
         help="how long the download URL a node is given for an object stays valid "
         f"(default {ObjectSettings.url_ttl:g})",
     )
+    group.add_argument(
+        "--s3-bucket",
+        metavar="NAME",
+        help="keep objects in this bucket of S3-compatible storage instead of DATA_DIR/objects "
+        "(needs the s3 extra; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws)",
+    )
+    group.add_argument(
+        "--s3-endpoint",
+        type=cli_types.init_url,
+        metavar="URL",
+        help="the S3-compatible service (default: AWS); e.g. a MinIO or Ceph gateway",
+    )
+    group.add_argument("--s3-region", metavar="REGION", help="the region to sign for (us-east-1)")
+    group.add_argument(
+        "--s3-virtual-host",
+        action="store_true",
+        help="address the bucket as a host name (bucket.host) rather than in the path",
+    )
 
 
 def _install_flags(parser: argparse.ArgumentParser) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import ssl
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from agent.contracts.kit.mqtt_link import tls_context
 from cloud import cli_types
+from cloud.objects.s3 import S3Settings
 from cloud.settings import (
     UNSPECIFIED_HOSTS,
     BridgeSettings,
@@ -70,8 +72,28 @@ def serve_settings(
     install = install_settings(parser, args, settings, managed)
     if managed is not None:
         managed = dataclasses.replace(managed, server_names=broker_names(install))
-    objects = given(ObjectSettings(), max_bytes=args.object_max_bytes, url_ttl=args.object_url_ttl)
+    objects = given(
+        ObjectSettings(),
+        max_bytes=args.object_max_bytes,
+        url_ttl=args.object_url_ttl,
+        s3=s3_settings(parser, args),
+    )
     return dataclasses.replace(settings, install=install, objects=objects), managed
+
+
+def s3_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> S3Settings | None:
+    """The S3 object store from `--s3-*` (None without `--s3-bucket`); the s3 extra is needed."""
+    if args.s3_bucket is None:
+        if args.s3_endpoint or args.s3_region or args.s3_virtual_host:
+            parser.error("--s3-endpoint/--s3-region/--s3-virtual-host go with --s3-bucket")
+        return None
+    if importlib.util.find_spec("boto3") is None:
+        parser.error("--s3-bucket needs the s3 extra: pip install 'baetyl-py[cloud,s3]'")
+    return given(
+        S3Settings(bucket=args.s3_bucket, path_style=not args.s3_virtual_host),
+        endpoint_url=args.s3_endpoint,
+        region=args.s3_region,
+    )
 
 
 def install_settings(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agent.contracts.shadow import DEFAULT_LIMITS, ShadowLimits
 from agent.contracts.version import VERSION
+from cloud.objects.s3 import S3Settings
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,13 @@ class ObjectSettings:
     Attributes:
         max_bytes: the largest object an upload may store.
         url_ttl: how long a download URL served to a node stays valid, in seconds.
+        s3: keep the objects in S3-compatible storage instead of `DATA_DIR/objects` (so that
+            every replica sees them); None: the data directory.
     """
 
     max_bytes: int = 512 * 1024 * 1024
     url_ttl: float = 6 * 3600.0
+    s3: S3Settings | None = None
 
 
 @dataclass(frozen=True)

@@ -97,13 +97,15 @@ async def put_object(request: web.Request) -> web.Response:
 @routes.get(_OBJECT, "Download an object")
 async def get_object(request: web.Request) -> web.StreamResponse:
     """The object's bytes."""
-    path = await objects.content(
+    found = await objects.content(
         request.app[CONTEXT],
         caller_of(request),
         path_param(request, "bucket"),
         path_param(request, "object"),
     )
-    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+    if isinstance(found, str):  # kept in S3: the storage serves it
+        raise web.HTTPTemporaryRedirect(found)
+    return web.FileResponse(found, headers={"Content-Type": "application/octet-stream"})
 
 
 @routes.delete(_OBJECT, "Delete an object no configuration names")

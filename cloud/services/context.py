@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cloud.broker.pki_files import CRL_NAME, write_crl
 from cloud.pki.ca import CertificateAuthority
@@ -57,6 +57,8 @@ class CloudContext:
     commands: CommandSender | None = None
     ca: CertificateAuthority | None = None
     object_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    object_store: Any = None
+    """The object store, made at first use (cloud.services.objects.store_of)."""
 
     async def access_changed(self) -> None:
         """Publish the deny list and the CRL after a commit that changed them, and at start.

@@ -20,12 +20,15 @@ from agent.contracts.objects import LOCAL_SOURCE, OBJECT_PREFIX, ObjectItem, obj
 from agent.contracts.resources import Configuration
 from cloud.errors import Forbidden, InUse, Invalid, NotFound
 from cloud.objects import presign
-from cloud.objects.store import DirectoryObjectStore, ObjectInfo
+from cloud.objects.s3 import S3ObjectStore, S3Upload
+from cloud.objects.store import DirectoryObjectStore, ObjectInfo, Upload
 from cloud.services.context import Caller, CloudContext
 from cloud.services.tokens import require_admin
 from cloud.store import configs as config_store
 
 KIND = "object"
+CONTENT_URL_TTL = 300
+"""Seconds the URL an admin's download is redirected to stays valid (S3)."""
 _BATCH = 1024 * 1024  # bytes handed to the writer thread at a time
 
 
@@ -37,9 +40,24 @@ class Bucket:
     objects: int
 
 
-def store_of(ctx: CloudContext) -> DirectoryObjectStore:
-    """The object store of this cloud (DATA_DIR/objects)."""
-    return DirectoryObjectStore(ctx.settings.objects_dir, max_bytes=ctx.settings.objects.max_bytes)
+ObjectStore = DirectoryObjectStore | S3ObjectStore
+
+
+def store_of(ctx: CloudContext) -> ObjectStore:
+    """The object store of this cloud: DATA_DIR/objects, or S3 when configured (made once)."""
+    if ctx.object_store is None:
+        settings = ctx.settings.objects
+        if settings.s3 is None:
+            ctx.object_store = DirectoryObjectStore(
+                ctx.settings.objects_dir, max_bytes=settings.max_bytes
+            )
+        else:
+            staging = ctx.settings.data_dir / "objects-staging"
+            ctx.object_store = S3ObjectStore(
+                settings.s3, max_bytes=settings.max_bytes, staging=staging
+            )
+    store: ObjectStore = ctx.object_store
+    return store
 
 
 def _lock(ctx: CloudContext, namespace: str) -> asyncio.Lock:
@@ -55,7 +73,9 @@ async def upload(
     require_admin(caller)
     store = store_of(ctx)
     try:
-        upload = await asyncio.to_thread(store.upload, caller.namespace, bucket, name)
+        upload: Upload | S3Upload = await asyncio.to_thread(
+            store.upload, caller.namespace, bucket, name
+        )
     except ValueError as exc:
         raise Invalid(str(exc)) from exc
     async with _lock(ctx, caller.namespace):
@@ -89,10 +109,13 @@ async def info(ctx: CloudContext, caller: Caller, bucket: str, name: str) -> Obj
     return found
 
 
-async def content(ctx: CloudContext, caller: Caller, bucket: str, name: str) -> Path:
-    """The file holding an object's bytes."""
+async def content(ctx: CloudContext, caller: Caller, bucket: str, name: str) -> Path | str:
+    """The file holding an object's bytes, or (S3) a short-lived URL of them."""
     found = await info(ctx, caller, bucket, name)
-    return store_of(ctx).blob_path(caller.namespace, found.sha256)
+    store = store_of(ctx)
+    if isinstance(store, S3ObjectStore):
+        return store.download_url(caller.namespace, found.sha256, CONTENT_URL_TTL)
+    return store.blob_path(caller.namespace, found.sha256)
 
 
 async def buckets(ctx: CloudContext, caller: Caller) -> list[Bucket]:
@@ -180,16 +203,24 @@ async def pin(ctx: CloudContext, namespace: str, data: dict[str, str]) -> dict[s
 def served(ctx: CloudContext, namespace: str, config: Configuration) -> Configuration:
     """The configuration as a node gets it: every `local` item with a fresh presigned URL."""
     items = config.object_items()
-    base = ctx.settings.init_url
-    if base is None or not any(i.source == LOCAL_SOURCE for i in items.values()):
+    if not any(i.source == LOCAL_SOURCE for i in items.values()):
         return config
+    store = store_of(ctx)
+    base = ctx.settings.init_url
+    ttl = int(ctx.settings.objects.url_ttl)
     key = ctx.secrets.derive_key(presign.HKDF_INFO)
-    expires = int(time.time() + ctx.settings.objects.url_ttl)
     data = dict(config.data)
     for name, item in items.items():
-        if item.source == LOCAL_SOURCE and item.sha256:
-            url = presign.url(base, key, namespace, item.sha256, expires)
-            data[OBJECT_PREFIX + name] = item.model_copy(update={"url": url}).to_text()
+        if item.source != LOCAL_SOURCE or not item.sha256:
+            continue
+        if isinstance(store, S3ObjectStore):
+            # Signed by the storage's own keys, computed here: no request is made.
+            url = store.download_url(namespace, item.sha256, ttl)
+        elif base is not None:
+            url = presign.url(base, key, namespace, item.sha256, int(time.time()) + ttl)
+        else:
+            continue
+        data[OBJECT_PREFIX + name] = item.model_copy(update={"url": url}).to_text()
     return config.model_copy(update={"data": data})
 
 
@@ -198,9 +229,12 @@ async def presigned_blob(
 ) -> Path:
     """The blob a presigned URL names, after checking its signature and time (403 otherwise)."""
     key = ctx.secrets.derive_key(presign.HKDF_INFO)
+    store = store_of(ctx)
     try:
         presign.check(key, namespace, sha256, expires, signature, now=time.time())
-        path = store_of(ctx).blob_path(namespace, sha256)
+        if isinstance(store, S3ObjectStore):
+            raise NotFound(KIND, sha256, namespace)  # nodes download from the storage itself
+        path = store.blob_path(namespace, sha256)
     except ValueError as exc:
         raise Forbidden(str(exc)) from exc
     if not await asyncio.to_thread(path.is_file):
@@ -208,9 +242,7 @@ async def presigned_blob(
     return path
 
 
-async def _info(
-    store: DirectoryObjectStore, namespace: str, bucket: str, name: str
-) -> ObjectInfo | None:
+async def _info(store: ObjectStore, namespace: str, bucket: str, name: str) -> ObjectInfo | None:
     try:
         return await asyncio.to_thread(store.info, namespace, bucket, name)
     except ValueError as exc:
@@ -227,7 +259,7 @@ async def _configs_items(namespace: str) -> list[tuple[str, list[ObjectItem]]]:
     return found
 
 
-async def _sweep(store: DirectoryObjectStore, namespace: str) -> None:
+async def _sweep(store: ObjectStore, namespace: str) -> None:
     pinned = {
         item.sha256
         for _name, items in await _configs_items(namespace)

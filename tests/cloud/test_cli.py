@@ -15,11 +15,13 @@ import pytest
 
 from cloud.cli import build_parser
 from cloud.cli_settings import serve_settings
+from cloud.objects.s3 import S3Settings
 from cloud.settings import (
     BridgeSettings,
     CloudSettings,
     InstallSettings,
     ManagedBrokerSettings,
+    ObjectSettings,
     QuotaDefaults,
 )
 from tests.harness.common import free_port
@@ -277,3 +279,24 @@ async def test_the_database_url_may_come_from_the_environment(tmp_path: Path) ->
     assert out.decode().startswith("bt_")
     assert database.stat().st_size > 0
     assert not (tmp_path / "d" / "cloud.db").exists()
+
+
+def test_object_store_options() -> None:
+    parser = build_parser()
+    args = parser.parse_args(
+        [
+            *("serve", "--data-dir", "d", "--object-max-bytes", "1000", "--object-url-ttl", "600"),
+            *("--s3-bucket", "objs", "--s3-endpoint", "http://minio:9000", "--s3-region", "eu-1"),
+        ]
+    )
+    settings, _ = serve_settings(parser, args)
+    assert settings.objects == ObjectSettings(
+        max_bytes=1000,
+        url_ttl=600.0,
+        s3=S3Settings(bucket="objs", endpoint_url="http://minio:9000", region="eu-1"),
+    )
+    alone = parser.parse_args(["serve", "--data-dir", "d", "--s3-endpoint", "http://m:9000"])
+    with pytest.raises(SystemExit):
+        serve_settings(parser, alone)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--data-dir", "d", "--object-url-ttl", "5"])  # under 60 s

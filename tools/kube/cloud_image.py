@@ -107,7 +107,7 @@ def _cache_key() -> bytes:
 
 CLOUD = wheel_image.WheelImageSpec(
     name="cloud",
-    extras="cloud,postgres",
+    extras="cloud,postgres,s3",
     commands={"baetyl-cloud": "cloud.cli", "baetylctl": "cloud.ctl"},
     entrypoint=("baetyl-cloud",),
     command=("--help",),
