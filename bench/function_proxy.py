@@ -35,10 +35,11 @@ from reportkit import sections  # noqa: E402
 
 from tests.function_proxy.kit import started  # noqa: E402
 from tests.harness.common import free_port  # noqa: E402
+from tools.kit.waiting import eventually  # noqa: E402
 
 Json = dict[str, Any]
 APP = "bench"
-HANDLER = "async def echo(event, context):\n    return event\n"
+HANDLER = "import os\n\n\nasync def echo(event, context):\n    return [event, os.getpid()]\n"
 ADDED_P50_MS = 1.0
 THROUGHPUT_SHARE = 0.70
 WARMUP = 50
@@ -81,6 +82,19 @@ async def run_case(urls: list[str], clients: int, requests: int) -> Json:
     }
 
 
+async def _routes_to(proxy_port: int, instances: int) -> bool:
+    """Whether calls through the proxy reach `instances` distinct runtimes."""
+    seen: set[int] = set()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(4 * instances):
+            url = f"http://127.0.0.1:{proxy_port}/{APP}/echo"
+            async with session.post(url, data=b"{}") as answer:
+                if answer.status != 200:
+                    return False
+                seen.add(json.loads(await answer.read())[1])
+    return len(seen) == instances
+
+
 async def measure(requests: int, clients: int) -> list[Json]:
     """Every case: direct and proxied, 1 and 2 instances, 1 and `clients` callers."""
     cases: list[Json] = []
@@ -112,7 +126,12 @@ async def measure(requests: int, clients: int) -> list[Json]:
             for instances in (1, 2):
                 addresses = [f"127.0.0.1:{port}" for port in ports[:instances]]
                 registry.write_text(json.dumps({APP: {"echo": addresses}}), encoding="utf-8")
-                await asyncio.sleep(1.2)  # the proxy re-reads the registry every 0.5 s
+                # The proxy re-reads the registry within 0.5 s: wait until it routes to them all.
+                await eventually(
+                    lambda n=instances: _routes_to(proxy_port, n),
+                    limit=20,
+                    what=f"the proxy routing to {instances} instance(s)",
+                )
                 for callers in (1, clients):
                     direct = [f"http://{address}/echo" for address in addresses]
                     proxied = [f"http://127.0.0.1:{proxy_port}/{APP}/echo"]

@@ -5,18 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aiohttp import web
-
 from function_proxy.proxy import FunctionProxy, ProxySettings
 from function_proxy.resolver import FUNCTIONS_FILE, RegistryResolver
+from function_proxy.serving import serve_until_signalled
 from function_proxy.version import VERSION
-
-SHUTDOWN_TIMEOUT = 10.0
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -87,21 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def serve(proxy: FunctionProxy) -> None:
     """Serve until SIGTERM/SIGINT; calls in flight get SHUTDOWN_TIMEOUT to finish."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(proxy.app(), shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None)
-    await runner.setup()
-    try:
-        settings = proxy.settings
-        await web.TCPSite(runner, settings.host, settings.port).start()
-        logging.getLogger("function_proxy").info(
-            "function proxy serving", extra={"listen": f"{settings.host}:{settings.port}"}
-        )
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    settings = proxy.settings
+    await serve_until_signalled(
+        proxy.app(),
+        settings.host,
+        settings.port,
+        logger=logging.getLogger("function_proxy"),
+        serving="function proxy serving",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 import uuid
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from aiohttp import web
 
 from function_proxy.errors import INVOKE_ID, LEGACY_INVOKE_ID, error
 from function_proxy.functions import FunctionConfigError, LoadedFunction, load, read_config
+from function_proxy.serving import serve_until_signalled
 
 log = logging.getLogger("function_proxy.runtime")
 PORT_VARIABLE = "BAETYL_SERVICE_DYNAMIC_PORT"
@@ -42,7 +42,6 @@ SERVICE_VARIABLE = "BAETYL_SERVICE_NAME"
 CONFIG_VARIABLE = "BAETYL_FUNCTION_CONFIG"
 DEFAULT_CONCURRENCY = 16
 MAX_BODY = 4 * 1024 * 1024
-SHUTDOWN_TIMEOUT = 10.0
 DRAIN = 1.0
 """Seconds a stopping runtime keeps answering (see `serve`): twice the proxy's reload interval."""
 FUNCTIONS: web.AppKey[dict[str, LoadedFunction]] = web.AppKey("functions", dict)
@@ -137,23 +136,15 @@ async def serve(app: web.Application, host: str, port: int, *, drain: float = DR
     signals it, and the proxy re-reads the registry within 0.5 s; until then it may still send
     calls here, over connections it keeps open, which closing at once would break.
     """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-        log.info(
-            "function runtime serving",
-            extra={"listen": f"{host}:{port}", "functions": sorted(app[FUNCTIONS].keys())},
-        )
-        await stop.wait()
-        log.info("function runtime stopping", extra={"drain_s": drain})
-        await asyncio.sleep(drain)
-    finally:
-        await runner.cleanup()
+    await serve_until_signalled(
+        app,
+        host,
+        port,
+        logger=log,
+        serving="function runtime serving",
+        extra={"functions": sorted(app[FUNCTIONS].keys())},
+        drain=drain,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

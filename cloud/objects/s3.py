@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from agent.contracts.kit.files import BlobDigest, BlobWriter
 from agent.contracts.objects import check_bucket, check_object_name
-from cloud.objects.store import ObjectInfo
+from cloud.objects.store import ObjectInfo, new_record, parse_record
 
 if TYPE_CHECKING:
     from botocore.config import _S3Dict as _S3Config
@@ -138,9 +137,7 @@ class S3ObjectStore:
     ) -> tuple[ObjectInfo, str | None]:
         """Make `bucket/name` refer to a stored blob; returns it and the blob it referred to."""
         previous = self.info(namespace, bucket, name)
-        now = datetime.now(UTC)
-        meta = {"size": digest.size, "md5": digest.md5, "sha256": digest.sha256}
-        meta["updateTime"] = now.isoformat()
+        meta, now = new_record(digest)
         self.client.put_object(
             Bucket=self.settings.bucket,
             Key=self._meta_key(namespace, bucket, name),
@@ -156,7 +153,7 @@ class S3ObjectStore:
         raw = self._read_json(self._meta_key(namespace, bucket, name))
         if raw is None:
             return None
-        return _info(bucket, name, raw)
+        return parse_record(bucket, name, raw)
 
     def buckets(self, namespace: str) -> list[str]:
         """The namespace's buckets that hold at least one object, sorted."""
@@ -174,7 +171,7 @@ class S3ObjectStore:
         for key in self._keys(prefix):
             raw = self._read_json(key)
             if raw is not None and key.endswith(META_SUFFIX):
-                found.append(_info(bucket, key[len(prefix) : -len(META_SUFFIX)], raw))
+                found.append(parse_record(bucket, key[len(prefix) : -len(META_SUFFIX)], raw))
         return sorted(found, key=lambda i: i.name)
 
     def delete(self, namespace: str, bucket: str, name: str) -> ObjectInfo | None:
@@ -227,17 +224,3 @@ class S3ObjectStore:
             raise
         loaded = json.loads(answer["Body"].read())
         return loaded if isinstance(loaded, dict) else None
-
-
-def _info(bucket: str, name: str, raw: dict[str, Any]) -> ObjectInfo:
-    try:
-        return ObjectInfo(
-            bucket=bucket,
-            name=name,
-            size=int(raw["size"]),
-            md5=str(raw["md5"]),
-            sha256=str(raw["sha256"]),
-            update_time=datetime.fromisoformat(raw["updateTime"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"object {bucket}/{name}: its record is unreadable ({exc})") from exc

@@ -43,6 +43,30 @@ class ObjectInfo:
     update_time: datetime
 
 
+def new_record(digest: BlobDigest) -> tuple[dict[str, object], datetime]:
+    """What a name's record says of the bytes it now points at, and when that was written."""
+    now = datetime.now(UTC)
+    record = {"size": digest.size, "md5": digest.md5, "sha256": digest.sha256}
+    return {**record, "updateTime": now.isoformat()}, now
+
+
+def parse_record(bucket: str, name: str, raw: object) -> ObjectInfo:
+    """A name's record (JSON) as an ObjectInfo; ValueError when it cannot be read."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"object {bucket}/{name}: its record is not a JSON object")
+    try:
+        return ObjectInfo(
+            bucket=bucket,
+            name=name,
+            size=int(raw["size"]),
+            md5=str(raw["md5"]),
+            sha256=str(raw["sha256"]),
+            update_time=datetime.fromisoformat(raw["updateTime"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"object {bucket}/{name}: its record is unreadable ({exc})") from exc
+
+
 class Upload:
     """Bytes being uploaded under a name; `finish` stores them, leaving the `with` drops them."""
 
@@ -103,9 +127,7 @@ class DirectoryObjectStore:
     ) -> tuple[ObjectInfo, str | None]:
         """Make `bucket/name` refer to a stored blob; returns it and the blob it referred to."""
         previous = self.info(namespace, bucket, name)
-        now = datetime.now(UTC)
-        meta = {"size": digest.size, "md5": digest.md5, "sha256": digest.sha256}
-        meta["updateTime"] = now.isoformat()
+        meta, now = new_record(digest)
         atomic_write(self._meta_path(namespace, bucket, name), json.dumps(meta).encode())
         info = ObjectInfo(bucket, name, digest.size, digest.md5, digest.sha256, now)
         replaced = None if previous is None else previous.sha256
@@ -171,18 +193,11 @@ class DirectoryObjectStore:
     def _read_meta(self, namespace: str, bucket: str, name: str, meta: Path) -> ObjectInfo | None:
         try:
             raw = json.loads(meta.read_bytes())
-            info = ObjectInfo(
-                bucket=bucket,
-                name=name,
-                size=int(raw["size"]),
-                md5=str(raw["md5"]),
-                sha256=str(raw["sha256"]),
-                update_time=datetime.fromisoformat(raw["updateTime"]),
-            )
         except (FileNotFoundError, NotADirectoryError):
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError) as exc:
             raise ValueError(f"object {bucket}/{name}: its record is unreadable ({exc})") from exc
+        info = parse_record(bucket, name, raw)
         if not self.blob_path(namespace, info.sha256).exists():
             return None
         return info

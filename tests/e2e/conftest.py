@@ -25,7 +25,7 @@ import yaml
 
 from tests.agent.core.native.kit import kill_leftovers
 from tests.harness.cloud import seed_ca
-from tests.harness.common import free_port, reachable_dir
+from tests.harness.common import free_port, port_range, reachable_dir
 from tests.harness.pki import HarnessPKI
 from tools.kit.cloud import serve_args, start_serve
 from tools.kit.procs import app_processes, process_with, stop_child
@@ -221,7 +221,7 @@ def write_core_config(directory: Path, cert: Path, key: Path, *, ca: Path, broke
         "engine": {"interval": 2},
         "sync": {"report_interval": 1, "timeout": 5},
         "api": {"listen": f"127.0.0.1:{port}"},
-        "native": {"grace_period": 2},
+        "native": {"grace_period": 2, "port_range": list(port_range())},
         # A port of its own: a test's function proxy serves there (docs/functions.md).
         "function": {"address": f"127.0.0.1:{free_port()}"},
     }

@@ -21,6 +21,10 @@ class HarnessError(RuntimeError):
 
 
 PORTS_PER_WORKER = 1500
+SERVER_PORTS = 1000
+"""The first part of a worker's block goes to free_port, the rest to port_range (agents)."""
+AGENT_PORTS = 50
+"""Ports of one agent's native range (its apps' BAETYL_SERVICE_DYNAMIC_PORT)."""
 _FIRST_PORT = 10000
 
 
@@ -45,16 +49,38 @@ def _port_cycle() -> Iterator[int]:
     # collide once tests ran in parallel ("address already in use").
     # A process a test starts (a benchmark script, say) inherits the worker's block: it begins
     # at a random place in it, so it does not walk the same ports in step with its parent.
+    start = _block_start()
+    offset = random.SystemRandom().randrange(SERVER_PORTS)
+    while True:
+        for step in range(SERVER_PORTS):
+            yield start + (offset + step) % SERVER_PORTS
+
+
+def _block_start() -> int:
     floor = _ephemeral_floor()
     blocks = max(1, (floor - _FIRST_PORT) // PORTS_PER_WORKER)
-    start = _FIRST_PORT + (_worker_slot() % blocks) * PORTS_PER_WORKER
-    offset = random.SystemRandom().randrange(PORTS_PER_WORKER)
+    return _FIRST_PORT + (_worker_slot() % blocks) * PORTS_PER_WORKER
+
+
+def _range_cycle() -> Iterator[tuple[int, int]]:
+    first = _block_start() + SERVER_PORTS
+    count = (PORTS_PER_WORKER - SERVER_PORTS) // AGENT_PORTS
+    offset = random.SystemRandom().randrange(count)
     while True:
-        for step in range(PORTS_PER_WORKER):
-            yield start + (offset + step) % PORTS_PER_WORKER
+        for step in range(count):
+            low = first + ((offset + step) % count) * AGENT_PORTS
+            yield low, low + AGENT_PORTS - 1
 
 
 _PORTS = _port_cycle()
+_RANGES = _range_cycle()
+
+
+def port_range() -> tuple[int, int]:
+    """An inclusive range of ports for one agent's apps (core.yml `native.port_range`) that no
+    other agent of the run shares: agents on one host with one range would hand the same port
+    to two apps, and an agent would take the other's process for its own ready instance."""
+    return next(_RANGES)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -10,8 +10,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,11 +23,11 @@ import pytest
 import yaml
 
 from agent.core.app import Core
-from agent.core.config import CoreConfig
+from agent.core.config import CoreConfig, load_config
 from agent.core.sync import shadow_sync
 from agent.core.sync.shadow_sync import ShadowSync
 from tests.agent.core.native.kit import kill_leftovers
-from tests.harness.common import free_port
+from tests.harness.common import free_port, port_range
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.pki import CertFiles, HarnessPKI
 
@@ -75,7 +78,7 @@ def write_core_config(
         "engine": engine,
         "sync": sync,
         "api": {"listen": f"127.0.0.1:{free_port()}" if api else False},
-        "native": {"grace_period": 2},
+        "native": {"grace_period": 2, "port_range": list(port_range())},
     }
     if kubeconfig is not None:
         engine["backend"] = "kube"
@@ -159,6 +162,35 @@ async def spawn_core(config: Path, log_file: Path) -> asyncio.subprocess.Process
             stderr=log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+
+
+@dataclass
+class CoreRun:
+    """A `baetyl-core` process a test runs (and may start again: set `process`)."""
+
+    config: Path
+    log_file: Path
+    process: asyncio.subprocess.Process
+
+    def log(self) -> str:
+        """What it logged so far."""
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+
+@asynccontextmanager
+async def running_core(config: Path, log_file: Path) -> AsyncIterator[CoreRun]:
+    """`baetyl-core` running for the block; then stopped (SIGTERM, 15 s) and every app it left
+    removed, so nothing outlives the test."""
+    run = CoreRun(config, log_file, await spawn_core(config, log_file))
+    try:
+        yield run
+    finally:
+        if run.process.returncode is None:
+            run.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(15):
+                    await run.process.wait()
+        await remove_left_apps(load_config(config))
 
 
 POLLED = "polling the shadow"

@@ -5,8 +5,6 @@ and removes it when the cloud says so."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import signal
 import uuid
 from pathlib import Path
@@ -14,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from agent.core.config import load_config
 from agent.core.kube.client import KubeApi, ObjectRef
 from tests.agent.core.agent_kit import (
     app_running,
-    remove_left_apps,
     reported,
+    running_core,
     spawn_core,
     write_core_config,
 )
@@ -62,8 +59,7 @@ async def test_the_agent_runs_a_container_app_as_a_deployment_and_reports_the_no
         kubeconfig=kube_cluster.kubeconfig,
     )
     log_file = tmp_path / "core.log"
-    process = await spawn_core(config, log_file)
-    try:
+    async with running_core(config, log_file) as core:
         stats = await eventually(
             lambda: app_running(cloud, name, app_name, app["version"]),
             limit=120,
@@ -82,9 +78,9 @@ async def test_the_agent_runs_a_container_app_as_a_deployment_and_reports_the_no
         assert before is not None
 
         # Killed and started again, the agent changes nothing that runs.
-        process.send_signal(signal.SIGKILL)
-        await process.wait()
-        process = await spawn_core(config, log_file)
+        core.process.send_signal(signal.SIGKILL)
+        await core.process.wait()
+        core.process = await spawn_core(config, log_file)
         await eventually(
             lambda: log_file.read_text(errors="replace").count(STARTED) == 2,
             what="the agent started again",
@@ -106,13 +102,6 @@ async def test_the_agent_runs_a_container_app_as_a_deployment_and_reports_the_no
         # The cloud deletes the app: the agent deletes its objects.
         await cloud.ok("DELETE", f"/v1/apps/{app_name}")
         await eventually(lambda: _absent(kube_admin, ref), limit=60, what="the Deployment deleted")
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(15):
-                    await process.wait()
-        await remove_left_apps(load_config(config))
 
 
 async def _absent(api: KubeApi, ref: ObjectRef) -> bool:

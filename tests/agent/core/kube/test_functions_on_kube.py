@@ -5,11 +5,8 @@ the Service in the registry it reads; a call to the node's proxy address reaches
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
 import json
-import signal
 import uuid
 import zipfile
 from pathlib import Path
@@ -19,14 +16,12 @@ import aiohttp
 import pytest
 import yaml
 
-from agent.core.config import load_config
 from agent.core.kube.client import KubeApi, ObjectRef
 from agent.core.sysapps import FUNCTION_PROXY
 from tests.agent.core.agent_kit import (
     app_running,
-    remove_left_apps,
     reported,
-    spawn_core,
+    running_core,
     write_core_config,
 )
 from tests.harness.cloud import CloudServer
@@ -92,14 +87,12 @@ async def test_a_function_app_runs_on_a_kube_node_behind_the_agents_proxy(
     settings["function"] = {"address": f"127.0.0.1:{port}"}
     settings["kube"]["function_image"] = agent_image
     config.write_text(yaml.safe_dump(settings))
-    log_file = tmp_path / "core.log"
-    process = await spawn_core(config, log_file)
-    try:
+    async with running_core(config, tmp_path / "core.log") as core:
         stats = await eventually(
             lambda: app_running(cloud, name, app_name, app["version"]),
             limit=180,
             what="the function app running, as the cloud sees it",
-            detail=lambda: log_file.read_text(errors="replace")[-3000:],
+            detail=lambda: core.log()[-3000:],
         )
         (pod,) = [i["podName"] for i in stats["instances"].values()]
 
@@ -112,7 +105,7 @@ async def test_a_function_app_runs_on_a_kube_node_behind_the_agents_proxy(
             proxy_running,
             limit=120,
             what="baetyl-function running on the node",
-            detail=lambda: log_file.read_text(errors="replace")[-3000:],
+            detail=lambda: core.log()[-3000:],
         )
         registry = json.loads((tmp_path / name / "run" / "services.json").read_text())
         (address,) = registry[app_name]["py"]
@@ -143,13 +136,6 @@ async def test_a_function_app_runs_on_a_kube_node_behind_the_agents_proxy(
         await eventually(
             lambda: _absent(kube_admin, proxy), limit=90, what="the proxy's Deployment deleted"
         )
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(15):
-                    await process.wait()
-        await remove_left_apps(load_config(config))
 
 
 def code_zip() -> bytes:

@@ -10,6 +10,7 @@ import pytest
 
 from agent.core.native import NativeBackend, NativeSettings
 from tests.agent.core.native.kit import FAST, NODE, Dirs, kill_leftovers
+from tests.harness.common import port_range
 
 BackendFactory = Callable[..., NativeBackend]
 
@@ -42,6 +43,7 @@ async def backends(dirs: Dirs) -> AsyncIterator[BackendFactory]:
             "registry_file": dirs.registry,
             "grace_period": 2.0,
             "tuning": FAST,
+            "port_range": port_range(),
             **overrides,
         }
         backend = NativeBackend(NODE, NativeSettings(**options))
