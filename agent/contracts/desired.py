@@ -24,6 +24,10 @@ SYSAPPS: Final = "sysapps"
 NODEPROPS: Final = "nodeprops"
 APP_SECTIONS: Final = (APPS, SYSAPPS)
 SECTIONS: Final = (APPS, SYSAPPS, NODEPROPS)
+BUILTIN_SYSAPPS: Final = ("baetyl-function",)
+"""System apps the agent makes itself (agent.core.sysapps); a node's `sysApps` may ask for them."""
+BUILTIN_VERSION: Final = "builtin"
+"""Their version in a desired state: the agent's own spec is what runs, whatever the cloud's."""
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 

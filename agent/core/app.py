@@ -222,10 +222,10 @@ class Core:
         }
         for name, stats in observed.items():
             system = name in want and want[name].system
-            sections["sysapps" if system else "apps"][name] = stats.version
-            sections["sysappstats" if system else "appstats"][name] = _with_failure(
-                stats, failed.get(name)
-            ).to_wire()
+            version = self.engine.reported_version(name, stats.version)
+            sections["sysapps" if system else "apps"][name] = version
+            shown = _with_failure(stats, failed.get(name)).to_wire()
+            sections["sysappstats" if system else "appstats"][name] = {**shown, "version": version}
         for name, failure in failed.items():
             if name not in observed:
                 system = name in want and want[name].system

@@ -77,13 +77,17 @@ def function_proxy_app(
 
 
 class BuiltinApps:
-    """What the engine adds to the desired apps: the proxy while a function app is wanted."""
+    """What the engine adds to the desired apps: the proxy while a function app is wanted, or
+    while the desired state names it (the node's `sysApps` lists it, as in Baetyl)."""
 
     def __init__(self, proxy: Application | None) -> None:
         self._proxy = proxy
 
-    def __call__(self, wanted: Sequence[Application]) -> list[Application]:
-        """The built-in system apps `wanted` (the specs of the desired apps) calls for."""
-        if self._proxy is not None and any(app.type == "function" for app in wanted):
+    def __call__(self, wanted: Sequence[Application], requested: set[str]) -> list[Application]:
+        """The built-in system apps `wanted` (the specs of the desired apps) and `requested`
+        (built-in names the desired state lists) call for."""
+        if self._proxy is None:
+            return []
+        if FUNCTION_PROXY in requested or any(app.type == "function" for app in wanted):
             return [self._proxy]
         return []

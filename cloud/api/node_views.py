@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StringConstraints
 
 from agent.contracts import names, shadow
-from agent.contracts.desired import APP_SECTIONS, NODEPROPS, DesiredState
+from agent.contracts.desired import APP_SECTIONS, BUILTIN_SYSAPPS, NODEPROPS, DesiredState
 from agent.contracts.resources import Description, Labels
 from agent.contracts.wire import WireModel
 from cloud.api.listing import ListQuery, Page
@@ -42,6 +42,21 @@ Annotations = Annotated[
 PropKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
+def _sys_apps(value: list[str]) -> list[str]:
+    unknown = sorted(set(value) - set(BUILTIN_SYSAPPS))
+    if unknown:
+        raise ValueError(
+            f"sysApps: {', '.join(unknown)} is not a system app this platform offers "
+            f"(offered: {', '.join(BUILTIN_SYSAPPS)})"
+        )
+    if len(set(value)) != len(value):
+        raise ValueError("sysApps: each system app once")
+    return value
+
+
+SysApps = Annotated[list[str], AfterValidator(_sys_apps)]
+
+
 class NodeCreate(WireModel):
     """A node to create; `baetyl-node-name=<name>` is added to its labels."""
 
@@ -51,6 +66,8 @@ class NodeCreate(WireModel):
     description: Description = ""
     annotations: Annotations = Field(default_factory=dict)
     node_mode: NodeMode = "native"
+    sys_apps: SysApps = Field(default_factory=list)
+    """Optional system apps the node runs (Baetyl's; `baetyl-function`)."""
 
 
 class NodeUpdate(WireModel):
@@ -62,6 +79,7 @@ class NodeUpdate(WireModel):
     description: Description | None = None
     annotations: Annotations | None = None
     node_mode: NodeMode | None = None
+    sys_apps: SysApps | None = None
 
 
 class AppRef(WireModel):
@@ -91,6 +109,7 @@ class NodeView(WireModel):
     annotations: dict[str, str] = Field(default_factory=dict)
     description: str
     node_mode: str
+    sys_apps: list[str] = Field(default_factory=list)
     ready: Annotated[int, Field(ge=0, le=2)]
     last_seen: str | None = None
     mode: str
@@ -315,6 +334,7 @@ def node_view(state: NodeState, *, desire: bool = True, report: bool = True) -> 
         annotations=state.annotations,
         description=record.description,
         node_mode=record.node_mode,
+        sys_apps=state.sys_apps,
         ready=int(state.ready),
         last_seen=None if state.last_seen is None else rfc3339(state.last_seen),
         mode=record.sync_mode,

@@ -59,6 +59,7 @@ async def create_node(request: web.Request) -> web.Response:
         description=body.description,
         annotations=body.annotations,
         node_mode=body.node_mode,
+        sys_apps=tuple(body.sys_apps),
     )
     state = await nodes.create(request.app[CONTEXT], caller, spec)
     return reply(views.node_view(state, desire=False, report=False))
@@ -99,6 +100,7 @@ async def update_node(request: web.Request) -> web.Response:
         description=body.description,
         annotations=body.annotations,
         node_mode=body.node_mode,
+        sys_apps=body.sys_apps,
     )
     state = await nodes.update(request.app[CONTEXT], caller_of(request), name, changes)
     return reply(views.node_view(state, desire=False))

@@ -53,7 +53,7 @@ def new_record(digest: BlobDigest) -> tuple[dict[str, object], datetime]:
 def parse_record(bucket: str, name: str, raw: object) -> ObjectInfo:
     """A name's record (JSON) as an ObjectInfo; ValueError when it cannot be read."""
     if not isinstance(raw, dict):
-        raise ValueError(f"object {bucket}/{name}: its record is not a JSON object")
+        raise ValueError(f"object {bucket}/{name}: its record is not a JSON object")  # noqa: TRY004
     try:
         return ObjectInfo(
             bucket=bucket,

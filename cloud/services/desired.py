@@ -15,7 +15,13 @@ from functools import lru_cache
 from typing import Any
 
 from agent.contracts import names, selectors
-from agent.contracts.desired import APPS, SYSAPPS, DesiredState
+from agent.contracts.desired import (
+    APPS,
+    BUILTIN_SYSAPPS,
+    BUILTIN_VERSION,
+    SYSAPPS,
+    DesiredState,
+)
 from agent.contracts.resources import Application, ResourceKind
 from agent.contracts.wire import validate
 from cloud.services.versions import content_version
@@ -69,9 +75,11 @@ async def recompute_for_nodes(namespace: str, nodes: Iterable[str]) -> DesiredCh
         placement: dict[str, AppTarget | None] = {
             t.name: (t if matches(t, node_labels) else None) for t in targets
         }
-        # Apps the node has but that no longer exist are removed too.
+        # Apps the node has but that no longer exist are removed too (not the built-in system
+        # apps its sysApps asks for: they are no app of the cloud's).
         for app in DesiredState.from_section(rows.desired(node)).app_versions():
-            placement.setdefault(app, None)
+            if app not in BUILTIN_SYSAPPS:
+                placement.setdefault(app, None)
         placements[node] = placement
     return await _write(namespace, rows, placements)
 
@@ -100,6 +108,25 @@ async def recompute_for_apps(namespace: str, apps: Iterable[str]) -> DesiredChan
         for node in rows.names()
     }
     return await _write(namespace, rows, placements)
+
+
+async def set_builtins(namespace: str, node: str, sys_apps: Iterable[str]) -> DesiredChanges:
+    """Put the built-in system apps a node's `sysApps` lists in its desired `sysapps` (at
+    BUILTIN_VERSION: the agent runs its own spec of them) and take out the others."""
+    listed = set(sys_apps)
+    rows = await shadow_store.load_for_update(namespace, [node])
+    if node not in rows.names():
+        return {}
+    current = DesiredState.from_section(rows.desired(node)).sysapps
+    patch = {
+        name: (BUILTIN_VERSION if name in listed else None)
+        for name in BUILTIN_SYSAPPS
+        if current.get(name) != (BUILTIN_VERSION if name in listed else None)
+    }
+    if patch:
+        rows.update_desired(node, {SYSAPPS: patch}, now=time.time())
+    written = await rows.save()
+    return {names.make_nid(namespace, n): change for n, change in written.items()}
 
 
 async def propagate_resource(

@@ -38,6 +38,7 @@ NODE_NAME_LABEL: Final = "baetyl-node-name"
 NODE_MODES: Final = ("native", "kube")
 SYNC_MODES: Final = ("cloud", "local")
 ANNOTATIONS: Final = "annotations"
+SYS_APPS: Final = "sysApps"
 OFFLINE_AFTER_REPORTS: Final = 3  # missed report intervals before a node counts as offline
 
 Document = dict[str, Any]
@@ -61,6 +62,7 @@ class NodeSpec:
     description: str = ""
     annotations: dict[str, str] | None = None
     node_mode: str = "native"
+    sys_apps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class NodeChanges:
     description: str | None = None
     annotations: dict[str, str] | None = None
     node_mode: str | None = None
+    sys_apps: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,12 @@ class NodeState:
         """User annotations (kept in the node's attributes)."""
         value = self.record.attributes.get(ANNOTATIONS)
         return dict(value) if isinstance(value, dict) else {}
+
+    @property
+    def sys_apps(self) -> list[str]:
+        """The optional system apps the node runs (kept in the node's attributes)."""
+        value = self.record.attributes.get(SYS_APPS)
+        return [str(v) for v in value] if isinstance(value, list) else []
 
     @property
     def version(self) -> str:
@@ -158,6 +167,8 @@ async def create(ctx: CloudContext, caller: Caller, spec: NodeSpec) -> NodeState
     namespace = caller.namespace
     labels = with_node_name_label(spec.name, spec.labels)
     attributes: dict[str, Any] = {ANNOTATIONS: spec.annotations} if spec.annotations else {}
+    if spec.sys_apps:
+        attributes[SYS_APPS] = list(spec.sys_apps)
     async with transaction():
         await namespace_store.ensure(namespace)
         await namespace_store.lock(namespace)
@@ -174,6 +185,8 @@ async def create(ctx: CloudContext, caller: Caller, spec: NodeSpec) -> NodeState
         )
         await shadows.create(namespace, spec.name, shadow.new_document(time.time()))
         changed = await desired.recompute_for_nodes(namespace, [spec.name])
+        if spec.sys_apps:
+            changed |= await desired.set_builtins(namespace, spec.name, spec.sys_apps)
         readmitted = await denied_store.remove(namespace, spec.name)
     if readmitted:
         await ctx.access_changed()
@@ -202,6 +215,10 @@ async def update(ctx: CloudContext, caller: Caller, name: str, changes: NodeChan
             attributes[ANNOTATIONS] = changes.annotations
             if not changes.annotations:
                 del attributes[ANNOTATIONS]
+        if changes.sys_apps is not None:
+            attributes[SYS_APPS] = list(changes.sys_apps)
+            if not changes.sys_apps:
+                del attributes[SYS_APPS]
         description = record.description if changes.description is None else changes.description
         if (labels, description, attributes) != (
             record.labels,
@@ -219,6 +236,10 @@ async def update(ctx: CloudContext, caller: Caller, name: str, changes: NodeChan
             )
         if labels != record.labels:
             changed = await desired.recompute_for_nodes(namespace, [name])
+        if attributes.get(SYS_APPS) != record.attributes.get(SYS_APPS):
+            changed |= await desired.set_builtins(
+                namespace, name, list(attributes.get(SYS_APPS) or [])
+            )
     state = await get(ctx, caller, name)
     await ctx.desired_changed(changed)  # last: the push must not hold up this answer
     return state

@@ -17,6 +17,7 @@ from agent.core.sysapps import FUNCTION_PROXY
 from tests.e2e.conftest import AgentFactory, Cloud, Json
 from tests.e2e.test_scenarios import assert_commands_documented, pids_of, wait_running
 from tests.function_proxy.kit import call
+from tools.kit.rest import Rest
 from tools.kit.waiting import eventually
 
 
@@ -196,3 +197,35 @@ async def test_the_agent_runs_the_function_proxy_while_function_apps_exist(
         await eventually(
             lambda: not agent.app_pids(FUNCTION_PROXY), limit=15, what="its process gone"
         )
+
+
+async def test_a_node_whose_sys_apps_list_the_proxy_runs_it_without_function_apps(
+    edge_cloud: Cloud, edge_agents: AgentFactory
+) -> None:
+    cloud = edge_cloud
+    body = {"name": "edge-1", "sysApps": ["baetyl-function"]}
+    async with aiohttp.ClientSession() as session:
+        await Rest(session, cloud.url, cloud.token).ok("POST", "/v1/nodes", body)
+    agent = await edge_agents("edge-1")
+    stats = await proxy_running(cloud)
+    assert stats["version"] == "builtin"  # the desired version: no delta is left for it
+
+    async def settled() -> bool:
+        shadow = await cloud.rest("/v1/nodes/edge-1/shadow")
+        state = shadow["state"]
+        return state["reported"].get("sysapps", {}).get(
+            FUNCTION_PROXY
+        ) == "builtin" and "sysapps" not in state.get("delta", {})
+
+    await eventually(settled, limit=30, what="reported as desired, no delta")
+    url = f"http://127.0.0.1:{agent.function_port}/nothing-here"
+    async with aiohttp.ClientSession() as session:
+        status, answer, _ = await call(session, "GET", url)  # Running: it listens (readiness)
+        assert status == 404
+        assert b"ErrAppNotFound" in answer
+        await Rest(session, cloud.url, cloud.token).ok("PUT", "/v1/nodes/edge-1", {"sysApps": []})
+
+    async def proxy_gone() -> bool:
+        return await reported_sysapp(cloud, "edge-1", FUNCTION_PROXY) is None
+
+    await eventually(proxy_gone, limit=30, what="baetyl-function removed")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from agent.contracts import desired as desired_state
-from agent.contracts.desired import DesiredState
+from agent.contracts.desired import BUILTIN_SYSAPPS, DesiredState
 from agent.contracts.kit import backoff
 from agent.contracts.report import AppStats, AppStatus
 from agent.contracts.resources import Application, Configuration, ResourceKind, Secret
@@ -72,8 +72,9 @@ class Failure:
     retry_at: float
 
 
-Builtins = Callable[[Sequence[Application]], list[Application]]
-"""Given the specs of the desired apps, the system apps the agent adds itself (sysapps.py)."""
+Builtins = Callable[[Sequence[Application], set[str]], list[Application]]
+"""Given the specs of the desired apps and the built-in system apps the desired state names
+(a node's `sysApps`), the system apps the agent adds itself (sysapps.py)."""
 
 
 class Engine:
@@ -110,6 +111,15 @@ class Engine:
         self._listeners: list[Callable[[], None]] = []
         self.reconciles = 0
         self.settled = asyncio.Event()
+
+    def reported_version(self, name: str, running: str) -> str:
+        """The version to report for an app running at `running`: a built-in system app the
+        desired state names is reported at the desired version, so that no delta remains for
+        it (its real version is a digest of the agent's own spec)."""
+        desired = self._desired.sysapps.get(name)
+        if name in self._builtin_wants and desired is not None:
+            return desired
+        return running
 
     @property
     def wanted(self) -> dict[str, Want]:
@@ -239,8 +249,9 @@ class Engine:
             # built-ins as they are until every spec is known, so none stops in between.
             return {**want, **self._builtin_wants}
         specs = await self._specs(want, stored)
+        requested = set(self._desired.sysapps) & set(BUILTIN_SYSAPPS)
         found: dict[str, Want] = {}
-        for app in self._builtins(list(specs.values())):
+        for app in self._builtins(list(specs.values()), requested):
             if (ResourceKind.APPLICATION, app.name, app.version) not in stored:
                 await self._store.save_resource(app)
             found[app.name] = Want(app.name, app.version, system=True)

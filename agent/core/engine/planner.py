@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
-from agent.contracts.desired import DesiredState
+from agent.contracts.desired import BUILTIN_SYSAPPS, DesiredState
 from agent.contracts.resources import Application, ResourceKind
 
 ResourceKey = tuple[ResourceKind, str, str]
@@ -51,10 +51,13 @@ class Plan:
 
 
 def wanted(desired: DesiredState) -> dict[str, Want]:
-    """The apps of a desired state (`apps` and `sysapps`) by name; a system app wins a tie."""
+    """The apps of a desired state (`apps` and `sysapps`) by name; a system app wins a tie.
+    The built-in system apps a node's `sysApps` asks for are left to the engine's builtins."""
     found: dict[str, Want] = {}
     for apps, system in ((desired.apps, False), (desired.sysapps, True)):
         found.update((name, Want(name, version, system)) for name, version in apps.items())
+    for name in BUILTIN_SYSAPPS:  # the agent's own: never fetched (the engine adds them)
+        found.pop(name, None)
     return found
 
 

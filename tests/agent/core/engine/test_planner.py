@@ -104,3 +104,8 @@ def test_needed_keeps_specs_and_their_mounts() -> None:
     app = spec("web", "v1", config="conf@c1")
     keep = needed({"web": Want("web", "v1")}, {(APP, "web", "v1"): app})
     assert keep == {(APP, "web", "v1"), (CONFIG, "conf", "c1")}
+
+
+def test_built_in_system_apps_are_left_to_the_engine() -> None:
+    desired = DesiredState(apps={"web": "1"}, sysapps={"baetyl-function": "builtin", "sys": "2"})
+    assert set(wanted(desired)) == {"web", "sys"}
