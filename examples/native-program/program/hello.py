@@ -10,7 +10,7 @@ GREETING = (Path(__file__).parent / "greeting.txt").read_text(encoding="utf-8").
 class Handler(http.server.BaseHTTPRequestHandler):
     """Answers every GET with the greeting."""
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:
         body = f"{GREETING} from {os.environ['BAETYL_APP_NAME']}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
