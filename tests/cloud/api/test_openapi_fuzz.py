@@ -185,9 +185,17 @@ FUZZ_SETTINGS = settings(
 
 
 def _transport_limit(case: Case, response: Response) -> bool:
-    """aiohttp's own 400 for a request line past its limit (never reaches our middleware)."""
+    """aiohttp's own plain-text 400 for what its HTTP parser refuses before any handler or
+    middleware runs: a request line past its limit, or a generated `Content-Length` header
+    that is not a number (the framing of the request, which the document cannot describe)."""
+    if response.status_code != 400:
+        return False
     request_line = f"{case.method} {response.request.path_url} HTTP/1.1"
-    return response.status_code == 400 and len(request_line.encode()) > AIOHTTP_MAX_LINE
+    if len(request_line.encode()) > AIOHTTP_MAX_LINE:
+        return True
+    headers = {name.lower(): value for name, value in (case.headers or {}).items()}
+    length = headers.get("content-length")
+    return length is not None and not length.strip().isdigit()
 
 
 def _validate(case: Case, response: Response) -> None:
