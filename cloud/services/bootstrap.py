@@ -10,7 +10,7 @@ from agent.contracts.kit import files
 from cloud.broker.pki_files import load_or_create_ca
 from cloud.pki.ca import CertificateAuthority
 from cloud.secretbox import SecretBox
-from cloud.services import tokens
+from cloud.services import objects, tokens
 from cloud.services.context import AccessListener, CloudContext, DesiredListener
 from cloud.settings import CloudSettings
 from cloud.store import tokens as store
@@ -56,6 +56,8 @@ async def start(
     try:
         await ensure_default_tenant(settings.data_dir)
         context = CloudContext(settings, secrets, listeners, list(access_listeners or ()), ca=ca)
+        # Made here, off the loop: an S3 client takes a while to build (cloud.objects.s3).
+        await asyncio.to_thread(objects.store_of, context)
         await context.access_changed()
     except BaseException:
         await close_store()
