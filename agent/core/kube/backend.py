@@ -430,8 +430,7 @@ class KubeBackend:
             except KubeError as exc:
                 raise DeployError(f"{kind} {ref.name}: {exc}") from exc
             if watched is not None:
-                previous = None if before is None else before["metadata"].get("resourceVersion")
-                if repair and previous != answer["metadata"].get("resourceVersion"):
+                if repair and _drifted(before, answer):
                     self.repairs += 1
                     log.warning(
                         "repaired drift",
@@ -635,6 +634,17 @@ def check(deployment: Deployment) -> None:
                 f"app {app.name!r} service {service.name!r}: a kube node runs images, and this "
                 "service has none (a native app, mode: native, runs on native nodes)"
             )
+
+
+def _drifted(before: Manifest | None, answer: Manifest) -> bool:
+    """Whether applying changed the object: it was missing, or the server stored a new version
+    of it. A workload's status moves its resourceVersion all the time (a watched copy is often
+    a little behind), so for objects with a `generation` only a new generation counts."""
+    if before is None:
+        return True
+    old, new = before["metadata"], answer["metadata"]
+    key = "generation" if "generation" in new else "resourceVersion"
+    return bool(old.get(key) != new.get(key))
 
 
 def _ready(pod: Manifest) -> bool:
