@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from agent.core.sysapps import FUNCTION_PROXY
-from tests.e2e.conftest import AgentFactory, Cloud, Json
+from tests.e2e.conftest import Agent, AgentFactory, Cloud, Json
 from tests.e2e.test_scenarios import assert_commands_documented, pids_of, wait_running
 from tests.function_proxy.kit import call
 from tools.kit.rest import Rest
@@ -93,16 +93,22 @@ async def test_a_function_app_deployed_through_rest_answers_through_the_proxy(
     assert_commands_documented(cloud, "function-hello")
 
 
-async def test_a_function_calls_another_through_the_proxy_with_one_invoke_id(
-    edge_cloud: Cloud, edge_agents: AgentFactory, tmp_path: Path
-) -> None:
-    cloud = edge_cloud
+async def pipeline_running(cloud: Cloud, edge_agents: AgentFactory) -> Agent:
+    """examples/function-pipeline deployed as its README says, running on node edge-1."""
     await cloud.ctl("node", "create", "edge-1", "-l", "example=function-pipeline")
     agent = await edge_agents("edge-1")
     await cloud.ctl("config", "push-code", "pipeline-code", "examples/function-pipeline/code")
     await cloud.ctl("app", "apply", "-f", "examples/function-pipeline/app.yaml")
     app = await cloud.rest("/v1/apps/pipeline")
     await wait_running(cloud, "edge-1", "pipeline", app["version"])
+    return agent
+
+
+async def test_a_function_calls_another_through_the_proxy_with_one_invoke_id(
+    edge_cloud: Cloud, edge_agents: AgentFactory, tmp_path: Path
+) -> None:
+    cloud = edge_cloud
+    agent = await pipeline_running(cloud, edge_agents)
     url = f"http://127.0.0.1:{agent.function_port}"  # the proxy the agent runs
     async with aiohttp.ClientSession() as session:
         reading = b'{"sensor": " t-1 ", "celsius": 21.5}'
@@ -157,12 +163,7 @@ async def test_the_agent_runs_the_function_proxy_while_function_apps_exist(
     edge_cloud: Cloud, edge_agents: AgentFactory
 ) -> None:
     cloud = edge_cloud
-    await cloud.ctl("node", "create", "edge-1", "-l", "example=function-pipeline")
-    agent = await edge_agents("edge-1")
-    await cloud.ctl("config", "push-code", "pipeline-code", "examples/function-pipeline/code")
-    await cloud.ctl("app", "apply", "-f", "examples/function-pipeline/app.yaml")
-    app = await cloud.rest("/v1/apps/pipeline")
-    await wait_running(cloud, "edge-1", "pipeline", app["version"])
+    agent = await pipeline_running(cloud, edge_agents)
     stats = await proxy_running(cloud)
     shadow = await cloud.rest("/v1/nodes/edge-1/shadow")
     assert FUNCTION_PROXY in shadow["state"]["reported"]["sysapps"]
