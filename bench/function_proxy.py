@@ -6,8 +6,12 @@ function that answers its JSON event, a proxy reading a registry that lists one 
 aiohttp client in this process sending `--requests` calls per case with 1 or `--clients`
 concurrent callers (after a warm-up). *Direct* calls the runtime instances round-robin itself;
 *proxy* calls `/{app}/{function}` on the proxy. Everything shares this machine's cores, the
-client included, so throughput here is what two cores give all three together.
-Run: `.venv/bin/python bench/function_proxy.py [--quick] [--requests N] [--out F.json]`.
+client included, so throughput here is what two cores give all three together. Each case runs
+`--rounds` times, direct and proxied alternating, so that both meet the same background load:
+throughput is the median round, the share proxied/direct the median of the rounds' ratios, and
+the CPU time the proxy and the runtimes spend per call is read from the kernel each round.
+Run: `.venv/bin/python bench/function_proxy.py [--quick] [--requests N] [--rounds R]
+[--out F.json]`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -45,8 +51,11 @@ THROUGHPUT_SHARE = 0.70
 WARMUP = 50
 
 
-async def run_case(urls: list[str], clients: int, requests: int) -> Json:
-    """`requests` calls spread over `clients` concurrent callers; rate and latency."""
+async def run_case(
+    urls: list[str], clients: int, requests: int, watched: list[list[psutil.Process]]
+) -> Json:
+    """`requests` calls spread over `clients` concurrent callers; rate, latency, and the CPU
+    time each group of `watched` processes spent per call."""
     body = json.dumps({"n": 1, "text": "x" * 64}).encode()
     targets = itertools.cycle(urls)
     connector = aiohttp.TCPConnector(limit=clients)
@@ -69,17 +78,50 @@ async def run_case(urls: list[str], clients: int, requests: int) -> Json:
             for _ in remaining:
                 samples.append(await one())
 
+        cpu_before = [_cpu_seconds(group) for group in watched]
         started = time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(clients)))
         elapsed = time.perf_counter() - started
-    latency = percentiles([s * 1000 for s in samples])
+        cpu = [
+            _cpu_seconds(group) - before for group, before in zip(watched, cpu_before, strict=True)
+        ]
     return {
         "requests": len(samples),
         "seconds": elapsed,
         "rps": len(samples) / elapsed,
-        "p50_ms": latency["p50"],
-        "p99_ms": latency["p99"],
+        "samples_ms": [s * 1000 for s in samples],
+        "cpu_us_per_call": [seconds / len(samples) * 1e6 for seconds in cpu],
     }
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User and system CPU time the processes have used so far."""
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
+async def run_rounds(
+    paths: dict[str, list[str]], clients: int, requests: int, rounds: int,
+    watched: list[list[psutil.Process]],
+) -> dict[str, Json]:  # fmt: skip
+    """Each path `rounds` times, alternating; per path the median round and pooled latency."""
+    runs: dict[str, list[Json]] = {path: [] for path in paths}
+    for _ in range(rounds):
+        for path, urls in paths.items():
+            runs[path].append(await run_case(urls, clients, requests, watched))
+    results: dict[str, Json] = {}
+    for path, done in runs.items():
+        latency = percentiles([ms for run in done for ms in run["samples_ms"]])
+        results[path] = {
+            "requests": requests,
+            "rounds": len(done),
+            "rps": statistics.median(run["rps"] for run in done),
+            "rps_rounds": [run["rps"] for run in done],
+            "p50_ms": latency["p50"],
+            "p99_ms": latency["p99"],
+            "runtime_cpu_us": statistics.median(run["cpu_us_per_call"][0] for run in done),
+            "proxy_cpu_us": statistics.median(run["cpu_us_per_call"][1] for run in done),
+        }
+    return results
 
 
 async def _routes_to(proxy_port: int, instances: int) -> bool:
@@ -95,7 +137,7 @@ async def _routes_to(proxy_port: int, instances: int) -> bool:
     return len(seen) == instances
 
 
-async def measure(requests: int, clients: int) -> list[Json]:
+async def measure(requests: int, clients: int, rounds: int) -> list[Json]:
     """Every case: direct and proxied, 1 and 2 instances, 1 and `clients` callers."""
     cases: list[Json] = []
     with tempfile.TemporaryDirectory(prefix="baetyl-bench-function-") as work:
@@ -113,16 +155,19 @@ async def measure(requests: int, clients: int) -> list[Json]:
         proxy_port = free_port()
         registry = root / "services.json"
         async with AsyncExitStack() as stack:
+            runtimes: list[psutil.Process] = []
             for port in ports:
                 argv = [sys.executable, "-m", "function_proxy.runtime", "--config", str(config)]
                 env = {"BAETYL_SERVICE_DYNAMIC_PORT": str(port), "BAETYL_SERVICE_NAME": "echo"}
                 log = root / f"runtime-{port}.log"
-                await stack.enter_async_context(started(argv, port, log, env=env))
+                running = await stack.enter_async_context(started(argv, port, log, env=env))
+                runtimes.append(psutil.Process(running.process.pid))
             binary = Path(sys.executable).parent / "baetyl-function"
             argv = [str(binary), "--registry", str(registry), "--listen",
                     f"127.0.0.1:{proxy_port}", "--log-level", "warning"]  # fmt: skip
             registry.write_text(json.dumps({APP: {"echo": []}}), encoding="utf-8")
-            await stack.enter_async_context(started(argv, proxy_port, root / "proxy.log"))
+            proxy = await stack.enter_async_context(started(argv, proxy_port, root / "proxy.log"))
+            watched = [runtimes, [psutil.Process(proxy.process.pid)]]
             for instances in (1, 2):
                 addresses = [f"127.0.0.1:{port}" for port in ports[:instances]]
                 registry.write_text(json.dumps({APP: {"echo": addresses}}), encoding="utf-8")
@@ -133,17 +178,21 @@ async def measure(requests: int, clients: int) -> list[Json]:
                     what=f"the proxy routing to {instances} instance(s)",
                 )
                 for callers in (1, clients):
-                    direct = [f"http://{address}/echo" for address in addresses]
-                    proxied = [f"http://127.0.0.1:{proxy_port}/{APP}/echo"]
-                    for path, urls in (("direct", direct), ("proxy", proxied)):
-                        result = await run_case(urls, callers, requests)
+                    paths = {
+                        "direct": [f"http://{address}/echo" for address in addresses],
+                        "proxy": [f"http://127.0.0.1:{proxy_port}/{APP}/echo"],
+                    }
+                    results = await run_rounds(paths, callers, requests, rounds, watched)
+                    for path, result in results.items():
                         cases.append(
                             {"path": path, "instances": instances, "clients": callers, **result}
                         )
                         print(
                             f"{path:>6} instances={instances} clients={callers:>2}: "
                             f"{result['rps']:7.0f} req/s  p50 {result['p50_ms']:.2f} ms  "
-                            f"p99 {result['p99_ms']:.2f} ms",
+                            f"p99 {result['p99_ms']:.2f} ms  CPU/call: runtime "
+                            f"{result['runtime_cpu_us']:.0f} us, "
+                            f"proxy {result['proxy_cpu_us']:.0f} us",
                             file=sys.stderr,
                         )
     return cases
@@ -162,7 +211,14 @@ def checks(cases: list[Json], clients: int) -> list[Json]:
 
     added = case("proxy", 1, 1)["p50_ms"] - case("direct", 1, 1)["p50_ms"]
     shares = [
-        case("proxy", instances, clients)["rps"] / case("direct", instances, clients)["rps"]
+        statistics.median(
+            proxied / direct
+            for proxied, direct in zip(
+                case("proxy", instances, clients)["rps_rounds"],
+                case("direct", instances, clients)["rps_rounds"],
+                strict=True,
+            )
+        )
         for instances in (1, 2)
     ]
     return [
@@ -172,7 +228,8 @@ def checks(cases: list[Json], clients: int) -> list[Json]:
             "met": added < ADDED_P50_MS,
         },
         {
-            "target": f"proxied throughput >= {THROUGHPUT_SHARE:.0%} of direct ({clients} callers)",
+            "target": f"proxied throughput >= {THROUGHPUT_SHARE:.0%} of direct ({clients} callers, "
+            "median of the rounds' ratios)",
             "measured": " / ".join(f"{share:.0%}" for share in shares) + " (1 / 2 instances)",
             "met": min(shares) >= THROUGHPUT_SHARE,
         },
@@ -186,17 +243,22 @@ def main() -> int:
         "--requests", type=int, help="timed calls per case (3000; 200 with --quick)"
     )
     parser.add_argument("--clients", type=int, default=32, help="concurrent callers (32)")
+    parser.add_argument(
+        "--rounds", type=int, help="rounds per case, direct and proxied alternating (5; 1 quick)"
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke-test size")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the results")
     args = parser.parse_args()
     requests = args.requests or (200 if args.quick else 3000)
-    if requests < 1 or args.clients < 2:
-        parser.error("--requests must be at least 1 and --clients at least 2")
+    rounds = args.rounds or (1 if args.quick else 5)
+    if requests < 1 or args.clients < 2 or rounds < 1:
+        parser.error("--requests and --rounds must be at least 1 and --clients at least 2")
     origin = provenance()
-    cases = asyncio.run(measure(requests, args.clients))
+    cases = asyncio.run(measure(requests, args.clients, rounds))
     result = {
         "provenance": origin,
         "requests": requests,
+        "rounds": rounds,
         "clients": args.clients,
         "cases": cases,
         "checks": checks(cases, args.clients),

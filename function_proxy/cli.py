@@ -11,7 +11,6 @@ from pathlib import Path
 
 from function_proxy.proxy import FunctionProxy, ProxySettings
 from function_proxy.resolver import FUNCTIONS_FILE, RegistryResolver
-from function_proxy.serving import serve_until_signalled
 from function_proxy.version import VERSION
 
 
@@ -81,18 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def serve(proxy: FunctionProxy) -> None:
-    """Serve until SIGTERM/SIGINT; calls in flight get SHUTDOWN_TIMEOUT to finish."""
-    settings = proxy.settings
-    await serve_until_signalled(
-        proxy.app(),
-        settings.host,
-        settings.port,
-        logger=logging.getLogger("function_proxy"),
-        serving="function proxy serving",
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
@@ -103,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = ProxySettings(host=host, port=port, timeout=args.timeout, max_body=args.max_body)
     proxy = FunctionProxy(RegistryResolver(args.registry), settings)
     try:
-        asyncio.run(serve(proxy))
+        asyncio.run(proxy.serve())
     except OSError as exc:
         sys.stderr.write(f"baetyl-function: error: cannot listen on {host}:{port}: {exc}\n")
         return 1

@@ -1,20 +1,17 @@
-"""The error body of the proxy and the runtime, Baetyl's `{"errCode", "message"}` (DESIGN §9)."""
+"""The runtime's error answer, Baetyl's `{"errCode", "message"}` (DESIGN §9), as an aiohttp
+response; the proxy writes the same body through `function_proxy.wire`."""
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
-INVOKE_ID = "X-Baetyl-Invoke-Id"
-"""The header that names one invocation end to end; Baetyl's `invokeid` is read too."""
-LEGACY_INVOKE_ID = "invokeid"
+from function_proxy.wire import INVOKE_ID, LEGACY_INVOKE_ID, error_body
+
+__all__ = ["INVOKE_ID", "LEGACY_INVOKE_ID", "error"]
 
 
 def error(status: int, code: str, message: str) -> web.Response:
     """A JSON error answer."""
     return web.Response(
-        status=status,
-        text=json.dumps({"errCode": code, "message": message}),
-        content_type="application/json",
+        body=error_body(code, message), status=status, content_type="application/json"
     )

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 RELOAD_INTERVAL = 0.5
 Stamp = tuple[int, int, int] | None
 FUNCTIONS_FILE = "functions.json"
+MAX_PICKS = 4096
 
 
 class UnknownApp(LookupError):
@@ -50,6 +51,8 @@ class RegistryResolver:
         self._stamps: tuple[Stamp, Stamp] = (None, None)
         self._cycles: dict[tuple[str, ...], Iterator[int]] = {}
         self._members: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._picks: dict[tuple[str, str | None], tuple[tuple[str, ...], Iterator[int]]] = {}
+        """What `pick` found for a call's (app, function), until the files change."""
 
     def reload(self) -> bool:
         """Blocking: read the files again if they changed; whether anything was read."""
@@ -71,6 +74,7 @@ class RegistryResolver:
             },
         )
         self._stamps = stamps
+        self._picks.clear()
         return True
 
     async def watch(self) -> None:
@@ -92,6 +96,11 @@ class RegistryResolver:
         UnknownApp when the app has no ready instance, UnknownFunction when the index names the
         app's functions and `function` is not one of them.
         """
+        known = self._picks.get((app, function))
+        if known is not None:
+            addresses, cycle = known
+            start = next(cycle)
+            return list(addresses[start:] + addresses[:start])
         services = self._snapshot.services.get(app)
         if not services:
             raise UnknownApp(app)
@@ -111,6 +120,8 @@ class RegistryResolver:
         if self._members.get(key) != addresses:
             self._members[key] = addresses
             self._cycles[key] = itertools.cycle(range(len(addresses)))
+        if len(self._picks) < MAX_PICKS:  # names callers invent must not grow it without bound
+            self._picks[(app, function)] = (addresses, self._cycles[key])
         start = next(self._cycles[key])
         return list(addresses[start:] + addresses[:start])
 

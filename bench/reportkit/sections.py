@@ -607,15 +607,22 @@ def function_proxy(result: Json, image: str | None) -> str:
         f"both. An aiohttp client sends {result['requests']} calls per case (after a warm-up) "
         "with 1 or "
         f"{result['clients']} concurrent callers, either to the proxy or straight to the "
-        "runtimes (round-robin itself). Client, proxy and runtimes share the machine's cores.",
+        "runtimes (round-robin itself). Client, proxy and runtimes share the machine's cores. "
+        f"Each case runs {result.get('rounds', 1)} round(s), direct and proxied alternating so "
+        "that both meet the same background load; requests/s is the median round, the latencies "
+        "pool every round, and the CPU time per call (user + system, read from the kernel) is "
+        "the median round's.",
         "",
-        "| path | instances | callers | requests/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| path | instances | callers | requests/s | p50 ms | p99 ms | runtime CPU µs/call "
+        "| proxy CPU µs/call |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in result["cases"]:
+        proxy_cpu = f"{case['proxy_cpu_us']:.0f}" if case["path"] == "proxy" else "-"
         lines.append(
             f"| {case['path']} | {case['instances']} | {case['clients']} | "
-            f"{case['rps']:.0f} | {case['p50_ms']:.2f} | {case['p99_ms']:.2f} |"
+            f"{case['rps']:.0f} | {case['p50_ms']:.2f} | {case['p99_ms']:.2f} | "
+            f"{case['runtime_cpu_us']:.0f} | {proxy_cpu} |"
         )
     lines += ["", *checks_table(result["checks"])]
     if image is not None:

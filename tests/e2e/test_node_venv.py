@@ -64,7 +64,7 @@ def test_the_node_venv_holds_none_of_the_clouds_dependencies(node_bin: Path) -> 
     assert "baetyl-py" in installed
     assert "aiomqtt" in installed
     assert [name for name in CLOUD_ONLY if name in installed] == []
-    assert {"aiohttp", "prometheus-client"} <= set(installed)  # the function proxy's (#139)
+    assert {"aiohttp", "prometheus-client", "httptools"} <= set(installed)  # the proxy's (#139, #144)
 
 
 def test_every_edge_module_imports_from_the_node_venv(node_bin: Path) -> None:

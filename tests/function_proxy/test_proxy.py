@@ -174,6 +174,18 @@ async def test_registry_changes_are_followed_and_metrics_count_calls(
         _, text, _ = await call(session, "GET", setup.url("/metrics"))
         assert sample(text.decode(), 'baetyl_function_errors_total{app="other",code="404"}') == 1
         assert 'baetyl_function_latency_seconds_count{app="other"}' in metrics
+        # The histogram agrees with the counter, and its buckets only grow.
+        text = (await call(session, "GET", setup.url("/metrics")))[1].decode()
+        calls = sample(text, 'baetyl_function_calls_total{app="other"}')
+        assert sample(text, 'baetyl_function_latency_seconds_count{app="other"}') == calls
+        buckets = [
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith('baetyl_function_latency_seconds_bucket{app="other"')
+        ]
+        assert buckets == sorted(buckets)
+        assert buckets[-1] == calls
+        assert 0 < sample(text, 'baetyl_function_latency_seconds_sum{app="other"}') < calls * 2
 
 
 def sample(metrics: str, series: str) -> float:
