@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
 from agent.contracts.wire import WireModel, describe_errors
 
@@ -72,6 +72,14 @@ def _sha256(text: str) -> str:
     return text
 
 
+STORE_ALIASES = frozenset({"minio", "awss3", "s3", "baidubos", "bos"})
+"""Baetyl's object-storage plugin names: this cloud has one store, whatever it is called."""
+
+
+def _store_alias(value: object) -> object:
+    return LOCAL_SOURCE if isinstance(value, str) and value.lower() in STORE_ALIASES else value
+
+
 class ObjectItem(WireModel):
     """One downloaded file of a configuration (Baetyl's `object` and `function` item values).
 
@@ -80,7 +88,9 @@ class ObjectItem(WireModel):
     """
 
     type: Literal["object", "function"] = "object"
-    source: str
+    source: Annotated[str, BeforeValidator(_store_alias)] = ""
+    """`local` or `http`; Baetyl's names of the cloud's storage (`minio`, `awss3`, …) mean this
+    cloud's one object store, and an item without a source is `http` with a `url`, else `local`."""
     url: str = ""
     bucket: str = ""
     object: str = ""
@@ -100,6 +110,8 @@ class ObjectItem(WireModel):
 
     @model_validator(mode="after")
     def _located(self) -> ObjectItem:
+        if not self.source:
+            self.source = HTTP_SOURCE if self.url else LOCAL_SOURCE
         if self.source not in OBJECT_SOURCES:
             raise ValueError(
                 f"source {self.source!r} is not an object source of this cloud: use "

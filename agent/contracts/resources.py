@@ -12,7 +12,7 @@ import json
 import re
 from collections import Counter
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
@@ -160,6 +160,11 @@ class VolumeMount(WireModel):
     mount_path: Annotated[str, AfterValidator(_mount_path)]
     read_only: bool = False
     sub_path: str = ""
+    immutable: bool = False
+    """Baetyl's console mark for mounts the cloud generated (function code); kept as given."""
+    auto_clean: bool = False
+    """Baetyl: delete the mounted object files once no app version uses them. Always so here:
+    the node's object cache drops what no stored configuration names (docs/functions.md)."""
 
 
 class ResourceRequirements(WireModel):
@@ -308,6 +313,16 @@ class Service(WireModel):
     functions: list[Function] = Field(default_factory=list)
     program_config: Annotated[ObjectRef, BeforeValidator(_program_ref)] | None = None
     """A native service's program: a configuration holding it (Baetyl's `programConfig`)."""
+    runtime: Annotated[str, StringConstraints(max_length=63)] = ""
+    """The container runtime class (`nvidia`, say): the pod's runtimeClassName in kube mode."""
+    labels: Labels = Field(default_factory=dict)
+    """Baetyl's deprecated per-service labels: kept as given (the app's labels apply)."""
+    host_network: bool = False
+    """Deprecated in Baetyl: the first service's value is the app's when the app has none."""
+    job_config: JobConfig | None = None
+    """Deprecated in Baetyl: the first service's is the app's when the app has none."""
+    type: Literal["", "deployment", "daemonset", "statefulset", "job", "cronjob"] = ""
+    """Deprecated in Baetyl (the app's `workload`): the first service's when the app has none."""
 
     @model_validator(mode="after")
     def _unique_env_and_functions(self) -> Service:
@@ -365,13 +380,65 @@ class Volume(WireModel):
         return self
 
 
-class JobConfig(WireModel):
-    """Run-to-completion settings for `workload: job`."""
+def _zero_is_one(value: object) -> object:
+    """Baetyl writes `completions: 0` (and leaves `parallelism` out) for "the default", 1."""
+    return 1 if value == 0 else value
 
-    completions: Count = 1
-    parallelism: Count = 1
+
+class JobConfig(WireModel):
+    """Run-to-completion settings for `workload: job` (0 counts as Baetyl's default, 1)."""
+
+    completions: Annotated[Count, BeforeValidator(_zero_is_one)] = 1
+    parallelism: Annotated[Count, BeforeValidator(_zero_is_one)] = 1
     backoff_limit: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 6
-    restart_policy: Literal["Never", "OnFailure"] = "Never"
+    restart_policy: Literal["Never", "OnFailure", ""] = "Never"
+
+    @model_validator(mode="after")
+    def _never_by_default(self) -> JobConfig:
+        if not self.restart_policy:
+            self.restart_policy = "Never"
+        return self
+
+
+class ResourceMetric(WireModel):
+    """The resource an autoscaler watches: cpu or memory, as a utilisation or a value."""
+
+    name: Literal["cpu", "memory"]
+    target_type: Literal["Utilization", "Value", "AverageValue", ""] = ""
+    value: Annotated[str, StringConstraints(max_length=64)] = ""
+    average_value: Annotated[str, StringConstraints(max_length=64)] = ""
+    average_utilization: Annotated[int, Field(ge=0, le=100000)] = 0
+
+
+class MetricSpec(WireModel):
+    """One metric of an autoscaler (Baetyl's only type, `Resource`)."""
+
+    type: Literal["Resource", ""] = "Resource"
+    resource: ResourceMetric | None = None
+
+
+class AutoScaleConfig(WireModel):
+    """Baetyl's `autoScaleCfg`: replicas between the bounds, driven by cpu or memory."""
+
+    min_replicas: Annotated[int, Field(ge=0, le=MAX_REPLICA)] = 0
+    max_replicas: Annotated[int, Field(ge=0, le=MAX_REPLICA)] = 0
+    metrics: list[MetricSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoScaleConfig:
+        if self.metrics:  # Baetyl checks the bounds only when there is something to scale on
+            if self.min_replicas < 1:
+                raise ValueError("autoScaleCfg.minReplicas must be at least 1")
+            if self.max_replicas < self.min_replicas:
+                raise ValueError("autoScaleCfg.maxReplicas must be at least minReplicas")
+        return self
+
+
+OtaInfo = Annotated[dict[str, Any], Field(max_length=16)]
+"""Baetyl's Android OTA block (`apkInfo`, `deviceGroup`, `task`): no node here runs Android, so it
+is kept as given and shown back, never acted on."""
+ZERO_TIME = "0001-01-01T00:00:00Z"
+"""How Go writes an unset time; Baetyl's bodies carry it in every time field."""
 
 
 class Application(WireModel):
@@ -388,19 +455,55 @@ class Application(WireModel):
     description: Description = ""
     system: bool = False
     replica: Replica = 1
-    workload: Literal["deployment", "daemonset", "statefulset", "job", "cronjob"] = "deployment"
+    workload: Literal["", "deployment", "daemonset", "statefulset", "job", "cronjob"] = ""
+    """"" (Baetyl's unsaid) is the first service's deprecated `type`, else deployment."""
     job_config: JobConfig | None = None
     cron_time: Annotated[str, StringConstraints(max_length=128)] = ""
+    """A schedule of five cron fields for `workload: cronjob`; or, as Baetyl writes it, a time
+    (RFC 3339) at which a `cronStatus: 1` app is deployed (DESIGN §7, docs/api.md)."""
+    cron_status: Annotated[int, Field(ge=0, le=2)] = 0
+    """Baetyl's deferred deployment: 0 none, 1 waiting for `cronTime`, 2 done."""
     host_network: bool = False
     dns_policy: Literal["", "ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"] = ""
+    preserve_updates: bool = False
+    """Baetyl: update workloads in place instead of deleting them first. Always so here (the
+    kube backend patches, the native one replaces instances one by one)."""
+    auto_scale_cfg: AutoScaleConfig | None = None
+    ota: OtaInfo = Field(default_factory=dict)
     init_services: list[Service] = Field(default_factory=list)
     services: Annotated[list[Service], Field(min_length=1)]
     volumes: list[Volume] = Field(default_factory=list)
     create_time: datetime | None = None
     update_time: datetime | None = None
 
+    @property
+    def cron_schedule(self) -> str:
+        """The five-field schedule of a cronjob ("" when `cronTime` is Baetyl's time)."""
+        return "" if self.deploy_at is not None or self.cron_time == ZERO_TIME else self.cron_time
+
+    @property
+    def deploy_at(self) -> datetime | None:
+        """When a deferred (`cronStatus: 1`) app is deployed; None without a set time."""
+        return _timestamp(self.cron_time)
+
+    def _from_legacy_services(self) -> None:
+        """Baetyl's compatibility rule: an app that does not say its `workload`, `hostNetwork`,
+        `jobConfig` or `replica` (or says 0) takes the first service's deprecated `type`,
+        `hostNetwork`, `jobConfig` and `replica`."""
+        first = self.services[0]
+        given = self.model_fields_set
+        if not self.workload:
+            self.workload = first.type or "deployment"
+        if "host_network" not in given and first.host_network:
+            self.host_network = True
+        if self.job_config is None and first.job_config is not None:
+            self.job_config = first.job_config.model_copy()
+        if ("replica" not in given or self.replica == 0) and first.replica:
+            self.replica = first.replica
+
     @model_validator(mode="after")
     def _consistent(self) -> Application:
+        self._from_legacy_services()
         every = [*self.init_services, *self.services]
         _refuse_duplicates("service", [s.name for s in every], where=self.name)
         _refuse_duplicates("volume", [v.name for v in self.volumes], where=self.name)
@@ -414,13 +517,19 @@ class Application(WireModel):
                     )
             self._check_service_kind(service)
         self._check_host_ports(every)
-        if self.workload == "cronjob" and len(self.cron_time.split()) != 5:
+        schedule = self.cron_schedule
+        if self.workload == "cronjob" and len(schedule.split()) != 5:
             raise ValueError(
                 "workload cronjob needs cronTime, a schedule of five cron fields "
                 "such as '*/5 * * * *'"
             )
-        if self.cron_time and self.workload != "cronjob":
-            raise ValueError("cronTime is only allowed with workload cronjob")
+        if schedule and self.workload != "cronjob":
+            raise ValueError(
+                "cronTime: a schedule is only allowed with workload cronjob (a deferred "
+                "deployment takes a time, such as 2027-01-01T08:00:00Z, with cronStatus 1)"
+            )
+        if self.cron_status == 1 and self.deploy_at is None:
+            raise ValueError("cronStatus 1 (deploy later) needs cronTime, the time to deploy at")
         return self
 
     def _check_service_kind(self, service: Service) -> None:
@@ -522,6 +631,17 @@ class Application(WireModel):
                         pin.version = version
                         changed = True
         return changed
+
+
+def _timestamp(text: str) -> datetime | None:
+    """An RFC 3339 time other than Go's zero time; None for anything else."""
+    if not text or text == ZERO_TIME or len(text.split()) != 1:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None and moment.year > 1 else None
 
 
 def _config_data_size(data: dict[str, str]) -> int:

@@ -12,6 +12,8 @@ from typing import Any, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from agent.contracts import field_names
+
 JSONObject = dict[str, Any]
 ModelT = TypeVar("ModelT", bound="WireModel")
 
@@ -63,7 +65,7 @@ def decode(model: type[ModelT], payload: bytes | str) -> ModelT:
     try:
         return model.model_validate_json(payload)
     except ValidationError as exc:
-        raise PayloadError(what, describe_errors(exc)) from exc
+        raise PayloadError(what, describe_errors(exc, model)) from exc
 
 
 def validate(model: type[ModelT], value: object) -> ModelT:
@@ -77,16 +79,30 @@ def validate(model: type[ModelT], value: object) -> ModelT:
     return decode(model, text)
 
 
-def describe_errors(exc: ValidationError) -> list[str]:
-    """One human line per validation error: `path.to.field: message`."""
+def describe_errors(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    """One human line per validation error: `path.to.field: message`; with the `model` that
+    was validated, an unknown field names the known one it was probably meant to be."""
     lines = []
     for error in exc.errors(include_url=False):
         location = ".".join(str(part) for part in error["loc"]) or "(payload)"
         message = error["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
+        if error["type"] == "extra_forbidden" and model is not None and error["loc"]:
+            message = _unknown_field(model, error["loc"])
         lines.append(f"{location}: {message}")
     return lines
+
+
+def _unknown_field(model: type[BaseModel], location: tuple[int | str, ...]) -> str:
+    name = str(location[-1])
+    known = field_names.accepted(model, location[:-1])
+    meant = field_names.closest(name, known)
+    if meant is not None:
+        return f"unknown field; did you mean {meant!r}?"
+    if known and len(known) <= 40:
+        return "unknown field; known here: " + ", ".join(known)
+    return "unknown field"
 
 
 def _describe(model: type[BaseModel]) -> str:

@@ -9,7 +9,6 @@ relative paths are relative to the directory of the config file. docs/agent.md i
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import json
 import os
@@ -21,7 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 
-from agent.contracts import names
+from agent.contracts import field_names, names
 from agent.contracts.version import VERSION
 from agent.core import certinfo
 from agent.core.backend import NodeIdentity
@@ -489,17 +488,12 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 def _suggestion(loc: tuple[int | str, ...]) -> str:
     """`(did you mean ...)` / `(allowed: ...)` for an unknown key, from the schema itself."""
-    model: type[BaseModel] = CoreConfig
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return ""
-        model = annotation
-    allowed = sorted(model.model_fields)
-    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    allowed = field_names.accepted(CoreConfig, loc[:-1])
+    if not allowed:
+        return ""
+    close = field_names.closest(str(loc[-1]), allowed)
     if close:
-        return f" (did you mean {close[0]!r}?)"
+        return f" (did you mean {close!r}?)"
     return f" (allowed: {', '.join(allowed)})"
 
 

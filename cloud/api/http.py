@@ -68,7 +68,7 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise Invalid("invalid request body: " + "; ".join(describe_errors(exc))) from exc
+        raise Invalid("invalid request body: " + "; ".join(describe_errors(exc, model))) from exc
 
 
 def _refuse_ambiguous_json(raw: bytes) -> None:
@@ -136,7 +136,7 @@ def read_query(request: web.Request, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(query, strict=False)
     except ValidationError as exc:
-        raise Invalid("invalid query: " + "; ".join(describe_errors(exc))) from exc
+        raise Invalid("invalid query: " + "; ".join(describe_errors(exc, model))) from exc
 
 
 def payload_invalid(exc: PayloadError) -> Invalid:

@@ -57,7 +57,45 @@ def _sys_apps(value: list[str]) -> list[str]:
 SysApps = Annotated[list[str], AfterValidator(_sys_apps)]
 
 
-class NodeCreate(WireModel):
+def _no_accelerator(value: str) -> str:
+    if value:
+        raise ValueError(
+            f"accelerator {value!r}: nodes with accelerators (GPU metrics) are not offered here; "
+            "leave it empty"
+        )
+    return value
+
+
+def _not_a_cluster(value: bool) -> bool:
+    if value:
+        raise ValueError("cluster: edge clusters are not offered here; a node is one machine")
+    return value
+
+
+class BaetylNodeFields(WireModel):
+    """Fields of Baetyl's node that a body may carry, a GET result put back or a body written
+    for Baetyl: the server owns them (times, versions, readiness, report, desire, the sync
+    `mode`, which has its own route, and `attr`, which Baetyl's PUT keeps from the stored node),
+    so they are read and ignored. `accelerator` and `cluster` must say what every node here is:
+    none, and a single machine."""
+
+    create_time: Any = None
+    update_time: Any = None
+    version: Any = None
+    ready: Any = None
+    report: Any = None
+    desire: Any = None
+    last_seen: Any = None
+    mode: Any = None
+    app_mode: Any = None
+    attr: Any = None
+    core_id: Any = None
+    link: Any = None
+    accelerator: Annotated[str, AfterValidator(_no_accelerator)] = ""
+    cluster: Annotated[bool, AfterValidator(_not_a_cluster)] = False
+
+
+class NodeCreate(BaetylNodeFields):
     """A node to create; `baetyl-node-name=<name>` is added to its labels."""
 
     name: NodeName
@@ -70,7 +108,7 @@ class NodeCreate(WireModel):
     """Optional system apps the node runs (Baetyl's; `baetyl-function`)."""
 
 
-class NodeUpdate(WireModel):
+class NodeUpdate(BaetylNodeFields):
     """A node update: absent fields keep their value; `name` and `nodeMode` cannot change."""
 
     name: NodeName | None = None

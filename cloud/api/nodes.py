@@ -95,6 +95,13 @@ async def update_node(request: web.Request) -> web.Response:
     check_namespace(body.namespace, caller_of(request))
     if body.name is not None and body.name != name:
         raise Invalid(f"name: the body names node {body.name!r} but the path names {name!r}")
+    if body.mode is not None:  # a view put back says the mode it read; another is a mistake
+        current = (await _state(request)).record.sync_mode
+        if body.mode != current:
+            raise Invalid(
+                f"mode: the node syncs in mode {current!r}; change it with "
+                f"PUT /v1/nodes/{name}/mode"
+            )
     changes = NodeChanges(
         labels=body.labels,
         description=body.description,

@@ -64,7 +64,8 @@ def test_the_node_venv_holds_none_of_the_clouds_dependencies(node_bin: Path) -> 
     assert "baetyl-py" in installed
     assert "aiomqtt" in installed
     assert [name for name in CLOUD_ONLY if name in installed] == []
-    assert {"aiohttp", "prometheus-client", "httptools"} <= set(installed)  # the proxy's (#139, #144)
+    # The function proxy's and runtime's (#139, #144).
+    assert {"aiohttp", "prometheus-client", "httptools"} <= set(installed)
 
 
 def test_every_edge_module_imports_from_the_node_venv(node_bin: Path) -> None:

@@ -221,7 +221,7 @@ def _workload(
         "kind": "CronJob",
         "metadata": meta,
         "spec": {
-            "schedule": app.cron_time,
+            "schedule": app.cron_schedule,
             "concurrencyPolicy": "Forbid",
             "jobTemplate": {"metadata": {"labels": labels}, "spec": job_spec},
         },

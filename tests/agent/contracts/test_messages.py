@@ -122,7 +122,7 @@ INVALID: list[tuple[Channel, Any, str]] = [
     (
         Channel.SHADOW_UPDATE,
         {"state": {"reported": {}}, "extra": 1},
-        "extra: Extra inputs are not permitted",
+        "extra: unknown field; known here: clientToken, state, version",
     ),
     (Channel.SHADOW_UPDATE, {"state": {"delta": {}}}, "state.delta"),
     (Channel.SHADOW_UPDATE, {"state": {"reported": []}}, "state.reported"),

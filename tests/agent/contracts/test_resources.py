@@ -154,7 +154,9 @@ INVALID_APPS = [
         "exactly one of exec",
     ),
     ("services.0.functionConfig", {"runtime": "python3"}, "must not have functionConfig"),
-    ("services.0.unknownField", 1, "Extra inputs are not permitted"),
+    ("services.0.unknownField", 1, "unknown field; known here:"),
+    ("services.0.imagePullPolicyy", "Always", "did you mean 'imagePullPolicy'?"),
+    ("services.0.ports", [{"containerPort": 80, "hostIp": "1.2.3.4"}], "did you mean 'hostIP'"),
     ("volumes.0", {"name": "conf"}, "exactly one of config"),
     (
         "volumes.0",
@@ -164,7 +166,7 @@ INVALID_APPS = [
     ("volumes.1", {"name": "conf", "emptyDir": {}}, "volume names must be unique"),
     ("volumes.2.hostPath.path", "relative/path", "hostPath.path"),
     ("createTime", "yesterday", "createTime"),
-    ("cronStatus", 1, "Extra inputs are not permitted"),
+    ("nodeSelecter", "a=b", "nodeSelecter: unknown field; did you mean 'nodeSelector'?"),
 ]
 
 
@@ -240,3 +242,77 @@ def test_secret_type_label_and_size() -> None:
 def test_validate_refuses_values_that_are_not_json() -> None:
     with pytest.raises(PayloadError, match="not a JSON value"):
         validate(Configuration, {"name": "cfg", "data": {"k": float("nan")}})
+
+
+def test_baetyls_deprecated_service_fields_fill_what_the_app_does_not_say() -> None:
+    body = copy.deepcopy(KUBE_APP)
+    del body["workload"]
+    body["services"][0].update(
+        type="job", hostNetwork=True, replica=3, jobConfig={"completions": 0, "restartPolicy": ""}
+    )
+    app = validate(Application, body)
+    assert (app.workload, app.host_network, app.replica) == ("job", True, 3)
+    assert app.job_config is not None
+    assert (app.job_config.completions, app.job_config.restart_policy) == (1, "Never")
+    # What the app says wins over its first service.
+    body.update(workload="deployment", hostNetwork=False, replica=2)
+    app = validate(Application, body)
+    assert (app.workload, app.host_network, app.replica) == ("deployment", False, 2)
+    # Round trip: the service keeps what it was given.
+    again = validate(Application, app.to_wire())
+    assert again.services[0].type == "job"
+    assert again == app
+
+
+def test_cron_time_is_a_schedule_or_baetyls_deferred_deployment_time() -> None:
+    zero = {**KUBE_APP, "cronTime": "0001-01-01T00:00:00Z", "cronStatus": 0}
+    app = validate(Application, zero)
+    assert (app.cron_schedule, app.deploy_at) == ("", None)
+    later = validate(Application, {**KUBE_APP, "cronTime": "2027-01-01T08:00:00Z", "cronStatus": 1})
+    assert later.deploy_at is not None
+    assert later.deploy_at.year == 2027
+    schedule = validate(Application, {**KUBE_APP, "workload": "cronjob", "cronTime": "*/5 * * * *"})
+    assert schedule.cron_schedule == "*/5 * * * *"
+    for bad, fragment in (
+        ({"cronStatus": 1}, "needs cronTime"),
+        ({"cronTime": "*/5 * * * *"}, "only allowed with workload cronjob"),
+        ({"cronStatus": 3, "cronTime": "2027-01-01T08:00:00Z"}, "cronStatus"),
+        ({"autoScaleCfg": {"minReplicas": 0, "metrics": [{"resource": {"name": "cpu"}}]}},
+         "minReplicas"),
+        ({"autoScaleCfg": {"minReplicas": 2, "maxReplicas": 1,
+                           "metrics": [{"resource": {"name": "cpu"}}]}}, "maxReplicas"),
+        ({"autoScaleCfg": {"minReplicas": 1, "maxReplicas": 2,
+                           "metrics": [{"resource": {"name": "disk"}}]}}, "resource.name"),
+    ):  # fmt: skip
+        with pytest.raises(PayloadError, match=fragment):
+            validate(Application, {**KUBE_APP, **bad})
+
+
+def test_baetyls_other_app_fields_are_kept_as_given() -> None:
+    body = copy.deepcopy(KUBE_APP)
+    body.update(
+        ota={}, preserveUpdates=True, dnsPolicy="ClusterFirst",
+        autoScaleCfg={"minReplicas": 1, "maxReplicas": 3,
+                      "metrics": [{"type": "Resource", "resource": {
+                          "name": "cpu", "targetType": "Utilization",
+                          "averageUtilization": 80}}]},
+    )  # fmt: skip
+    body["services"][0].update(
+        runtime="nvidia",
+        labels={"old": "style"},
+        volumeMounts=[],
+    )
+    body["services"][0]["volumeMounts"] = [
+        {"name": "tmp", "mountPath": "/tmp/x", "immutable": True, "autoClean": True}
+    ]
+    body["volumes"] = [{"name": "tmp", "emptyDir": {}}]
+    app = validate(Application, body)
+    wire = app.to_wire()
+    assert wire["preserveUpdates"] is True
+    assert wire["autoScaleCfg"]["metrics"][0]["resource"]["averageUtilization"] == 80
+    assert wire["services"][0]["runtime"] == "nvidia"
+    assert wire["services"][0]["volumeMounts"][0] == {
+        "name": "tmp", "mountPath": "/tmp/x", "readOnly": False, "subPath": "",
+        "immutable": True, "autoClean": True,
+    }  # fmt: skip
+    assert validate(Application, wire) == app

@@ -190,10 +190,10 @@ BAD: list[tuple[str, str, dict[str, Any] | list[Any], int, str, str]] = [
     (
         "POST",
         "/v1/apps",
-        app(cronStatus=1),
+        app(selectr="a=b"),
         400,
         "ErrRequestParamInvalid",
-        "Extra inputs are not permitted",
+        "selectr: unknown field; did you mean 'selector'?",
     ),
     ("POST", "/v1/apps", app(replica="1"), 400, "ErrRequestParamInvalid", "replica"),
     ("POST", "/v1/apps", [app()], 400, "ErrRequestParamInvalid", "object"),
