@@ -263,7 +263,8 @@ class NodeProperties(WireModel):
 class DesiredProps(WireModel):
     """The desired side of a properties update; `report` is read-only and ignored, as Baetyl."""
 
-    desire: dict[PropKey, str]
+    desire: dict[PropKey, str] | None = None
+    """None (Baetyl's `{"state": {}}`): the desired properties stay as they are."""
     report: dict[str, Any] | None = None
 
 

@@ -199,6 +199,8 @@ async def get_properties(request: web.Request) -> web.Response:
 async def set_properties(request: web.Request) -> web.Response:
     """Replace the desired `nodeprops` (string values); the node gets the change as a delta."""
     body = await read_body(request, views.NodePropertiesUpdate)
+    if body.state.desire is None:
+        return reply(views.properties_view(await _state(request)))
     state = await node_shadow.set_properties(
         request.app[CONTEXT], caller_of(request), path_param(request, "name"), body.state.desire
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import Field, StringConstraints
@@ -12,8 +12,10 @@ from cloud.api.auth import caller_of
 from cloud.api.http import path_param, read_body, reply
 from cloud.api.keys import CONTEXT
 from cloud.api.listing import Page
+from cloud.api.resource_views import check_namespace
 from cloud.api.routing import RouteTable
 from cloud.api.stored_kinds import ResourceBody, ResourceView, StoredKind, add_routes, view_fields
+from cloud.errors import Invalid
 from cloud.services import registries
 from cloud.services.registries import ADDRESS, USERNAME, RegistryDraft
 from cloud.services.secrets import SecretMeta
@@ -37,9 +39,19 @@ class RegistryBody(ResourceBody):
 
 
 class PasswordBody(WireModel):
-    """A new registry password."""
+    """A new registry password. Baetyl's clients send the whole registry, with `address` and
+    `username` empty: the other fields are read and ignored (the registry is the path's), but
+    `namespace` must be the token's and a non-empty address or username is refused."""
 
     password: Password = Field(repr=False)
+    name: str | None = None
+    namespace: str | None = None
+    address: Any = None
+    username: Any = None
+    description: Any = None
+    labels: Any = None
+    create_time: Any = None
+    update_time: Any = None
 
 
 class RegistryView(ResourceView):
@@ -99,6 +111,12 @@ add_routes(
 async def refresh_registry(request: web.Request) -> web.Response:
     """Replace the password; apps using the registry get its new version."""
     body = await read_body(request, PasswordBody)
+    check_namespace(body.namespace, caller_of(request))
     name = path_param(request, "name")
+    if body.address or body.username:  # Baetyl's clients send them empty
+        raise Invalid(
+            f"address, username: a refresh sets the password only; PUT /v1/registries/{name} "
+            "changes the rest"
+        )
     meta = await registries.refresh(request.app[CONTEXT], caller_of(request), name, body.password)
     return reply(_view(meta))

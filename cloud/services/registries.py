@@ -8,6 +8,7 @@ gives the registry a new version that reaches every app using it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_fields
 
 from cloud.errors import Invalid
 from cloud.services.context import Caller, CloudContext
@@ -41,10 +42,18 @@ async def create(ctx: CloudContext, caller: Caller, draft: RegistryDraft) -> Sec
 
 
 async def replace(ctx: CloudContext, caller: Caller, name: str, draft: RegistryDraft) -> SecretMeta:
-    """Replace a registry's address, username, labels and description (and password if given)."""
+    """Replace a registry's address, username, labels and description (and password if given).
+
+    An empty address or username keeps the stored one: Baetyl's `PUT` changes only the
+    description, and its clients send the other fields empty."""
 
     def revise(_current: SecretMeta, data: dict[str, str]) -> SecretDraft:
-        return _sealable(draft, draft.password or data.get(PASSWORD, ""))
+        kept = replace_fields(
+            draft,
+            address=draft.address or data.get(ADDRESS, ""),
+            username=draft.username or data.get(USERNAME, ""),
+        )
+        return _sealable(kept, draft.password or data.get(PASSWORD, ""))
 
     return await REGISTRIES.replace_with(ctx, caller, name, revise)
 

@@ -120,6 +120,29 @@ async def test_refresh_sets_a_new_password_and_version(cloud: CloudServer) -> No
     assert_no_password(refreshed, password="rotated-1")
 
 
+async def test_baetyls_description_only_put_and_whole_body_refresh(cloud: CloudServer) -> None:
+    """Baetyl's clients send `address` and `username` empty in a PUT (its PUT changes only the
+    description) and the whole registry in a refresh: both keep what they leave empty."""
+    first = await cloud.ok("POST", "/v1/registries", registry())
+    zero = "0001-01-01T00:00:00Z"
+    baetyls = {"name": "hub", "namespace": "default", "address": "", "username": "",
+               "createTime": zero, "updateTime": zero}  # fmt: skip
+    described = await cloud.ok("PUT", "/v1/registries/hub", {**baetyls, "description": "haha"})
+    assert (described["address"], described["username"]) == (first["address"], first["username"])
+    assert described["description"] == "haha"
+    assert (await opened(cloud, "hub"))["password"] == PASSWORD
+    refreshed = await cloud.ok(
+        "POST", "/v1/registries/hub/refresh", {**baetyls, "password": "rotated-2"}
+    )
+    assert refreshed["address"] == first["address"]
+    assert (await opened(cloud, "hub"))["password"] == "rotated-2"
+    wrong = await cloud.call(
+        "POST", "/v1/registries/hub/refresh", {**baetyls, "namespace": "other", "password": "x"}
+    )
+    assert wrong.status == 400
+    assert (await opened(cloud, "hub"))["password"] == "rotated-2"
+
+
 BAD_CREATES: list[tuple[str, Any, int, str, str]] = [
     ("no password", registry(password=None), 400, "ErrRequestParamInvalid", "password"),
     ("empty password", registry(password=""), 400, "ErrRequestParamInvalid", "password"),
