@@ -135,11 +135,14 @@ class NodeStats(WireModel):
 
 
 class CoreInfo(WireModel):
-    """Which agent reports: `core` in the reported section."""
+    """Which agent reports: `core` in the reported section, with the settings the cloud may
+    change at run time as they are in force (agent.contracts.core_settings)."""
 
     version: str
     python: str
     backend: str
+    frequency: int | None = None
+    log_level: str | None = None
 
 
 _VersionMap = dict[str, str]

@@ -14,11 +14,12 @@ import logging
 import sys
 from typing import Any, Final
 
+from agent.contracts.core_settings import CORE, CoreSettings
 from agent.contracts.desired import NODEPROPS, DesiredState
 from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.messages import CommandRequest
 from agent.contracts.report import AppStats
-from agent.core import node
+from agent.core import logsetup, node
 from agent.core.archives import UnpackLimits
 from agent.core.backend import Backend, NodeIdentity
 from agent.core.config import ConfigError, CoreConfig, node_identity, unsupported
@@ -98,6 +99,7 @@ class Core:
         )
         self._stats = node.StatsCollector(config.store.dir)
         self._core_info = node.core_info(config.engine.backend)
+        self._log_level: str = config.log.level
         self._tasks = Tasks("root", logger=log)
 
     def _builtins(self) -> BuiltinApps | None:
@@ -248,7 +250,30 @@ class Core:
         }
 
     def _desired_changed(self, desired: DesiredState) -> None:
+        self._apply_core_settings(CoreSettings.from_section(desired.extra.get(CORE)))
         self.engine.set_desired(desired)
+
+    def _apply_core_settings(self, wanted: CoreSettings) -> None:
+        """The cloud's `frequency` and `logLevel`, in force at once; without them, core.yml's."""
+        config = self.config
+        frequency = wanted.frequency or config.sync.report_interval
+        level = wanted.log_level or config.log.level
+        changed = (frequency, level) != (self.sync.report_interval, self._log_level)
+        if level != self._log_level:
+            logsetup.set_level(level)
+            self._log_level = level
+        self.sync.set_report_interval(frequency)
+        self._core_info = self._core_info.model_copy(
+            update={
+                "frequency": wanted.frequency,
+                "log_level": wanted.log_level,
+            }
+        )
+        if changed:
+            log.info(
+                "agent settings changed",
+                extra={"report_interval": frequency, "log_level": level},
+            )
 
     def _connected(self) -> None:
         self.engine.wake(retry_fetches=True)

@@ -67,8 +67,14 @@ def configure(
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    """Log at `level` from now on (`debug`, `info`, `warning` or Baetyl's `warn`, `error`)."""
+    name = "warning" if level == "warn" else level
+    logging.getLogger().setLevel(name.upper())
     # Per-request access lines only when debugging: apps may poll the local API every second.
-    access = logging.WARNING if level != "debug" else logging.DEBUG
+    access = logging.WARNING if name != "debug" else logging.DEBUG
     logging.getLogger("agent.core.api.access").setLevel(access)
     logging.getLogger("aiohttp.access").setLevel(access)

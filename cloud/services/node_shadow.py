@@ -1,6 +1,7 @@
-"""Writes of the desired `nodeprops` of node shadows: Baetyl's properties PUT and our PATCH.
+"""Writes of the desired `nodeprops` and `core` of node shadows: Baetyl's properties PUT, our
+PATCH, and the agent settings of Baetyl's core configs (cloud.services.node_core).
 
-The cloud writes no other desired key here (apps and sysapps come from matching). Both writes go
+Apps and sysapps are not written here (they come from matching). Both writes go
 through `agent.contracts.shadow.apply_update` and the store's version-checked save, so a write
 computed from a stale document never lands: the PATCH names its version (`If-Match`) and gets
 409 when it is stale; the properties PUT names none and simply retries on a concurrent write.
@@ -49,6 +50,27 @@ async def set_properties(
     if written is not None:
         await ctx.desired_changed(_changed(namespace, name, written))
     return state
+
+
+async def write_entry(
+    ctx: CloudContext, namespace: str, name: str, key: str, value: dict[str, Any]
+) -> Document | None:
+    """Make the desired entry `key` exactly `value`, inside the caller's transaction; the new
+    document, or None when it already was."""
+    doc = await _document(namespace, name)
+    current = doc["state"][shadow.DESIRED].get(key)
+    if current == value or (not value and current is None):
+        return None
+    # An entry is replaced whole: null it first, so that keys it no longer has go too.
+    patch: dict[str, Any] = {key: value or None}
+    if isinstance(current, dict) and value:
+        patch = {key: {**{k: None for k in current if k not in value}, **value}}
+    return await _write(ctx, namespace, name, doc, patch, version=None)
+
+
+def changed(namespace: str, name: str, doc: Document) -> DesiredChanges:
+    """What a desired write announces: the node's new desired section and version."""
+    return _changed(namespace, name, doc)
 
 
 async def patch_shadow(

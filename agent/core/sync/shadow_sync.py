@@ -217,6 +217,18 @@ class ShadowSync:
 
     # -- reporting ------------------------------------------------------------------------
 
+    @property
+    def report_interval(self) -> float:
+        """Seconds between periodic reports."""
+        return self._report_interval
+
+    def set_report_interval(self, seconds: float) -> None:
+        """Report every `seconds` from now on (the cloud's `frequency`); a report goes out at
+        once, so the wait that was under way does not hold the new period back."""
+        if seconds != self._report_interval:
+            self._report_interval = seconds
+            self._report_now.set()
+
     async def _report_loop(self) -> None:
         loop = asyncio.get_running_loop()
         tick = loop.time() + self._report_interval

@@ -25,9 +25,7 @@ from tests.harness.cloud import CloudServer
 
 CORPUS = Path(__file__).with_name("data") / "baetyl_bodies.json"
 BODIES: list[dict[str, Any]] = json.loads(CORPUS.read_text(encoding="utf-8"))["bodies"]
-NOT_YET: dict[str, str] = {
-    **{f"node-core-configs-00{n}": "PUT /v1/nodes/{n}/core/configs" for n in (1, 2, 4, 5)},
-}
+NOT_YET: dict[str, str] = {}
 """Bodies of parts of issue 16 still to come: counted, not yet required to agree."""
 
 _DEVICE = (
@@ -51,6 +49,11 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "nodes-021": "sysApps lists only the system apps offered here (baetyl-function)",
     "nodes-022": "sysApps lists only the system apps offered here (baetyl-function)",
     "nodes-024": "no accelerators (GPU metrics) here",
+    **{
+        f"node-core-configs-00{n}": "agent version v2.0.0 is not one this cloud has (upgrades "
+        "are the next part of issue 16)"
+        for n in (1, 2, 4, 5)
+    },
 }
 """Body id → why this cloud answers otherwise than Baetyl (docs/api.md, "Coming from Baetyl").
 Every one is a body Baetyl's tests send with placeholder values or its documentation writes

@@ -54,6 +54,8 @@ ACCESS: dict[tuple[str, str], Who] = {
     ("GET", "/v1/nodes/{name}/properties"): "read",
     ("PUT", "/v1/nodes/{name}/properties"): "admin",
     ("PUT", "/v1/nodes/{name}/mode"): "admin",
+    ("GET", "/v1/nodes/{name}/core/configs"): "read",
+    ("PUT", "/v1/nodes/{name}/core/configs"): "admin",
     ("GET", "/v1/nodes/{name}/shadow"): "read",
     ("PATCH", "/v1/nodes/{name}/shadow"): "admin",
     ("POST", "/v1/namespace"): "admin",
