@@ -23,6 +23,7 @@ from cloud.api import (
     nodes,
     objects,
     registries,
+    runtimes,
     secrets,
     system,
     tokens,
@@ -49,6 +50,7 @@ ROUTE_MODULES = (
     certificates,
     registries,
     objects,
+    runtimes,
     install,
 )
 

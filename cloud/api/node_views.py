@@ -215,6 +215,64 @@ class NodeFunctions(WireModel):
     functions: list[str]
 
 
+class Deploy(WireModel):
+    """One app the cloud wants on a node, and how far the node has got with it."""
+
+    name: str
+    system: bool
+    desired: str
+    """The version the cloud wants."""
+    running: str = ""
+    """The version the node reports running ("" while it reports none)."""
+    status: str = ""
+    """The node's status of the app (Pending, Running, Failed, …), "" before it reports one."""
+    cause: str = ""
+    deployed: bool
+    """Whether the node runs the wanted version and reports it Running or Succeeded."""
+
+
+class NodeDeploys(WireModel):
+    """`GET /nodes/{name}/deploys`: Baetyl answers `{"success": true}` alone; here the same key
+    and the node's deployments."""
+
+    success: bool = True
+    total: int
+    items: list[Deploy]
+
+
+def deploys_view(state: NodeState) -> NodeDeploys:
+    """Each desired app with the version and status the node reports for it."""
+    desired = DesiredState.from_section(state.document["state"][shadow.DESIRED])
+    reported = state.document["state"].get(shadow.REPORTED) or {}
+    items: list[Deploy] = []
+    for system, wanted, running_key, stats_key in (
+        (False, desired.apps, "apps", "appstats"),
+        (True, desired.sysapps, "sysapps", "sysappstats"),
+    ):
+        running = _mapping(reported.get(running_key))
+        stats = _mapping(reported.get(stats_key))
+        for name in sorted(wanted):
+            stat = _mapping(stats.get(name))
+            version = str(running.get(name) or "")
+            status = str(stat.get("status") or "")
+            items.append(
+                Deploy(
+                    name=name,
+                    system=system,
+                    desired=wanted[name],
+                    running=version,
+                    status=status,
+                    cause=str(stat.get("cause") or ""),
+                    deployed=version == wanted[name] and status in ("Running", "Succeeded"),
+                )
+            )
+    return NodeDeploys(total=len(items), items=items)
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 class InitQuery(WireModel):
     """How the install command should install: backend mode and download tool."""
 

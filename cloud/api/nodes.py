@@ -129,6 +129,12 @@ async def node_apps(request: web.Request) -> web.Response:
     return reply(views.NodeAppList(total=len(items), items=items))
 
 
+@routes.get("/nodes/{name}/deploys", "List the node's deployments", response=views.NodeDeploys)
+async def node_deploys(request: web.Request) -> web.Response:
+    """Each app the cloud wants on the node: wanted and running version, status, cause."""
+    return reply(views.deploys_view(await _state(request)))
+
+
 @routes.get(
     "/nodes/{name}/functions",
     "List the functions of the node's function apps",

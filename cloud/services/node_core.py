@@ -81,9 +81,7 @@ async def put(ctx: CloudContext, caller: Caller, name: str, wanted: CoreConfigs)
                     attributes={**record.attributes, CORE_CONFIGS: kept},
                     now=datetime.now(UTC),
                 )
-            return await node_shadow.write_entry(
-                ctx, namespace, name, CORE, settings.to_section()
-            )
+            return await node_shadow.write_entry(ctx, namespace, name, CORE, settings.to_section())
 
     written = await retry_on_conflict(attempt, attempts=node_shadow.WRITE_ATTEMPTS)
     if written is not None:

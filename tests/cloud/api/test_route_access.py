@@ -48,6 +48,10 @@ ACCESS: dict[tuple[str, str], Who] = {
     ("DELETE", "/v1/nodes/{name}"): "admin",
     ("GET", "/v1/nodes/{name}/apps"): "read",
     ("GET", "/v1/nodes/{name}/functions"): "read",
+    ("GET", "/v1/nodes/{name}/deploys"): "read",
+    ("GET", "/v1/functions"): "read",
+    ("GET", "/v1/sysconfig/baetyl-function-runtime"): "read",
+    ("GET", "/v1/sysconfig/baetyl_version/latest"): "read",
     ("GET", "/v1/nodes/{name}/stats"): "read",
     ("GET", "/v1/nodes/{name}/apps/{app}/logs"): "read",
     ("GET", "/v1/nodes/{name}/init"): "admin",  # mints an install token for the node
