@@ -7,6 +7,8 @@ bridge, when configured, is the next entry (started after the store, stopped bef
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from aiohttp import web
@@ -33,7 +35,8 @@ from cloud.api.http import MAX_BODY_BYTES, error_middleware, path_middleware
 from cloud.api.keys import ALL_ROUTES, BRIDGE, CONTEXT, ROUTES
 from cloud.api.routing import RouteTable
 from cloud.mqtt.bridge import Bridge
-from cloud.services import bootstrap
+from cloud.services import apps as apps_service
+from cloud.services import bootstrap, deferred
 from cloud.services.context import AccessListener, DesiredListener
 from cloud.settings import CloudSettings
 
@@ -78,6 +81,7 @@ def create_app(
     if bridge is not None:
         listeners.append(bridge.desired_changed)
     app.cleanup_ctx.append(_store_context(settings, listeners, list(access_listeners)))
+    app.cleanup_ctx.append(_deferred_context)
     if bridge is not None:
         app[BRIDGE] = bridge
         app.cleanup_ctx.append(_bridge_context(bridge))
@@ -95,6 +99,19 @@ def _store_context(
             await bootstrap.stop()
 
     return store
+
+
+async def _deferred_context(app: web.Application) -> AsyncIterator[None]:
+    """The task that deploys deferred apps when their time comes (after the store opens)."""
+    task = asyncio.create_task(
+        deferred.run(app[CONTEXT], apps_service.release), name="cloud:deferred-deployments"
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _bridge_context(bridge: Bridge) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -7,12 +7,13 @@ affected node change together, and the desired-changed listeners hear of it afte
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from agent.contracts import selectors, spec_rules
 from agent.contracts.resources import Application
 from agent.contracts.wire import PayloadError, validate
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.services import desired, quotas
+from cloud.services import deferred, desired, quotas
 from cloud.services.app_spec import (
     ApplicationView,
     Resolved,
@@ -56,9 +57,11 @@ async def create(ctx: CloudContext, caller: Caller, view: ApplicationView) -> Ap
             raise Conflict(f"application {view.name!r} already exists")
         await quotas.check(ctx.settings.quotas, namespace, quotas.APPS)
         spec = await _resolve(namespace, view)
+        _check_deferral(spec)
         await _save(namespace, spec)
         changed = await desired.recompute_for_apps(namespace, [spec.name])
     created = await get(caller, view.name)
+    ctx.schedule_changed.set()  # a deferred app may be due sooner than the scheduler thinks
     await ctx.desired_changed(changed)  # last: the pushes must not hold up this answer
     return created
 
@@ -80,10 +83,12 @@ async def update(
         if view.system != row.system:
             raise Invalid("system: whether an application is a system one cannot be changed")
         spec = await _resolve(namespace, view)
+        _check_deferral(spec)
         if spec.version != row.version or _routing(spec) != (row.selector, row.system, row.labels):
             await _save(namespace, spec)
             changed = await desired.recompute_for_apps(namespace, [name])
     updated = await get(caller, name)
+    ctx.schedule_changed.set()
     await ctx.desired_changed(changed)  # last: the pushes must not hold up this answer
     return updated
 
@@ -180,7 +185,34 @@ async def _save(namespace: str, spec: Application) -> None:
 
 
 def _routing(spec: Application) -> tuple[str, bool, dict[str, str]]:
-    return spec.selector, spec.system, dict(spec.labels)
+    """What matching reads: a deferred app waiting for its time matches no node."""
+    selector = "" if deferred.waiting(spec, datetime.now(UTC)) else spec.selector
+    return selector, spec.system, dict(spec.labels)
+
+
+def _check_deferral(spec: Application) -> None:
+    """Baetyl's rule: a deferred deployment's time lies ahead."""
+    if spec.cron_status == 1 and not deferred.waiting(spec, datetime.now(UTC)):
+        raise Invalid("cronTime: with cronStatus 1 (deploy later) it must be a time to come")
+
+
+async def release(ctx: CloudContext, namespace: str, name: str) -> bool:
+    """Deploy a deferred app whose time has come: `cronStatus` 2, placed on its nodes. False
+    when there is nothing to do (deleted, changed, released by another replica, not due)."""
+    async with transaction():
+        await namespace_store.lock(namespace)
+        row = await store.get(namespace, name)
+        if row is None:
+            return False
+        spec = _stored(row)
+        if spec.cron_status != 1 or deferred.waiting(spec, datetime.now(UTC)):
+            return False
+        spec.cron_status = 2
+        spec.version = desired.app_version(spec)
+        await _save(namespace, spec)
+        changed = await desired.recompute_for_apps(namespace, [name])
+    await ctx.desired_changed(changed)
+    return True
 
 
 async def _views(namespace: str, rows: list[AppRow]) -> list[ApplicationView]:

@@ -59,6 +59,9 @@ class CloudContext:
     object_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     object_store: Any = None
     """The object store, made at first use (cloud.services.objects.store_of)."""
+    schedule_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when an app is saved: the deferred deployments' task looks again
+    (cloud.services.deferred)."""
 
     async def access_changed(self) -> None:
         """Publish the deny list and the CRL after a commit that changed them, and at start.

@@ -127,6 +127,13 @@ async def targets(namespace: str, names: Iterable[str] | None = None) -> list[Ap
     return [AppTarget(str(n), str(v), str(s), bool(system)) for n, v, s, system in rows]
 
 
+async def unplaced() -> list[tuple[str, str, dict[str, object]]]:
+    """(namespace, name, spec) of every app with an empty matching selector, all namespaces
+    (the deferred ones among them: cloud.services.deferred)."""
+    rows = await Application.filter(selector="").values_list("namespace", "name", "spec")
+    return [(str(ns), str(name), dict(spec)) for ns, name, spec in rows]
+
+
 async def node_labels(
     namespace: str, names: Iterable[str] | None = None
 ) -> dict[str, dict[str, str]]:
