@@ -198,10 +198,19 @@ BAD_PROPERTIES: list[tuple[Any, str]] = [
     ({"state": {"desire": {"a": 1}}}, "desire"),
     ({"state": {"desire": {"a": None}}}, "desire"),
     ({"state": {"desire": {"": "x"}}}, "desire"),
-    ({"state": {}}, "desire"),
     ({"desire": {"a": "1"}}, "desire"),
     ({"state": {"desire": {"big": "x" * (129 * 1024)}}}, "bytes"),
 ]
+
+
+async def test_an_empty_properties_state_changes_nothing(cloud: CloudServer) -> None:
+    """Baetyl's own test sends `{"state": {}, "metadata": {}}`: accepted, and nothing moves."""
+    await node(cloud, "edge-1")
+    await cloud.ok("PUT", "/v1/nodes/edge-1/properties", {"state": {"desire": {"k": "v"}}})
+    before = await shadow_of(cloud)
+    answer = await cloud.ok("PUT", "/v1/nodes/edge-1/properties", {"state": {}, "metadata": {}})
+    assert answer["state"]["desire"] == {"k": "v"}
+    assert await shadow_of(cloud) == before
 
 
 @pytest.mark.parametrize(("body", "fragment"), BAD_PROPERTIES)
