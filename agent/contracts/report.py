@@ -92,6 +92,8 @@ class AppStats(WireModel):
     status: AppStatus
     cause: str = ""
     instances: dict[str, InstanceStats] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    """Fields of the app's spec the node accepted but does not act on (agent.core.unused_fields)."""
 
 
 class NodeInfo(WireModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from functools import partial
 from typing import Any, Final
 
 from agent.contracts.core_settings import CORE, CoreSettings
@@ -31,6 +32,7 @@ from agent.core.store import LocalStore
 from agent.core.sync.link import LinkSettings
 from agent.core.sync.shadow_sync import ShadowSync
 from agent.core.sysapps import BuiltinApps, function_proxy_app
+from agent.core.unused_fields import unused_fields
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT: Final = 10.0
@@ -96,6 +98,7 @@ class Core:
             wake_on_change=config.engine.mode == "event",
             objects=self.objects,
             builtins=self._builtins(),
+            unused=partial(unused_fields, backend=config.engine.backend),
         )
         self._stats = node.StatsCollector(config.store.dir)
         self._core_info = node.core_info(config.engine.backend)
@@ -215,6 +218,7 @@ class Core:
         """The reported section as it should be now (sync sends what changed)."""
         observed = self.backend.observe()
         failed = self.engine.failures()
+        warned = self.engine.warnings()
         want = self.engine.wanted
         sections: dict[str, dict[str, Any]] = {
             "apps": {},
@@ -227,6 +231,8 @@ class Core:
             version = self.engine.reported_version(name, stats.version)
             sections["sysapps" if system else "apps"][name] = version
             shown = _with_failure(stats, failed.get(name)).to_wire()
+            if warned.get(name):
+                shown["warnings"] = warned[name]
             sections["sysappstats" if system else "appstats"][name] = {**shown, "version": version}
         for name, failure in failed.items():
             if name not in observed:

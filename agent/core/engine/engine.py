@@ -93,7 +93,10 @@ class Engine:
         wake_on_change: bool = True,
         objects: ObjectCache | None = None,
         builtins: Builtins | None = None,
+        unused: Callable[[Application], list[str]] | None = None,
     ) -> None:
+        self._unused = unused
+        self._warnings: dict[str, list[str]] = {}
         self._backend = backend
         self._objects = objects
         self._builtins = builtins
@@ -153,6 +156,10 @@ class Engine:
     def on_change(self, listener: Callable[[], None]) -> None:
         """Called when the failures (and so the report) change."""
         self._listeners.append(listener)
+
+    def warnings(self) -> dict[str, list[str]]:
+        """Per wanted app, the fields of its spec the backend leaves unused."""
+        return dict(self._warnings)
 
     def failures(self) -> dict[str, AppStats]:
         """Apps that could not be brought to their desired version, as Failed app stats."""
@@ -214,6 +221,12 @@ class Engine:
         }
         stored = await self._store.list_resources()
         specs = await self._specs(want, stored)
+        if self._unused is not None:
+            self._warnings = {
+                app.name: found
+                for app in want.values()
+                if (spec := specs.get(app.key)) is not None and (found := self._unused(spec))
+            }
         step = planner.plan(
             want,
             running,

@@ -1,0 +1,61 @@
+"""Which fields of a spec each backend leaves unused, as the warnings its app status carries."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from agent.contracts.resources import Application
+from agent.contracts.wire import validate
+from agent.core.unused_fields import unused_fields
+
+BAETYLS: dict[str, Any] = {
+    "name": "baetyl-style",
+    "mode": "native",
+    "dnsPolicy": "ClusterFirst",
+    "nodeSelector": "disk=ssd",
+    "ota": {"apkInfo": {"version": "1"}},
+    "autoScaleCfg": {"minReplicas": 1, "maxReplicas": 2,
+                     "metrics": [{"resource": {"name": "cpu"}}]},
+    "services": [{
+        "name": "main",
+        "image": "hub.example/agent:1",
+        "command": ["sleep", "1"],
+        "imagePullPolicy": "IfNotPresent",
+        "hostname": "agent",
+        "devices": [{"devicePath": "/dev/ttyUSB0"}],
+        "runtime": "nvidia",
+        "security": {"privileged": True},
+        "startupProbe": {"tcpSocket": {"port": 80}},
+        "ports": [{"containerPort": 80, "hostPort": 8080, "hostIP": "127.0.0.1"}],
+    }],
+}  # fmt: skip
+
+
+def test_a_native_node_names_every_container_field_it_leaves_unused() -> None:
+    warnings = unused_fields(validate(Application, BAETYLS), "native")
+    named = [line.split(":", 2)[1].strip() if line.startswith("services") else
+             line.split(":", 1)[0] for line in warnings]  # fmt: skip
+    assert named == [
+        "autoScaleCfg", "ota", "nodeSelector", "dnsPolicy",
+        "image", "imagePullPolicy", "hostname", "devices", "runtime", "startupProbe",
+        "security", "ports[0].hostIP",
+    ]  # fmt: skip
+    assert warnings[4].startswith("services 'main': image:")
+
+
+def test_a_kube_node_uses_them_but_for_the_runtime_class_and_the_autoscaler() -> None:
+    body = copy.deepcopy(BAETYLS)
+    body["mode"] = "kube"
+    del body["services"][0]["command"]
+    warnings = unused_fields(validate(Application, body), "kube")
+    assert [line.split(":")[0] for line in warnings] == [
+        "autoScaleCfg", "ota", "nodeSelector", "services 'main'",
+    ]  # fmt: skip
+    assert "runtimeClassName" in warnings[-1]
+
+
+def test_a_plain_app_has_no_warnings() -> None:
+    plain = {"name": "plain", "mode": "native",
+             "services": [{"name": "main", "command": ["sleep", "1"]}]}  # fmt: skip
+    assert unused_fields(validate(Application, plain), "native") == []
