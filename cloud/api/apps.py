@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-from pydantic import Field
+from typing import Any
 
-from agent.contracts.wire import WireModel
+from aiohttp import web
+
+from cloud.api import certificates as certificates_api
+from cloud.api import configs as configs_api
+from cloud.api import registries as registries_api
+from cloud.api import secrets as secrets_api
 from cloud.api.auth import caller_of
 from cloud.api.http import path_param, read_body, read_query, reply
 from cloud.api.keys import CONTEXT
 from cloud.api.listing import ListQuery, Page
 from cloud.api.resource_views import check_namespace
 from cloud.api.routing import RouteTable
+from cloud.api.stored_kinds import ResourceView, StoredKind
 from cloud.services import apps
 from cloud.services.app_spec import ApplicationView
+from cloud.services.resource_rules import Window
 
 TAGS = ("applications",)
 routes = RouteTable(prefix="/v1", tags=TAGS)
@@ -21,20 +27,6 @@ routes = RouteTable(prefix="/v1", tags=TAGS)
 
 class AppPage(Page[ApplicationView]):
     """A page of applications."""
-
-
-class ReferenceItem(WireModel):
-    """A configuration or secret an app references, with its current version."""
-
-    name: str
-    version: str
-
-
-class ReferenceList(WireModel):
-    """What an app references of one kind."""
-
-    total: int
-    items: list[ReferenceItem] = Field(default_factory=list)
 
 
 @routes.get("/apps", "List applications", query=ListQuery, response=AppPage)
@@ -85,24 +77,45 @@ async def delete_app(request: web.Request) -> web.Response:
     return reply(None)
 
 
-def _reference_route(what: str, kind: str, secret_type: str | None) -> None:
+def _reference_route(
+    what: str, kind: str, secret_type: str | None, stored: StoredKind[Any, Any, Any, Any]
+) -> None:
     async def handler(request: web.Request) -> web.Response:
+        caller = caller_of(request)
         found = await apps.references(
-            caller_of(request), path_param(request, "name"), kind=kind, secret_type=secret_type
+            caller, path_param(request, "name"), kind=kind, secret_type=secret_type
         )
-        items = [ReferenceItem(name=name, version=version) for name, version in found]
-        return reply(ReferenceList(total=len(items), items=items))
+        wanted = dict(found)
+        listed = await stored.service.listing(caller, Window())
+        items = [
+            _without_data(stored.show_listed(each))
+            for each in listed.items
+            if wanted.get(each.name) is not None
+        ]
+        items.sort(key=lambda view: view.name)
+        return reply(stored.page.of(ListQuery(), len(items), items))
 
-    handler.__doc__ = f"The {what} the app mounts, with their current versions."
+    handler.__doc__ = (
+        f"The {what} the app uses, as `GET /v1/{what}` lists them (Baetyl's list, without data)."
+    )
     routes.route(
         "GET",
         f"/apps/{{name}}/{what}",
         summary=f"List the {what} of an application",
-        response=ReferenceList,
+        response=stored.page,
     )(handler)
 
 
-_reference_route("configs", "configuration", None)
-_reference_route("secrets", "secret", "config")
-_reference_route("certificates", "secret", "certificate")
-_reference_route("registries", "secret", "registry")
+def _without_data(view: ResourceView) -> ResourceView:
+    """Baetyl lists an app's resources without their data (secret lists never carry it)."""
+    return (
+        view.model_copy(update={"data": []})
+        if isinstance(getattr(view, "data", None), list)
+        else view
+    )
+
+
+_reference_route("configs", "configuration", None, configs_api.KIND)
+_reference_route("secrets", "secret", "config", secrets_api.KIND)
+_reference_route("certificates", "secret", "certificate", certificates_api.KIND)
+_reference_route("registries", "secret", "registry", registries_api.KIND)

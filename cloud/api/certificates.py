@@ -105,18 +105,16 @@ def _draft(body: CertificateBody, name: str) -> CertificateDraft:
     )
 
 
-add_routes(
-    routes,
-    StoredKind(
-        path="/certificates",
-        one="a certificate",
-        many="certificates",
-        body=CertificateBody,
-        view=CertificateView,
-        page=CertificatePage,
-        service=certificates,
-        draft=_draft,
-        show=_shown,
-        show_listed=_listed,
-    ),
+KIND = StoredKind(
+    path="/certificates",
+    one="a certificate",
+    many="certificates",
+    body=CertificateBody,
+    view=CertificateView,
+    page=CertificatePage,
+    service=certificates,
+    draft=_draft,
+    show=_shown,
+    show_listed=_listed,
 )
+add_routes(routes, KIND)

@@ -121,18 +121,16 @@ def _data_value(item: ConfigItem) -> str:
     return item.value.to_text()
 
 
-add_routes(
-    routes,
-    StoredKind(
-        path="/configs",
-        one="a configuration",
-        many="configurations",
-        body=ConfigurationBody,
-        view=ConfigurationView,
-        page=ConfigurationPage,
-        service=configs,
-        draft=_draft,
-        show=_view,
-        show_listed=_view,
-    ),
+KIND = StoredKind(
+    path="/configs",
+    one="a configuration",
+    many="configurations",
+    body=ConfigurationBody,
+    view=ConfigurationView,
+    page=ConfigurationPage,
+    service=configs,
+    draft=_draft,
+    show=_view,
+    show_listed=_view,
 )
+add_routes(routes, KIND)

@@ -84,22 +84,20 @@ def _draft(body: RegistryBody, name: str) -> RegistryDraft:
     )
 
 
-add_routes(
-    routes,
-    StoredKind(
-        path="/registries",
-        one="a registry",
-        many="registries",
-        body=RegistryBody,
-        view=RegistryView,
-        page=RegistryPage,
-        service=registries,
-        draft=_draft,
-        show=_view,
-        show_listed=_view,
-        used_as="use",
-    ),
+KIND = StoredKind(
+    path="/registries",
+    one="a registry",
+    many="registries",
+    body=RegistryBody,
+    view=RegistryView,
+    page=RegistryPage,
+    service=registries,
+    draft=_draft,
+    show=_view,
+    show_listed=_view,
+    used_as="use",
 )
+add_routes(routes, KIND)
 
 
 @routes.post(

@@ -41,20 +41,18 @@ def _draft(body: SecretBody, name: str) -> SecretDraft:
     return SecretDraft(name=name, labels=body.labels, description=body.description, data=body.data)
 
 
-add_routes(
-    routes,
-    StoredKind(
-        path="/secrets",
-        one="a secret",
-        many="secrets",
-        body=SecretBody,
-        view=SecretView,
-        page=SecretPage,
-        service=secrets,
-        draft=_draft,
-        show=_shown,
-        show_listed=_listed,
-        get_summary="Get a secret with its data (admin token)",
-        get_access="admin",  # the plaintext data is a credential; read tokens list secrets, no more
-    ),
+KIND = StoredKind(
+    path="/secrets",
+    one="a secret",
+    many="secrets",
+    body=SecretBody,
+    view=SecretView,
+    page=SecretPage,
+    service=secrets,
+    draft=_draft,
+    show=_shown,
+    show_listed=_listed,
+    get_summary="Get a secret with its data (admin token)",
+    get_access="admin",  # the plaintext data is a credential; read tokens list secrets, no more
 )
+add_routes(routes, KIND)
