@@ -477,6 +477,13 @@ class Application(WireModel):
     update_time: datetime | None = None
 
     @property
+    def runtime_class(self) -> str:
+        """The container runtime class of the app's pod (kube): the first service's `runtime`
+        that names one, services before init services (a pod has one)."""
+        every = [*self.services, *self.init_services]
+        return next((s.runtime for s in every if s.runtime), "")
+
+    @property
     def cron_schedule(self) -> str:
         """The five-field schedule of a cronjob ("" when `cronTime` is Baetyl's time)."""
         return "" if self.deploy_at is not None or self.cron_time == ZERO_TIME else self.cron_time

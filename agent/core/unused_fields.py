@@ -32,7 +32,10 @@ def unused_fields(app: Application, backend: BackendKind) -> list[str]:
     ]
     for group, service in every:
         where = f"{group} {service.name!r}"
-        lines = _native_service(service) if backend == "native" else _kube_service(service)
+        if backend == "native":
+            lines = _native_service(service)
+        else:
+            lines = _kube_service(service, app.runtime_class)
         found += [f"{where}: {line}" for line in lines]
     return found
 
@@ -73,7 +76,7 @@ def _native_service(service: Service) -> list[str]:
     return found
 
 
-def _kube_service(service: Service) -> list[str]:
-    if service.runtime:
-        return ["runtime: the pod gets no runtimeClassName; the node's default runtime runs it"]
+def _kube_service(service: Service, pod_runtime: str) -> list[str]:
+    if service.runtime and service.runtime != pod_runtime:
+        return [f"runtime: a pod has one runtime class; the app's pod runs with {pod_runtime!r}"]
     return []

@@ -304,6 +304,8 @@ def _pod_spec(deployment: Deployment, identity: NodeIdentity, pull_secrets: list
     hostname = next((s.hostname for s in app.services if s.hostname), "")
     if hostname:
         spec["hostname"] = hostname
+    if app.runtime_class:
+        spec["runtimeClassName"] = app.runtime_class
     return spec
 
 

@@ -44,15 +44,21 @@ def test_a_native_node_names_every_container_field_it_leaves_unused() -> None:
     assert warnings[4].startswith("services 'main': image:")
 
 
-def test_a_kube_node_uses_them_but_for_the_runtime_class_and_the_autoscaler() -> None:
+def test_a_kube_node_uses_them_but_for_the_autoscaler_and_a_second_runtime_class() -> None:
     body = copy.deepcopy(BAETYLS)
     body["mode"] = "kube"
     del body["services"][0]["command"]
-    warnings = unused_fields(validate(Application, body), "kube")
-    assert [line.split(":")[0] for line in warnings] == [
-        "autoScaleCfg", "ota", "nodeSelector", "services 'main'",
+    app = validate(Application, body)
+    assert app.runtime_class == "nvidia"
+    assert [line.split(":")[0] for line in unused_fields(app, "kube")] == [
+        "autoScaleCfg", "ota", "nodeSelector",
     ]  # fmt: skip
-    assert "runtimeClassName" in warnings[-1]
+    # A pod has one runtime class: a second service naming another is told which one runs it.
+    body["services"].append({"name": "side", "image": "hub.example/side:1", "runtime": "kata"})
+    warnings = unused_fields(validate(Application, body), "kube")
+    assert warnings[-1] == (
+        "services 'side': runtime: a pod has one runtime class; the app's pod runs with 'nvidia'"
+    )
 
 
 def test_a_plain_app_has_no_warnings() -> None:

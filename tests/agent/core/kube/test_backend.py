@@ -22,7 +22,7 @@ from agent.contracts.report import AppStats, AppStatus
 from agent.contracts.resources import Application, Configuration, Secret
 from agent.core.backend import DeployError, Deployment, NodeIdentity
 from agent.core.kube.backend import KubeBackend, KubeSettings
-from agent.core.kube.client import KubeApi, ObjectRef
+from agent.core.kube.client import KubeApi, KubeError, ObjectRef
 from tests.harness.common import free_port
 from tests.harness.kube import KubeCluster
 from tools.kit.waiting import eventually
@@ -407,6 +407,32 @@ async def test_a_spec_the_api_server_refuses_is_a_deploy_error_and_others_run_on
     assert backend.observe()["steady"].status is AppStatus.RUNNING
     assert (await admin.get(ref) or {})["metadata"]["generation"] == generation
     await backend.remove("steady")
+
+
+async def test_a_services_runtime_is_the_pods_runtime_class_on_the_node(
+    make_backend: BackendFactory, admin: KubeApi
+) -> None:
+    """Baetyl's service `runtime` names the pod's RuntimeClass; the node's containerd runs the
+    pod with that class's handler (here `runc`, under a class of the test's own)."""
+    backend = await make_backend()
+    name = "baetyl-test-runc"
+    runtime_class = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                     "metadata": {"name": name}, "handler": "runc"}  # fmt: skip
+    classes = "/apis/node.k8s.io/v1/runtimeclasses"
+    try:
+        await admin.request("POST", classes, body=runtime_class)
+    except KubeError as exc:
+        if exc.status != 409:  # left by an interrupted run
+            raise
+    try:
+        services = [{"name": "main", "image": BUSYBOX_IMAGE, "command": SLEEP, "runtime": name}]
+        await backend.apply(Deployment(app("classy", services=services)))
+        await until(backend, "classy", running(1), "the app running under its runtime class")
+        pods = await admin.list("Pod", NS, selector="baetyl-app-name=classy")
+        assert [p["spec"]["runtimeClassName"] for p in pods["items"]] == [name]
+        await backend.remove("classy")
+    finally:
+        await admin.request("DELETE", f"{classes}/{name}")
 
 
 async def test_an_agent_restart_touches_no_running_workload(

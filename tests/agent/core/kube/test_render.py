@@ -396,3 +396,9 @@ def test_any_app_renders_to_managed_objects_in_its_namespace(
 
 def _decoded(text: str) -> str:
     return base64.b64decode(text).decode()
+
+
+def test_a_services_runtime_is_the_pods_runtime_class() -> None:
+    gpu = app(services=[{"name": "main", "image": "nginx:1", "runtime": "nvidia"}])
+    assert pod(rendered(gpu))["spec"]["runtimeClassName"] == "nvidia"
+    assert "runtimeClassName" not in pod(rendered(app()))["spec"]
