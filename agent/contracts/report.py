@@ -107,6 +107,10 @@ class NodeInfo(WireModel):
     os_image: str = ""
     machine_id: str = Field(default="", alias="machineID")
     boot_id: str = Field(default="", alias="bootID")
+    system_uuid: str = Field(default="", alias="systemUUID")
+    container_runtime: str = ""
+    """`containerd://1.7.x` on a kube node; "" on a native one (Baetyl's cloud tells the two
+    apart by it)."""
     role: str = ""
     labels: ReportedLabels = Field(default_factory=dict)
 

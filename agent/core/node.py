@@ -28,6 +28,7 @@ from agent.contracts.version import VERSION
 OS_RELEASE_FILES = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
 MACHINE_ID_FILE = Path("/etc/machine-id")
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+PRODUCT_UUID_FILE = Path("/sys/class/dmi/id/product_uuid")
 ROLE = "master"  # a native node is one host, and it is its own master (as in Baetyl)
 
 # uname -m → GOARCH, because Baetyl (a Go program) reports runtime.GOARCH.
@@ -88,6 +89,12 @@ def read_id_file(path: Path) -> str:
         return ""
 
 
+def read_host_id() -> str:
+    """The host's id as Baetyl's native mode reports `systemUUID`: the firmware's product UUID
+    (readable by root), else the machine id."""
+    return read_id_file(PRODUCT_UUID_FILE).lower() or read_id_file(MACHINE_ID_FILE)
+
+
 def primary_ipv4() -> str:
     """The source address of the default route, else the first non-loopback IPv4, else ""."""
     # A connected UDP socket sends nothing; the kernel only picks the route and source address.
@@ -115,6 +122,7 @@ def read_info(*, role: str = ROLE, labels: dict[str, str] | None = None) -> Node
         os_image=read_os_image(),
         machine_id=read_id_file(MACHINE_ID_FILE),
         boot_id=read_id_file(BOOT_ID_FILE),
+        system_uuid=read_host_id(),
         role=role,
         labels=dict(labels or {}),
     )

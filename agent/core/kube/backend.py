@@ -676,6 +676,8 @@ def node_facts(node: Manifest, version: Manifest) -> NodeFacts:
             os_image=str(info.get("osImage", "")),
             machine_id=str(info.get("machineID", "")),
             boot_id=str(info.get("bootID", "")),
+            system_uuid=str(info.get("systemUUID", "")),
+            container_runtime=str(info.get("containerRuntimeVersion", "")),
             role=role,
             labels=_valid_labels(labels),
         ),

@@ -87,6 +87,12 @@ def test_node_info_describes_this_host() -> None:
     if Path("/etc/machine-id").exists():
         assert info.machine_id == Path("/etc/machine-id").read_text().strip()
     assert info.boot_id == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    product = Path("/sys/class/dmi/id/product_uuid")
+    if os.access(product, os.R_OK):
+        assert info.system_uuid == product.read_text().strip().lower()
+    elif Path("/etc/machine-id").exists():
+        assert info.system_uuid == info.machine_id
+    assert info.container_runtime == ""  # a native node: Baetyl's cloud reads it so
     if info.address:
         address = ipaddress.IPv4Address(info.address)
         assert not address.is_loopback
@@ -108,6 +114,8 @@ def test_node_info_uses_baetyls_key_spellings() -> None:
         "osImage",
         "machineID",
         "bootID",
+        "systemUUID",
+        "containerRuntime",
         "role",
         "labels",
     }

@@ -184,6 +184,8 @@ def test_node_facts_from_a_node_object() -> None:
                 "osImage": "Debian GNU/Linux 12",
                 "machineID": "m",
                 "bootID": "b",
+                "systemUUID": "u",
+                "containerRuntimeVersion": "containerd://1.6.20",
             },
             "capacity": {"cpu": "4", "memory": "8Gi", "ephemeral-storage": "64Gi"},
             "conditions": [{"type": "Ready", "status": "True"}],
@@ -194,6 +196,7 @@ def test_node_facts_from_a_node_object() -> None:
     assert facts.info.address == "10.0.0.5"
     assert facts.info.role == "master"
     assert facts.info.arch == "arm64"
+    assert (facts.info.system_uuid, facts.info.container_runtime) == ("u", "containerd://1.6.20")
     assert facts.info.labels == {"node-role.kubernetes.io/control-plane": ""}
     assert facts.ready
     assert (facts.capacity.cpu, facts.capacity.memory) == ("4", "8Gi")
