@@ -11,7 +11,7 @@ import enum
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
@@ -70,6 +70,14 @@ def memory_quantity(size: int) -> str:
     return str(max(size, 0))
 
 
+class ContainerState(WireModel):
+    """One container of a pod: Waiting, Running or Terminated, and why."""
+
+    name: str
+    state: Literal["Waiting", "Running", "Terminated", ""] = ""
+    reason: str = ""
+
+
 class InstanceStats(WireModel):
     """One running instance of an app: a process (native) or a pod (kube)."""
 
@@ -82,6 +90,12 @@ class InstanceStats(WireModel):
     restarts: Annotated[int, Field(ge=0)] = 0
     usage: Usage = Field(default_factory=Usage)
     create_time: datetime | None = None
+    app_name: str = ""
+    ip: str = ""
+    """The pod's IP (kube); "" for a native process, which shares the host's addresses."""
+    node_name: str = ""
+    containers: list[ContainerState] = Field(default_factory=list)
+    """A pod's containers and their state (kube), as Baetyl reports them."""
 
 
 class AppStats(WireModel):

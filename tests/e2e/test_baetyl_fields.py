@@ -3,6 +3,7 @@ it runs, and the app's status names the fields the native backend left unused (i
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import aiohttp
@@ -37,6 +38,9 @@ async def test_fields_a_native_node_does_not_use_are_warned_of_in_the_apps_statu
     assert app["replica"] == 1  # the service's, as Baetyl fills it
     await wait_processes(agent, "ported", 1)
     stats = await wait_running(cloud, "edge-1", "ported", app["version"])
+    (instance,) = stats["instances"].values()
+    assert (instance["appName"], instance["nodeName"]) == ("ported", socket.gethostname())
+    assert instance["ip"] == ""  # a process shares the host's addresses
     assert stats["warnings"] == [
         "services 'main': image: a native service runs its command, not an image",
         "services 'main': hostname: a native process has the host's name",

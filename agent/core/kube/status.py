@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from agent.contracts.report import AppStats, AppStatus, InstanceStats, Usage
+from agent.contracts.report import AppStats, AppStatus, ContainerState, InstanceStats, Usage
+from agent.core.kube.render import APP_LABEL
 
 Manifest = dict[str, Any]
 
@@ -47,7 +48,8 @@ def pod_stats(pod: Manifest, usage: Usage | None = None) -> InstanceStats:
         cause = _unscheduled(status)
     if not cause and phase is AppStatus.FAILED:
         cause = str(status.get("message") or status.get("reason") or "")
-    names = [c["name"] for c in pod.get("spec", {}).get("containers", []) if "name" in c]
+    spec = pod.get("spec", {})
+    names = [c["name"] for c in spec.get("containers", []) if "name" in c]
     return InstanceStats(
         name=str(meta.get("name", "")),
         service_name=names[0] if len(names) == 1 else "",
@@ -57,7 +59,30 @@ def pod_stats(pod: Manifest, usage: Usage | None = None) -> InstanceStats:
         restarts=sum(int(c.get("restartCount", 0)) for c in containers),
         usage=usage or Usage(),
         create_time=_timestamp(meta.get("creationTimestamp")),
+        app_name=str(meta.get("labels", {}).get(APP_LABEL, "")),
+        ip=str(status.get("podIP") or ""),
+        node_name=str(spec.get("nodeName") or ""),
+        containers=[_container_state(c) for c in status.get("containerStatuses", [])],
     )
+
+
+def _container_state(container: Manifest) -> ContainerState:
+    """Baetyl's view of one container status: its state's name and reason."""
+    state = container.get("state") or {}
+    states: tuple[tuple[str, Literal["Waiting", "Running", "Terminated"]], ...] = (
+        ("waiting", "Waiting"),
+        ("running", "Running"),
+        ("terminated", "Terminated"),
+    )
+    for key, name in states:
+        if key in state:
+            detail = state[key] or {}
+            return ContainerState(
+                name=str(container.get("name", "")),
+                state=name,
+                reason=str(detail.get("reason") or ""),
+            )
+    return ContainerState(name=str(container.get("name", "")))
 
 
 def failing(pod: Manifest) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ from agent.core.native.ports import PortAllocator, PortsExhausted
 from agent.core.native.settings import NativeSettings
 
 log = logging.getLogger(__name__)
+_HOSTNAME = socket.gethostname()
+"""Where native instances run: this host (Baetyl's instance `nodeName`)."""
 
 INIT_RULE = RestartRule(Restart.NEVER)
 """An init service runs once per try; a failure fails the rollout (old instances keep running)."""
@@ -324,7 +327,9 @@ class AppRuntime:
                 if status is AppStatus.RUNNING:
                     status, cause = AppStatus.PENDING, f"init service {key.service!r} running"
             pid = None if inst.proc is None else inst.proc.pid
-            instances[inst.name] = inst.stats(None if pid is None else usage.get(pid))
+            instances[inst.name] = inst.stats(None if pid is None else usage.get(pid)).model_copy(
+                update={"app_name": self.name, "node_name": _HOSTNAME}
+            )
             if key.version == target.version:
                 views.append(InstanceView(inst.name, status, cause))
         expected = len(self.expected())

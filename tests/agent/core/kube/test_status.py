@@ -224,3 +224,25 @@ def test_records_round_trip_and_a_malformed_entry_is_skipped(tmp_path: Path) -> 
     assert loaded["web"].configs["conf"].data == {"k": "v"}
     records.path.write_text("{not json")
     assert records.load() == {}
+
+
+def test_a_pod_instance_carries_baetyls_instance_keys() -> None:
+    pod = {
+        "metadata": {"name": "web-5d9-x2", "labels": {"baetyl-app-name": "web"}},
+        "spec": {"nodeName": "edge-box", "containers": [{"name": "main"}, {"name": "side"}]},
+        "status": {
+            "phase": "Running",
+            "podIP": "10.42.0.7",
+            "containerStatuses": [
+                {"name": "main", "restartCount": 1, "state": {"running": {}}},
+                {"name": "side", "restartCount": 0,
+                 "state": {"waiting": {"reason": "ContainerCreating"}}},
+            ],
+        },
+    }  # fmt: skip
+    wire = pod_stats(pod).to_wire()
+    assert (wire["appName"], wire["ip"], wire["nodeName"]) == ("web", "10.42.0.7", "edge-box")
+    assert wire["containers"] == [
+        {"name": "main", "state": "Running", "reason": ""},
+        {"name": "side", "state": "Waiting", "reason": "ContainerCreating"},
+    ]
