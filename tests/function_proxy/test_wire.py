@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.function_proxy.kit import Running, free_port, proxy, runtime, write_code
+from tools.kit.waiting import eventually
 
 Answerer = Callable[[bytes], Awaitable[bytes | None]]
 """A fake runtime's answer to one request head: the bytes to send (None: close at once)."""
@@ -255,12 +256,13 @@ async def test_what_a_runtime_answers_is_read_whatever_its_framing(setup: Setup)
 
 
 async def ready_fake(setup: Setup) -> None:
-    for _ in range(200):
+    """Until the proxy routes app `fake` (the registry is re-read within half a second)."""
+
+    async def routed() -> bool:
         ((head, _),) = await exchange(setup.proxy.port, request("/fake/length"))
-        if status(head) != 404 or header(head, b"content-type") != b"application/json":
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the proxy never routed the fake runtime")
+        return status(head) != 404 or header(head, b"content-type") != b"application/json"
+
+    await eventually(routed, limit=20, what="the proxy routing the fake runtime")
 
 
 async def test_a_runtime_that_breaks_gets_502_and_the_next_call_a_new_connection(
@@ -314,16 +316,17 @@ async def test_sigterm_lets_the_call_in_flight_finish(setup: Setup) -> None:
         await writer.drain()
         await asyncio.wait_for(arrived.wait(), 20)  # the call is with the runtime
         setup.proxy.process.send_signal(signal.SIGTERM)
+
         # Still listening until the signal is handled; then no new connection is accepted.
-        for _ in range(400):
+        async def refusing() -> bool:
             try:
                 _, probe = await asyncio.open_connection("127.0.0.1", setup.proxy.port)
             except OSError:
-                break
+                return True
             probe.close()
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the proxy kept accepting connections after SIGTERM")
+            return False
+
+        await eventually(refusing, limit=20, what="the proxy refusing connections after SIGTERM")
         release.set()
         answer_ = await read_answer(reader)
         writer.close()
