@@ -58,6 +58,8 @@ NO_METRICS_RETRY = 300.0
 CLOSE_GRACE = 2.5
 START_DETECT_TIMEOUT = 5.0
 """How long `start` waits for the server's version before watching (seconds)."""
+START_SYNC_TIMEOUT = 10.0
+"""How long the first repair pass waits for the watches' first lists (seconds)."""
 NODE_NAME_ENV = "KUBE_NODE_NAME"
 
 
@@ -430,7 +432,8 @@ class KubeBackend:
             except KubeError as exc:
                 raise DeployError(f"{kind} {ref.name}: {exc}") from exc
             if watched is not None:
-                if repair and _drifted(before, answer):
+                # Drift is told against a listed cache only (an unlisted one knows nothing).
+                if repair and watched.synced.is_set() and _drifted(before, answer):
                     self.repairs += 1
                     log.warning(
                         "repaired drift",
@@ -466,7 +469,15 @@ class KubeBackend:
             self._capabilities = rendering.Capabilities(cronjob_api="batch/v1beta1")
 
     async def _repair_loop(self) -> None:
-        """Apply every app's last render again: at start, on a deletion, every interval."""
+        """Apply every app's last render again: at start, on a deletion, every interval.
+
+        The first pass waits (boundedly) for the watches' first lists: before them, the cache
+        holds nothing and every object would look missing, a repair that changed nothing."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(w.synced.wait() for w in self._watched.values())),
+                START_SYNC_TIMEOUT,
+            )
         while True:
             self._repair_wake.clear()
             await self._detect_capabilities()  # also without apps: the CronJob watches need it
