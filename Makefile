@@ -35,9 +35,14 @@ $(BIN)/python:
 
 install: $(STAMP)  ## install the packages in editable mode with every extra (cloud, kube, postgres, s3, test, dev)
 
-$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+# The tests' plug-in package (docs/plugins.md) is a distribution of its own, so that the tests
+# find its plug-ins through real entry points; editable, so only its metadata needs a reinstall.
+TEST_PLUGINS := tests/plugins/baetyl_test_plugins
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml $(TEST_PLUGINS)/pyproject.toml
 	@echo "==> installing baetyl-py with the cloud's, the tests' and the tools' dependencies into $(VENV)"
 	$(BIN)/python -m pip install --quiet -e '.[cloud,kube,postgres,s3,test,dev]'
+	$(BIN)/python -m pip install --quiet --no-deps -e $(TEST_PLUGINS)
 	@touch $(STAMP)
 
 system-deps:  ## install what the tests start (mosquitto, postgresql) with apt-get when missing

@@ -21,6 +21,7 @@ from cloud.broker.managed import BrokerError
 from cloud.errors import CloudError
 from cloud.kube_manifest import CloudManifestSettings
 from cloud.pki.ca import PKIError
+from cloud.plugins import PluginError
 from cloud.secretbox import SecretBoxError
 from cloud.serve import serve
 from cloud.serve_broker import BROKER_REPLICA, BrokerServeSettings, serve_broker
@@ -28,6 +29,10 @@ from cloud.services import tokens
 from cloud.services.bootstrap import prepare_data_dir
 from cloud.settings import (
     DEFAULT_AGENT_IMAGE,
+    DEFAULT_AUTH,
+    DEFAULT_SIGNER,
+    DIRECTORY_STORE,
+    S3_STORE,
     BridgeSettings,
     CloudSettings,
     InstallSettings,
@@ -123,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _install_flags(serve_cmd)
     _object_flags(serve_cmd)
+    _plugin_flags(serve_cmd)
     serve_cmd.add_argument(
         "--max-nodes",
         type=cli_types.count,
@@ -304,6 +310,31 @@ def _object_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _plugin_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "plug-ins",
+        "which installed plug-in implements each plug-in point, by its entry-point name "
+        "(docs/plugins.md)",
+    )
+    group.add_argument(
+        "--auth",
+        metavar="NAME",
+        help=f"who calls the REST API (group baetyl_py.plugins.auth; default {DEFAULT_AUTH})",
+    )
+    group.add_argument(
+        "--object-store",
+        metavar="NAME",
+        help="where objects are kept (group baetyl_py.plugins.object_storage; default "
+        f"{S3_STORE} with --s3-bucket, else {DIRECTORY_STORE})",
+    )
+    group.add_argument(
+        "--pki-signer",
+        metavar="NAME",
+        help="what signs node certificates (group baetyl_py.plugins.pki_signer; default "
+        f"{DEFAULT_SIGNER})",
+    )
+
+
 def _install_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "online installation",
@@ -450,6 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli_settings.MqttConfigError,
         BrokerError,
         PKIError,
+        PluginError,
         OSError,
     ) as exc:
         sys.stderr.write(f"baetyl-cloud: error: {exc}\n")

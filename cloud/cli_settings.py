@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 from agent.contracts.kit.mqtt_link import tls_context
 from cloud import cli_types
 from cloud.objects.s3 import S3Settings
+from cloud.plugins import AUTH, OBJECT_STORAGE, PKI_SIGNER, PluginError
 from cloud.settings import (
+    S3_STORE,
     UNSPECIFIED_HOSTS,
     BridgeSettings,
     CloudSettings,
@@ -24,6 +26,7 @@ from cloud.settings import (
     ManagedBrokerSettings,
     MqttSettings,
     ObjectSettings,
+    PluginSettings,
     QuotaDefaults,
 )
 
@@ -78,7 +81,42 @@ def serve_settings(
         url_ttl=args.object_url_ttl,
         s3=s3_settings(parser, args),
     )
-    return dataclasses.replace(settings, install=install, objects=objects), managed
+    settings = dataclasses.replace(
+        settings, install=install, objects=objects, plugins=plugin_settings(parser, args)
+    )
+    checked_plugins(parser, settings)
+    return settings, managed
+
+
+def plugin_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> PluginSettings:
+    """The plug-ins named by `--auth`, `--object-store` and `--pki-signer`."""
+    if args.object_store is not None and args.object_store != S3_STORE and args.s3_bucket:
+        parser.error(
+            f"--s3-* options configure the {S3_STORE} object store, not {args.object_store!r}"
+        )
+    if args.object_store == S3_STORE and args.s3_bucket is None:
+        parser.error(f"--object-store {S3_STORE} needs --s3-bucket")
+    return given(
+        PluginSettings(),
+        auth=args.auth,
+        object_storage=args.object_store,
+        pki_signer=args.pki_signer,
+    )
+
+
+def checked_plugins(parser: argparse.ArgumentParser, settings: CloudSettings) -> None:
+    """Exit through `parser` when a chosen plug-in is not installed, before anything starts
+    (its message lists the installed ones); making them is left to the start."""
+    chosen = settings.plugins
+    for point, name in (
+        (AUTH, chosen.auth),
+        (OBJECT_STORAGE, settings.object_storage),
+        (PKI_SIGNER, chosen.pki_signer),
+    ):
+        try:
+            point.check(name)
+        except PluginError as exc:
+            parser.error(str(exc))
 
 
 def s3_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> S3Settings | None:

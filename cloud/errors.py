@@ -45,7 +45,7 @@ class NotFound(CloudError):
 
 
 class Unauthenticated(CloudError):
-    """No valid bearer token."""
+    """No valid credential (a bearer token, or what the authentication plug-in takes)."""
 
     status = 401
     code = "ErrRequestAccessDenied"

@@ -117,6 +117,33 @@ class ObjectSettings:
     s3: S3Settings | None = None
 
 
+DEFAULT_AUTH = "token"
+"""The built-in authentication: bearer tokens stored hashed (DESIGN §6)."""
+DIRECTORY_STORE = "directory"
+"""The built-in object store in `DATA_DIR/objects`."""
+S3_STORE = "s3"
+"""The built-in object store on S3-compatible storage (`ObjectSettings.s3`)."""
+DEFAULT_SIGNER = "ca"
+"""The built-in PKI signer: the cloud CA of `DATA_DIR/pki`."""
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """The installed plug-in chosen for each plug-in point, by its entry-point name
+    (cloud.plugins, docs/plugins.md).
+
+    Attributes:
+        auth: who calls the REST API (group `baetyl_py.plugins.auth`).
+        object_storage: where objects are kept (group `baetyl_py.plugins.object_storage`);
+            None: `s3` when `ObjectSettings.s3` is set, else `directory`.
+        pki_signer: what signs node certificates (group `baetyl_py.plugins.pki_signer`).
+    """
+
+    auth: str = DEFAULT_AUTH
+    object_storage: str | None = None
+    pki_signer: str = DEFAULT_SIGNER
+
+
 @dataclass(frozen=True)
 class CloudSettings:
     """Everything `baetyl-cloud serve` runs with.
@@ -133,6 +160,7 @@ class CloudSettings:
         command_timeout: how long a REST call waits for a node to answer a command (logs).
         install: the online installer and node activation.
         objects: the object store.
+        plugins: the plug-in chosen for each plug-in point.
     """
 
     data_dir: Path
@@ -146,11 +174,19 @@ class CloudSettings:
     command_timeout: float = 10.0
     install: InstallSettings = field(default_factory=InstallSettings)
     objects: ObjectSettings = field(default_factory=ObjectSettings)
+    plugins: PluginSettings = field(default_factory=PluginSettings)
 
     @property
     def database_url(self) -> str:
         """The database URL actually used."""
         return self.db_url or f"sqlite://{self.data_dir / 'cloud.db'}"
+
+    @property
+    def object_storage(self) -> str:
+        """The object storage plug-in used: `plugins.object_storage`, else as `objects` says."""
+        if self.plugins.object_storage is not None:
+            return self.plugins.object_storage
+        return DIRECTORY_STORE if self.objects.s3 is None else S3_STORE
 
     @property
     def objects_dir(self) -> Path:

@@ -3,6 +3,7 @@
 import configparser
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,29 @@ def test_the_entry_point_in_setup_cfg_runs_the_script(script: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{script} {VERSION}"
+
+
+def test_every_built_in_plug_in_of_setup_cfg_is_installed() -> None:
+    """The product finds even its built-in plug-ins through the installed entry points
+    (docs/plugins.md): a venv installed before setup.cfg changed needs `make install`."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg", encoding="utf-8")
+    section = config["options.entry_points"]
+    groups = [group for group in section if group.startswith("baetyl_py.plugins.")]
+    assert sorted(groups) == [
+        "baetyl_py.plugins.auth",
+        "baetyl_py.plugins.object_storage",
+        "baetyl_py.plugins.pki_signer",
+        "baetyl_py.plugins.sync_link",
+    ]
+    for group in groups:
+        declared = {
+            name.strip(): value.strip()
+            for name, value in (line.split("=", 1) for line in section[group].strip().splitlines())
+        }
+        installed = {
+            entry.name: entry.value
+            for entry in metadata.entry_points(group=group)
+            if entry.dist is not None and entry.dist.name == "baetyl-py"
+        }
+        assert installed == declared, f"{group}: run `make install`"

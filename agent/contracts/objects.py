@@ -14,7 +14,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from agent.contracts.wire import WireModel, describe_errors
 
@@ -103,10 +110,16 @@ class ObjectItem(WireModel):
     version: str = ""
     runtime: str = ""
     handler: str = ""
-    # Baetyl's fields for an object in another account's storage; only the default is served.
+    # Baetyl's fields for an object in another account's storage; only the default is served
+    # (`current`, Baetyl's name of it, `self` or nothing).
     account: str = ""
     endpoint: str = ""
     address_format: str = ""
+    platform: Annotated[
+        str, StringConstraints(max_length=64, pattern=r"^([a-z0-9]+(-[a-z0-9]+)*)?$")
+    ] = ""
+    """The platform a program configuration's item is for (`linux-amd64`); Baetyl writes it
+    beside the item's key, which is what chooses the item (Configuration.for_platform)."""
 
     @model_validator(mode="after")
     def _located(self) -> ObjectItem:
@@ -117,7 +130,7 @@ class ObjectItem(WireModel):
                 f"source {self.source!r} is not an object source of this cloud: use "
                 f"{LOCAL_SOURCE!r} (the cloud's object store) or {HTTP_SOURCE!r} (a URL)"
             )
-        if self.account not in ("", "self") or self.endpoint:
+        if self.account not in ("", "self", "current") or self.endpoint:
             raise ValueError(
                 "account/endpoint: objects in another storage account are not supported; "
                 "upload the object to the cloud (source 'local') or give its URL (source 'http')"

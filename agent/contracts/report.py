@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from agent.contracts import names
 from agent.contracts.resources import Quantity
 from agent.contracts.wire import WireModel, describe_errors
 
-Percent = Annotated[float, Field(ge=0, le=100)]
 REPORTED_LABELS_MAX = 256  # a Kubernetes host may carry many more labels than users give
 
 
@@ -98,6 +105,27 @@ class InstanceStats(WireModel):
     """A pod's containers and their state (kube), as Baetyl reports them."""
 
 
+class CronJobStats(WireModel):
+    """The schedule of a `workload: cronjob` app on a native node (decision #152): Kubernetes
+    CronJob's `lastScheduleTime` and `lastSuccessfulTime`, and what the node counts besides."""
+
+    schedule: str
+    next_schedule_time: datetime | None = None
+    last_schedule_time: datetime | None = None
+    """The scheduled time of the last run started."""
+    last_successful_time: datetime | None = None
+    """When the last run that succeeded ended."""
+    last_result: AppStatus | None = None
+    """Succeeded or Failed: how the last finished run ended."""
+    last_cause: str = ""
+    active: bool = False
+    """A run is going (its instances are the app's instances)."""
+    skipped: Annotated[int, Field(ge=0)] = 0
+    """Times not run because the run before was still going (concurrency policy Forbid)."""
+    missed: Annotated[int, Field(ge=0)] = 0
+    """Times not run because no agent ran then (the latest of them is run once, late)."""
+
+
 class AppStats(WireModel):
     """What an app is doing on the node, keyed by app name in `appstats` / `sysappstats`."""
 
@@ -108,6 +136,8 @@ class AppStats(WireModel):
     instances: dict[str, InstanceStats] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     """Fields of the app's spec the node accepted but does not act on (agent.core.unused_fields)."""
+    cron_job: CronJobStats | None = None
+    """A cronjob app's schedule and runs (native backend)."""
 
 
 class NodeInfo(WireModel):
@@ -129,40 +159,128 @@ class NodeInfo(WireModel):
     labels: ReportedLabels = Field(default_factory=dict)
 
 
-class Resources(WireModel):
-    """CPU, memory and disk as Kubernetes quantities."""
+RESOURCE_KEYS_MAX: Final = 128
+"""Entries in one of a host's `usage`, `capacity` or `percent` maps: `cpu`, `memory`, `disk` and
+one `disk_<mount point>` per mounted file system (a host with more reports the first by path)."""
+RESOURCE_KEY_MAX: Final = 256
+NetIOKey = Literal["netBytesSent", "netBytesRecv", "netPacketsSent", "netPacketsRecv"]
+"""Baetyl's `netio` keys: bytes and packets sent and received per second."""
+NETIO_KEYS: Final[tuple[NetIOKey, ...]] = (
+    "netBytesSent",
+    "netBytesRecv",
+    "netPacketsSent",
+    "netPacketsRecv",
+)
+_FRACTION_RE = re.compile(r"^[01](\.\d{1,17})?$")
 
-    cpu: Quantity = "0"
-    memory: Quantity = "0"
-    disk: Quantity = "0"
+
+def _decimal(value: float, places: int) -> str:
+    """`value` with at most `places` decimals and no trailing zeros, as Go's
+    `FormatFloat(v, 'f', -1)` writes Baetyl's figures: 0.25 → "0.25", 4.0 → "4"."""
+    text = f"{value:.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-class ResourcePercent(WireModel):
-    """CPU, memory and disk use in percent of capacity."""
+def cores_text(cores: float) -> str:
+    """CPU in cores as a decimal string with at most three decimals (Baetyl's NodeView `cpu`):
+    a quarter of a core → "0.25", four cores → "4"."""
+    return _decimal(max(cores, 0.0), 3)
 
-    cpu: Percent = 0.0
-    memory: Percent = 0.0
-    disk: Percent = 0.0
+
+def bytes_text(size: float) -> str:
+    """A size as a whole number of bytes (Baetyl's NodeView `memory` and disk figures)."""
+    return str(max(int(size), 0))
+
+
+def fraction_text(part: float, whole: float) -> str:
+    """`part / whole` as Baetyl's `percent` writes it: a decimal fraction from "0" to "1" (four
+    decimals at most); "1" once the part reaches the whole, "0" when there is no whole."""
+    if not whole > 0 or not part > 0:
+        return "0"
+    return _decimal(min(part / whole, 1.0), 4)
+
+
+def _legacy_percent(value: Any) -> Any:
+    """A number from 0 to 100, as agents before decision 150 reported percentages, becomes a
+    fraction: the cloud still takes the reports of an agent that was not upgraded (or rolled
+    back to an older version). Other numbers are refused here, other types by `_fraction`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value <= 100:
+            raise ValueError(f"{value!r} is not a fraction from '0' to '1' such as '0.125'")
+        return fraction_text(value, 100)
+    return value
+
+
+def _fraction(value: str) -> str:
+    if not _FRACTION_RE.match(value) or float(value) > 1:
+        raise ValueError(f"{value!r} is not a fraction from '0' to '1' such as '0.125'")
+    return value
+
+
+ResourceKey = Annotated[str, StringConstraints(min_length=1, max_length=RESOURCE_KEY_MAX)]
+Fraction = Annotated[str, BeforeValidator(_legacy_percent), AfterValidator(_fraction)]
+Count = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+ResourceMap = Annotated[dict[ResourceKey, Quantity], Field(max_length=RESOURCE_KEYS_MAX)]
+"""Figures by resource: `cpu` in cores ("0.25"), `memory`, `disk` and `disk_<mount>` in bytes;
+any Kubernetes quantity is valid ("250m", "8Gi"), which is how older agents wrote them."""
+FractionMap = Annotated[dict[ResourceKey, Fraction], Field(max_length=RESOURCE_KEYS_MAX)]
+NetIO = dict[NetIOKey, Count]
 
 
 class NodeStats(WireModel):
-    """Live health and load of one host, keyed by hostname in `nodestats`."""
+    """Live health and load of one host, keyed by hostname in `nodestats`, in Baetyl's formats
+    (docs/agent.md, "GET /node/stats"): `usage` and `capacity` maps of decimal strings (cores,
+    bytes), `percent` as fractions ("0.125"), one `disk_<mount>` entry per mounted file system
+    beside `disk`, and `netio`. The pressure flags come from the Kubernetes Node's conditions
+    (kube); a native node leaves them out, as Baetyl's does."""
 
     ready: bool
-    usage: Resources = Field(default_factory=Resources)
-    capacity: Resources = Field(default_factory=Resources)
-    percent: ResourcePercent = Field(default_factory=ResourcePercent)
+    disk_pressure: bool | None = None
+    memory_pressure: bool | None = None
+    pid_pressure: bool | None = None
+    network_unavailable: bool | None = Field(default=None, alias="NetworkUnavailable")
+    """Baetyl spells this one with a capital N."""
+    usage: ResourceMap = Field(default_factory=dict)
+    capacity: ResourceMap = Field(default_factory=dict)
+    percent: FractionMap = Field(default_factory=dict)
+    netio: NetIO = Field(default_factory=dict)
+
+
+UPGRADE_STATES: Final = ("preparing", "switching", "done", "failed", "rolledBack")
+"""Where an agent upgrade is (docs/agent.md, "Upgrades"): `preparing` (download, new virtualenv,
+checks), `switching` (the new version starts), `done`, `failed` (refused before the switch:
+the running version never stopped), `rolledBack` (the new version did not connect and report
+in time, or exited, and the previous one runs again)."""
+
+
+class UpgradeStatus(WireModel):
+    """The last agent upgrade this node tried: `core.upgrade` in the reported section."""
+
+    version: str
+    """The version asked for."""
+    state: Literal["preparing", "switching", "done", "failed", "rolledBack"]
+    previous: str = ""
+    """The version that ran before."""
+    message: str = ""
+    time: str = ""
+    """When the state was reached, RFC 3339 UTC."""
 
 
 class CoreInfo(WireModel):
     """Which agent reports: `core` in the reported section, with the settings the cloud may
-    change at run time as they are in force (agent.contracts.core_settings)."""
+    change at run time as they are in force (agent.contracts.core_settings).
+
+    `wheel` repeats the desired `core.wheel` once its version runs, which closes the delta; a
+    node that rolled back leaves the delta open, and `upgrade` says why.
+    """
 
     version: str
     python: str
     backend: str
     frequency: int | None = None
     log_level: str | None = None
+    wheel: dict[str, Any] | None = None
+    upgrade: UpgradeStatus | None = None
 
 
 _VersionMap = dict[str, str]

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
-from agent.contracts import names, objects, selectors
+from agent.contracts import cron, names, objects, selectors
 from agent.contracts.wire import WireModel
 
 CONFIG_DATA_MAX_BYTES = 4 * 1024 * 1024 - 1  # "< 4 MiB", as in Baetyl
@@ -459,8 +459,9 @@ class Application(WireModel):
     """"" (Baetyl's unsaid) is the first service's deprecated `type`, else deployment."""
     job_config: JobConfig | None = None
     cron_time: Annotated[str, StringConstraints(max_length=128)] = ""
-    """A schedule of five cron fields for `workload: cronjob`; or, as Baetyl writes it, a time
-    (RFC 3339) at which a `cronStatus: 1` app is deployed (DESIGN §7, docs/api.md)."""
+    """A cron schedule for `workload: cronjob` (agent.contracts.cron: five fields or `@hourly`,
+    UTC); or, as Baetyl writes it, a time (RFC 3339) at which a `cronStatus: 1` app is deployed
+    (DESIGN §7, docs/api.md)."""
     cron_status: Annotated[int, Field(ge=0, le=2)] = 0
     """Baetyl's deferred deployment: 0 none, 1 waiting for `cronTime`, 2 done."""
     host_network: bool = False
@@ -485,7 +486,7 @@ class Application(WireModel):
 
     @property
     def cron_schedule(self) -> str:
-        """The five-field schedule of a cronjob ("" when `cronTime` is Baetyl's time)."""
+        """The schedule of a cronjob ("" when `cronTime` is Baetyl's time)."""
         return "" if self.deploy_at is not None or self.cron_time == ZERO_TIME else self.cron_time
 
     @property
@@ -525,11 +526,16 @@ class Application(WireModel):
             self._check_service_kind(service)
         self._check_host_ports(every)
         schedule = self.cron_schedule
-        if self.workload == "cronjob" and len(schedule.split()) != 5:
-            raise ValueError(
-                "workload cronjob needs cronTime, a schedule of five cron fields "
-                "such as '*/5 * * * *'"
-            )
+        if self.workload == "cronjob":
+            if not schedule:
+                raise ValueError(
+                    "workload cronjob needs cronTime, a schedule of five cron fields "
+                    "such as '*/5 * * * *' (or '@hourly', '@daily', ...)"
+                )
+            try:
+                cron.parse(schedule)  # as Kubernetes and the native backend read it
+            except cron.CronError as exc:
+                raise ValueError(f"cronTime: {exc}") from None
         if schedule and self.workload != "cronjob":
             raise ValueError(
                 "cronTime: a schedule is only allowed with workload cronjob (a deferred "

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import sys
 from functools import partial
+from pathlib import Path
 from typing import Any, Final
 
 from agent.contracts.core_settings import CORE, CoreSettings
@@ -33,6 +34,7 @@ from agent.core.sync.link import LinkSettings
 from agent.core.sync.shadow_sync import ShadowSync
 from agent.core.sysapps import BuiltinApps, function_proxy_app
 from agent.core.unused_fields import unused_fields
+from agent.core.upgrade.manager import Upgrader, UpgradeSettings
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT: Final = 10.0
@@ -53,7 +55,15 @@ class CoreCrashed(RuntimeError):
 class Core:
     """The agent: store, backend, engine, sync and local API, wired together."""
 
-    def __init__(self, config: CoreConfig, *, identity: NodeIdentity | None = None) -> None:
+    def __init__(
+        self,
+        config: CoreConfig,
+        *,
+        identity: NodeIdentity | None = None,
+        config_file: Path | None = None,
+    ) -> None:
+        """`config_file` is where `config` was read from; without it the agent cannot upgrade
+        itself (the new version is checked against that file before the switch)."""
         self.config = config
         self.identity = identity or node_identity(config)
         self.store = LocalStore(config.store.dir)
@@ -75,7 +85,9 @@ class Core:
             on_desired=self._desired_changed,
             commands=self._command,
             on_connected=self._connected,
+            on_accepted=self._report_accepted,
             poll=config.sync.mode == "poll",
+            link=config.sync.link,
         )
         self.objects = ObjectCache(
             CacheSettings(
@@ -99,6 +111,20 @@ class Core:
             objects=self.objects,
             builtins=self._builtins(),
             unused=partial(unused_fields, backend=config.engine.backend),
+        )
+        self.upgrader = (
+            Upgrader(
+                UpgradeSettings(
+                    store_dir=config.store.dir,
+                    config_file=config_file,
+                    confirm_timeout=config.upgrade.confirm_timeout,
+                    extras=("kube",) if config.engine.backend == "kube" else (),
+                ),
+                self.objects,
+                changed=self._upgrade_changed,
+            )
+            if config_file is not None
+            else None
         )
         self._stats = node.StatsCollector(config.store.dir)
         self._core_info = node.core_info(config.engine.backend)
@@ -160,12 +186,19 @@ class Core:
         """Open the store, adopt running apps and start every root task."""
         await self.store.open()
         await self.sync.load()
+        if self.upgrader is not None:
+            await self.upgrader.load()
+            self._core_info = self._core_info.model_copy(update={"upgrade": self.upgrader.status()})
         await self.backend.start()
         self.backend.on_change(self.sync.report_soon)
         self.engine.on_change(self.sync.report_soon)
-        self.engine.set_desired(self.sync.desired)
+        # The stored desired state as if it had just arrived: the apps, and the cloud's agent
+        # settings and upgrade, hold across restarts even when the link stays down.
+        self._desired_changed(self.sync.desired)
         self._tasks.spawn(self.engine.run(), "engine")
         self._tasks.spawn(self.sync.run(), "sync")
+        if self.upgrader is not None:
+            self._tasks.spawn(self.upgrader.run(), "upgrade")
         address = self.config.api.address
         if address is not None:
             self._tasks.spawn(self._serve_api(*address), "local-api")
@@ -185,23 +218,36 @@ class Core:
             )
 
     async def run_until(self, stop: asyncio.Event) -> None:
-        """Start, run until `stop` is set or a root task ends, then stop.
+        """Start, run until `stop` is set, an upgrade switches or a root task ends, then stop.
+
+        After a switch, `switch_to` names the virtualenv whose baetyl-core the caller execs.
 
         A root task runs for the agent's whole life, so one that ends first, failed or not, is a
         crash: after the orderly stop, `CoreCrashed` names it and its cause.
         """
         await self.start()
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+        waiters = [stopper]
+        if self.upgrader is not None:
+            waiters.append(
+                asyncio.create_task(self.upgrader.switching.wait(), name="upgrade-switch")
+            )
         try:
             done, _ = await asyncio.wait(
-                [stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED
+                [*waiters, *self._tasks], return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            stopper.cancel()
+            for waiter in waiters:
+                waiter.cancel()
             await self.stop()
-        ended = sorted((task for task in done if task is not stopper), key=asyncio.Task.get_name)
+        ended = sorted((task for task in done if task not in waiters), key=asyncio.Task.get_name)
         if ended and not stop.is_set():
             raise CoreCrashed("; ".join(_ending(task) for task in ended))
+
+    @property
+    def switch_to(self) -> Path | None:
+        """The new version's virtualenv once an upgrade switched, else None."""
+        return self.upgrader.switch_to if self.upgrader is not None else None
 
     async def stop(self) -> None:
         """Orderly stop within STOP_TIMEOUT; apps keep running."""
@@ -246,7 +292,9 @@ class Core:
         else:
             # The Node object's facts; usage is still this host's (no metrics API needed).
             info = facts.info
-            load = node.with_capacity(load, ready=facts.ready, capacity=facts.capacity)
+            load = node.with_capacity(
+                load, ready=facts.ready, capacity=facts.capacity, conditions=facts.conditions
+            )
             extra = {"modeinfo": facts.modeinfo}
         return {
             **sections,
@@ -256,7 +304,10 @@ class Core:
         }
 
     def _desired_changed(self, desired: DesiredState) -> None:
-        self._apply_core_settings(CoreSettings.from_section(desired.extra.get(CORE)))
+        wanted = CoreSettings.from_section(desired.extra.get(CORE))
+        self._apply_core_settings(wanted)
+        if self.upgrader is not None:
+            self.upgrader.want(wanted)
         self.engine.set_desired(desired)
 
     def _apply_core_settings(self, wanted: CoreSettings) -> None:
@@ -273,6 +324,10 @@ class Core:
             update={
                 "frequency": wanted.frequency,
                 "log_level": wanted.log_level,
+                # The wheel of the version that runs, echoed: the upgrade's delta closes.
+                "wheel": wanted.wheel.to_wire()
+                if wanted.wheel is not None and wanted.version == self._core_info.version
+                else None,
             }
         )
         if changed:
@@ -281,8 +336,19 @@ class Core:
                 extra={"report_interval": frequency, "log_level": level},
             )
 
+    def _report_accepted(self, reported: dict[str, Any]) -> None:
+        if self.upgrader is not None:
+            self.upgrader.accepted(reported)
+
+    def _upgrade_changed(self) -> None:
+        if self.upgrader is not None:
+            self._core_info = self._core_info.model_copy(update={"upgrade": self.upgrader.status()})
+        self.sync.report_soon()
+
     def _connected(self) -> None:
         self.engine.wake(retry_fetches=True)
+        if self.upgrader is not None:
+            self.upgrader.retry()
 
     async def _command(self, request: CommandRequest) -> Any:
         if request.cmd == "ping":

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.contracts.report import AppStats, NodeInfo, Resources
+from agent.contracts.report import AppStats, NodeInfo
 from agent.contracts.resources import Application, Configuration, Secret
 from agent.contracts.wire import validate
 
@@ -94,13 +94,17 @@ class NodeFacts:
     """What a backend knows of the node better than the host does: Kubernetes' Node object.
 
     A native backend has none (the host's own facts are the node's); the kube backend reports
-    the Node's info, readiness and capacity, and the API server's version as `modeinfo`.
+    the Node's info, readiness, capacity and pressure conditions, and the API server's version
+    as `modeinfo`.
     """
 
     info: NodeInfo
     ready: bool
-    capacity: Resources
+    capacity: dict[str, str]
+    """`cpu`, `memory` and `disk` (the Node's ephemeral storage) as Kubernetes quantities."""
     modeinfo: dict[str, Any]
+    conditions: dict[str, bool] = field(default_factory=dict)
+    """The Node's conditions by type (`Ready`, `DiskPressure`, …): whether each is True."""
 
 
 class DeployError(Exception):

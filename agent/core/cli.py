@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.contracts.kit.plugins import PluginError
 from agent.contracts.version import VERSION
 from agent.core import logsetup
 from agent.core.backend import NodeIdentity
@@ -21,6 +22,7 @@ from agent.core.config import (
     node_identity,
     unsupported,
 )
+from agent.core.upgrade import launcher
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         sys.stdout.write(f"{args.config}: ok, node {identity.nid}\n")
         return 0
+    venv = launcher.chosen_venv(config.store.dir)
+    if venv is not None:
+        launcher.exec_core(venv, _argv(argv))
     logsetup.configure(config.log.level, config.log.format)
     # 022, not 077: apps are the agent's children and may drop privileges, so their run
     # directories must stay reachable (0755, docs/install.md); the agent's own private files
@@ -78,19 +83,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o022)
     from agent.core.app import Core, CoreCrashed  # noqa: PLC0415 - `--help` and `--check` stay light
 
-    async def run() -> None:
+    async def run() -> Path | None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await Core(config, identity=identity).run_until(stop)
+        core = Core(config, identity=identity, config_file=args.config.absolute())
+        await core.run_until(stop)
+        return core.switch_to
 
     try:
-        asyncio.run(run())
-    except (OSError, CoreCrashed) as exc:
+        switch_to = asyncio.run(run())
+    except (OSError, CoreCrashed, PluginError) as exc:
         sys.stderr.write(f"baetyl-core: {exc}\n")
         return 1
+    if switch_to is not None:
+        # An upgrade: the agent stopped as for SIGTERM (apps keep running); the new version
+        # takes over this process. If it fails, the rollback guard brings this one back.
+        launcher.exec_core(switch_to, ["-c", str(args.config.absolute())])
     return 0
+
+
+def _argv(argv: Sequence[str] | None) -> list[str]:
+    """The arguments this process was started with, for the same start in another version."""
+    return list(sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,12 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 
 from agent.contracts import field_names, names
+from agent.contracts.kit.plugins import PluginError
 from agent.contracts.version import VERSION
 from agent.core import certinfo
 from agent.core.backend import NodeIdentity
 from agent.core.native.settings import NativeSettings
+from agent.core.sync.link_plugin import DEFAULT_LINK, SYNC_LINK
 
 DEFAULT_CONFIG_PATH = Path("/opt/baetyl/etc/baetyl/core.yml")
 
@@ -213,11 +215,14 @@ class SyncConfig(_Section):
     cloud pushes a `shadow/update/delta`. `mode: poll` ignores deltas and reads the shadow only
     every `report_interval`, as Baetyl v2 learns desired changes only from its periodic report:
     it exists to reproduce a polling agent's timing (bench/push_vs_poll.py), not for production.
+    `link` names the sync link plug-in that carries the messages (docs/plugins.md): `mqtt`, the
+    built-in, or one an installed package registers.
     """
 
     report_interval: Duration = 20.0
     timeout: Duration = 10.0
     mode: Literal["push", "poll"] = "push"
+    link: str = DEFAULT_LINK
 
 
 class ApiConfig(_Section):
@@ -288,6 +293,13 @@ class KubeConfig(_Section):
         return path
 
 
+class UpgradeSection(_Section):
+    """Agent self-upgrade (docs/agent.md, "Upgrades")."""
+
+    confirm_timeout: Duration = Field(default=120.0, ge=5.0, le=3600.0)
+    """Seconds a new agent version has to connect and report before it is rolled back."""
+
+
 class CoreConfig(_Section):
     """The whole of `core.yml`. Only `cloud.mqtt` has no default."""
 
@@ -303,6 +315,7 @@ class CoreConfig(_Section):
     kube: KubeConfig = Field(default_factory=KubeConfig)
     function: FunctionSection = Field(default_factory=FunctionSection)
     objects: ObjectsSection = Field(default_factory=ObjectsSection)
+    upgrade: UpgradeSection = Field(default_factory=UpgradeSection)
 
 
 def load_config(path: Path, *, check_files: bool = True) -> CoreConfig:
@@ -361,8 +374,13 @@ def missing_files(config: CoreConfig) -> list[str]:
 
 def unsupported(config: CoreConfig) -> list[str]:
     """Settings the schema accepts but this installation cannot run with (said at start and
-    `--check`): the kube backend without its extra package, or with an unreadable kubeconfig."""
+    `--check`): the kube backend without its extra package, or with an unreadable kubeconfig;
+    a sync link plug-in that is not installed."""
     problems = []
+    try:
+        SYNC_LINK.check(config.sync.link)
+    except PluginError as exc:
+        problems.append(str(exc))
     if config.engine.backend == "kube":
         if not _installed("kubernetes_asyncio"):
             problems.append(

@@ -1,9 +1,10 @@
 """What the node reports about itself: NodeInfo (static facts), NodeStats (load) and CoreInfo.
 
-Key spellings and value styles follow Baetyl's native mode so its users recognise them: Go
-architecture names (`amd64`, `arm64`, `arm`), role `master`, CPU as Kubernetes millicores
-(`"1500m"`) and memory and disk as plain byte counts (`"8243191808"`, a valid quantity). Everything
-here is cheap (a few small file reads and psutil counters) so it can run on every report; the
+Key spellings and value styles follow Baetyl so its users' dashboards read them: Go architecture
+names (`amd64`, `arm64`, `arm`), role `master`, CPU in cores as a decimal string (`"1.5"`), memory
+and disk as plain byte counts (`"8243191808"`), `percent` as fractions (`"0.125"`), one
+`disk_<mount>` entry per mounted file system and `netio` (decision 150). Everything here is cheap (a
+few small file reads, psutil counters, one statvfs per mount) so it can run on every report; the
 blocking parts run in a worker thread through the `collect_*` coroutines.
 """
 
@@ -16,12 +17,24 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import psutil
 
-from agent.contracts.report import CoreInfo, NodeInfo, NodeStats, ResourcePercent, Resources
+from agent.contracts.report import (
+    NETIO_KEYS,
+    RESOURCE_KEY_MAX,
+    RESOURCE_KEYS_MAX,
+    CoreInfo,
+    NetIOKey,
+    NodeInfo,
+    NodeStats,
+    bytes_text,
+    cores_text,
+    fraction_text,
+)
 from agent.contracts.resources import quantity_value
 from agent.contracts.version import VERSION
 
@@ -51,6 +64,16 @@ _GO_ARCH = {
     "loongarch64": "loong64",
 }
 _MIN_CPU_WINDOW = 0.1  # seconds; a shorter sample says more about noise than about load
+DISK_PREFIX: Final = "disk_"
+"""`disk_<mount point>`: one file system's figures in `usage`, `capacity` and `percent`."""
+MAX_MOUNTS: Final = RESOURCE_KEYS_MAX - 3  # beside cpu, memory and disk
+KUBE_CONDITIONS: Final = {
+    "DiskPressure": "disk_pressure",
+    "MemoryPressure": "memory_pressure",
+    "PIDPressure": "pid_pressure",
+    "NetworkUnavailable": "network_unavailable",
+}
+"""Kubernetes Node conditions → the NodeStats flags Baetyl's kube mode sets from them."""
 
 
 def go_arch(machine: str) -> str:
@@ -148,55 +171,67 @@ def _busy_and_total(times: Any) -> tuple[float, float]:
 
 
 class StatsCollector:
-    """Samples node load; CPU use is averaged over the time since this collector's last sample.
+    """Samples node load; CPU use and network rates are averaged over the time since this
+    collector's last sample.
 
     Each user (the report loop, the local API) keeps its own collector so that one does not
-    shorten the other's CPU window; psutil's module-level `cpu_percent` would share one window.
+    shorten the other's window; psutil's module-level `cpu_percent` would share one window.
     """
 
     def __init__(self, disk_path: Path) -> None:
         self.disk_path = disk_path
         self._lock = threading.Lock()
         self._last = _busy_and_total(psutil.cpu_times())
+        self._last_net = _net_counters()
         self._last_at = time.monotonic()
 
     def sample(self) -> NodeStats:
-        """Usage, capacity and percent of CPU, memory and disk (blocking, ≤ 0.1 s)."""
-        cpu_fraction = self._cpu_fraction()
+        """Usage, capacity and percent of CPU, memory, the store's disk and every mounted file
+        system, and network rates (blocking, ≤ 0.1 s)."""
+        cpu_fraction, netio = self._window()
         cores = psutil.cpu_count(logical=True) or 1
         memory = psutil.virtual_memory()
         memory_used = memory.total - memory.available
-        disk = psutil.disk_usage(str(_existing_ancestor(self.disk_path)))
-        disk_capacity = disk.used + disk.free  # space usable without root reserve, as df shows
-        return NodeStats(
-            ready=True,
-            usage=Resources(
-                cpu=f"{round(cpu_fraction * cores * 1000)}m",
-                memory=str(memory_used),
-                disk=str(disk.used),
-            ),
-            capacity=Resources(cpu=str(cores), memory=str(memory.total), disk=str(disk_capacity)),
-            percent=ResourcePercent(
-                cpu=_percent(cpu_fraction, 1.0),
-                memory=_percent(memory_used, memory.total),
-                disk=_percent(disk.used, disk_capacity),
-            ),
-        )
+        usage = {"cpu": cores_text(cpu_fraction * cores), "memory": bytes_text(memory_used)}
+        capacity = {"cpu": str(cores), "memory": bytes_text(memory.total)}
+        percent = {
+            "cpu": fraction_text(cpu_fraction, 1.0),
+            "memory": fraction_text(memory_used, memory.total),
+        }
+        disks = {"disk": _existing_ancestor(self.disk_path)}
+        disks.update((DISK_PREFIX + mount, Path(mount)) for mount in mount_points())
+        for key, path in disks.items():
+            figures = _disk_figures(path)
+            if figures is None:
+                continue
+            used, size = figures
+            usage[key], capacity[key] = bytes_text(used), bytes_text(size)
+            percent[key] = fraction_text(used, size)
+        return NodeStats(ready=True, usage=usage, capacity=capacity, percent=percent, netio=netio)
 
     async def collect(self) -> NodeStats:
         """`sample` in a worker thread."""
         return await asyncio.to_thread(self.sample)
 
-    def _cpu_fraction(self) -> float:
+    def _window(self) -> tuple[float, dict[NetIOKey, str]]:
+        """The CPU fraction busy and the network rates since the last sample."""
         with self._lock:  # two threads sampling at once would each see half a window
             if time.monotonic() - self._last_at < _MIN_CPU_WINDOW:
                 time.sleep(_MIN_CPU_WINDOW)
             busy, total = _busy_and_total(psutil.cpu_times())
-            last_busy, last_total = self._last
-            self._last, self._last_at = (busy, total), time.monotonic()
+            net = _net_counters()
+            now = time.monotonic()
+            (last_busy, last_total), last_net = self._last, self._last_net
+            seconds = now - self._last_at
+            self._last, self._last_net, self._last_at = (busy, total), net, now
+        netio = {
+            key: str(max(round((net[key] - last_net[key]) / seconds), 0))
+            for key in NETIO_KEYS
+            if key in net and key in last_net
+        }
         if total <= last_total:
-            return 0.0
-        return min(max((busy - last_busy) / (total - last_total), 0.0), 1.0)
+            return 0.0, netio
+        return min(max((busy - last_busy) / (total - last_total), 0.0), 1.0), netio
 
 
 async def collect_stats(collector: StatsCollector) -> NodeStats:
@@ -204,18 +239,52 @@ async def collect_stats(collector: StatsCollector) -> NodeStats:
     return await collector.collect()
 
 
-def with_capacity(stats: NodeStats, *, ready: bool, capacity: Resources) -> NodeStats:
-    """`stats` with the readiness and capacity the cluster gives the node (its allocatable
-    share may be smaller than the host), the percentages recomputed against that capacity."""
-    return NodeStats(
-        ready=ready,
-        usage=stats.usage,
-        capacity=capacity,
-        percent=ResourcePercent(
-            cpu=_percent(quantity_value(stats.usage.cpu), quantity_value(capacity.cpu)),
-            memory=_percent(quantity_value(stats.usage.memory), quantity_value(capacity.memory)),
-            disk=_percent(quantity_value(stats.usage.disk), quantity_value(capacity.disk)),
-        ),
+def mount_points() -> list[str]:
+    """The mount points of the host's real file systems (psutil's `all=False`: no proc, sysfs,
+    tmpfs, …), sorted, as many as fit in a report; Baetyl reports each as `disk_<mount>`."""
+    try:
+        partitions = psutil.disk_partitions(all=False)
+    except OSError:
+        return []
+    mounts = sorted(
+        {p.mountpoint for p in partitions if len(DISK_PREFIX + p.mountpoint) <= RESOURCE_KEY_MAX}
+    )
+    return mounts[:MAX_MOUNTS]
+
+
+def with_capacity(
+    stats: NodeStats,
+    *,
+    ready: bool,
+    capacity: Mapping[str, str],
+    conditions: Mapping[str, bool] | None = None,
+) -> NodeStats:
+    """`stats` with what the cluster says of the node: its readiness, its capacity (its
+    allocatable share may be smaller than the host) with the percentages recomputed against it,
+    and the pressure flags of its conditions. The `disk_<mount>` entries go: in its pod the
+    agent sees the pod's mounts, not the node's. `netio` stays (the agent's pod uses the host's
+    network)."""
+    usage = {key: value for key, value in stats.usage.items() if not key.startswith(DISK_PREFIX)}
+    figures = {key: quantity_value(capacity[key]) for key in usage if key in capacity}
+    shown = {
+        key: cores_text(value) if key == "cpu" else bytes_text(value)
+        for key, value in figures.items()
+    }
+    percent = {key: fraction_text(quantity_value(usage[key]), figures[key]) for key in figures}
+    flags = {
+        field: value
+        for condition, field in KUBE_CONDITIONS.items()
+        if (value := (conditions or {}).get(condition)) is not None
+    }
+    return NodeStats.model_validate(
+        {
+            "ready": ready,
+            **flags,
+            "usage": usage,
+            "capacity": shown,
+            "percent": percent,
+            "netio": stats.netio,
+        }
     )
 
 
@@ -228,10 +297,34 @@ def report_entries(info: NodeInfo, stats: NodeStats, core: CoreInfo) -> dict[str
     }
 
 
-def _percent(part: float, whole: float) -> float:
-    if whole <= 0:
-        return 0.0
-    return round(min(max(part / whole * 100, 0.0), 100.0), 2)
+def _disk_figures(path: Path) -> tuple[int, int] | None:
+    """Bytes used and usable (used + free: what `df` shows, without the root reserve) of the
+    file system holding `path`; None when it cannot be read (a mount gone, no permission)."""
+    try:
+        disk = psutil.disk_usage(str(path))
+    except OSError:
+        return None
+    return disk.used, disk.used + disk.free
+
+
+def _net_counters() -> dict[NetIOKey, int]:
+    """Bytes and packets sent and received so far by every interface but loopback (an edge
+    node's apps talk to each other over it; that is not network traffic)."""
+    try:
+        counters = psutil.net_io_counters(pernic=True)
+        stats = psutil.net_if_stats()
+    except OSError:
+        return {}
+    totals: dict[NetIOKey, int] = dict.fromkeys(NETIO_KEYS, 0)
+    for nic, io in counters.items():
+        flags = getattr(stats.get(nic), "flags", "")
+        if nic == "lo" or "loopback" in flags.split(","):
+            continue
+        totals["netBytesSent"] += io.bytes_sent
+        totals["netBytesRecv"] += io.bytes_recv
+        totals["netPacketsSent"] += io.packets_sent
+        totals["netPacketsRecv"] += io.packets_recv
+    return totals
 
 
 def _existing_ancestor(path: Path) -> Path:

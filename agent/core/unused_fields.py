@@ -44,11 +44,6 @@ def _native_app(app: Application) -> list[str]:
     found: list[str] = []
     if app.dns_policy:
         found.append("dnsPolicy: a native process uses the host's resolver")
-    if app.workload == "cronjob":
-        found.append(
-            "workload cronjob: the native backend runs no schedules; the services run and are "
-            "restarted like a deployment's"
-        )
     return found
 
 

@@ -24,6 +24,7 @@ import psutil
 
 from agent.contracts.kit.files import atomic_write
 from agent.core.config import CoreConfig
+from agent.core.upgrade.launcher import PID_FILE
 from agent.init.errors import InitError, NotOnline
 from agent.init.files import Layout
 
@@ -127,7 +128,8 @@ def start_detached(layout: Layout, core: Path) -> tuple[int, bool]:
     pid = os.posix_spawn(
         str(core),
         [str(core), "-c", str(layout.config_file)],
-        {**os.environ, "PYTHONUNBUFFERED": "1"},
+        # The pid file's place goes with it: the rollback guard of an upgrade rewrites it.
+        {**os.environ, "PYTHONUNBUFFERED": "1", PID_FILE: str(layout.pid_file)},
         file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640),

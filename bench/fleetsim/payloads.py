@@ -10,13 +10,15 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from agent.contracts.report import bytes_text, cores_text, fraction_text
+
 LOCAL_APPS = {
     "edge-gateway": "5f0c2a9e1b7d4c33",
     "modbus-collector": "a1d9e47c02b8f615",
     "rule-engine": "3c7e0b9d58a2f1e4",
 }
 CREATED = "2026-11-27T08:00:00Z"
-HOST_CAPACITY = {"cpu": "4", "memory": "8Gi", "disk": "64Gi"}
+HOST_CAPACITY = {"cpu": "4", "memory": str(8 * 2**30), "disk": str(64 * 2**30)}
 
 Section = dict[str, Any]
 
@@ -101,16 +103,27 @@ def _app_stats(apps: dict[str, str], rng: random.Random) -> Section:
 
 
 def _node_stats(host: str, rng: random.Random) -> Section:
-    cpu, memory, disk = rng.uniform(2, 90), rng.uniform(10, 90), rng.uniform(5, 60)
+    """A host's load in the agent's formats (Baetyl's: decision 150)."""
+    cpu, memory, disk = rng.uniform(0.02, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.6)
     return {
         host: {
             "ready": True,
             "usage": {
-                "cpu": f"{int(cpu * 40)}m",
-                "memory": f"{int(memory * 82)}Mi",
-                "disk": f"{int(disk * 655)}Mi",
+                "cpu": cores_text(cpu * 4),
+                "memory": bytes_text(memory * 8 * 2**30),
+                "disk": bytes_text(disk * 64 * 2**30),
             },
             "capacity": HOST_CAPACITY,
-            "percent": {"cpu": round(cpu, 2), "memory": round(memory, 2), "disk": round(disk, 2)},
+            "percent": {
+                "cpu": fraction_text(cpu, 1),
+                "memory": fraction_text(memory, 1),
+                "disk": fraction_text(disk, 1),
+            },
+            "netio": {
+                "netBytesSent": str(rng.randrange(100_000)),
+                "netBytesRecv": str(rng.randrange(100_000)),
+                "netPacketsSent": str(rng.randrange(1000)),
+                "netPacketsRecv": str(rng.randrange(1000)),
+            },
         }
     }

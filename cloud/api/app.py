@@ -29,6 +29,7 @@ from cloud.api import (
     secrets,
     system,
     tokens,
+    yaml_files,
 )
 from cloud.api.auth import auth_middleware
 from cloud.api.http import MAX_BODY_BYTES, error_middleware, path_middleware
@@ -55,6 +56,7 @@ ROUTE_MODULES = (
     objects,
     runtimes,
     install,
+    yaml_files,
 )
 
 

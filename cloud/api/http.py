@@ -62,6 +62,12 @@ async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise Invalid(f"request body is larger than {MAX_BODY_BYTES} bytes")
     raw = await request.read()  # the app's client_max_size bounds it
+    return parse_body(raw, model)
+
+
+def parse_body(raw: bytes, model: type[ModelT]) -> ModelT:
+    """Parse a JSON body as `model`, exactly as `read_body` does (for bodies that arrive
+    otherwise, such as the documents of `/v1/yaml`); Invalid names every problem."""
     if not raw.strip():
         raise Invalid("request body is empty; a JSON object is required")
     _refuse_ambiguous_json(raw)

@@ -1,4 +1,5 @@
-"""`GET/PUT /v1/nodes/{name}/core/configs`: Baetyl's core configs of a node (DESIGN §6).
+"""`GET/PUT /v1/nodes/{name}/core/configs` and `GET .../core/versions`: Baetyl's core configs and
+agent versions of a node (DESIGN §6).
 
 `frequency` (1-300 s) and `apiport` (1024-65535) are required, as in Baetyl; `agentport`
 (1024-65535) defaults to 30080, `logLevel` (debug, info, warn, error) to `info`, `byteUnit` to
@@ -93,3 +94,51 @@ async def put_core_configs(request: web.Request) -> web.Response:
         request.app[CONTEXT], caller_of(request), path_param(request, "name"), wanted
     )
     return reply(_view(configs))
+
+
+class UpgradeReport(WireModel):
+    """The node's report of its last agent upgrade."""
+
+    version: str
+    state: str
+    previous: str = ""
+    message: str = ""
+    time: str = ""
+
+
+class CoreVersionsView(WireModel):
+    """Baetyl's `{"versions": [previous?, current, latest?]}`, and what stands behind it."""
+
+    versions: list[str]
+    current: str
+    """The version the node reports it runs."""
+    wanted: str
+    """The version its desired `core` entry asks for (the current one when none is asked)."""
+    previous: str
+    latest: str
+    """The newest version this cloud serves, when newer than the current one."""
+    available: list[str]
+    """Every version this cloud serves a wheel of (`--dist-dir`), oldest first."""
+    upgrade: UpgradeReport | None = None
+
+
+@routes.get(
+    "/nodes/{name}/core/versions", "List a node's agent versions", response=CoreVersionsView
+)
+async def get_core_versions(request: web.Request) -> web.Response:
+    """Previous, current and latest agent version, as Baetyl lists them, and the last upgrade."""
+    found = await node_core.versions(
+        request.app[CONTEXT], caller_of(request), path_param(request, "name")
+    )
+    upgrade = found.upgrade
+    return reply(
+        CoreVersionsView(
+            versions=found.versions,
+            current=found.current,
+            wanted=found.wanted,
+            previous=found.previous,
+            latest=found.latest,
+            available=found.available,
+            upgrade=UpgradeReport.model_validate(upgrade, strict=False) if upgrade else None,
+        )
+    )

@@ -14,7 +14,8 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 from agent.contracts import names, shadow
 from agent.contracts.desired import APP_SECTIONS, BUILTIN_SYSAPPS, NODEPROPS, DesiredState
-from agent.contracts.resources import Description, Labels
+from agent.contracts.report import bytes_text, cores_text, fraction_text
+from agent.contracts.resources import Description, Labels, quantity_value
 from agent.contracts.wire import WireModel
 from cloud.api.listing import ListQuery, Page
 from cloud.services.nodes import NodeApp, NodeState
@@ -413,9 +414,51 @@ def report_view(state: NodeState) -> dict[str, Any]:
         stats = section.get(key)
         if isinstance(stats, dict):
             section[key] = [stats[name] for name in sorted(stats)]
+    hosts = section.get("nodestats")
+    if isinstance(hosts, dict):
+        section["nodestats"] = {host: node_stats_view(stats) for host, stats in hosts.items()}
     if state.report_time is not None:
         section["time"] = rfc3339(state.report_time)
     return section
+
+
+_VIEW_FIGURES = {"cpu": cores_text, "memory": bytes_text}
+
+
+def node_stats_view(stats: Any) -> Any:
+    """One host's `nodestats` as Baetyl's NodeView shows it, whichever agent version wrote it:
+    `cpu` in cores and `memory` in bytes as decimal strings ("250m" → "0.25", "8Gi" → bytes),
+    `percent` as fractions (agents before decision 150 wrote numbers from 0 to 100), those of
+    cpu and memory computed from usage and capacity where the node gave none, as Baetyl's view
+    computes them. Everything else stays as reported."""
+    if not isinstance(stats, dict):
+        return stats
+    shown = dict(stats)
+    for side in ("usage", "capacity"):
+        figures = stats.get(side)
+        if isinstance(figures, dict):
+            shown[side] = {key: _view_figure(key, value) for key, value in figures.items()}
+    reported = stats.get("percent")
+    percent = dict(reported) if isinstance(reported, dict) else {}
+    for key, value in percent.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            percent[key] = fraction_text(value, 100)
+    usage, capacity = shown.get("usage"), shown.get("capacity")
+    for key in _VIEW_FIGURES:
+        used = usage.get(key) if isinstance(usage, dict) else None
+        whole = capacity.get(key) if isinstance(capacity, dict) else None
+        if key not in percent and isinstance(used, str) and isinstance(whole, str):
+            percent[key] = fraction_text(quantity_value(used), quantity_value(whole))
+    if percent or "percent" in stats:
+        shown["percent"] = percent
+    return shown
+
+
+def _view_figure(key: str, value: Any) -> Any:
+    render = _VIEW_FIGURES.get(key)
+    if render is None or not isinstance(value, str):
+        return value
+    return render(quantity_value(value))
 
 
 def node_view(state: NodeState, *, desire: bool = True, report: bool = True) -> NodeView:

@@ -18,6 +18,7 @@ from cloud.api.resource_views import check_namespace
 from cloud.api.routing import RouteTable
 from cloud.errors import Invalid
 from cloud.services import commands, install, node_shadow, nodes
+from cloud.services.context import Caller, CloudContext
 from cloud.services.nodes import NodeChanges, NodeFilter, NodeSpec, NodeState, Ready
 
 TAGS = ("nodes",)
@@ -53,7 +54,13 @@ async def create_node(request: web.Request) -> web.Response:
     caller = caller_of(request)
     body = await read_body(request, views.NodeCreate)
     check_namespace(body.namespace, caller)
-    spec = NodeSpec(
+    state = await nodes.create(request.app[CONTEXT], caller, spec_of(body))
+    return reply(views.node_view(state, desire=False, report=False))
+
+
+def spec_of(body: views.NodeCreate) -> NodeSpec:
+    """The node a create body asks for (its namespace already checked)."""
+    return NodeSpec(
         name=body.name,
         labels=body.labels,
         description=body.description,
@@ -61,8 +68,6 @@ async def create_node(request: web.Request) -> web.Response:
         node_mode=body.node_mode,
         sys_apps=tuple(body.sys_apps),
     )
-    state = await nodes.create(request.app[CONTEXT], caller, spec)
-    return reply(views.node_view(state, desire=False, report=False))
 
 
 @routes.put(
@@ -90,27 +95,34 @@ async def get_node(request: web.Request) -> web.Response:
 @routes.put("/nodes/{name}", "Update a node", body=views.NodeUpdate, response=views.NodeView)
 async def update_node(request: web.Request) -> web.Response:
     """Change labels, description or annotations; changed labels re-match the apps."""
-    name = path_param(request, "name")
+    ctx, caller, name = request.app[CONTEXT], caller_of(request), path_param(request, "name")
     body = await read_body(request, views.NodeUpdate)
-    check_namespace(body.namespace, caller_of(request))
+    check_namespace(body.namespace, caller)
+    state = await nodes.update(ctx, caller, name, await changes_of(ctx, caller, name, body))
+    return reply(views.node_view(state, desire=False))
+
+
+async def changes_of(
+    ctx: CloudContext, caller: Caller, name: str, body: views.NodeUpdate
+) -> NodeChanges:
+    """The changes an update body asks for (its namespace already checked); another name, or
+    another sync mode than the node's, is refused."""
     if body.name is not None and body.name != name:
         raise Invalid(f"name: the body names node {body.name!r} but the path names {name!r}")
     if body.mode is not None:  # a view put back says the mode it read; another is a mistake
-        current = (await _state(request)).record.sync_mode
+        current = (await nodes.get(ctx, caller, name)).record.sync_mode
         if body.mode != current:
             raise Invalid(
                 f"mode: the node syncs in mode {current!r}; change it with "
                 f"PUT /v1/nodes/{name}/mode"
             )
-    changes = NodeChanges(
+    return NodeChanges(
         labels=body.labels,
         description=body.description,
         annotations=body.annotations,
         node_mode=body.node_mode,
         sys_apps=body.sys_apps,
     )
-    state = await nodes.update(request.app[CONTEXT], caller_of(request), name, changes)
-    return reply(views.node_view(state, desire=False))
 
 
 @routes.delete("/nodes/{name}", "Delete a node")

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -24,6 +25,10 @@ from cloud.pki.ca import (
     PKIError,
     write_certificate_files,
 )
+
+if TYPE_CHECKING:
+    from cloud.plugins import PkiSigner
+    from cloud.settings import CloudSettings
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +112,8 @@ def ensure_cloud_pki(
 CRL_NAME = "crl.pem"
 
 
-def write_crl(path: Path, ca: CertificateAuthority, revoked_serials: Iterable[int]) -> None:
-    """Write the CA's CRL listing `revoked_serials` to `path` (0644, replaced atomically).
+def write_crl(path: Path, ca: PkiSigner, revoked_serials: Iterable[int]) -> None:
+    """Write the signer's CRL listing `revoked_serials` to `path` (0644, replaced atomically).
 
     `DATA_DIR/pki/crl.pem` is what an external broker's `crlfile` is fed from; the managed broker
     writes its own copy under `DATA_DIR/mosquitto/`.
@@ -136,6 +141,12 @@ def load_or_create_ca(directory: Path) -> CertificateAuthority:
     """
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     return _load_or_create_ca(directory)
+
+
+def data_dir_ca(settings: CloudSettings) -> PkiSigner:
+    """The built-in PKI signer plug-in `ca` (setup.cfg): the CA of `DATA_DIR/pki`, created on
+    the first start (see `load_or_create_ca`)."""
+    return load_or_create_ca(settings.pki_dir)
 
 
 def _load_or_create_ca(directory: Path) -> CertificateAuthority:

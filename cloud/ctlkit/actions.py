@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from cloud.ctlkit.client import Client, path
+from cloud.ctlkit.client import Client, Upload, path
 from cloud.ctlkit.code import zip_directory
 from cloud.ctlkit.console import Console
 from cloud.ctlkit.errors import ApiError, CtlError, UsageError
@@ -167,6 +167,47 @@ async def _apply_one(api: Client, kind: Kind, document: Document) -> tuple[Any, 
     same = isinstance(before, dict) and isinstance(after, dict)
     unchanged = same and before.get("version") == after.get("version")
     return after, "unchanged" if unchanged else "configured"
+
+
+# Whole files: `apply -f`, `create -f`, `delete -f` (the `/v1/yaml` routes).
+
+FILE_FIELD = "file"
+_FILE_ROUTES = {"apply": ("PUT", ("yaml",)), "create": ("POST", ("yaml",)),
+                "delete": ("POST", ("yaml", "delete"))}  # fmt: skip
+_SAID = {"absent": "not found (skipped)"}
+
+
+def file_sender(verb: str) -> Handler:
+    """`apply|create|delete -f FILE`: the whole file to the server, which applies all of its
+    documents or none (so, unlike `<kind> apply`, a refused document leaves nothing applied)."""
+    method, segments = _FILE_ROUTES[verb]
+
+    def handler(args: argparse.Namespace, console: Console) -> Call:
+        if args.filename == "-":
+            data, filename = console.stdin.read().encode("utf-8"), "stdin.yaml"
+        else:
+            data, filename = read_bytes(args.filename, what="file"), Path(args.filename).name
+        upload = Upload(FILE_FIELD, filename or "resources.yaml", data)
+
+        async def call(api: Client) -> Result:
+            answer = await api.send_file(method, path(*segments), upload)
+            results = answer.get("results") if isinstance(answer, dict) else None
+            messages = tuple(
+                f"{r.get('kind')}/{r.get('name')} {_said(r.get('result'))}"
+                for r in results or []
+                if isinstance(r, dict)
+            )
+            return Result("resource", answer, messages=messages or ("done",))
+
+        return call
+
+    return handler
+
+
+def _said(result: object) -> str:
+    """How a result reads in kubectl's words (`created`, `not found (skipped)`)."""
+    text = str(result)
+    return _SAID.get(text, text)
 
 
 # Nodes.

@@ -7,10 +7,13 @@ server's own words; a server that cannot be reached or does not answer in time b
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as field_of
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +23,16 @@ from cloud.ctlkit.config import Target
 from cloud.ctlkit.errors import ApiError, CtlError
 
 _ERROR_TEXT_LIMIT = 300  # how much of a non-JSON error body is worth showing
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file sent as one field of a multipart/form-data body."""
+
+    field: str
+    filename: str
+    data: bytes = field_of(repr=False)
+    content_type: str = "application/yaml"
 
 
 def path(*segments: str) -> str:
@@ -74,6 +87,11 @@ class Client:
         """DELETE `api_path`."""
         return await self.request("DELETE", api_path)
 
+    async def send_file(self, method: str, api_path: str, upload: Upload) -> Any:
+        """Send a file as a multipart/form-data field (the `/v1/yaml` routes); the decoded JSON
+        answer."""
+        return await self.request(method, api_path, upload=upload)
+
     async def request(
         self,
         method: str,
@@ -82,10 +100,13 @@ class Client:
         query: Mapping[str, str] | None = None,
         body: Any = None,
         raw: bytes | None = None,
+        upload: Upload | None = None,
     ) -> Any:
-        """Send one request (a JSON `body` or `raw` bytes); the decoded JSON answer, or ApiError /
-        CtlError."""
-        answer, status = await self._send(method, api_path, query=query, body=body, raw=raw)
+        """Send one request (a JSON `body`, `raw` bytes or a file `upload`); the decoded JSON
+        answer, or ApiError / CtlError."""
+        answer, status = await self._send(
+            method, api_path, query=query, body=body, raw=raw, upload=upload
+        )
         try:
             return json.loads(answer) if answer.strip() else None
         except ValueError as exc:
@@ -96,7 +117,7 @@ class Client:
 
     async def get_text(self, api_path: str, *, query: Mapping[str, str] | None = None) -> str:
         """GET a plain-text answer (logs); errors as for `request`."""
-        raw, _ = await self._send("GET", api_path, query=query, body=None, raw=None)
+        raw, _ = await self._send("GET", api_path, query=query, body=None, raw=None, upload=None)
         return raw.decode("utf-8", errors="replace")
 
     async def _send(
@@ -107,6 +128,7 @@ class Client:
         query: Mapping[str, str] | None,
         body: Any,
         raw: bytes | None,
+        upload: Upload | None,
     ) -> tuple[bytes, int]:
         if self._session is None:
             raise RuntimeError("Client used outside `async with`")
@@ -114,7 +136,16 @@ class Client:
         # Our own request id: the server adopts it, so even a lost answer can be found in its log.
         headers = {"X-Request-Id": uuid.uuid4().hex}
         kwargs: dict[str, Any] = {"headers": headers, "params": dict(query or {})}
-        if raw is not None:
+        if upload is not None:  # aiohttp writes the multipart Content-Type and its boundary
+            form = aiohttp.FormData()
+            form.add_field(
+                upload.field,
+                io.BytesIO(upload.data),
+                filename=upload.filename,
+                content_type=upload.content_type,
+            )
+            kwargs["data"] = form
+        elif raw is not None:
             kwargs["data"] = raw
             headers["Content-Type"] = "application/octet-stream"
         elif body is not None:

@@ -93,12 +93,14 @@ def build_parser(version: str) -> argparse.ArgumentParser:
         epilog=(
             "The server and token come from --url/--token, else BAETYL_URL/BAETYL_TOKEN, "
             "else $XDG_CONFIG_HOME/baetyl/config.yaml (keys url, token). "
-            "Run 'baetylctl RESOURCE --help' for the verbs of a resource."
+            "Run 'baetylctl RESOURCE --help' for the verbs of a resource; 'baetylctl apply -f "
+            "FILE' applies a whole file of any kinds."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
     resources = parser.add_subparsers(dest="resource", metavar="RESOURCE", title="resources")
     leaf = _leaf_factory(common)
+    _files(resources, leaf)
     _nodes(resources, leaf)
     _apps(resources, leaf)
     _configs(resources, leaf)
@@ -157,6 +159,26 @@ def _described(parser: Parser) -> None:
         help="a label (repeatable)",
     )
     parser.add_argument("--description", help="free text shown with the resource")
+
+
+def _files(resources: Subparsers, leaf: Leaf) -> None:
+    """`apply -f`, `create -f` and `delete -f`: a whole file of any kinds, all or nothing."""
+    summaries = {
+        "apply": "Create or replace every resource of a file (Kubernetes objects or Baetyl-Py "
+        "documents with a 'kind'), all or none; PUT /v1/yaml.",
+        "create": "Create every resource of a file, none if one exists already; POST /v1/yaml.",
+        "delete": "Delete every resource a file names (absent ones are skipped); "
+        "POST /v1/yaml/delete.",
+    }
+    for verb, summary in summaries.items():
+        sender = leaf(resources, verb, summary, actions.file_sender(verb))
+        sender.add_argument(
+            "-f",
+            "--filename",
+            required=True,
+            metavar="FILE",
+            help="YAML file ('-' for stdin); documents separated by '---'",
+        )
 
 
 def _nodes(resources: Subparsers, leaf: Leaf) -> None:

@@ -5,6 +5,7 @@ Blocking file system calls: async callers go through `asyncio.to_thread`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -36,3 +37,50 @@ def served_file(directory: Path, name: str) -> Path | None:
         return None
     path = directory / name
     return path if path.is_file() else None
+
+
+def wheel_version(name: str) -> str | None:
+    """The version in a wheel file name (`baetyl_py-0.2.0-py3-none-any.whl` → `0.2.0`)."""
+    if not _WHEEL_NAME.match(name):
+        return None
+    parts = name.removesuffix(".whl").split("-")
+    return parts[1] if len(parts) >= 5 else None  # name, version, python, abi, platform
+
+
+def wheels(directory: Path) -> dict[str, Path]:
+    """Every agent version the directory serves → its wheel (the newest file of a version)."""
+    found: dict[str, Path] = {}
+    try:
+        paths = sorted(
+            (path for path in directory.glob(WHEEL_GLOB) if path.is_file()),
+            key=lambda path: (path.stat().st_mtime, path.name),
+        )
+    except OSError:
+        return {}
+    for path in paths:
+        version = wheel_version(path.name)
+        if version is not None:
+            found[version] = path
+    return found
+
+
+def version_key(version: str) -> tuple[tuple[int, ...], int, str]:
+    """An order of versions good enough for "latest": the release numbers, then a final release
+    above its pre-releases (`1.2.0` > `1.2.0rc1` > `1.1.9`), then the text."""
+    match = re.match(r"^v?(\d+(?:\.\d+)*)(.*)$", version)
+    if match is None:
+        return ((), 0, version)
+    numbers = tuple(int(part) for part in match.group(1).split("."))
+    while numbers and numbers[-1] == 0:
+        numbers = numbers[:-1]
+    rest = match.group(2)
+    return (numbers, 0 if rest and not rest.startswith((".post", "+")) else 1, rest)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

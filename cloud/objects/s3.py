@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from botocore.config import _S3Dict as _S3Config
     from mypy_boto3_s3 import S3Client
 
+    from cloud.plugins import ObjectStore
+    from cloud.settings import CloudSettings
+
 META_SUFFIX: Final = ".json"
 
 
@@ -198,6 +201,10 @@ class S3ObjectStore:
                 removed.append(digest)
         return removed
 
+    def blob_location(self, namespace: str, sha256: str, ttl: int) -> str:
+        """The storage's own presigned URL of the blob (nodes and admins download from it)."""
+        return self.download_url(namespace, sha256, ttl)
+
     def download_url(self, namespace: str, sha256: str, ttl: int) -> str:
         """A presigned GET of the blob, valid `ttl` seconds (the storage checks it)."""
         return self.client.generate_presigned_url(
@@ -224,3 +231,12 @@ class S3ObjectStore:
             raise
         loaded = json.loads(answer["Body"].read())
         return loaded if isinstance(loaded, dict) else None
+
+
+def s3_store(settings: CloudSettings) -> ObjectStore:
+    """The built-in object storage plug-in `s3` (setup.cfg): the bucket of `objects.s3`, with
+    uploads staged in `DATA_DIR/objects-staging`."""
+    if settings.objects.s3 is None:
+        raise ValueError("it needs an S3 bucket (baetyl-cloud serve --s3-bucket NAME)")
+    staging = settings.data_dir / "objects-staging"
+    return S3ObjectStore(settings.objects.s3, max_bytes=settings.objects.max_bytes, staging=staging)

@@ -21,10 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from agent.contracts.kit.files import BlobDigest, BlobWriter, atomic_write, sync_directory
 from agent.contracts.objects import check_bucket, check_object_name
+
+if TYPE_CHECKING:
+    from cloud.plugins import ObjectStore
+    from cloud.settings import CloudSettings
 
 BLOBS: Final = "blobs"
 NAMES: Final = "names"
@@ -115,6 +119,11 @@ class DirectoryObjectStore:
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
             raise ValueError(f"{sha256!r} is not a SHA-256 in hex")
         return self.namespace_dir(namespace) / BLOBS / sha256
+
+    def blob_location(self, namespace: str, sha256: str, ttl: int) -> Path:
+        """The file of the blob: the cloud sends it and signs node URLs itself (`ttl` unused)."""
+        del ttl
+        return self.blob_path(namespace, sha256)
 
     def upload(self, namespace: str, bucket: str, name: str) -> Upload:
         """Start storing bytes under `bucket/name` (ValueError for a bad bucket or name)."""
@@ -210,3 +219,8 @@ class DirectoryObjectStore:
             for file in files:
                 if file.endswith(META_SUFFIX) and not file.startswith("."):
                     yield Path(directory) / file
+
+
+def directory_store(settings: CloudSettings) -> ObjectStore:
+    """The built-in object storage plug-in `directory`: `DATA_DIR/objects` (setup.cfg)."""
+    return DirectoryObjectStore(settings.objects_dir, max_bytes=settings.objects.max_bytes)

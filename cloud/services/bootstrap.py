@@ -7,10 +7,9 @@ import logging
 from pathlib import Path
 
 from agent.contracts.kit import files
-from cloud.broker.pki_files import load_or_create_ca
-from cloud.pki.ca import CertificateAuthority
+from cloud import plugins
 from cloud.secretbox import SecretBox
-from cloud.services import objects, tokens
+from cloud.services import tokens
 from cloud.services.context import AccessListener, CloudContext, DesiredListener
 from cloud.settings import CloudSettings
 from cloud.store import tokens as store
@@ -47,26 +46,30 @@ async def start(
     """Open everything a serving cloud needs: data dir, secret key, store, first-start tenant.
 
     Access listeners hear the stored deny list once here, so a broker started before the store
-    opened shuts out deleted nodes from the beginning. The CA in `DATA_DIR/pki` is created here
-    when missing, whether or not the cloud runs its own broker (it signs node certificates).
+    opened shuts out deleted nodes from the beginning. The plug-ins are made here, off the loop
+    (an S3 client takes a while to build); the default signer creates the CA in `DATA_DIR/pki`
+    when missing, whether or not the cloud runs its own broker. PluginError when one cannot be
+    used.
     """
     secrets = await asyncio.to_thread(prepare_data_dir, settings.data_dir)
-    ca = await asyncio.to_thread(_load_ca, settings)
+    made = await asyncio.to_thread(plugins.make_all, settings)
     await open_store(settings.database_url)
     try:
         await ensure_default_tenant(settings.data_dir)
-        context = CloudContext(settings, secrets, listeners, list(access_listeners or ()), ca=ca)
-        # Made here, off the loop: an S3 client takes a while to build (cloud.objects.s3).
-        await asyncio.to_thread(objects.store_of, context)
+        context = CloudContext(
+            settings,
+            secrets,
+            listeners,
+            list(access_listeners or ()),
+            ca=made.signer,
+            auth=made.auth,
+            object_store=made.object_store,
+        )
         await context.access_changed()
     except BaseException:
         await close_store()
         raise
     return context
-
-
-def _load_ca(settings: CloudSettings) -> CertificateAuthority:
-    return load_or_create_ca(settings.pki_dir)
 
 
 async def stop() -> None:

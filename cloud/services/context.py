@@ -8,10 +8,9 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from cloud.broker.pki_files import CRL_NAME, write_crl
-from cloud.pki.ca import CertificateAuthority
 from cloud.secretbox import SecretBox
 from cloud.settings import CloudSettings
 from cloud.store import denied as denied_store
@@ -19,6 +18,7 @@ from cloud.store import node_certs as cert_store
 from cloud.store.desired import DesiredChanges, Written
 
 if TYPE_CHECKING:
+    from cloud.plugins import Authenticator, ObjectStore, PkiSigner
     from cloud.services.commands import CommandSender
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,9 @@ class CloudContext:
     shadow version of each affected node by nid; the MQTT bridge subscribes here to push deltas.
     `access_listeners` get the whole deny list (nids of deleted nodes) after it changed, and once
     at start-up; the managed broker subscribes here to rewrite its ACL. `commands` reaches nodes
-    over MQTT (the bridge sets it when it starts; None in REST-only mode). `ca` is the cloud CA
-    of `DATA_DIR/pki`, which signs node certificates (cloud.services.node_certs). `object_locks`
+    over MQTT (the bridge sets it when it starts; None in REST-only mode). `ca` is the PKI
+    signer plug-in that signs node certificates (cloud.services.node_certs; by default the cloud
+    CA of `DATA_DIR/pki`), `auth` the authentication plug-in (cloud.plugins). `object_locks`
     serialise uploads and sweeps of the object store per namespace (cloud.services.objects).
     """
 
@@ -55,10 +56,11 @@ class CloudContext:
     desired_listeners: list[DesiredListener] = field(default_factory=list)
     access_listeners: list[AccessListener] = field(default_factory=list)
     commands: CommandSender | None = None
-    ca: CertificateAuthority | None = None
+    ca: PkiSigner | None = None
+    auth: Authenticator | None = None
     object_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    object_store: Any = None
-    """The object store, made at first use (cloud.services.objects.store_of)."""
+    object_store: ObjectStore | None = None
+    """The object storage plug-in, made at start (else at first use: objects.store_of)."""
     schedule_changed: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when an app is saved: the deferred deployments' task looks again
     (cloud.services.deferred)."""

@@ -76,10 +76,10 @@ async def install_command(
         for key, value in values.items():
             template = template.replace("{{" + key + "}}", value)
         return template
-    init_url = _init_url(ctx)
+    url = init_url(ctx)
     _node_mqtt_url(ctx)  # refuse now rather than at activation, after the install
     nid = names.make_nid(caller.namespace, record.name)
-    command = InstallValues(cloud_url=init_url, token=token, nid=nid)
+    command = InstallValues(cloud_url=url, token=token, nid=nid)
     return render.install_command(command, mode=chosen, method=method)
 
 
@@ -134,7 +134,7 @@ async def activate(ctx: CloudContext, request: ActivateRequest) -> ActivateRespo
 async def install_script(ctx: CloudContext, token: str) -> str:
     """The install script for the token's node; 503 while no agent wheel is there to serve."""
     claims = await _unused_claims(ctx, token)
-    values = InstallValues(cloud_url=_init_url(ctx), token=token, nid=claims.nid)
+    values = InstallValues(cloud_url=init_url(ctx), token=token, nid=claims.nid)
     _node_mqtt_url(ctx)
     directory = ctx.settings.dist_dir
     wheel = await asyncio.to_thread(dist.newest_wheel, directory)
@@ -146,7 +146,7 @@ async def install_script(ctx: CloudContext, token: str) -> str:
 async def deployment_manifest(ctx: CloudContext, token: str) -> str:
     """The Kubernetes manifest that runs the agent for the token's node."""
     claims = await _unused_claims(ctx, token)
-    values = InstallValues(cloud_url=_init_url(ctx), token=token, nid=claims.nid)
+    values = InstallValues(cloud_url=init_url(ctx), token=token, nid=claims.nid)
     _node_mqtt_url(ctx)
     return await asyncio.to_thread(
         render.deployment_manifest, values, image=ctx.settings.agent_image
@@ -190,7 +190,8 @@ def _used(claims: tokens.TokenClaims) -> InvalidToken:
     )
 
 
-def _init_url(ctx: CloudContext) -> str:
+def init_url(ctx: CloudContext) -> str:
+    """The address nodes reach this cloud at (install scripts, wheels), or Unavailable."""
     url = ctx.settings.init_url
     if url is None:
         raise Unavailable(

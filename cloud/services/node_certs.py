@@ -1,4 +1,4 @@
-"""Node client certificates: sign a node's CSR with the cloud CA and record what was signed.
+"""Node client certificates: sign a node's CSR with the PKI signer and record what was signed.
 
 Used by activation (`POST /v1/active`) and by renewal over MQTT (`cert/renew`). The node's key
 never leaves the node; the cloud sees only its CSR, takes the key and the CN from it and decides
@@ -16,7 +16,7 @@ from cryptography import x509
 
 from agent.contracts import names
 from cloud.errors import Invalid, NotFound, Unavailable
-from cloud.pki.ca import CertificateAuthority, PKIError
+from cloud.plugins import PkiSigner
 from cloud.services.context import CloudContext
 from cloud.store import node_certs as store
 from cloud.store import nodes as node_store
@@ -61,7 +61,7 @@ async def issue(
         pem = await asyncio.to_thread(
             ca.sign_csr, csr_pem, expected_common_name=expected_cn, valid_days=days
         )
-    except PKIError as exc:
+    except ValueError as exc:  # PKIError, or a plug-in signer's refusal
         raise Invalid(f"csr: {exc}") from exc
     certificate = x509.load_pem_x509_certificate(pem)
     serial = format(certificate.serial_number, "x")
@@ -99,8 +99,8 @@ async def of_node(namespace: str, name: str) -> list[CertificateRecord]:
     return await store.of_node(namespace, name)
 
 
-def authority(ctx: CloudContext) -> CertificateAuthority:
-    """The cloud CA, or Unavailable (never in `baetyl-cloud serve`: a misbuilt context)."""
+def authority(ctx: CloudContext) -> PkiSigner:
+    """The PKI signer, or Unavailable (never in `baetyl-cloud serve`: a misbuilt context)."""
     if ctx.ca is None:
-        raise Unavailable("the cloud CA is not loaded; node certificates cannot be signed")
+        raise Unavailable("the PKI signer is not loaded; node certificates cannot be signed")
     return ctx.ca

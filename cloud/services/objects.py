@@ -1,6 +1,7 @@
 """Object use cases: upload, list, download, delete; pin configurations' items; presign for nodes.
 
-Objects live in the cloud's own store (cloud.objects.store), per namespace. A configuration's
+Objects live in the cloud's object store, per namespace: the object storage plug-in chosen at
+start (cloud.plugins; `directory`, cloud.objects.store, by default). A configuration's
 object item of source `local` names `bucket` + `object`; saving the configuration pins the
 object's size and digests into the item (so its version changes exactly when the bytes do), and
 serving it to a node adds a presigned URL of the pinned blob (cloud.objects.presign). Items of
@@ -20,8 +21,8 @@ from agent.contracts.objects import LOCAL_SOURCE, OBJECT_PREFIX, ObjectItem, obj
 from agent.contracts.resources import Configuration
 from cloud.errors import Forbidden, InUse, Invalid, NotFound
 from cloud.objects import presign
-from cloud.objects.s3 import S3ObjectStore, S3Upload
-from cloud.objects.store import DirectoryObjectStore, ObjectInfo, Upload
+from cloud.objects.store import ObjectInfo
+from cloud.plugins import OBJECT_STORAGE, ObjectStore, ObjectUpload
 from cloud.services.context import Caller, CloudContext
 from cloud.services.tokens import require_admin
 from cloud.store import configs as config_store
@@ -40,24 +41,12 @@ class Bucket:
     objects: int
 
 
-ObjectStore = DirectoryObjectStore | S3ObjectStore
-
-
 def store_of(ctx: CloudContext) -> ObjectStore:
-    """The object store of this cloud: DATA_DIR/objects, or S3 when configured (made once)."""
+    """The object store of this cloud (made when the cloud starts, else at first use)."""
     if ctx.object_store is None:
-        settings = ctx.settings.objects
-        if settings.s3 is None:
-            ctx.object_store = DirectoryObjectStore(
-                ctx.settings.objects_dir, max_bytes=settings.max_bytes
-            )
-        else:
-            staging = ctx.settings.data_dir / "objects-staging"
-            ctx.object_store = S3ObjectStore(
-                settings.s3, max_bytes=settings.max_bytes, staging=staging
-            )
-    store: ObjectStore = ctx.object_store
-    return store
+        settings = ctx.settings
+        ctx.object_store = OBJECT_STORAGE.make(settings.object_storage, settings)
+    return ctx.object_store
 
 
 def _lock(ctx: CloudContext, namespace: str) -> asyncio.Lock:
@@ -72,33 +61,39 @@ async def upload(
     """Store the bytes under `bucket/name` (replacing what the name held)."""
     require_admin(caller)
     store = store_of(ctx)
+    limit = ctx.settings.objects.max_bytes
     try:
-        upload: Upload | S3Upload = await asyncio.to_thread(
-            store.upload, caller.namespace, bucket, name
-        )
+        upload: ObjectUpload = await asyncio.to_thread(store.upload, caller.namespace, bucket, name)
     except ValueError as exc:
         raise Invalid(str(exc)) from exc
     async with _lock(ctx, caller.namespace):
         with upload:
             pending: list[bytes] = []
-            size = 0
+            size = total = 0
             try:
                 async for chunk in chunks:
                     pending.append(chunk)
                     size += len(chunk)
+                    total += len(chunk)
+                    if total > limit:  # counted here: a plug-in store need not count
+                        raise _too_large(limit)
                     if size >= _BATCH:
                         await asyncio.to_thread(upload.write, b"".join(pending))
                         pending, size = [], 0
                 await asyncio.to_thread(upload.write, b"".join(pending))
             except TooLarge as exc:
-                raise Invalid(
-                    f"the object is larger than this cloud stores ({store.max_bytes} bytes; "
-                    "baetyl-cloud serve --object-max-bytes)"
-                ) from exc
+                raise _too_large(limit) from exc
             info, replaced = await asyncio.to_thread(upload.finish)
         if replaced is not None:
             await _sweep(store, caller.namespace)
     return info
+
+
+def _too_large(limit: int) -> Invalid:
+    return Invalid(
+        f"the object is larger than this cloud stores ({limit} bytes; "
+        "baetyl-cloud serve --object-max-bytes)"
+    )
 
 
 async def info(ctx: CloudContext, caller: Caller, bucket: str, name: str) -> ObjectInfo:
@@ -112,10 +107,7 @@ async def info(ctx: CloudContext, caller: Caller, bucket: str, name: str) -> Obj
 async def content(ctx: CloudContext, caller: Caller, bucket: str, name: str) -> Path | str:
     """The file holding an object's bytes, or (S3) a short-lived URL of them."""
     found = await info(ctx, caller, bucket, name)
-    store = store_of(ctx)
-    if isinstance(store, S3ObjectStore):
-        return store.download_url(caller.namespace, found.sha256, CONTENT_URL_TTL)
-    return store.blob_path(caller.namespace, found.sha256)
+    return store_of(ctx).blob_location(caller.namespace, found.sha256, CONTENT_URL_TTL)
 
 
 async def buckets(ctx: CloudContext, caller: Caller) -> list[Bucket]:
@@ -213,9 +205,10 @@ def served(ctx: CloudContext, namespace: str, config: Configuration) -> Configur
     for name, item in items.items():
         if item.source != LOCAL_SOURCE or not item.sha256:
             continue
-        if isinstance(store, S3ObjectStore):
-            # Signed by the storage's own keys, computed here: no request is made.
-            url = store.download_url(namespace, item.sha256, ttl)
+        location = store.blob_location(namespace, item.sha256, ttl)
+        if isinstance(location, str):
+            # The storage's own URL (S3: signed by its keys, computed here without a request).
+            url = location
         elif base is not None:
             url = presign.url(base, key, namespace, item.sha256, int(time.time()) + ttl)
         else:
@@ -232,11 +225,11 @@ async def presigned_blob(
     store = store_of(ctx)
     try:
         presign.check(key, namespace, sha256, expires, signature, now=time.time())
-        if isinstance(store, S3ObjectStore):
-            raise NotFound(KIND, sha256, namespace)  # nodes download from the storage itself
-        path = store.blob_path(namespace, sha256)
+        path = store.blob_location(namespace, sha256, CONTENT_URL_TTL)
     except ValueError as exc:
         raise Forbidden(str(exc)) from exc
+    if isinstance(path, str):
+        raise NotFound(KIND, sha256, namespace)  # nodes download from the storage itself
     if not await asyncio.to_thread(path.is_file):
         raise NotFound(KIND, sha256, namespace)
     return path

@@ -6,14 +6,20 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from agent.contracts import names
 from cloud.errors import Forbidden, Invalid, NotFound, Unauthenticated
 from cloud.services.context import Caller, Role
 from cloud.store import tokens as store
 from cloud.store.models import Token
+
+if TYPE_CHECKING:
+    from cloud.plugins import Authenticator
+    from cloud.settings import CloudSettings
 
 TOKEN_PREFIX = "bt_"  # noqa: S105 - the marker every token starts with
 ROLES: tuple[Role, ...] = ("admin", "read")
@@ -82,6 +88,21 @@ async def authenticate(authorization: str | None) -> Caller:
         raise Unauthenticated("the token is not valid")
     info = _info(row)
     return Caller(namespace=info.namespace, role=info.role, token_id=info.id)
+
+
+class TokenAuth:
+    """Authentication by the bearer tokens above, each bound to a namespace and a role."""
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Caller:
+        """The caller of the request's `Authorization: Bearer <token>`, or Unauthenticated."""
+        return await authenticate(headers.get("Authorization"))
+
+
+def token_auth(settings: CloudSettings) -> Authenticator:
+    """The built-in authentication plug-in `token` (setup.cfg; the tokens live in the store,
+    so there is nothing to configure)."""
+    del settings
+    return TokenAuth()
 
 
 def require_admin(caller: Caller) -> None:

@@ -12,13 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import ssl
 import sys
-import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -29,110 +26,25 @@ import pytest
 from agent.contracts import topics
 from agent.contracts.topics import Channel
 from cloud.pki.ca import CertificateAuthority, write_certificate_files
-from tests.agent.core.native.kit import kill_leftovers
-from tests.harness.common import free_port
-from tools.kit.cloud import admin_token, serve_args, start_serve
-from tools.kit.procs import app_processes, processes_with, stop_child
-from tools.kit.rest import Rest
+from tests.e2e.installing import Cloud, Node, core_processes, node_prefix, serving_cloud, shell
+from tools.kit.procs import app_processes
 from tools.kit.waiting import eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(420)]
-
-BIN = Path(sys.executable).parent
-PIP_CACHE = Path.home() / ".cache/baetyl-py/pip"
-SCRIPT_TIMEOUT = 300.0
-START_TIMEOUT = 30.0
-
-
-class Cloud(Rest):
-    """A running `baetyl-cloud serve`: its REST API as an admin, and its broker's port."""
-
-    def __init__(self, session: aiohttp.ClientSession, url: str, data_dir: Path, mqtt_port: int):
-        super().__init__(session, url, admin_token(data_dir))
-        self.mqtt_port = mqtt_port
-
-
-@dataclass(frozen=True)
-class Node:
-    """Where the script installs one node, and the environment it runs with."""
-
-    prefix: Path
-    workdir: Path
-    env: dict[str, str]
-
-    @property
-    def config(self) -> Path:
-        return self.prefix / "etc/baetyl/core.yml"
 
 
 @pytest.fixture
 async def cloud(agent_wheel: Path) -> AsyncIterator[Cloud]:
     """`baetyl-cloud serve` with its own broker, serving the wheel of the working tree."""
-    # Not under pytest's tmp_path: as root the broker runs as `mosquitto` and must pass through.
-    top = Path(tempfile.mkdtemp(prefix="baetyl-install-"))
-    top.chmod(0o711)
-    data_dir, dist = top / "cloud", top / "dist"
-    data_dir.mkdir(mode=0o700)
-    dist.mkdir()
-    shutil.copy2(agent_wheel, dist / agent_wheel.name)
-    port, mqtt_port = free_port(), free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = serve_args(
-        data_dir, port, "--dist-dir", str(dist), "--mqtt-listen", f"127.0.0.1:{mqtt_port}"
-    )
-    process = await start_serve(argv, url=url, log_file=top / "cloud.log", limit=START_TIMEOUT)
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield Cloud(session, url, data_dir, mqtt_port)
-    finally:
-        await stop_child(process, grace=20)
-        shutil.rmtree(top, ignore_errors=True)
+    async with serving_cloud([agent_wheel]) as serving:
+        yield serving
 
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
     """A prefix and an environment for the install script; its processes are killed after."""
-    prefix, workdir = tmp_path / "opt", tmp_path / "work"
-    workdir.mkdir()
-    env = {
-        **os.environ,
-        "BAETYL_PREFIX": str(prefix),
-        "BAETYL_NO_SYSTEMD": "1",
-        "BAETYL_PYTHON": sys.executable,
-        "BAETYL_API_LISTEN": f"127.0.0.1:{free_port()}",
-        "PIP_CACHE_DIR": str(PIP_CACHE),
-    }
-    env.pop("VIRTUAL_ENV", None)
-    try:
-        yield Node(prefix, workdir, env)
-    finally:
-        for process in core_processes(prefix / "etc/baetyl/core.yml"):
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-        run_dir = prefix / "var/lib/baetyl/run"
-        if run_dir.exists():
-            kill_leftovers(run_dir)
-
-
-async def shell(node: Node, command: str) -> tuple[int, str]:
-    """Run `command` with sh in the node's work directory; (exit code, stdout + stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        "sh", "-c", command, cwd=node.workdir, env=node.env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), SCRIPT_TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        raise
-    assert process.returncode is not None
-    return process.returncode, out.decode(errors="replace")
-
-
-def core_processes(config: Path) -> list[psutil.Process]:
-    """Live baetyl-core processes running with this core.yml."""
-    return processes_with(str(config), program="baetyl-core")
+    async with node_prefix(tmp_path) as prefix:
+        yield prefix
 
 
 async def shadow_get_answered(cloud: Cloud, node_dir: Path, nid: str) -> bool:

@@ -28,6 +28,7 @@ from cloud.settings import (
     InstallSettings,
     MqttSettings,
     ObjectSettings,
+    PluginSettings,
     QuotaDefaults,
 )
 from cloud.store.desired import DesiredChanges
@@ -150,13 +151,14 @@ async def start_cloud(
     ca: CertificateAuthority | None = None,
     install: InstallSettings | None = None,
     objects: ObjectSettings | None = None,
+    plugins: PluginSettings | None = None,
 ) -> tuple[web.AppRunner, CloudServer]:
     """Start a cloud server; the caller must `runner.cleanup()` and close the session.
 
     With `mqtt`, the server's MQTT bridge is connected and subscribed when this returns. With
     `ca` (such as the harness CA, which the session broker trusts), the cloud signs node
     certificates with it instead of a CA of its own. `install` sets up the online installer
-    (addresses, token lifetime, dist directory).
+    (addresses, token lifetime, dist directory). `plugins` chooses plug-ins by name.
     """
     port = free_port()
     settings = CloudSettings(
@@ -169,6 +171,7 @@ async def start_cloud(
         command_timeout=command_timeout,
         install=install or InstallSettings(),
         objects=objects or ObjectSettings(),
+        plugins=plugins or PluginSettings(),
     )
     if db_url is None and not (data_dir / "cloud.db").exists():
         migrated.sqlite_copy(data_dir)

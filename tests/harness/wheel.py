@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,10 +45,22 @@ def source_hash(files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def agent_wheel() -> Path:
-    """The path of a wheel of the current sources, building it if the cache has none."""
+Replacement = tuple[str, str, str]
+"""(file relative to the repository, text, its replacement) for a wheel variant."""
+
+
+def agent_wheel(version: str | None = None, replacements: tuple[Replacement, ...] = ()) -> Path:
+    """The path of a wheel of the current sources, building it if the cache has none.
+
+    `version` builds it as another version (setup.cfg's `version`), `replacements` with source
+    changes: the agent upgrade tests make a newer and a broken version of the working tree.
+    """
     files = source_files()
-    out = CACHE / "wheels" / source_hash(files)
+    key = source_hash(files)
+    if version is not None or replacements:
+        variant = hashlib.sha256(repr((version, replacements)).encode()).hexdigest()[:8]
+        key = f"{key}-{variant}"
+    out = CACHE / "wheels" / key
     found = sorted(out.glob("baetyl_py-*.whl"))
     if found:
         return found[-1]
@@ -56,6 +69,14 @@ def agent_wheel() -> Path:
         for relative in files:
             (tree / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / relative, tree / relative)
+        if version is not None:
+            _replace(tree / "setup.cfg", _VERSION_LINE.search(_read(tree / "setup.cfg")), version)
+        for relative, text, replacement in replacements:
+            path = tree / relative
+            content = _read(path)
+            if text not in content:
+                raise HarnessError(f"{relative} does not contain {text!r}: update the variant")
+            path.write_text(content.replace(text, replacement), encoding="utf-8")
         built = Path(scratch) / "dist"
         result = subprocess.run(
             [
@@ -84,3 +105,17 @@ def agent_wheel() -> Path:
         shutil.copy2(wheels[-1], scratch_copy)
         scratch_copy.replace(target)
     return target
+
+
+_VERSION_LINE = re.compile(r"^version = (.+)$", re.MULTILINE)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _replace(path: Path, match: re.Match[str] | None, version: str) -> None:
+    if match is None:
+        raise HarnessError(f"{path.name} has no version line")
+    text = _read(path)
+    path.write_text(text[: match.start(1)] + version + text[match.end(1) :], encoding="utf-8")

@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.contracts import names, spec_rules
 from agent.contracts.kit.aiotasks import Tasks
-from agent.contracts.report import AppStats, NodeInfo, Resources, Usage
+from agent.contracts.report import AppStats, NodeInfo, Usage
 from agent.contracts.resources import HostPathVolume, Service, Volume
 from agent.core import functions
 from agent.core.backend import (
@@ -672,10 +672,11 @@ def node_facts(node: Manifest, version: Manifest) -> NodeFacts:
     labels = dict(meta.get("labels", {}))
     roles = {k.rsplit("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")}
     role = "master" if roles & {"master", "control-plane"} else "worker"
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
+    conditions = {
+        str(c.get("type")): c.get("status") == "True"
         for c in status_.get("conditions", [])
-    )
+        if c.get("status") in ("True", "False")
+    }
     capacity = status_.get("capacity", {})
     return NodeFacts(
         info=NodeInfo(
@@ -692,13 +693,14 @@ def node_facts(node: Manifest, version: Manifest) -> NodeFacts:
             role=role,
             labels=_valid_labels(labels),
         ),
-        ready=ready,
-        capacity=Resources(
-            cpu=str(capacity.get("cpu", "0")),
-            memory=str(capacity.get("memory", "0")),
-            disk=str(capacity.get("ephemeral-storage", "0")),
-        ),
+        ready=conditions.get("Ready", False),
+        capacity={
+            "cpu": str(capacity.get("cpu", "0")),
+            "memory": str(capacity.get("memory", "0")),
+            "disk": str(capacity.get("ephemeral-storage", "0")),
+        },
         modeinfo=dict(version),
+        conditions=conditions,
     )
 
 

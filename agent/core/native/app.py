@@ -6,6 +6,9 @@ then for each service and index the new instance starts, becomes ready (or gives
 never takes the whole app down. A service that publishes host ports is replaced the other way
 round (stop old, start new), since both cannot hold the port. Instances no longer wanted (an
 old version's, scaled away, a removed service's) stop last, and unused version directories go.
+
+A cronjob app has no standing instances: its rollout only stops what is not part of a run and
+starts its schedule (agent.core.native.cronjob), whose runs call `run_job`.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.contracts.kit.aiotasks import Tasks
 from agent.contracts.report import AppStats, AppStatus, Usage
 from agent.contracts.resources import Service
 from agent.core import functions
 from agent.core.backend import DeployError, Deployment, NodeIdentity, baetyl_env
 from agent.core.native import environment, layout, procs
 from agent.core.native.aio import complete
-from agent.core.native.bookkeeping import AppRecord, Bookkeeping, InstanceRecord
+from agent.core.native.bookkeeping import AppRecord, Bookkeeping, CronRecord, InstanceRecord
+from agent.core.native.cronjob import Clock, CronJob
 from agent.core.native.instance import (
     TERMINAL,
     Hooks,
@@ -57,6 +62,10 @@ class Context:
     bookkeeping: Bookkeeping
     hooks: Hooks
     agent_env: Mapping[str, str]
+    clock: Clock
+    """The wall clock of cronjob schedules."""
+    tasks: Tasks
+    """The backend's tasks, which own the schedules' timers and runs."""
 
 
 class AppRuntime:
@@ -75,21 +84,56 @@ class AppRuntime:
         """The last rollout ended in an error (`problem` says which): apply it again to retry."""
         self.lock = asyncio.Lock()
         self.rollout_task: asyncio.Task[None] | None = None
+        self.cron: CronJob | None = None
+        """A cronjob app's schedule (None for every other workload)."""
 
     # -- target and plan ---------------------------------------------------------------------
 
-    def set_target(self, deployment: Deployment, *, init_done: bool = False) -> None:
-        """Make `deployment` what the app should run (the rollout does the rest)."""
+    def set_target(
+        self, deployment: Deployment, *, init_done: bool = False, cron: CronRecord | None = None
+    ) -> None:
+        """Make `deployment` what the app should run (the rollout does the rest). A cronjob's
+        schedule is made (from its bookkept `cron` state) or follows the new version; the
+        caller stops the schedule of an app that is no longer a cronjob (`stop_cron`)."""
         self.target = deployment
         self.specs[deployment.version] = deployment
-        self.init_done = init_done or not deployment.app.init_services
+        app = deployment.app
+        scheduled = app.workload == "cronjob"
+        # A cronjob's init services run before each run's services, as a Job pod's do.
+        self.init_done = init_done or not app.init_services or scheduled
         self.problem = ""
         self.rollout_failed = False
+        if not scheduled:
+            return
+        if self.cron is None:
+            context = self.context
+            self.cron = CronJob(
+                self.name,
+                schedule=app.cron_schedule,
+                version=deployment.version,
+                record=cron,
+                clock=context.clock,
+                tasks=context.tasks,
+                hooks=context.hooks,
+                run_job=self.run_job,
+                forget_finished=self.forget_finished,
+            )
+        else:
+            self.cron.retarget(app.cron_schedule, deployment.version)
+
+    async def stop_cron(self) -> None:
+        """Stop and forget the schedule (the app is removed or no longer a cronjob)."""
+        schedule, self.cron = self.cron, None
+        if schedule is not None:
+            await schedule.stop()
 
     def expected(self) -> list[InstanceKey]:
-        """The instances the target wants, in rollout order."""
+        """The instances the target wants, in rollout order (a cronjob's: its run's)."""
         if self.target is None:
             return []
+        if self.cron is not None:
+            version = self.cron.active_version
+            return [] if version is None else self.job_keys(version)
         app = self.target.app
         return [
             InstanceKey(app.version, service.name, index)
@@ -97,13 +141,38 @@ class AppRuntime:
             for index in range(1, layout.replicas(app, service) + 1)
         ]
 
+    def job_keys(self, version: str) -> list[InstanceKey]:
+        """The instances of one run of a cronjob at `version`: init services, then services."""
+        deployment = self.specs.get(version)
+        if deployment is None:
+            return []
+        app = deployment.app
+        inits = [InstanceKey(version, s.name, 1, init=True) for s in app.init_services]
+        return inits + [
+            InstanceKey(version, service.name, index)
+            for service in app.services
+            for index in range(1, layout.replicas(app, service) + 1)
+        ]
+
     @property
     def complete(self) -> bool:
-        """True when the instances are exactly what the target wants."""
+        """True when the instances are exactly what the target wants (a cronjob: its schedule
+        runs and nothing runs that is not part of its run)."""
         if not self.init_done:
             return False
+        if self.cron is not None:
+            return self.cron.running and not self._strays()
         live = {key for key, inst in self.instances.items() if inst.phase is not Phase.STOPPED}
         return live == set(self.expected())
+
+    def _strays(self) -> list[InstanceKey]:
+        """A cronjob's instances that still run but are no part of the run going on."""
+        wanted = set(self.expected())
+        return [
+            key
+            for key, inst in self.instances.items()
+            if inst.phase not in TERMINAL and key not in wanted
+        ]
 
     # -- instances ---------------------------------------------------------------------------
 
@@ -248,6 +317,13 @@ class AppRuntime:
         target = self.target
         assert target is not None
         self.purge_stopped()
+        if self.cron is not None:
+            # A finished run's instances stay (reported) until the next run replaces them.
+            await asyncio.gather(*(self.discard(key) for key in self._strays()))
+            await self.tidy()
+            self.cron.start()
+            log.info("schedule running", extra={"app": self.name, "version": target.version})
+            return
         if not self.init_done and not await self._run_init_services(target):
             # A failed rollout like any other: Failed with this cause, retried with backoff.
             raise DeployError(self.problem)
@@ -298,11 +374,59 @@ class AppRuntime:
         await self.context.hooks.persist()
         return True
 
+    async def run_job(self, version: str, resume: bool) -> tuple[AppStatus, str]:
+        """One run of a cronjob at `version`, as a native job runs: the init services one after
+        the other, then every service instance at once, each to completion under the job's
+        restart rule. A new run first drops the instances of the run before; a `resume`d one
+        (after an agent restart) keeps the instances it has, adopted or finished meanwhile, and
+        starts only those it lacks. Returns Succeeded, or Failed with the first cause."""
+        deployment = self.specs.get(version)
+        if deployment is None:
+            return AppStatus.FAILED, f"version {version} of the app is no longer kept"
+        if not resume:  # the run before's are gone (forget_finished); strays would be too
+            await asyncio.gather(*(self.discard(key) for key in list(self.instances)))
+            await self.tidy()
+        persist = self.context.hooks.persist
+        for key in self.job_keys(version):
+            if not key.init:
+                break
+            instance = self.instances.get(key) or await self.add(key)
+            await persist()
+            await instance.wait_finished()
+            if instance.phase is not Phase.SUCCEEDED:
+                return (
+                    AppStatus.FAILED,
+                    f"init service {key.service!r}: {instance.cause or 'stopped'}",
+                )
+        keys = [key for key in self.job_keys(version) if not key.init]
+        started = [self.instances.get(key) or await self.add(key) for key in keys]
+        await persist()
+        await asyncio.gather(*(instance.wait_finished() for instance in started))
+        for instance in sorted(started, key=lambda inst: inst.name):
+            if instance.phase is not Phase.SUCCEEDED:
+                return (
+                    AppStatus.FAILED,
+                    f"{instance.name}: {instance.cause or instance.phase.value}",
+                )
+        return AppStatus.SUCCEEDED, ""
+
+    def forget_finished(self) -> None:
+        """Forget the finished instances (a cronjob's run before, as the next one starts) at
+        once: their supervision has ended, so there is nothing to stop, only a port to free."""
+        for key, inst in list(self.instances.items()):
+            if inst.phase in TERMINAL:
+                del self.instances[key]
+                if inst.port is not None:
+                    self.context.ports.release(inst.port)
+        self.context.hooks.changed()
+
     async def tidy(self) -> None:
         """Delete version directories and kept specs that no instance or target uses."""
         keep = {key.version for key in self.instances}
         if self.target is not None:
             keep.add(self.target.version)
+        if self.cron is not None and self.cron.active_version is not None:
+            keep.add(self.cron.active_version)
         self.specs = {version: d for version, d in self.specs.items() if version in keep}
         context = self.context
         await asyncio.to_thread(layout.remove_unused_versions, context.layout, self.name, keep)
@@ -332,14 +456,21 @@ class AppRuntime:
             )
             if key.version == target.version:
                 views.append(InstanceView(inst.name, status, cause))
-        expected = len(self.expected())
-        status, cause = app_status(views, expected=expected, problem=self.problem)
+        if self.cron is not None:
+            # Scheduled, as a CronJob reads in kube mode; its runs are told in `cron_job`.
+            status, cause = (
+                (AppStatus.FAILED, self.problem) if self.problem else (AppStatus.RUNNING, "")
+            )
+        else:
+            expected = len(self.expected())
+            status, cause = app_status(views, expected=expected, problem=self.problem)
         return AppStats(
             name=self.name,
             version=target.version,
             status=status,
             cause=cause,
             instances=instances,
+            cron_job=None if self.cron is None else self.cron.stats(),
         )
 
     def serving(self) -> Iterable[tuple[str, int]]:
@@ -360,6 +491,7 @@ class AppRuntime:
                 for _, inst in sorted(self.instances.items())
                 if inst.phase is not Phase.STOPPED
             ),
+            cron=None if self.cron is None else self.cron.record,
         )
 
     def live_pids(self) -> list[int]:

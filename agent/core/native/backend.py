@@ -1,10 +1,10 @@
 """`NativeBackend`: the Backend of agent.core.backend with apps as plain processes (DESIGN §8).
 
 This module wires the parts together and owns every task: per-app rollouts, log rotation, usage
-sampling, bookkeeping writes and status notifications. The parts: `layout` (directories and
-volumes), `procs` (spawn, watch, adopt), `instance` (supervision of one process), `app` (rollout
-and status of one app), `policy` (restart rules), `probes`, `ports`, `logfiles`, `usage`,
-`registry` and `bookkeeping`.
+sampling, bookkeeping writes, status notifications and cronjob schedules. The parts: `layout`
+(directories and volumes), `procs` (spawn, watch, adopt), `instance` (supervision of one
+process), `app` (rollout and status of one app), `cronjob` (a cronjob app's schedule), `policy`
+(restart rules), `probes`, `ports`, `logfiles`, `usage`, `registry` and `bookkeeping`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from agent.core.native import layout, logfiles, procs
 from agent.core.native.aio import complete
 from agent.core.native.app import AppRuntime, Context, process_id, terminal_phase
 from agent.core.native.bookkeeping import AppRecord, Bookkeeping
+from agent.core.native.cronjob import Clock, SystemClock
 from agent.core.native.instance import InstanceKey, missed_exit
 from agent.core.native.ports import PortAllocator
 from agent.core.native.settings import NativeSettings
@@ -55,7 +56,10 @@ class NativeBackend:
     docs/native-backend.md for the directory layout, environment, restart and log rules.
     """
 
-    def __init__(self, identity: NodeIdentity, settings: NativeSettings) -> None:
+    def __init__(
+        self, identity: NodeIdentity, settings: NativeSettings, *, clock: Clock | None = None
+    ) -> None:
+        """`clock` is the wall clock of cronjob schedules (the system's; tests pass their own)."""
         self.settings = settings = settings.resolved()
         self._layout = layout.Layout(settings.run_dir, settings.log_dir, identity.namespace)
         self._ports = PortAllocator(settings.port_range)
@@ -66,6 +70,7 @@ class NativeBackend:
         self._logs = logfiles.LogKeeper(
             max_bytes=settings.log_max_bytes, keep=settings.log_backups, read_limit=LOGS_READ_LIMIT
         )
+        self._tasks = Tasks("native backend", logger=log)
         self._context = Context(
             identity=identity,
             settings=settings,
@@ -74,11 +79,12 @@ class NativeBackend:
             bookkeeping=self._book,
             hooks=self,
             agent_env=dict(os.environ),
+            clock=SystemClock() if clock is None else clock,
+            tasks=self._tasks,
         )
         self._apps: dict[str, AppRuntime] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._notifier = StatusNotifier(self._signature)
-        self._tasks = Tasks("native backend", logger=log)
         self._running = False
         self._write_lock = asyncio.Lock()
         self._dirty = 0
@@ -161,6 +167,8 @@ class NativeBackend:
                     runtime = AppRuntime(name, self._context)
                     self._apps[name] = runtime
                 await self._cancel_rollout(runtime)
+                if deployment.app.workload != "cronjob":
+                    await runtime.stop_cron()
                 runtime.set_target(deployment, init_done=same_version and runtime.init_done)
                 log.info("applying an app", extra={"app": name, "version": deployment.version})
                 self.changed()
@@ -230,6 +238,8 @@ class NativeBackend:
         self._running = False
         for runtime in self._apps.values():
             await self._cancel_rollout(runtime)
+            if runtime.cron is not None:
+                await runtime.cron.stop()  # a run going on is resumed by the next agent
         for runtime in self._apps.values():
             for instance in list(runtime.instances.values()):
                 await instance.detach()
@@ -300,12 +310,15 @@ class NativeBackend:
     ) -> None:
         runtime = AppRuntime(name, self._context)
         target = await asyncio.to_thread(self._book.load_spec, name, record.target)
-        for version in {r.version for r in record.instances} - {record.target}:
+        versions = {r.version for r in record.instances}
+        if record.cron is not None and record.cron.active is not None:
+            versions.add(record.cron.active_version)  # a run going on, perhaps of an older one
+        for version in versions - {record.target}:
             spec = await asyncio.to_thread(self._book.load_spec, name, version)
             if spec is not None:
                 runtime.specs[version] = spec
         if target is not None:
-            runtime.set_target(target, init_done=record.init_done)
+            runtime.set_target(target, init_done=record.init_done, cron=record.cron)
         runtime.removing = record.removing or target is None
         for rec in record.instances:
             key = InstanceKey(rec.version, rec.service, rec.index, rec.init)
@@ -403,6 +416,7 @@ class NativeBackend:
 
     async def _remove(self, runtime: AppRuntime) -> None:
         await self._cancel_rollout(runtime)
+        await runtime.stop_cron()
         runtime.removing = True
         self.changed()
         await self.persist()
@@ -461,7 +475,9 @@ class NativeBackend:
                 (key, i.status, i.cause, i.pid, i.restarts)
                 for key, i in sorted(stats.instances.items())
             )
-            signature.append((name, stats.version, stats.status, stats.cause, instances))
+            signature.append(
+                (name, stats.version, stats.status, stats.cause, instances, stats.cron_job)
+            )
         return tuple(signature)
 
     def _refresh_usage(self) -> None:

@@ -1,11 +1,11 @@
 """What the backend remembers across agent restarts, written atomically at every change.
 
 `<state>/instances.json` is small and rewritten often: per app the target version, whether it is
-being removed, and one record per instance (pid and start time for adoption, port, directories,
-restart counters, phase). `<state>/specs/<app>/<version>.json` holds each deployment (spec,
-configurations, secrets) once per version, so that instances can be restarted or added after an
-agent restart before the engine applies anything. Both are owner-only (secrets are in there, as
-they are in the agent's local store).
+being removed, one record per instance (pid and start time for adoption, port, directories,
+restart counters, phase) and a cronjob app's schedule state. `<state>/specs/<app>/<version>.json`
+holds each deployment (spec, configurations, secrets) once per version, so that instances can be
+restarted or added after an agent restart before the engine applies anything. Both are
+owner-only (secrets are in there, as they are in the agent's local store).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import logging
 import shutil
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,72 @@ class InstanceRecord:
 
 
 @dataclass(frozen=True)
+class CronRecord:
+    """A cronjob app's schedule as remembered (agent.core.native.cronjob): what has been dealt
+    with, the run going on, and what the status reports of past runs."""
+
+    schedule: str
+    watermark: datetime
+    """Every time of `schedule` up to here has been run, skipped or counted as missed."""
+    active: datetime | None = None
+    """The scheduled time of the run going on (resumed and adopted after an agent restart)."""
+    active_version: str = ""
+    last_schedule: datetime | None = None
+    last_successful: datetime | None = None
+    last_result: str = ""
+    last_cause: str = ""
+    skipped: int = 0
+    missed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object stored in instances.json."""
+        return {
+            "schedule": self.schedule,
+            "watermark": self.watermark.isoformat(),
+            "active": _time_text(self.active),
+            "activeVersion": self.active_version,
+            "lastSchedule": _time_text(self.last_schedule),
+            "lastSuccessful": _time_text(self.last_successful),
+            "lastResult": self.last_result,
+            "lastCause": self.last_cause,
+            "skipped": self.skipped,
+            "missed": self.missed,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> CronRecord:
+        """Parse `to_json`'s value; KeyError/TypeError/ValueError when it is malformed."""
+        watermark = _time(value["watermark"])
+        if watermark is None:
+            raise ValueError("a cron record needs its watermark")
+        return cls(
+            schedule=str(value["schedule"]),
+            watermark=watermark,
+            active=_time(value.get("active")),
+            active_version=str(value.get("activeVersion", "")),
+            last_schedule=_time(value.get("lastSchedule")),
+            last_successful=_time(value.get("lastSuccessful")),
+            last_result=str(value.get("lastResult", "")),
+            last_cause=str(value.get("lastCause", "")),
+            skipped=int(value.get("skipped", 0)),
+            missed=int(value.get("missed", 0)),
+        )
+
+
+def _time_text(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _time(value: object) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        raise ValueError(f"time without a time zone: {value!r}")
+    return moment
+
+
+@dataclass(frozen=True)
 class AppRecord:
     """One app as remembered."""
 
@@ -98,15 +165,20 @@ class AppRecord:
     removing: bool = False
     init_done: bool = False
     instances: tuple[InstanceRecord, ...] = field(default_factory=tuple)
+    cron: CronRecord | None = None
+    """A cronjob app's schedule state."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored in instances.json."""
-        return {
+        value: dict[str, Any] = {
             "target": self.target,
             "removing": self.removing,
             "initDone": self.init_done,
             "instances": [record.to_json() for record in self.instances],
         }
+        if self.cron is not None:
+            value["cron"] = self.cron.to_json()
+        return value
 
 
 class Bookkeeping:
@@ -134,11 +206,13 @@ class Bookkeeping:
         for name, value in dict(raw.get("apps", {})).items():
             try:
                 records = tuple(InstanceRecord.from_json(item) for item in value["instances"])
+                cron = value.get("cron")
                 apps[str(name)] = AppRecord(
                     target=str(value["target"]),
                     removing=bool(value.get("removing", False)),
                     init_done=bool(value.get("initDone", False)),
                     instances=records,
+                    cron=None if cron is None else CronRecord.from_json(cron),
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning(

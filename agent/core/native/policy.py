@@ -1,8 +1,9 @@
 """Restart rules and status arithmetic: pure functions of what happened, table-tested.
 
 When an instance's process ends, `decide` says whether it restarts (and after how long) or is done,
-following Kubernetes: deployments, daemonsets and statefulsets always restart; jobs follow
-`jobConfig.restartPolicy` and `backoffLimit`. `app_status` folds instance statuses into the app's.
+following Kubernetes: deployments, daemonsets and statefulsets always restart; jobs (and the
+runs of a cronjob) follow `jobConfig.restartPolicy` and `backoffLimit`. `app_status` folds
+instance statuses into the app's.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ class RestartRule:
 
     @classmethod
     def for_app(cls, app: Application) -> RestartRule:
-        """Always for long-running workloads; the job's restartPolicy/backoffLimit for jobs."""
-        if app.workload != "job":
+        """Always for long-running workloads; the job's restartPolicy/backoffLimit for jobs
+        and for each run of a cronjob."""
+        if app.workload not in ("job", "cronjob"):
             return cls(Restart.ALWAYS)
         job = app.job_config
         if job is None:

@@ -318,6 +318,7 @@ class Proc:
             code = self._popen.wait()
         else:
             self._sweep_adopted_group()
+            code = _reap_if_child(self.pid)
         if self._exited is not None and not self._exited.done():
             self._exited.set_result(code)
 
@@ -344,6 +345,22 @@ class Proc:
                 break
         self._poller = None
         self._finish()
+
+
+def _reap_if_child(pid: int) -> int | None:
+    """Reap an adopted process that is our child after all, and its exit code.
+
+    An agent that upgraded itself replaced its own program in place (same pid, decision #153):
+    the apps it started are still its children, so their ends must be reaped here, or they
+    would stay zombies. An adopted process whose parent is init is not ours: None.
+    """
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if reaped != pid:
+        return None
+    return os.waitstatus_to_exitcode(status)
 
 
 def _pidfd_open(pid: int) -> int | None:

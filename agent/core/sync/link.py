@@ -14,10 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 import aiomqtt
 
@@ -26,6 +23,7 @@ from agent.contracts.kit.mqtt_link import QOS, LinkDown, LinkOptions, MqttLink
 from agent.contracts.messages import Presence
 from agent.contracts.topics import Channel
 from agent.contracts.version import VERSION
+from agent.core.sync.link_plugin import Connected, Deliver, LinkSettings, Received, SyncLink
 
 __all__ = ["AgentLink", "LinkDown", "LinkSettings", "Received"]
 
@@ -34,38 +32,12 @@ LINK_NAME: Final = "cloud link"  # "cloud link up" is the line `baetyl-init star
 STOP_PRESENCE_TIMEOUT: Final = 2.0
 
 
-@dataclass(frozen=True)
-class LinkSettings:
-    """Where the broker is and who this node is (the certificate's CN is the nid).
-
-    `keepalive` and `timeout` (seconds) have no default here: they come from core.yml
-    (`cloud.keepalive`, `sync.timeout`), whose defaults are the only ones.
-    """
-
-    host: str
-    port: int
-    nid: str
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-    keepalive: int
-    timeout: float
-
-
-@dataclass(frozen=True)
-class Received:
-    """One message for this node, detached from the MQTT library."""
-
-    channel: Channel
-    payload: bytes
-
-
-Deliver = Callable[[Received], Awaitable[None]]
-Connected = Callable[[], Coroutine[Any, Any, None]]
-
-
 class AgentLink:
-    """The node's link; `run` is the body of the agent's `sync-link` task."""
+    """The node's link; `run` is the body of the agent's `sync-link` task.
+
+    The built-in sync link plug-in `mqtt` (agent.core.sync.link_plugin, setup.cfg): the class
+    is its factory.
+    """
 
     def __init__(self, settings: LinkSettings, deliver: Deliver, connected: Connected) -> None:
         self._settings = settings
@@ -144,3 +116,10 @@ def _presence(*, online: bool) -> bytes:
     if not online:
         return Presence(online=False).to_bytes()
     return Presence(online=True, timestamp=time.time(), version=VERSION).to_bytes()
+
+
+if TYPE_CHECKING:
+
+    def _a_sync_link(link: AgentLink) -> SyncLink:
+        """Never called: mypy checks here that the built-in satisfies the plug-in protocol."""
+        return link

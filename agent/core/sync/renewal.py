@@ -29,7 +29,8 @@ from agent.contracts.kit.files import atomic_write, sync_directory
 from agent.contracts.messages import CertRenewAccepted
 from agent.contracts.topics import Channel
 from agent.core import certinfo
-from agent.core.sync.link import AgentLink, LinkDown, LinkSettings
+from agent.core.sync.link import LinkDown, LinkSettings
+from agent.core.sync.link_plugin import SyncLink
 from agent.core.sync.requests import Rejected, Requests
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class CertRenewal:
         self,
         settings: LinkSettings,
         requests: Requests,
-        link: AgentLink,
+        link: SyncLink,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:

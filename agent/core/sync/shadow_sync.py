@@ -40,7 +40,8 @@ from agent.core.store import LocalStore
 from agent.core.sync import renewal
 from agent.core.sync.commands import CommandHandler, CommandRunner
 from agent.core.sync.diff import diff
-from agent.core.sync.link import AgentLink, LinkDown, LinkSettings, Received
+from agent.core.sync.link import LinkDown, LinkSettings, Received
+from agent.core.sync.link_plugin import DEFAULT_LINK, SYNC_LINK, SyncLink
 from agent.core.sync.node_props import NodeProps
 from agent.core.sync.requests import ACCEPTED, REJECTED, Rejected, Requests
 from agent.core.sync.resources import ResourceFetcher
@@ -65,16 +66,20 @@ class ShadowSync:
         on_desired: DesiredListener,
         commands: CommandHandler,
         on_connected: Callable[[], None] | None = None,
+        on_accepted: Callable[[dict[str, Any]], None] | None = None,
         poll: bool = False,
+        link: str = DEFAULT_LINK,
     ) -> None:
+        """`link` names the sync link plug-in (`sync.link`; PluginError when it is unusable)."""
         self._settings = settings
         self._poll = poll
         self._store = store
         self._on_connected = on_connected
+        self._on_accepted = on_accepted
         self._report_interval = report_interval
         self._build_reported = reported
         self._on_desired = on_desired
-        self._link = AgentLink(settings, self._deliver, self._connected)
+        self._link = SYNC_LINK.make(link, settings, self._deliver, self._connected)
         self._requests = Requests(self._link.publish, timeout=settings.timeout)
         self._renewal = renewal.CertRenewal(settings, self._requests, self._link)
         self.commands = CommandRunner(commands, self._link.publish)
@@ -90,8 +95,8 @@ class ShadowSync:
         self.reports_sent = 0
 
     @property
-    def link(self) -> AgentLink:
-        """The MQTT link (tests and the health check read its state)."""
+    def link(self) -> SyncLink:
+        """The link (tests and the health check read its state)."""
         return self._link
 
     @property
@@ -276,6 +281,8 @@ class ShadowSync:
             return
         self.reports_sent += 1
         self._accepted = shadow.merge(self._accepted, patch)
+        if self._on_accepted is not None:
+            self._on_accepted(self._accepted)
         version = answer.body.get("version")
         if isinstance(version, int):
             if version != self.version + 1:

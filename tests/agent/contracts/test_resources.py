@@ -273,9 +273,18 @@ def test_cron_time_is_a_schedule_or_baetyls_deferred_deployment_time() -> None:
     assert later.deploy_at.year == 2027
     schedule = validate(Application, {**KUBE_APP, "workload": "cronjob", "cronTime": "*/5 * * * *"})
     assert schedule.cron_schedule == "*/5 * * * *"
+    hourly = validate(Application, {**KUBE_APP, "workload": "cronjob", "cronTime": "@hourly"})
+    assert hourly.cron_schedule == "@hourly"
+    cronjob = {**KUBE_APP, "workload": "cronjob"}
     for bad, fragment in (
         ({"cronStatus": 1}, "needs cronTime"),
         ({"cronTime": "*/5 * * * *"}, "only allowed with workload cronjob"),
+        ({**cronjob, "cronTime": "*/5 * * *"}, "cronTime: .* expected 5 fields"),
+        ({**cronjob, "cronTime": "0 8 * * 7"}, "day of week field '7': 7 is outside 0-6; Sunday"),
+        ({**cronjob, "cronTime": "0 0 30 2 *"}, "never comes"),
+        ({**cronjob, "cronTime": "@every 1h"}, "unknown descriptor"),
+        ({**cronjob, "cronTime": "0001-01-01T00:00:00Z"}, "workload cronjob needs cronTime"),
+        ({**cronjob, "cronTime": "2027-01-01T08:00:00Z", "cronStatus": 1}, "needs cronTime"),
         ({"cronStatus": 3, "cronTime": "2027-01-01T08:00:00Z"}, "cronStatus"),
         ({"autoScaleCfg": {"minReplicas": 0, "metrics": [{"resource": {"name": "cpu"}}]}},
          "minReplicas"),

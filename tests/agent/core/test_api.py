@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import pytest
 
 from agent.contracts.report import AppStats, AppStatus, InstanceStats, NodeInfo
@@ -182,7 +183,12 @@ async def test_node_stats_is_a_node_view_with_a_fresh_report(client: Client) -> 
     assert info.hostname == hostname
     assert "kernelVer" in report["node"][hostname]
     assert report["nodestats"][hostname]["ready"] is True
-    assert report["nodestats"][hostname]["usage"]["cpu"].endswith("m")
+    stats = report["nodestats"][hostname]
+    assert 0 <= float(stats["usage"]["cpu"]) <= int(stats["capacity"]["cpu"])  # cores, "0.25"
+    assert 0 <= float(stats["percent"]["memory"]) <= 1  # a fraction, as Baetyl's view
+    mounts = {"disk_" + p.mountpoint for p in psutil.disk_partitions(all=False)}
+    assert mounts <= set(stats["usage"])  # one entry per real file system
+    assert set(stats["netio"]) >= {"netBytesSent", "netBytesRecv"}
     assert report["apps"] == [{"name": "alpha", "version": "7"}, {"name": "zeta", "version": "2"}]
     assert [s["name"] for s in report["appstats"]] == ["alpha", "zeta"]
     assert report["appstats"][0]["instances"]["alpha-main-0"]["pid"] == 42

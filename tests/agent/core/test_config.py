@@ -103,7 +103,7 @@ bogus: 1
         "(got true)",
         "native.port_range: must satisfy 1 <= start <= end <= 65535 (got [51000, 50200])",
         "bogus: unknown key (allowed: api, cloud, engine, function, kube, log, native, node, "
-        "objects, run, store, sync)",
+        "objects, run, store, sync, upgrade)",
     ]
     assert str(error).splitlines()[3] == f"{path}: sync.report_interval: must be > 0 (got -1)"
 

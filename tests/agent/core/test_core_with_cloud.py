@@ -130,6 +130,19 @@ async def test_an_app_created_in_the_cloud_runs_with_baetyl_env_and_goes_away_wh
         assert section["core"]["backend"] == "native"
         assert section["node"]
         assert section["nodestats"]
+        # … in Baetyl's formats, as the cloud's NodeView shows them (decision 150).
+        view = await cloud.ok("GET", f"/v1/nodes/{name}/stats")
+        (load,) = view["report"]["nodestats"].values()
+        assert 0 <= float(load["usage"]["cpu"]) <= int(load["capacity"]["cpu"])
+        assert all(0 <= float(share) <= 1 for share in load["percent"].values()), load
+        mounts = {"disk_" + p.mountpoint for p in psutil.disk_partitions(all=False)}
+        assert mounts <= set(load["capacity"]), load  # each real file system, as Baetyl's
+        assert set(load["netio"]) == {
+            "netBytesSent",
+            "netBytesRecv",
+            "netPacketsSent",
+            "netPacketsRecv",
+        }
 
         # The app prints its greeting after writing env.json: wait for the line, not a moment.
         async def greeted() -> bool:
@@ -243,7 +256,9 @@ async def test_a_bad_spec_is_reported_as_failed_and_other_apps_run_on(
         async def exec_failed() -> dict[str, object] | None:
             section = await reported(cloud, name)
             stats = section.get("appstats", {}).get(f"noexec-{run}")
-            return stats if stats and "exec" in str(stats.get("cause", "")) else None
+            # Not "exec": the instance's name (noexec-…) is in every cause of this app.
+            cause = str(stats.get("cause", "")) if stats else ""
+            return stats if "exec failed" in cause else None
 
         cause = (await eventually(exec_failed, limit=30, what="exec failure reported"))["cause"]
         assert "/nonexistent/bin/x" in str(cause)

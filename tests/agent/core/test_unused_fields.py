@@ -65,3 +65,11 @@ def test_a_plain_app_has_no_warnings() -> None:
     plain = {"name": "plain", "mode": "native",
              "services": [{"name": "main", "command": ["sleep", "1"]}]}  # fmt: skip
     assert unused_fields(validate(Application, plain), "native") == []
+
+
+def test_a_cronjobs_schedule_is_used_on_both_kinds_of_node() -> None:
+    timed = {"name": "timed", "mode": "native", "workload": "cronjob", "cronTime": "@hourly",
+             "services": [{"name": "main", "command": ["true"]}]}  # fmt: skip
+    assert unused_fields(validate(Application, timed), "native") == []
+    timed.update(mode="kube", services=[{"name": "main", "image": "hub.example/timed:1"}])
+    assert unused_fields(validate(Application, timed), "kube") == []

@@ -63,6 +63,14 @@ async def test_list_is_newest_first_with_paging_and_filters(cloud: CloudServer) 
     assert [item["name"] for item in named["items"]] == ["app-3"]
 
 
+async def test_a_cronjob_app_takes_kubernetes_schedule_syntax(cloud: CloudServer) -> None:
+    for name, schedule in (("nightly", "@daily"), ("office", "*/15 8-18 * jan-jun mon-fri")):
+        created = await cloud.ok(
+            "POST", "/v1/apps", app(name=name, workload="cronjob", cronTime=schedule)
+        )
+        assert (created["workload"], created["cronTime"]) == ("cronjob", schedule)
+
+
 async def test_delete_removes_the_app(cloud: CloudServer) -> None:
     await cloud.ok("POST", "/v1/apps", app())
     await cloud.ok("DELETE", "/v1/apps/hello")
@@ -105,6 +113,30 @@ BAD: list[tuple[str, str, dict[str, Any] | list[Any], int, str, str]] = [
     ("POST", "/v1/apps", app(labels={"bad key": "v"}), 400, "ErrRequestParamInvalid", "label key"),
     ("POST", "/v1/apps", app(selector="role in (a"), 400, "ErrRequestParamInvalid", "selector"),
     ("POST", "/v1/apps", app(workload="cronjob"), 400, "ErrRequestParamInvalid", "workload"),
+    (
+        "POST",
+        "/v1/apps",
+        app(name="timed", workload="cronjob", cronTime="61 * * * *"),
+        400,
+        "ErrRequestParamInvalid",
+        "cronTime: minute field '61': 61 is outside 0-59",
+    ),
+    (
+        "PUT",
+        "/v1/apps/hello",
+        app(workload="cronjob", cronTime="0 8 * * 1-7"),
+        400,
+        "ErrRequestParamInvalid",
+        "7 is outside 0-6; Sunday is 0",
+    ),
+    (
+        "POST",
+        "/v1/apps",
+        app(name="timed", workload="cronjob", cronTime="0 0 31 2 *"),
+        400,
+        "ErrRequestParamInvalid",
+        "never comes",
+    ),
     ("POST", "/v1/apps", app(replica=-1), 400, "ErrRequestParamInvalid", "replica"),
     ("POST", "/v1/apps", app(services=[]), 400, "ErrRequestParamInvalid", "services"),
     (

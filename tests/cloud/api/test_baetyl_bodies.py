@@ -13,13 +13,12 @@ must agree. The counts are printed, for the closing note of the issue.
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cloud.api.corpus import Outcome, judge
 from tests.cloud.pki.selfsigned import make_pair
 from tests.harness.cloud import CloudServer
 
@@ -58,22 +57,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
 """Body id → why this cloud answers otherwise than Baetyl (docs/api.md, "Coming from Baetyl").
 Every one is a body Baetyl's tests send with placeholder values or its documentation writes
 with fields the server does not read; none is a shape Baetyl users write for real."""
-
-
-@dataclass
-class Outcome:
-    id: str
-    status: int
-    baetyl_accepts: bool
-    message: str
-
-    @property
-    def accepted(self) -> bool:
-        return self.status < 300
-
-    @property
-    def agrees(self) -> bool:
-        return self.accepted == self.baetyl_accepts
 
 
 def baetyl_accepts(entry: dict[str, Any]) -> bool:
@@ -179,32 +162,16 @@ async def send(cloud: CloudServer, entry: dict[str, Any], number: int) -> Outcom
 @pytest.mark.timeout(600)
 async def test_baetyls_own_bodies_are_answered_as_baetyl_answers_them(cloud: CloudServer) -> None:
     outcomes = [await send(cloud, entry, number) for number, entry in enumerate(BODIES)]
-    assert [o for o in outcomes if o.status >= 500] == []  # a 5xx is a bug, whatever the body
-    disagreeing = [
-        o for o in outcomes
-        if not o.agrees and o.id not in KNOWN_DIFFERENCES and o.id not in NOT_YET
-    ]  # fmt: skip
     accepted = sum(o.accepted for o in outcomes)
     baetyl_accepted = [o for o in outcomes if o.baetyl_accepts]
-    print(
-        f"\nBaetyl bodies: {len(outcomes)} sent; {accepted} accepted; of the "
-        f"{len(baetyl_accepted)} Baetyl accepts, {sum(o.accepted for o in baetyl_accepted)} "
-        f"accepted here; {sum(o.agrees for o in outcomes)} answered as Baetyl does"
+    judge(
+        outcomes,
+        known=KNOWN_DIFFERENCES,
+        not_yet=NOT_YET,
+        sources={e["id"]: e["source"] for e in BODIES},
+        summary=(
+            f"Baetyl bodies: {len(outcomes)} sent; {accepted} accepted; of the "
+            f"{len(baetyl_accepted)} Baetyl accepts, {sum(o.accepted for o in baetyl_accepted)} "
+            f"accepted here; {sum(o.agrees for o in outcomes)} answered as Baetyl does"
+        ),
     )
-    for outcome in outcomes:
-        if not outcome.agrees:
-            print(f"  {outcome.id}: {outcome.status} {_short(outcome.message)}")
-    # A difference that went away is taken off the lists, so that they stay true.
-    agreeing = {o.id for o in outcomes if o.agrees}
-    assert sorted(agreeing & (set(KNOWN_DIFFERENCES) | set(NOT_YET))) == []
-    assert disagreeing == [], "\n".join(
-        f"{o.id} ({_entry(o.id)['source']}): {o.status} {o.message}" for o in disagreeing
-    )
-
-
-def _entry(identifier: str) -> dict[str, Any]:
-    return next(e for e in BODIES if e["id"] == identifier)
-
-
-def _short(message: str) -> str:
-    return re.sub(r"\s+", " ", message)[:300]

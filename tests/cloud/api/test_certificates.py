@@ -9,7 +9,7 @@ from cloud.pki.certinfo import read_certificate
 from cloud.store import secrets as secret_store
 from tests.cloud.api.node_helpers import app_mounting
 from tests.cloud.api.tables import refusals
-from tests.cloud.pki.selfsigned import Pair, key_text, make_pair, new_key
+from tests.cloud.pki.selfsigned import NOT_AFTER, NOT_BEFORE, Pair, key_text, make_pair, new_key
 from tests.harness.cloud import CloudServer, Reply, backend
 
 
@@ -66,6 +66,26 @@ async def test_a_certificate_is_shown_with_its_facts_and_never_its_key(
     assert "data" not in item
     assert item == {k: v for k, v in view.items() if k != "data"}
     assert_no_key(pair, created, got, listed)
+
+
+async def test_certificate_dates_are_its_validity_as_rfc3339_and_cannot_be_written(
+    cloud: CloudServer,
+) -> None:
+    pair = make_pair("dates.example.test")  # valid from NOT_BEFORE to NOT_AFTER
+    assert (NOT_BEFORE.isoformat(), NOT_AFTER.isoformat()) == (
+        "2024-01-02T03:04:05+00:00",
+        "2034-01-02T03:04:05+00:00",
+    )
+    dates = {"effectiveTime": "2024-01-02T03:04:05Z", "expiredTime": "2034-01-02T03:04:05Z"}
+    created = await cloud.ok("POST", "/v1/certificates", certificate("dated", pair))
+    assert {key: created[key] for key in dates} == dates
+    listed = await cloud.ok("GET", "/v1/certificates")
+    assert {key: listed["items"][0][key] for key in dates} == dates
+    # Baetyl's view writes Go's time text; either way the dates are read-only view fields.
+    claimed = {"effectiveTime": "2000-01-01 00:00:00 +0000 UTC", "expiredTime": "2999-01-01"}
+    put = await cloud.ok("PUT", "/v1/certificates/dated", {**created, **claimed})
+    assert {key: put[key] for key in dates} == dates
+    assert put["version"] == created["version"]
 
 
 async def test_baetyls_cert_field_name_is_accepted(cloud: CloudServer) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.contracts.report import reported_problems
+from agent.core.node import StatsCollector
 from cloud.store.models import AppNode, Shadow
 from tests.cloud.api.node_helpers import native_app, node, report
 from tests.harness.cloud import CloudServer
@@ -182,6 +185,46 @@ async def test_stats_show_the_report_without_the_desire(cloud: CloudServer) -> N
     assert "desire" not in stats
     assert stats["ready"] == 1
     assert [entry["name"] for entry in stats["report"]["appstats"]] == ["a", "b"]
+
+
+LEGACY_STATS = {  # as agents before decision 150 reported them: millicores, 0-100 numbers
+    "ready": True,
+    "usage": {"cpu": "250m", "memory": "512Mi", "disk": "1073741824"},
+    "capacity": {"cpu": "4", "memory": "8Gi", "disk": "4294967296"},
+    "percent": {"cpu": 6.25, "memory": 6.25, "disk": 25.0},
+}
+KUBE_STATS = {  # Kubernetes quantities and no percentages, as Baetyl's kube edge writes them
+    "ready": True,
+    "usage": {"cpu": "1500m", "memory": "2Gi"},
+    "capacity": {"cpu": "4", "memory": "8Gi"},
+}
+
+
+async def test_node_stats_are_shown_in_baetyls_formats_whichever_agent_wrote_them(
+    cloud: CloudServer, tmp_path: Path
+) -> None:
+    await node(cloud, "edge-1")
+    current = StatsCollector(tmp_path).sample().to_wire()
+    hosts = {"old": LEGACY_STATS, "kube": KUBE_STATS, "current": current}
+    assert not reported_problems({"nodestats": hosts}, ["nodestats"])  # all valid reports
+    await report("edge-1", {"nodestats": hosts})
+    shown = (await cloud.ok("GET", "/v1/nodes/edge-1/stats"))["report"]["nodestats"]
+    assert shown["old"] == {
+        "ready": True,
+        "usage": {"cpu": "0.25", "memory": str(512 * 2**20), "disk": "1073741824"},
+        "capacity": {"cpu": "4", "memory": str(8 * 2**30), "disk": "4294967296"},
+        "percent": {"cpu": "0.0625", "memory": "0.0625", "disk": "0.25"},
+    }
+    assert shown["kube"] == {
+        "ready": True,
+        "usage": {"cpu": "1.5", "memory": str(2 * 2**30)},
+        "capacity": {"cpu": "4", "memory": str(8 * 2**30)},
+        "percent": {"cpu": "0.375", "memory": "0.25"},
+    }
+    assert shown["current"] == current  # this agent writes Baetyl's formats already
+    assert (await cloud.ok("GET", "/v1/nodes/edge-1"))["report"]["nodestats"] == shown
+    stored = await cloud.ok("GET", "/v1/nodes/edge-1/shadow")
+    assert stored["state"]["reported"]["nodestats"]["old"] == LEGACY_STATS  # only the view
 
 
 async def test_batch_returns_the_named_nodes_in_order_and_skips_unknown_ones(

@@ -60,6 +60,7 @@ ACCESS: dict[tuple[str, str], Who] = {
     ("PUT", "/v1/nodes/{name}/mode"): "admin",
     ("GET", "/v1/nodes/{name}/core/configs"): "read",
     ("PUT", "/v1/nodes/{name}/core/configs"): "admin",
+    ("GET", "/v1/nodes/{name}/core/versions"): "read",
     ("GET", "/v1/nodes/{name}/shadow"): "read",
     ("PATCH", "/v1/nodes/{name}/shadow"): "admin",
     ("POST", "/v1/namespace"): "admin",
@@ -104,6 +105,9 @@ ACCESS: dict[tuple[str, str], Who] = {
     ("PUT", "/v1/objects/{bucket}/{object}"): "admin",
     ("GET", "/v1/objects/{bucket}/{object}"): "read",  # like a configuration's data
     ("DELETE", "/v1/objects/{bucket}/{object}"): "admin",
+    ("POST", "/v1/yaml"): "admin",
+    ("PUT", "/v1/yaml"): "admin",
+    ("POST", "/v1/yaml/delete"): "admin",
     # The signature in the URL is the credential (tests/cloud/api/test_objects.py).
     ("GET", "/v1/objects-data/{namespace}/{sha256}"): "anonymous",
 }

@@ -28,6 +28,13 @@ async def test_unknown_route_gets_the_error_body_and_a_request_id(cloud: CloudSe
     assert answer.body["requestId"] == answer.headers["X-Request-Id"]
 
 
+async def test_a_method_the_route_lacks_is_405_with_baetyls_code(cloud: CloudServer) -> None:
+    # Baetyl answers 404 here; the path exists, so 405 (docs/api.md, "Differences from Baetyl").
+    answer = await cloud.call("PATCH", "/v1/apps/some-app", {})
+    assert answer.status == 405
+    assert answer.body["code"] == "ErrRequestMethodNotFound"
+
+
 async def test_a_given_request_id_is_echoed(cloud: CloudServer) -> None:
     answer = await cloud.call("GET", "/health", anonymous=True, headers={"X-Request-Id": "req-42"})
     assert answer.headers["X-Request-Id"] == "req-42"

@@ -54,6 +54,8 @@ def _renew(**fields: Any) -> bytes:
 REF = {"kind": "application", "name": "some-app", "version": "1"}
 APP_STATS = {"name": "a", "version": "1", "status": "Running"}
 BUSY = {"ready": True, "percent": {"cpu": 250.0}}
+OVER_ONE = {"ready": True, "percent": {"cpu": "1.5"}}
+ODD_NETIO = {"ready": True, "netio": {"bytesOut": "1"}}
 MANY_LABELS = {"hostname": "h", "labels": {f"k{i}": "v" for i in range(2000)}}
 CASES: list[tuple[str, Channel, bytes, int]] = [
     ("not JSON", UPDATE, b"{not json", 400),
@@ -94,6 +96,8 @@ CASES: list[tuple[str, Channel, bytes, int]] = [
     ("node info a list", UPDATE, _reported({"node": {"h": ["x"]}}), 400),
     ("node stats not ready", UPDATE, _reported({"nodestats": {"h": {"usage": {}}}}), 400),
     ("percent over 100", UPDATE, _reported({"nodestats": {"h": BUSY}}), 400),
+    ("percent a fraction over 1", UPDATE, _reported({"nodestats": {"h": OVER_ONE}}), 400),
+    ("netio of unknown keys", UPDATE, _reported({"nodestats": {"h": ODD_NETIO}}), 400),
     ("core without a version", UPDATE, _reported({"core": {"python": "3"}}), 400),
     ("nodeprops not strings", UPDATE, _reported({"nodeprops": {"k": {"x": 1}}}), 400),
     ("modeinfo a string", UPDATE, _reported({"modeinfo": "x"}), 400),
@@ -254,3 +258,38 @@ async def test_a_report_is_checked_as_merged_so_partial_patches_pass(
     view = await cloud.ok("GET", f"/v1/nodes/{name}")
     assert view["report"].get("apps", []) == []
     assert view["report"]["appstats"] == []
+
+
+async def test_an_older_agents_node_stats_are_taken_and_shown_in_baetyls_formats(
+    cloud: CloudServer, agent: AgentFactory
+) -> None:
+    # Agents before decision 150 wrote millicores and 0-100 numbers; the cloud still takes them
+    # (an agent not yet upgraded, or rolled back), and an upgraded agent's diff goes over them.
+    nid = await make_node(cloud)
+    name = nid.split(".", 1)[1]
+    old = {
+        "ready": True,
+        "usage": {"cpu": "250m", "memory": "512Mi"},
+        "capacity": {"cpu": "4", "memory": "8Gi"},
+        "percent": {"cpu": 6.25, "memory": 6.25},
+    }
+    async with agent(nid) as node:
+        channel, answer = await node.ask(
+            UPDATE, _reported({"nodestats": {"h": old}}), ANSWERS[UPDATE]
+        )
+        assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
+        shown = (await cloud.ok("GET", f"/v1/nodes/{name}"))["report"]["nodestats"]["h"]
+        assert shown["usage"] == {"cpu": "0.25", "memory": str(512 * 2**20)}
+        assert shown["percent"] == {"cpu": "0.0625", "memory": "0.0625"}
+        upgraded = {
+            "usage": {"cpu": "0.5"},
+            "percent": {"cpu": "0.125"},
+            "netio": {"netBytesSent": "2048", "netBytesRecv": "4096"},
+        }
+        patch = _reported({"nodestats": {"h": upgraded}})
+        channel, answer = await node.ask(UPDATE, patch, ANSWERS[UPDATE])
+        assert channel is Channel.SHADOW_UPDATE_ACCEPTED, answer
+    shown = (await cloud.ok("GET", f"/v1/nodes/{name}/stats"))["report"]["nodestats"]["h"]
+    assert shown["usage"] == {"cpu": "0.5", "memory": str(512 * 2**20)}
+    assert shown["percent"] == {"cpu": "0.125", "memory": "0.0625"}
+    assert shown["netio"] == {"netBytesSent": "2048", "netBytesRecv": "4096"}

@@ -472,7 +472,7 @@ async def test_node_facts_come_from_the_node_object(
     assert facts.info.arch in ("amd64", "arm64", "arm")
     assert facts.info.os == "linux"
     assert facts.modeinfo["gitVersion"].startswith("v1.")
-    assert int(facts.capacity.cpu) >= 1
+    assert int(facts.capacity["cpu"]) >= 1
     # No metrics-server on the local node: usage stays "0", and the backend says why once.
     await eventually(lambda: backend.metrics is False, limit=LIMIT, what="the metrics API asked")
 

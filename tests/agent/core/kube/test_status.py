@@ -188,7 +188,11 @@ def test_node_facts_from_a_node_object() -> None:
                 "containerRuntimeVersion": "containerd://1.6.20",
             },
             "capacity": {"cpu": "4", "memory": "8Gi", "ephemeral-storage": "64Gi"},
-            "conditions": [{"type": "Ready", "status": "True"}],
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "DiskPressure", "status": "False"},
+                {"type": "PIDPressure", "status": "Unknown"},
+            ],
         },
     }
     facts = node_facts(node, {"gitVersion": "v1.27.4+k3s1"})
@@ -199,7 +203,8 @@ def test_node_facts_from_a_node_object() -> None:
     assert (facts.info.system_uuid, facts.info.container_runtime) == ("u", "containerd://1.6.20")
     assert facts.info.labels == {"node-role.kubernetes.io/control-plane": ""}
     assert facts.ready
-    assert (facts.capacity.cpu, facts.capacity.memory) == ("4", "8Gi")
+    assert facts.capacity == {"cpu": "4", "memory": "8Gi", "disk": "64Gi"}
+    assert facts.conditions == {"Ready": True, "DiskPressure": False}
     assert facts.modeinfo == {"gitVersion": "v1.27.4+k3s1"}
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from agent.core.native import NativeBackend, NativeSettings
+from agent.core.native.cronjob import Clock
 from tests.agent.core.native.kit import FAST, NODE, Dirs, kill_leftovers
 from tests.harness.common import port_range
 
@@ -32,10 +33,11 @@ def dirs(tmp_path: Path) -> Dirs:
 
 @pytest.fixture
 async def backends(dirs: Dirs) -> AsyncIterator[BackendFactory]:
-    """Make backends on `dirs` (fast timers); all are closed and their processes killed after."""
+    """Make backends on `dirs` (fast timers; `clock=` for cronjobs); all are closed and their
+    processes killed after."""
     made: list[NativeBackend] = []
 
-    def make(**overrides: Any) -> NativeBackend:
+    def make(clock: Clock | None = None, **overrides: Any) -> NativeBackend:
         options: dict[str, Any] = {
             "run_dir": dirs.run,
             "log_dir": dirs.log,
@@ -46,7 +48,7 @@ async def backends(dirs: Dirs) -> AsyncIterator[BackendFactory]:
             "port_range": port_range(),
             **overrides,
         }
-        backend = NativeBackend(NODE, NativeSettings(**options))
+        backend = NativeBackend(NODE, NativeSettings(**options), clock=clock)
         made.append(backend)
         return backend
 

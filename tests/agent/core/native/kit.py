@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -118,6 +120,40 @@ class Dirs:
         """The environment a SLEEPER instance saw (None until it wrote it)."""
         path = self.instance(app, version, service, index) / "env.json"
         return json.loads(path.read_text()) if path.exists() else None
+
+
+class FakeClock:
+    """A wall clock that moves only when a test sets it (agent.core.native.cronjob.Clock):
+    timing tests of schedules do not depend on the time of day they run at."""
+
+    def __init__(self, now: datetime) -> None:
+        self._now = now
+        self._sleepers: list[tuple[datetime | None, asyncio.Event]] = []
+        self.sleeps: list[datetime | None] = []
+        """Every moment a timer went to sleep for, in order."""
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep_until(self, moment: datetime | None, wake: asyncio.Event) -> None:
+        self.sleeps.append(moment)
+        entry = (moment, wake)
+        self._sleepers.append(entry)
+        try:
+            await wake.wait()
+        finally:
+            self._sleepers.remove(entry)
+
+    def set(self, moment: datetime) -> None:
+        """Move to `moment` (either way) and wake the timers whose moment has come."""
+        self._now = moment
+        for until, wake in self._sleepers:
+            if until is not None and until <= moment:
+                wake.set()
+
+    def asleep_until(self, moment: datetime | None) -> bool:
+        """Whether a timer now sleeps until `moment`."""
+        return any(until == moment for until, _ in self._sleepers)
 
 
 def exists(pid: int) -> bool:

@@ -177,6 +177,15 @@ def test_decide_follows_kubernetes_restart_policies(
             {"workload": "job", "jobConfig": {"restartPolicy": "OnFailure", "backoffLimit": 1}},
             RestartRule(Restart.ON_FAILURE, 1),
         ),
+        ({"workload": "cronjob", "cronTime": "@hourly"}, RestartRule(Restart.NEVER, 6)),
+        (
+            {
+                "workload": "cronjob",
+                "cronTime": "*/5 * * * *",
+                "jobConfig": {"restartPolicy": "OnFailure", "backoffLimit": 2},
+            },
+            RestartRule(Restart.ON_FAILURE, 2),
+        ),
     ],
 )
 def test_restart_rule_comes_from_the_workload(fields: dict[str, Any], rule: RestartRule) -> None:

@@ -1,0 +1,1 @@
+"""Agent self-upgrade with automatic rollback (decision #153)."""
