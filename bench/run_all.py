@@ -52,6 +52,7 @@ BENCHES = (
     Bench("node_venv", "node_venv.py", "node_venv.json", (), ("--quick",), 0.5),
     Bench("kube", "kube.py", "kube.json", (), ("--quick",), 11),
     Bench("function_proxy", "function_proxy.py", "function_proxy.json", (), ("--quick",), 1),
+    Bench("agent_upgrade", "agent_upgrade.py", "agent_upgrade.json", (), ("--quick",), 5),
 )  # fmt: skip
 
 

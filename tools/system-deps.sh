@@ -2,7 +2,8 @@
 # Installs the system packages a target needs, only those missing (tools/apt.sh):
 #   tools/system-deps.sh        the test suite's real services (DESIGN §12): Mosquitto (broker and
 #                               clients), what builds its node-limits plugin (a C compiler and
-#                               Mosquitto's plugin headers, decision #98) and PostgreSQL
+#                               Mosquitto's plugin headers, decision #98), PostgreSQL, and
+#                               debootstrap and systemd-nspawn (tests/platforms)
 #   tools/system-deps.sh demo   `make demo`: Mosquitto, the plugin's build tools, curl or wget
 #   tools/system-deps.sh kube   the local Kubernetes node (tools/kube): etcd, containerd, runc,
 #                               the CNI plugins, busybox-static for the test image, iptables and
@@ -33,10 +34,13 @@ elif [ "$target" = demo ]; then
   wanted="mosquitto, gcc, mosquitto-dev, curl or wget"
   command -v curl >/dev/null 2>&1 || command -v wget >/dev/null 2>&1 || missing+=(curl)
 else
-  wanted="mosquitto, mosquitto-clients, gcc, mosquitto-dev, postgresql and the local node's packages"
+  wanted="mosquitto, mosquitto-clients, gcc, mosquitto-dev, postgresql, debootstrap, systemd-container and the local node's packages"
   kube_missing
   command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+  # The systemd platform test (tests/platforms): a Debian rootfs booted with systemd-nspawn.
+  command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+  command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

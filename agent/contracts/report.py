@@ -106,8 +106,9 @@ class InstanceStats(WireModel):
 
 
 class CronJobStats(WireModel):
-    """The schedule of a `workload: cronjob` app on a native node (decision #152): Kubernetes
-    CronJob's `lastScheduleTime` and `lastSuccessfulTime`, and what the node counts besides."""
+    """The schedule of a `workload: cronjob` app (decision #152): Kubernetes CronJob's
+    `lastScheduleTime` and `lastSuccessfulTime`, and what a native node counts besides (a kube
+    node fills what its CronJob's status holds)."""
 
     schedule: str
     next_schedule_time: datetime | None = None
@@ -137,7 +138,7 @@ class AppStats(WireModel):
     warnings: list[str] = Field(default_factory=list)
     """Fields of the app's spec the node accepted but does not act on (agent.core.unused_fields)."""
     cron_job: CronJobStats | None = None
-    """A cronjob app's schedule and runs (native backend)."""
+    """A cronjob app's schedule and runs."""
 
 
 class NodeInfo(WireModel):

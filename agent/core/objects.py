@@ -27,7 +27,8 @@ import ssl
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -92,6 +93,7 @@ class ObjectCache:
     def __init__(self, settings: CacheSettings) -> None:
         self._settings = settings
         self._locks: dict[str, asyncio.Lock] = {}
+        self._pinned: Counter[str] = Counter()
         self.downloads = 0
         """How many downloads completed (tests and logs count on it)."""
 
@@ -140,9 +142,23 @@ class ObjectCache:
             )
             return path
 
+    @contextlib.contextmanager
+    def pinned(self, item: ObjectItem) -> Iterator[None]:
+        """Keep `item`'s entry through every prune while the block runs: for an item no
+        configuration names, such as the agent wheel of an upgrade (agent.core.upgrade), which
+        the engine's prune would otherwise delete under the download."""
+        name = entry_name(item)
+        self._pinned[name] += 1
+        try:
+            yield
+        finally:
+            self._pinned[name] -= 1
+            if self._pinned[name] <= 0:
+                del self._pinned[name]
+
     def prune(self, keep: Iterable[Configuration]) -> list[str]:
-        """Delete the entries (and assembled volumes) that no configuration of `keep` names;
-        returns their names. Blocking."""
+        """Delete the entries (and assembled volumes) that no configuration of `keep` names and
+        nobody pinned; returns their names. Blocking."""
         configs = list(keep)
         wanted = {entry_name(item) for c in configs for item in c.object_items().values()}
         wanted.add(VOLUMES)
@@ -150,7 +166,12 @@ class ObjectCache:
         removed: list[str] = []
         with contextlib.suppress(FileNotFoundError):
             for entry in self.root.iterdir():
-                if entry.name not in wanted and not entry.name.startswith("."):
+                # A pin is looked up entry by entry (not once): one taken while this runs counts.
+                if (
+                    entry.name not in wanted
+                    and entry.name not in self._pinned
+                    and not entry.name.startswith(".")
+                ):
                     shutil.rmtree(entry, ignore_errors=True)
                     removed.append(entry.name)
         with contextlib.suppress(FileNotFoundError):

@@ -1,6 +1,6 @@
 """Starting baetyl-core once the node is activated, and waiting until it reached the cloud.
 
-With systemd: a unit rendered for the prefix, `systemctl enable --now`. Without (`--no-systemd`,
+With systemd: a unit rendered for the prefix, enabled and started once. Without (`--no-systemd`,
 containers, boards without systemd): baetyl-core detached in its own session, output appended to
 `core.log`, its pid in a pid file; a live baetyl-core named by that file is never started twice.
 """
@@ -94,12 +94,15 @@ def start_systemd(layout: Layout, core: Path) -> None:
     unit = SYSTEMD_DIR / UNIT_NAME
     text = unit_text(layout, core)
     changed = not unit.is_file() or unit.read_text(encoding="utf-8") != text
-    if changed:
-        atomic_write(unit, text.encode("utf-8"), mode=0o644)
-        _systemctl("daemon-reload")
-    _systemctl("enable", "--now", UNIT_NAME)
-    if changed:
-        _systemctl("try-restart", UNIT_NAME)
+    if not changed:
+        _systemctl("enable", "--now", UNIT_NAME)
+        return
+    atomic_write(unit, text.encode("utf-8"), mode=0o644)
+    _systemctl("daemon-reload")
+    _systemctl("enable", UNIT_NAME)
+    # Starts a new unit once, and a running agent again with the changed unit (`enable --now`
+    # followed by `try-restart` started a fresh installation's agent twice within a second).
+    _systemctl("restart", UNIT_NAME)
 
 
 def running_pid(layout: Layout) -> int | None:

@@ -96,6 +96,8 @@ def targets(results: dict[str, Any]) -> str:
         rows += [("kube", check) for check in results["kube"]["checks"]]
     if results.get("function_proxy"):
         rows += [("function_proxy", check) for check in results["function_proxy"]["checks"]]
+    if results.get("agent_upgrade"):
+        rows += [("agent_upgrade", check) for check in results["agent_upgrade"]["checks"]]
     lines = ["| benchmark | target | measured | met |", "|---|---|---|---|"]
     lines += [
         f"| `bench/{name}.py` | {check['target']} | {check['measured']} | {_met(check['met'])} |"
@@ -628,4 +630,148 @@ def function_proxy(result: Json, image: str | None) -> str:
     if image is not None:
         lines += ["", figure(image, "Function proxy: throughput direct and proxied"), ""]
         lines.append(provenance_note(result))
+    return "\n".join(lines)
+
+
+# -- agent upgrade ---------------------------------------------------------------------------
+
+UPGRADE_PHASES = (
+    ("delivered", "PUT → the agent starts the upgrade"),
+    ("download", "wheel downloaded (object cache, digest checked)"),
+    ("copy", "running virtualenv copied"),
+    ("install", "`pip install --no-deps` of the wheel into the copy"),
+    ("dependencies", "`pip install` completing its dependencies"),
+    ("checks", "new `baetyl-core --version` and `--check`, guard started"),
+    ("stop", "old agent stops (apps keep running)"),
+    ("start", "`exec` of the new version until it runs (imports, apps adopted)"),
+    ("connect", "new version's link to the cloud up"),
+    ("confirm", "report accepted: upgrade confirmed"),
+    ("report", "the cloud shows `done`"),
+)
+UPGRADE_TOTALS = (
+    ("preparing_ms", "**preparing**: PUT → switching"),
+    ("switch_confirm_ms", "**switch + confirm**: switching → confirmed"),
+    ("offline_ms", "node offline: switching → link up"),
+    ("total_ms", "**total**: PUT → `done` shown"),
+)
+ROLLBACK_PHASES = (
+    ("preparing", "PUT → switching (the broken version prepared like any)"),
+    ("detected", "switching → the guard rolls back"),
+    ("restarted", "guard stops it and starts the previous version"),
+    ("connected", "previous version's link to the cloud up"),
+    ("reported", "the cloud shows `rolledBack`"),
+)
+ROLLBACK_TOTALS = (
+    ("switch_to_rolled_back_ms", "**switching → `rolledBack` shown**"),
+    ("past_deadline_ms", "the same, past the confirm deadline"),
+    ("total_ms", "**total**: PUT → `rolledBack` shown"),
+)
+
+
+def _seconds(figures: Json | None, *, bold: bool = False) -> str:
+    """`median (min-max)` in seconds, or — when not measured."""
+    if not figures:
+        return "—"
+
+    def one(ms: float) -> str:
+        return f"{ms / 1000:.2f}" if abs(ms) < 10_000 else f"{ms / 1000:.1f}"
+
+    median = f"**{one(figures['p50'])}**" if bold else one(figures["p50"])
+    if figures["count"] == 1:
+        return median
+    return f"{median} ({one(figures['min'])}-{one(figures['max'])})"
+
+
+def _rounds(count: int) -> str:
+    return f"{count} round" if count == 1 else f"{count} rounds"
+
+
+def _phase_table(
+    header: str,
+    columns: Sequence[tuple[str, Json]],
+    phases: Sequence[tuple[str, str]],
+    totals: Sequence[tuple[str, str]],
+    skip: dict[str, set[str]] | None = None,
+) -> list[str]:
+    """Rows of phases then totals, one column per summary (rounds in the header)."""
+    lines = [
+        f"| {header} | "
+        + " | ".join(f"{name}, {_rounds(s['rounds'])}" for name, s in columns)
+        + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for key, label in phases:
+        cells = [_seconds(s["phases_ms"].get(key)) for _, s in columns]
+        if any(cell != "—" for cell in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for key, label in totals:
+        bold = label.startswith("**")
+        cells = [
+            "—" if key in (skip or {}).get(name, set()) else _seconds(s.get(key), bold=bold)
+            for name, s in columns
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def agent_upgrade(result: Json) -> str:
+    """Agent self-upgrade: its phases, rollbacks of broken versions, the disk a version takes."""
+    plan, found, disk = result["plan"], result["summary"], result["disk"]
+    upgrades = [("to a new version", found["new"])]
+    if "previous" in found:
+        upgrades.append(("back to the previous version", found["previous"]))
+    lines = [
+        "## Agent upgrade (`bench/agent_upgrade.py`)",
+        "",
+        "A real `baetyl-cloud serve` with its broker serves agent wheels of the working tree "
+        "built as other versions; a node is installed with the cloud's install command (no "
+        "systemd) and runs one native app. Each round is one `PUT /v1/nodes/{name}/core/configs` "
+        "naming a version, timed until `GET .../core/versions` shows the node's report of the "
+        "outcome; the phases between come from the agent's JSON log (core.log), whose lines the "
+        "old agent, the new one and the rollback guard all write. An upgrade to a new version "
+        "downloads its wheel, copies the running virtualenv, installs the wheel over the copy "
+        "and checks it, then the agent stops and `exec`s the new version, which confirms once "
+        "the cloud accepted its report (decision #153). Going back to the previous version finds "
+        "its virtualenv still on the node (kept as `previous`), so only its checks run again "
+        "(the wheel is fetched again first: their row counts both). "
+        "Seconds, median (min-max) of the rounds of one run; upgrades with the default "
+        "`upgrade.confirm_timeout` (120 s), rollbacks with "
+        f"{plan['confirm_timeout']:g} s.",
+        "",
+        *_phase_table("upgrade phase (s)", upgrades, UPGRADE_PHASES, UPGRADE_TOTALS),
+    ]
+    broken = [
+        (label, found[kind])
+        for kind, label in (("crashing", "exits at start"), ("silent", "never connects"))
+        if kind in found
+    ]
+    if broken:
+        lines += [
+            "",
+            "A broken version is prepared and switched to like a good one; the guard (the "
+            "previous version's code, started by the agent that switches) rolls it back when it "
+            "exits before confirming, or when it has not confirmed by the deadline. It then "
+            "starts the previous version, which adopts the app and reports `rolledBack`.",
+            "",
+            *_phase_table(
+                "rollback phase (s)", broken, ROLLBACK_PHASES, ROLLBACK_TOTALS,
+                skip={"exits at start": {"past_deadline_ms"}},
+            ),
+        ]  # fmt: skip
+    kept = disk["versions_kept"]
+    whole = disk["installed_mb"] + disk["versions_dir_mb"]
+    lines += [
+        "",
+        f"Disk (`du` counting): one upgraded version's virtualenv in "
+        f"`var/lib/baetyl/versions/{disk['version']}` takes **{disk['version_mb']:.1f} MiB**, "
+        f"the virtualenv the node was installed with {disk['installed_mb']:.1f} MiB. After the "
+        f"upgrades `versions/` holds {len(kept)} ({', '.join(kept)}: the current and the "
+        f"previous version; older ones are deleted), {disk['versions_dir_mb']:.1f} MiB; the "
+        "installed virtualenv stays too (the service starts its `baetyl-core`, which hands over "
+        f"to the current version), so an upgraded node holds {whole:.0f} MiB of agent.",
+        "",
+        *checks_table(result["checks"]),
+        "",
+        provenance_note(result) + f"; load average {result['load_average_end'][0]:.2f} at the end",
+    ]
     return "\n".join(lines)

@@ -135,3 +135,12 @@ def function_proxy_results(tmp_path_factory: pytest.TempPathFactory) -> Json:
     )
     assert "## Function proxy (`bench/function_proxy.py`)" in completed.stdout
     return results
+
+
+@pytest.fixture(scope="session")
+def agent_upgrade_results(tmp_path_factory: pytest.TempPathFactory) -> Json:
+    """`bench/agent_upgrade.py --quick`: 2 upgrades, 1 back, 1 rollback of each broken kind."""
+    out = tmp_path_factory.mktemp("agent-upgrade-bench") / "agent_upgrade.json"
+    results, completed = run_bench("agent_upgrade.py", ["--quick"], out, timeout=240)
+    assert "## Agent upgrade (`bench/agent_upgrade.py`)" in completed.stdout
+    return results

@@ -42,6 +42,7 @@ def results_dir(
     shadow_results: Json,
     node_venv_results: Json,
     function_proxy_results: Json,
+    agent_upgrade_results: Json,
 ) -> Path:
     """A results directory laid out as `make bench` leaves bench/results/."""
     directory = tmp_path / "results"
@@ -54,6 +55,7 @@ def results_dir(
         ("shadow_apply.json", shadow_results),
         ("node_venv.json", node_venv_results),
         ("function_proxy.json", function_proxy_results),
+        ("agent_upgrade.json", agent_upgrade_results),
     ):
         (directory / name).write_text(json.dumps(value), encoding="utf-8")
     return directory
@@ -76,6 +78,7 @@ def test_the_report_has_every_section_figure_and_measured_figure(
         "## Shadow update cost",
         "## A node's virtualenv",
         "## Function proxy (`bench/function_proxy.py`)",
+        "## Agent upgrade (`bench/agent_upgrade.py`)",
     ):
         assert heading in text
     lines = text.splitlines()
@@ -87,7 +90,7 @@ def test_the_report_has_every_section_figure_and_measured_figure(
         assert len(data) > 10_000
     # Every figure comes with the command that produced it and the machine it ran on: the
     # deploy figure's two panels come from two benchmarks, so it names both.
-    assert text.count("*Command:* `.venv/bin/python bench/") == 9
+    assert text.count("*Command:* `.venv/bin/python bench/") == 10
     assert "Right panel (one desired change carrying N apps" in text
     assert push_results["provenance"]["machine"]["summary"] in text
     # The measured figures are those of the results files.

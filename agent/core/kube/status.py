@@ -9,10 +9,18 @@ Failed with that reason as its cause, so a user sees *why* in the cloud, not jus
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from agent.contracts.report import AppStats, AppStatus, ContainerState, InstanceStats, Usage
+from agent.contracts import cron
+from agent.contracts.report import (
+    AppStats,
+    AppStatus,
+    ContainerState,
+    CronJobStats,
+    InstanceStats,
+    Usage,
+)
 from agent.core.kube.render import APP_LABEL
 
 Manifest = dict[str, Any]
@@ -104,9 +112,11 @@ def app_stats(
     workload: Manifest | None,
     pods: Iterable[Manifest],
     usage: Mapping[str, Usage] | None = None,
+    *,
+    now: datetime | None = None,
 ) -> AppStats:
     """The app's status from its workload and pods (`workload` None: not created yet); `usage`
-    by pod name."""
+    by pod name; `now` (UTC) places a CronJob's next time."""
     live = [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
     found = usage or {}
     instances = {
@@ -126,7 +136,35 @@ def app_stats(
     if stuck and status is not AppStatus.SUCCEEDED:
         pod = next(p for p in live if failing(p))
         status, cause = AppStatus.FAILED, f"pod {pod['metadata']['name']}: {stuck}"
-    return AppStats(name=name, version=version, status=status, cause=cause, instances=instances)
+    return AppStats(
+        name=name,
+        version=version,
+        status=status,
+        cause=cause,
+        instances=instances,
+        cron_job=cron_job_stats(workload, now or datetime.now(UTC)),
+    )
+
+
+def cron_job_stats(workload: Manifest, now: datetime) -> CronJobStats | None:
+    """A CronJob's schedule and runs as the native backend reports them (`cronJob` in the app's
+    stats): Kubernetes' `lastScheduleTime`, `lastSuccessfulTime` and active jobs, and the next
+    time of its schedule; None for other workloads."""
+    if workload.get("kind") != "CronJob":
+        return None
+    schedule = str(workload.get("spec", {}).get("schedule", ""))
+    status = workload.get("status") or {}
+    try:
+        upcoming = cron.parse(schedule).next_after(now)
+    except cron.CronError:
+        upcoming = None
+    return CronJobStats(
+        schedule=schedule,
+        next_schedule_time=upcoming,
+        last_schedule_time=_timestamp(status.get("lastScheduleTime")),
+        last_successful_time=_timestamp(status.get("lastSuccessfulTime")),
+        active=bool(status.get("active")),
+    )
 
 
 def _workload_status(workload: Manifest) -> tuple[AppStatus, str]:

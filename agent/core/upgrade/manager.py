@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from agent.contracts.core_settings import CoreSettings
+from agent.contracts.objects import ObjectItem
 from agent.contracts.report import UpgradeStatus
 from agent.contracts.version import VERSION
 from agent.core.objects import ObjectCache, ObjectError
@@ -219,12 +220,15 @@ class Upgrader:
     async def _prepare(self, target: _Target, source: Path) -> Path:
         wheel = target.settings.wheel
         assert wheel is not None
-        downloaded = await self._objects.ensure(wheel)
         name = Path(urlsplit(wheel.url).path).name
         versions = self._paths.versions_dir
-        copied = await asyncio.to_thread(
-            prepare.copy_wheel, downloaded, versions / WHEELS_DIR, name, wheel.sha256
-        )
+        # Pinned: no configuration names the wheel, so the engine's prune would delete it.
+        with self._objects.pinned(wheel):
+            try:
+                copied = await self._copied(wheel, versions / WHEELS_DIR / name)
+            except FileNotFoundError:
+                # Pruned between a prune's look and the pin: downloaded again, pinned now.
+                copied = await self._copied(wheel, versions / WHEELS_DIR / name)
         request = prepare.Request(
             wheel=copied,
             version=target.version,
@@ -238,6 +242,12 @@ class Upgrader:
             return await asyncio.to_thread(prepare.prepare, request, _progress(target.version))
         finally:
             await asyncio.to_thread(copied.unlink, missing_ok=True)
+
+    async def _copied(self, wheel: ObjectItem, target: Path) -> Path:
+        downloaded = await self._objects.ensure(wheel)
+        return await asyncio.to_thread(
+            prepare.copy_wheel, downloaded, target.parent, target.name, wheel.sha256
+        )
 
     def _start_guard(self) -> None:
         """The rollback guard of this version, in its own session (it must outlive us)."""

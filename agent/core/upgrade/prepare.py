@@ -103,7 +103,8 @@ def prepare(request: Request, progress: Callable[[str], None]) -> Path:
 
 
 def copy_wheel(source: Path, directory: Path, name: str, sha256: str) -> Path:
-    """`source` copied to `directory/name`, verified against `sha256` after the copy."""
+    """`source` copied to `directory/name`, verified against `sha256` after the copy;
+    FileNotFoundError when `source` is gone."""
     if not WHEEL_NAME.match(name):
         raise PrepareError(f"{name!r} is not the file name of an agent wheel")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -111,6 +112,8 @@ def copy_wheel(source: Path, directory: Path, name: str, sha256: str) -> Path:
     try:
         shutil.copyfile(source, target)
         digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise  # the cache entry went away: the caller downloads it again
     except OSError as exc:
         raise PrepareError(f"could not copy the downloaded wheel: {exc}") from exc
     if digest != sha256:

@@ -195,3 +195,18 @@ async def test_a_config_tree_holds_text_and_unpacked_items(
         "note.txt",
     ]
     assert config_tree(cache.root, config) == tree  # made once per version
+
+
+async def test_a_pinned_entry_outlives_prunes_until_unpinned(
+    server: FileServer, cache: ObjectCache
+) -> None:
+    server.files["wheel"] = b"w" * 100
+    wheel = item(server, "wheel", b"w" * 100)
+    with cache.pinned(wheel):
+        path = await cache.ensure(wheel)
+        with cache.pinned(wheel):
+            pass  # pins nest: the inner end does not unpin
+        assert cache.prune([]) == []
+        assert path.read_bytes() == b"w" * 100
+    assert cache.prune([]) == [f"sha256-{wheel.sha256}"]
+    assert not path.exists()

@@ -202,7 +202,11 @@ async def test_daemonset_statefulset_job_and_cronjob_apply_update_and_remove(
         backend, "once", lambda s: s.status is AppStatus.SUCCEEDED, "the job succeeded"
     )
     assert [i.status for i in done.instances.values()] == [AppStatus.SUCCEEDED]
-    await until(backend, "timer", lambda s: s.status is AppStatus.RUNNING, "the cron job")
+    timer = await until(backend, "timer", lambda s: s.status is AppStatus.RUNNING, "the cron job")
+    assert timer.cron_job is not None  # the CronJob's schedule, as a native node reports it
+    assert timer.cron_job.schedule == "*/5 * * * *"
+    assert timer.cron_job.next_schedule_time is not None
+    assert timer.cron_job.next_schedule_time.minute % 5 == 0
     assert await objects(admin, "StatefulSet", "state") == ["state"]
     assert await objects(admin, "CronJob", "timer", version="batch/v1beta1") == ["timer"]
     first_job = await objects(admin, "Job", "once")

@@ -251,3 +251,37 @@ def test_a_pod_instance_carries_baetyls_instance_keys() -> None:
         {"name": "main", "state": "Running", "reason": ""},
         {"name": "side", "state": "Waiting", "reason": "ContainerCreating"},
     ]
+
+
+def test_a_cron_job_reports_its_schedule_its_runs_and_its_next_time() -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    workload = {
+        "kind": "CronJob",
+        "metadata": {"name": "nightly", "generation": 1},
+        "spec": {"schedule": "30 2 * * *"},
+        "status": {
+            "lastScheduleTime": "2026-12-03T02:30:00Z",
+            "lastSuccessfulTime": "2026-12-03T02:31:10Z",
+            "active": [{"kind": "Job", "name": "nightly-29001"}],
+        },
+    }
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    stats = app_stats("nightly", "v1", workload, [], now=now)
+    assert stats.status is AppStatus.RUNNING
+    assert stats.cron_job is not None
+    shown = stats.cron_job.to_wire()
+    assert shown == {
+        "schedule": "30 2 * * *",
+        "nextScheduleTime": "2026-12-04T02:30:00Z",
+        "lastScheduleTime": "2026-12-03T02:30:00Z",
+        "lastSuccessfulTime": "2026-12-03T02:31:10Z",
+        "active": True,
+        "lastCause": "",
+        "skipped": 0,
+        "missed": 0,
+    }
+    idle = app_stats("nightly", "v1", {**workload, "status": {}}, [], now=now).cron_job
+    assert idle is not None
+    assert (idle.active, idle.last_schedule_time) == (False, None)
+    assert app_stats("web", "v1", deployment(1, replicas=1), [], now=now).cron_job is None
