@@ -89,7 +89,7 @@ demo: install  ## cloud + node + the hello app in var/demo/ (MODE=kube: on a loc
 demo-stop: install  ## stop what `make demo` started, the local Kubernetes included (data and logs stay in var/demo/)
 	@$(BIN)/python tools/demo.py down $(DEMO_ARGS)
 
-bench: install system-deps kube-binaries  ## run bench/* (~33 min), rewrite docs/benchmarks.md + plots (BENCH_ARGS='--quick')
+bench: install system-deps kube-binaries  ## run bench/* (~55 min), rewrite docs/benchmarks.md + plots (BENCH_ARGS='--quick')
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 bench-report: install  ## redraw docs/benchmarks.md and its plots from bench/results/ without measuring

@@ -53,6 +53,7 @@ BENCHES = (
     Bench("kube", "kube.py", "kube.json", (), ("--quick",), 11),
     Bench("function_proxy", "function_proxy.py", "function_proxy.json", (), ("--quick",), 1),
     Bench("agent_upgrade", "agent_upgrade.py", "agent_upgrade.json", (), ("--quick",), 5),
+    Bench("platforms", "platforms.py", "platforms.json", (), ("--quick",), 22),
 )  # fmt: skip
 
 

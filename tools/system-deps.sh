@@ -3,7 +3,7 @@
 #   tools/system-deps.sh        the test suite's real services (DESIGN §12): Mosquitto (broker and
 #                               clients), what builds its node-limits plugin (a C compiler and
 #                               Mosquitto's plugin headers, decision #98), PostgreSQL, and
-#                               debootstrap and systemd-nspawn (tests/platforms)
+#                               debootstrap, systemd-nspawn and qemu-user (tests/platforms)
 #   tools/system-deps.sh demo   `make demo`: Mosquitto, the plugin's build tools, curl or wget
 #   tools/system-deps.sh kube   the local Kubernetes node (tools/kube): etcd, containerd, runc,
 #                               the CNI plugins, busybox-static for the test image, iptables and
@@ -34,13 +34,16 @@ elif [ "$target" = demo ]; then
   wanted="mosquitto, gcc, mosquitto-dev, curl or wget"
   command -v curl >/dev/null 2>&1 || command -v wget >/dev/null 2>&1 || missing+=(curl)
 else
-  wanted="mosquitto, mosquitto-clients, gcc, mosquitto-dev, postgresql, debootstrap, systemd-container and the local node's packages"
+  wanted="mosquitto, mosquitto-clients, gcc, mosquitto-dev, postgresql, debootstrap, systemd-container, qemu-user-static, binfmt-support and the local node's packages"
   kube_missing
   command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
   # The systemd platform test (tests/platforms): a Debian rootfs booted with systemd-nspawn.
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
   command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
+  # The ARM platform tests: arm64 and armhf userlands under qemu-user through binfmt_misc.
+  [ -x /usr/bin/qemu-aarch64-static ] && [ -x /usr/bin/qemu-arm-static ] || missing+=(qemu-user-static)
+  command -v update-binfmts >/dev/null 2>&1 || [ -x /usr/sbin/update-binfmts ] || missing+=(binfmt-support)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -156,6 +156,9 @@ class NodeInfo(WireModel):
     container_runtime: str = ""
     """`containerd://1.7.x` on a kube node; "" on a native one (Baetyl's cloud tells the two
     apart by it)."""
+    variant: str | None = None
+    """The ARM variant (`v8`, `v7`, `v6`) beside `arch`, as Baetyl reports it; absent elsewhere
+    (so that clouds older than this field still take reports of non-ARM nodes)."""
     role: str = ""
     labels: ReportedLabels = Field(default_factory=dict)
 

@@ -86,6 +86,15 @@ def go_arch(machine: str) -> str:
     return machine
 
 
+_VARIANTS: Final = {"aarch64": "v8", "arm64": "v8", "armv8l": "v8", "armv7l": "v7", "armv6l": "v6"}
+
+
+def go_variant(machine: str) -> str:
+    """The ARM variant Baetyl reports beside `arch` (`v8`, `v7`, `v6`, as in `linux-arm-v7`);
+    "" for other architectures, where Baetyl leaves it empty too."""
+    return _VARIANTS.get(machine.strip().lower(), "")
+
+
 def read_os_image(candidates: tuple[Path, ...] = OS_RELEASE_FILES) -> str:
     """PRETTY_NAME of os-release (`Debian GNU/Linux 12 (bookworm)`), or "" when unknown."""
     for path in candidates:
@@ -140,6 +149,7 @@ def read_info(*, role: str = ROLE, labels: dict[str, str] | None = None) -> Node
         hostname=socket.gethostname(),
         address=primary_ipv4(),
         arch=go_arch(uname.machine),
+        variant=go_variant(uname.machine) or None,
         os=uname.system.lower(),
         kernel_ver=uname.release,
         os_image=read_os_image(),

@@ -27,27 +27,20 @@ import yaml
 
 from agent.contracts.resources import Configuration, ObjectRef, Service, Volume, VolumeMount
 from agent.core.backend import DeployError, Deployment
+from agent.core.node import go_arch, go_variant
 from agent.core.objects import content_path
 
 PROGRAM_MOUNT: Final = "/var/lib/baetyl/bin"
 PROGRAM_FILE: Final = "program.yml"
 INSTANCE_VARIABLE: Final = "BAETYL_INSTANCE_DIR"
-_ARCHES: Final = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64-v8",
-    "arm64": "arm64-v8",
-    "armv7l": "arm-v7",
-    "armv6l": "arm-v6",
-    "i686": "386",
-    "i386": "386",
-}
 
 
 def node_platform(machine: str | None = None) -> str:
     """This node's platform as Baetyl names it: `linux-amd64`, `linux-arm64-v8`, `linux-arm-v7`."""
-    arch = machine or host.machine()
-    return f"{host.system().lower() or 'linux'}-{_ARCHES.get(arch, arch)}"
+    machine = machine or host.machine()
+    variant = go_variant(machine)
+    arch = go_arch(machine) + (f"-{variant}" if variant else "")
+    return f"{host.system().lower() or 'linux'}-{arch}"
 
 
 def runnable(

@@ -775,3 +775,87 @@ def agent_upgrade(result: Json) -> str:
         provenance_note(result) + f"; load average {result['load_average_end'][0]:.2f} at the end",
     ]
     return "\n".join(lines)
+
+
+# -- node install per platform ---------------------------------------------------------------
+
+
+def _install_seconds(figures: Json) -> str:
+    """`median (min-max)` seconds of the install rounds."""
+    median = f"**{figures['p50']:.1f}**"
+    if figures["count"] == 1:
+        return median
+    return f"{median} ({figures['min']:.1f}-{figures['max']:.1f})"
+
+
+def platforms(result: Json) -> str:
+    """Node install time and the idle agent's RSS on amd64 (systemd and plain), arm64, armv7."""
+    found = result["platforms"]
+    rounds, settle = result["plan"]["rounds"], result["settle"]
+    lines = [
+        "## Node install per platform (`bench/platforms.py`)",
+        "",
+        "On each platform a fresh machine (a new overlay of the cached Debian bookworm root "
+        "filesystem of the platform tests, `tools/platforms`) runs the install command of a "
+        "real `baetyl-cloud serve` on the host (`GET /v1/nodes/{n}/init`), unchanged, with "
+        "`sh`, as root. *Install s* is the time from starting the command to its successful "
+        "exit, which comes once the node is online (the cloud then says `ready`); *installed "
+        "MB* is `du -sk /opt/baetyl` (the agent's virtualenv, configuration and state). Then, "
+        f"once the agent has sent {settle['reports']} reports (its local `GET /health`) or "
+        f"{settle['seconds']:g} s after it came online, the RSS of its process as the host "
+        "sees it, once a second for "
+        f"{result['plan']['idle']} s: the median. Median (min-max) of {_rounds(rounds)} per "
+        "platform, each on a fresh machine; pip's cache is shared by every machine, so the "
+        "first round of a run is the one with the coldest caches (every round is in the "
+        "results file).",
+        "",
+        "| platform | init | userland | install s, median (min-max) | installed MB | "
+        "idle agent RSS MiB |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for row in found:
+        rss = f"{row['idle_rss_mb']:.1f}"
+        rss = f"{rss} (qemu-user)" if row["emulated"] else f"**{rss}**"
+        lines.append(
+            f"| {row['platform']} | {row['init']} | {row['userland']} | "
+            f"{_install_seconds(row['install_s'])} | {row['installed_mb']:.0f} | {rss} |"
+        )
+    emulated = [row for row in found if row["emulated"]]
+    native = [row for row in found if not row["emulated"]]
+    if emulated:
+        host = result.get("host_arch", "amd64")
+        names = " and ".join(f"`{row['platform']}`" for row in emulated)
+        figures = " and ".join(f"{row['idle_rss_mb']:.1f}" for row in native)
+        own = f": {figures} MiB" if native else ""
+        uss = [row["idle_uss_mb"] for row in native if row["idle_uss_mb"] is not None]
+        if uss:
+            alone = " and ".join(f"{mb:.1f}" for mb in uss)
+            own += f" (USS, the memory its process alone holds: {alone} MiB)"
+        lines += [
+            "",
+            f"{names} run under qemu-user on this {host} machine: every program of the "
+            "userland, pip and the compiler included, is emulated, so their times are "
+            "emulation's, not a board's (a real board runs CPU work typically much faster "
+            "than emulation does here). Their RSS is that of the host's qemu-user process: "
+            "the guest's memory, the emulator itself and its cache of translated code; the "
+            f"agent's own figures are those of the {host} rows{own}.",
+        ]
+    armhf = next((row for row in found if row["platform"] == "armhf"), None)
+    if armhf is not None:
+        first = armhf["all_rounds"][0]
+        built = ", ".join(first["wheels_built"]) or "none (pip's cache already held them)"
+        lines += [
+            "",
+            "On armhf (armv7l) there are no binary wheels of psutil and cffi: the install "
+            "script installs `gcc libc6-dev python3-dev libffi-dev` with apt-get (in "
+            f"{armhf['build_tools_installed']} of {armhf['rounds']} rounds: each machine is "
+            "fresh; apt's downloads are cached) and pip compiles them, then keeps the built "
+            "wheels in its cache (`~/.cache/baetyl-py/pip`), which later installs reuse. "
+            f"Wheels pip built in this run's first armhf round: {built}; its first install took "
+            f"{armhf['first_install_s']:.0f} s.",
+        ]
+    lines += [
+        "",
+        provenance_note(result) + f"; load average {result['load_average_end'][0]:.2f} at the end",
+    ]
+    return "\n".join(lines)

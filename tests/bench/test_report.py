@@ -103,7 +103,10 @@ def test_the_report_has_every_section_figure_and_measured_figure(
     assert f"{list_p99:.1f} ms" in text
     # One database only, and no Kubernetes run (it needs the cluster: tests/bench/
     # test_kube_bench_smoke.py): those are named as missing, not invented.
-    assert "Not measured in this report: `kube.json`, `cloud_rest-postgres.json`." in text
+    assert (
+        "Not measured in this report: `kube.json`, `platforms.json`, `cloud_rest-postgres.json`."
+        in text
+    )
 
 
 def test_the_committed_results_render_every_section_with_the_kube_one(tmp_path: Path) -> None:

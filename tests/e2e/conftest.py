@@ -29,7 +29,7 @@ from tests.harness.common import free_port, port_range, reachable_dir
 from tests.harness.pki import HarnessPKI
 from tools.kit.cloud import serve_args, start_serve
 from tools.kit.procs import app_processes, process_with, stop_child
-from tools.kit.rest import Rest
+from tools.kit.rest import Rest, health_of
 from tools.kit.waiting import eventually
 
 __all__ = ["LIMIT", "eventually"]
@@ -184,15 +184,8 @@ class Agent:
 
     async def health(self) -> Json | None:
         """The local API's `GET /health`, or None while it does not answer."""
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{self.api_port}/health") as answer,
-            ):
-                body: Json = await answer.json()
-                return body
-        except aiohttp.ClientConnectionError:
-            return None
+        body: Json | None = await health_of(f"http://127.0.0.1:{self.api_port}")
+        return body
 
     def app_pids(self, app: str) -> set[int]:
         """Pids of the live processes this node runs for `app` (found by their environment)."""

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psutil
 import pytest
 
@@ -28,6 +27,7 @@ from tests.harness.common import free_port
 from tests.harness.wheel import agent_wheel as build_wheel
 from tests.platforms.conftest import PIP_CACHE
 from tools.kit.procs import app_processes
+from tools.kit.rest import health_of
 from tools.kit.waiting import eventually
 from tools.platforms.container import Container
 
@@ -162,7 +162,7 @@ async def new_agent(
         pid = await main_pid(machine)
         if pid == after:
             return None
-        health = await agent_health(api_port)
+        health = await health_of(f"http://127.0.0.1:{api_port}")
         cloud_link = (health or {}).get("cloud") or {}
         return pid if cloud_link.get("connected") and cloud_link.get("reports", 0) >= 1 else None
 
@@ -185,19 +185,6 @@ async def adopted(machine: Container, *, times: int) -> None:
         return journal.count("adopted a running instance") >= times
 
     await eventually(logged, limit=ONLINE, what=f"adoption number {times} in the journal")
-
-
-async def agent_health(port: int) -> dict[str, object] | None:
-    """The agent's `GET /health` (its API listens on the shared loopback), or None."""
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{port}/health") as answer,
-        ):
-            body: dict[str, object] = await answer.json()
-            return body
-    except aiohttp.ClientError:
-        return None
 
 
 OLD, NEW, SILENT = "0.9.11", "0.9.12", "0.9.13"

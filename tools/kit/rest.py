@@ -58,3 +58,18 @@ async def healthy(session: aiohttp.ClientSession, url: str) -> bool:
             return answer.status == 200
     except (aiohttp.ClientError, TimeoutError):
         return False
+
+
+async def health_of(url: str) -> Any:
+    """The JSON body of `GET url/health` (an agent's local API), or None while it does not
+    answer with one."""
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                url.rstrip("/") + "/health", timeout=aiohttp.ClientTimeout(total=HEALTH_TIMEOUT)
+            ) as answer,
+        ):
+            return await answer.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None

@@ -14,6 +14,11 @@ what the cloud's install command names. Ports the container's programs bind are 
 
 `destroy` powers it off (SIGRTMIN+4 to its PID 1), SIGKILLs what is left (PID 1 last: the kernel
 then ends every process of its pid namespace) and removes `DIR`.
+
+A container made with `init=False` boots no init: systemd-nspawn runs its own small PID 1
+(`--as-pid2`) over `sleep infinity`, and commands enter it the same way. That is how a foreign
+architecture's userland runs (its programs under qemu-user, tools/platforms/emulation.py), and a
+machine without systemd: its "power off" is SIGKILL to that PID 1.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import psutil
 
 from tools.kit.procs import stop_child
 from tools.kit.waiting import eventually
-from tools.platforms.rootfs import Rootfs
+from tools.platforms.rootfs import PIP_CACHE, Rootfs
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BOOT_TIMEOUT = 120.0
@@ -46,10 +51,11 @@ class ContainerError(RuntimeError):
 
 @dataclass(frozen=True)
 class Bind:
-    """A host directory mounted at the same path inside."""
+    """A host directory mounted inside, at the same path unless `inside` names another."""
 
     path: Path
     read_only: bool = True
+    inside: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,16 @@ class Container:
     """One machine booted from `rootfs` with its state in `directory` (see the module doc)."""
 
     def __init__(
-        self, rootfs: Rootfs, directory: Path, *, name: str, binds: Sequence[Bind] = ()
+        self,
+        rootfs: Rootfs,
+        directory: Path,
+        *,
+        name: str,
+        binds: Sequence[Bind] = (),
+        init: bool = True,
     ) -> None:
         self.rootfs = rootfs
+        self.init = init
         self.directory = directory
         self.name = name
         self.binds = [*(Bind(path) for path in rootfs.binds), *binds]
@@ -86,7 +99,10 @@ class Container:
         return self._nspawn is not None and self._nspawn.returncode is None
 
     async def boot(self, *, limit: float = BOOT_TIMEOUT) -> str:
-        """Start systemd in the container; return its state once boot finished (`running`)."""
+        """Start systemd in the container; return its state once boot finished (`running`).
+
+        Without an init: start it and return `running` once a command runs inside.
+        """
         if self.running:
             raise ContainerError(f"{self.name} is already running")
         layers = {name: self.directory / name for name in ("upper", "work", "merged")}
@@ -96,10 +112,14 @@ class Container:
             if any(mark in str(path) for mark in ",:="):
                 raise ContainerError(f"an overlay cannot take the path {path} (',', ':' or '=')")
         options = f"lowerdir={self.rootfs.path},upperdir={layers['upper']},workdir={layers['work']}"
-        nspawn = ["systemd-nspawn", "--quiet", f"--directory={layers['merged']}", "--boot",
+        nspawn = ["systemd-nspawn", "--quiet", f"--directory={layers['merged']}",
                   "--register=no", "--keep-unit", "--console=pipe",
                   f"--machine={self.name}"]  # fmt: skip
-        nspawn += [f"--bind{'-ro' if b.read_only else ''}={b.path}:{b.path}" for b in self.binds]
+        nspawn += [
+            f"--bind{'-ro' if b.read_only else ''}={b.path}:{b.inside or b.path}"
+            for b in self.binds
+        ]
+        nspawn += ["--boot"] if self.init else ["--as-pid2", "sleep", "infinity"]
         script = 'mount -t overlay overlay -o "$1" "$2" && shift 2 && exec "$@"'
         with self.console.open("ab") as console:
             self._nspawn = await asyncio.create_subprocess_exec(
@@ -116,6 +136,22 @@ class Container:
             detail=self._console_tail,
         )
         last = Result(0, "")
+        if not self.init:
+
+            async def answers() -> bool:
+                nonlocal last
+                last = await self.run(["true"], limit=limit)
+                return last.code == 0
+
+            await eventually(
+                answers,
+                limit=limit,
+                poll=0.2,
+                what=f"a first command in {self.name}",
+                alive=lambda: nspawn_process.returncode is None,
+                detail=lambda: last.out + self._console_tail(),
+            )
+            return "running"
 
         async def settled() -> str | None:
             # Right after PID 1 appears its bus may not be up yet: asked again until it answers.
@@ -211,7 +247,7 @@ class Container:
             return
         if pid1 is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid1, _POWEROFF)
+                os.kill(pid1, _POWEROFF if self.init else signal.SIGKILL)
         try:
             await asyncio.wait_for(nspawn.wait(), limit)
         except TimeoutError:
@@ -262,3 +298,26 @@ def _init_of(nspawn: int) -> int | None:
                 if len(pids) > 1 and pids[-1] == 1:
                     return child.pid
     return None
+
+
+def node_machine(
+    rootfs: Rootfs, directory: Path, *, name: str, init: bool | None = None
+) -> Container:
+    """A machine to install nodes on: the pip cache and the platform's apt archive cache bound in.
+
+    pip's cache (with the wheels pip built on armv7) and apt's downloads outlive the machine:
+    the next one installs the same packages without downloading or compiling them again.
+    `init`: boot systemd (the default where the rootfs has it) or run as a plain container.
+    """
+    PIP_CACHE.mkdir(parents=True, exist_ok=True)
+    (rootfs.apt_archives / "partial").mkdir(parents=True, exist_ok=True)
+    return Container(
+        rootfs,
+        directory,
+        name=name,
+        binds=[
+            Bind(PIP_CACHE, read_only=False),
+            Bind(rootfs.apt_archives, read_only=False, inside=Path("/var/cache/apt/archives")),
+        ],
+        init=rootfs.boots if init is None else init,
+    )

@@ -4,15 +4,19 @@
     python -m tools.platforms.rootfs status           where it is, when and how it was built
     python -m tools.platforms.rootfs shell            boot a throwaway copy, open a shell in it
     python -m tools.platforms.rootfs remove           delete it (the next build starts over)
+    ... --platform arm64|armhf                        the same for an ARM userland (≈ 3 to 4 min)
 
 `debootstrap --variant=minbase` from the Debian mirror the host's apt sources name
-(tools/platforms/sources.py), then the host's CA bundle and pip settings (hostconf.py). The cache
+(tools/platforms/sources.py), then the host's CA bundle and pip settings (hostconf.py). An ARM
+userland is built in two stages: debootstrap `--foreign` unpacks it, then its second stage runs
+inside it under qemu-user, with the emulator copied in (tools/platforms/emulation.py). The cache
 is ~/.cache/baetyl-py/platforms/<name>/ (BAETYL_TEST_CACHE moves ~/.cache/baetyl-py): a rootfs is
 built in `<name>.partial/`, its `ready.json` written, and only then renamed into place, so a
 directory without `ready.json` (or without its init and python3) is damaged and built again. One
 builder at a time, by an exclusive lock on `<name>.lock`; the others wait for it and reuse its
 result. Nothing ever writes into a ready rootfs: containers boot an overlay of it (container.py).
-Needs root, debootstrap and systemd-container (`make system-deps` installs both).
+Needs root, debootstrap and systemd-container, and for ARM qemu-user-static and binfmt-support
+(`make system-deps` installs them).
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tools.kit.progress import Progress
-from tools.platforms import hostconf, sources
+from tools.platforms import emulation, hostconf, sources
 
 CACHE = Path(os.environ.get("BAETYL_TEST_CACHE", Path.home() / ".cache/baetyl-py")) / "platforms"
+PIP_CACHE = CACHE.parent / "pip"
+"""pip's cache of the tests (as tests/harness/venv.py's), bound read-write into every machine."""
 BUILD_TIMEOUT = 900.0
 _READY = "ready.json"
 
@@ -55,6 +61,11 @@ class Platform:
     include: tuple[str, ...]
     needs: tuple[str, ...] = ()
     """Files (relative to the rootfs) a complete build has: checked before every use."""
+
+    @property
+    def boots(self) -> bool:
+        """Whether it has an init to boot (systemd), or runs as a plain container."""
+        return "systemd-sysv" in self.include
 
 
 def host_arch() -> str:
@@ -83,6 +94,32 @@ def systemd_platform() -> Platform:
     )  # fmt: skip
 
 
+ARM_ARCHES = ("arm64", "armhf")
+"""The ARM userlands the platform tests run under emulation: 64-bit, and 32-bit ARMv7 (armv7l)."""
+
+
+def arm_platform(arch: str) -> Platform:
+    """Debian bookworm for `arch` (arm64 or armhf) without an init: what the install script needs.
+
+    It runs under qemu-user (emulation.py), as a plain container: no systemd, so the install
+    script starts baetyl-core without it, as on a board whose init is not systemd.
+    """
+    if arch not in ARM_ARCHES:
+        raise RootfsError(f"no ARM platform {arch!r} (known: {', '.join(ARM_ARCHES)})")
+    return Platform(
+        name=f"bookworm-{arch}",
+        suite="bookworm",
+        arch=arch,
+        include=("python3", "python3-venv", "curl", "ca-certificates"),
+        needs=("usr/bin/python3", "usr/bin/curl"),
+    )
+
+
+def platform_named(name: str) -> Platform:
+    """`systemd` (this machine's architecture) or an ARM architecture (`arm64`, `armhf`)."""
+    return systemd_platform() if name == "systemd" else arm_platform(name)
+
+
 @dataclass(frozen=True)
 class Rootfs:
     """A ready rootfs in the cache and what its `ready.json` records."""
@@ -95,14 +132,33 @@ class Rootfs:
         """Host directories its pip settings name: bound read-only at the same path."""
         return [Path(path) for path in self.info.get("binds", []) if Path(path).is_dir()]
 
+    @property
+    def arch(self) -> str:
+        return str(self.info["arch"])
+
+    @property
+    def boots(self) -> bool:
+        """Whether it has systemd to boot (else it runs as a plain container)."""
+        return "systemd-sysv" in self.info.get("include", [])
+
+    @property
+    def apt_archives(self) -> Path:
+        """The host directory for the .deb files apt downloads inside (one per platform)."""
+        return CACHE / f"apt-{self.info['platform']}"
+
 
 def directory(platform: Platform) -> Path:
     return CACHE / platform.name
 
 
-def missing_tools(*, build: bool = True) -> list[str]:
-    """What this machine lacks to boot the rootfs, and to build it with `build` (empty: nothing)."""
+def missing_tools(*, build: bool = True, arch: str | None = None) -> list[str]:
+    """What this machine lacks to boot the rootfs, and to build it with `build` (empty: nothing).
+
+    `arch`: the rootfs's architecture; another than this machine's needs its emulator too.
+    """
     missing = []
+    if arch is not None and arch != host_arch():
+        missing += emulation.missing_tools(arch)
     if os.geteuid() != 0:
         missing.append("root (debootstrap, mounts and systemd-nspawn need it)")
     tools = [("systemd-nspawn", "systemd-container"), ("nsenter", "util-linux"),
@@ -168,7 +224,7 @@ def _partial(platform: Platform) -> Path:
 
 
 def _build(platform: Platform, progress: Progress) -> Rootfs:
-    missing = missing_tools()
+    missing = missing_tools(arch=platform.arch)
     if missing:
         raise RootfsError("cannot build a rootfs here; missing: " + "; ".join(missing))
     mirror = sources.mirror(platform.suite)
@@ -178,25 +234,30 @@ def _build(platform: Platform, progress: Progress) -> Rootfs:
     partial.mkdir(parents=True)
     rootfs = partial / "rootfs"
     log = CACHE / f"{platform.name}.build.log"
+    foreign = platform.arch != host_arch()
     argv = ["debootstrap", "--variant=minbase", f"--arch={platform.arch}",
             f"--include={','.join(platform.include)}"]  # fmt: skip
+    if foreign:
+        # Only the first stage (unpacking) here; the second runs the packages' own programs.
+        argv.append("--foreign")
     if mirror.keyring is not None and Path(mirror.keyring).is_file():
         argv.append(f"--keyring={mirror.keyring}")
     argv += [platform.suite, str(rootfs), mirror.uri]
     started = time.monotonic()
-    with progress.step(f"debootstrap {platform.suite} ({platform.arch}) from {mirror.uri}"):
-        with log.open("w") as out:
-            try:
-                result = subprocess.run(  # noqa: S603 - fixed program, our arguments
-                    argv, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT, check=False
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise RootfsError(
-                    f"debootstrap took over {BUILD_TIMEOUT:.0f} s; see {log}"
-                ) from exc
-        if result.returncode != 0:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-            raise RootfsError(f"debootstrap failed (exit {result.returncode}); {log} ends:\n{tail}")
+    with log.open("w") as out:
+        with progress.step(f"debootstrap {platform.suite} ({platform.arch}) from {mirror.uri}"):
+            _logged(argv, out, log, "debootstrap")
+        if foreign:
+            with progress.step(f"the second stage under qemu-user ({platform.arch}, ≈ 3 min)"):
+                try:
+                    emulator = emulation.ensure(platform.arch)
+                except emulation.EmulationError as exc:
+                    raise RootfsError(str(exc)) from exc
+                emulation.install_into(emulator, rootfs)
+                # In a mount namespace of its own: the /proc and /sys it mounts vanish with it.
+                second = ["unshare", "--mount", "--propagation", "private", "--", "chroot",
+                          str(rootfs), "/debootstrap/debootstrap", "--second-stage"]  # fmt: skip
+                _logged(second, out, log, "debootstrap --second-stage")
     with progress.step("the host's CA bundle and pip settings"):
         settings = hostconf.pip_settings()
         hostconf.apply(rootfs, settings)
@@ -224,6 +285,20 @@ def _build(platform: Platform, progress: Progress) -> Rootfs:
     return built
 
 
+def _logged(argv: list[str], out: IO[str], log: Path, what: str) -> None:
+    """Run a build step with its output appended to the build log; a failure quotes its end."""
+    out.flush()
+    try:
+        result = subprocess.run(  # noqa: S603 - fixed programs, our arguments
+            argv, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RootfsError(f"{what} took over {BUILD_TIMEOUT:.0f} s; see {log}") from exc
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise RootfsError(f"{what} failed (exit {result.returncode}); {log} ends:\n{tail}")
+
+
 def _disk_bytes(top: Path) -> int:
     total = 0
     for path in top.rglob("*"):
@@ -237,7 +312,7 @@ async def _shell(platform: Platform) -> int:
 
     rootfs = ensure(platform)
     with tempfile.TemporaryDirectory(prefix="baetyl-rootfs-") as scratch:
-        container = Container(rootfs, Path(scratch), name="baetyl-shell")
+        container = Container(rootfs, Path(scratch), name="baetyl-shell", init=platform.boots)
         try:
             await container.boot()
             sys.stdout.write(f"booted; its PID 1 is {container.pid1} (exit the shell to stop it)\n")
@@ -258,9 +333,16 @@ def main(argv: list[str] | None = None) -> int:
         "shell: boot a throwaway overlay of it and open a shell inside; remove: delete it",
     )
     parser.add_argument("--rebuild", action="store_true", help="build: remove it first")
+    parser.add_argument(
+        "--platform",
+        choices=("systemd", *ARM_ARCHES),
+        default="systemd",
+        help="which rootfs: systemd (this machine's architecture, booted with systemd; the "
+        "default), or an ARM userland run under qemu-user without an init",
+    )
     args = parser.parse_args(argv)
     try:
-        platform = systemd_platform()
+        platform = platform_named(args.platform)
         if args.command == "remove" or args.rebuild:
             remove(platform)
         if args.command == "build":
@@ -276,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(json.dumps({"path": str(found.path), **found.info}, indent=2) + "\n")
         elif args.command == "shell":
             return asyncio.run(_shell(platform))
-    except (RootfsError, sources.NoMirror) as exc:
+    except (RootfsError, sources.NoMirror, emulation.EmulationError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
     return 0

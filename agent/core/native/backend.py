@@ -345,7 +345,7 @@ class NativeBackend:
             extra = {"app": name, "instance": instance.name}
             if proc is not None:
                 log.info("adopted a running instance", extra={**extra, "pid": proc.pid})
-                instance.start(adopted=proc)
+                instance.start(adopted=proc, was_ready=rec.ready)
             elif finished is not None:
                 instance.restore(finished, rec.cause)
             elif rec.phase == "running" and rec.pid is not None:

@@ -48,6 +48,9 @@ class InstanceRecord:
     failures: int = 0
     cause: str = ""
     init: bool = False
+    ready: bool = False
+    """Passing its readiness probe when recorded: an adopted instance keeps serving (listed in
+    the proxy's registry) until its probe says otherwise, so an agent restart drops no call."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored in instances.json."""
@@ -67,6 +70,7 @@ class InstanceRecord:
             "failures": self.failures,
             "cause": self.cause,
             "init": self.init,
+            "ready": self.ready,
         }
 
     @classmethod
@@ -88,6 +92,7 @@ class InstanceRecord:
             failures=int(value.get("failures", 0)),
             cause=str(value.get("cause", "")),
             init=bool(value.get("init", False)),
+            ready=bool(value.get("ready", False)),
         )
 
 

@@ -133,14 +133,24 @@ class Instance:
 
     # -- life cycle --------------------------------------------------------------------------
 
-    def start(self, *, adopted: procs.Proc | None = None, missed: Exit | None = None) -> None:
-        """Begin supervising: watch `adopted`, or account for a `missed` exit, or start fresh."""
+    def start(
+        self,
+        *,
+        adopted: procs.Proc | None = None,
+        missed: Exit | None = None,
+        was_ready: bool = False,
+    ) -> None:
+        """Begin supervising: watch `adopted`, or account for a `missed` exit, or start fresh.
+
+        An adopted instance that `was_ready` under the previous agent stays ready until its
+        readiness probe fails: an agent restart does not take it out of service.
+        """
         if adopted is not None:
             adopted.watch(poll_interval=self._supervision.poll_interval)
             self.proc = adopted
             age = max(0.0, time.time() - adopted.ident.create_time)
             self._started = time.monotonic() - age
-            self.ready = self.launch.readiness is None
+            self.ready = self.launch.readiness is None or was_ready
             self.phase = Phase.RUNNING
         self._task = asyncio.get_running_loop().create_task(
             self._supervise(adopted, missed), name=f"native:{self.name}:supervise"
@@ -253,6 +263,7 @@ class Instance:
             streak=self.streak,
             failures=self.failures,
             cause=self.cause,
+            ready=self.serving,
         )
 
     # -- supervision -------------------------------------------------------------------------
@@ -373,7 +384,8 @@ class Instance:
 
         for kind, probe, callback, initially in (
             ("liveness", launch.liveness, on_liveness, True),
-            ("readiness", launch.readiness, on_readiness, False),
+            # Not ready at a launch; an adopted instance starts from what it was (`start`).
+            ("readiness", launch.readiness, on_readiness, self.ready),
         ):
             if probe is None:
                 continue

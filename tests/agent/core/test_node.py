@@ -44,6 +44,14 @@ def test_architectures_get_go_names_like_baetyl_reports(machine: str, arch: str)
 
 
 @pytest.mark.parametrize(
+    ("machine", "variant"),
+    [("aarch64", "v8"), ("armv7l", "v7"), ("armv6l", "v6"), ("x86_64", ""), ("riscv64", "")],
+)
+def test_arm_machines_report_their_variant_as_baetyl_does(machine: str, variant: str) -> None:
+    assert node.go_variant(machine) == variant
+
+
+@pytest.mark.parametrize(
     ("content", "image"),
     [
         (

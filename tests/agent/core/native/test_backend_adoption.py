@@ -17,7 +17,7 @@ import pytest
 from agent.contracts.report import AppStatus
 from agent.core.native import NativeBackend, procs
 from tests.agent.core.native.conftest import BackendFactory
-from tests.agent.core.native.kit import Dirs, alive, application, deployment, exists
+from tests.agent.core.native.kit import Dirs, alive, application, deployment, exists, service
 from tools.kit.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[4]
@@ -50,6 +50,38 @@ async def test_a_new_backend_adopts_what_a_closed_one_left_running(
     assert after["default.demo.1.main.2"] == before["default.demo.1.main.2"]
     assert second.observe()["demo"].instances["default.demo.1.main.1"].restarts == 1
     await eventually(lambda: not exists(victim), what="the killed process reaped")
+
+
+async def test_an_adopted_ready_instance_stays_in_service_until_its_probe_fails(
+    backends: BackendFactory, dirs: Dirs
+) -> None:
+    # The function proxy routes by the registry: an agent restart must not empty it, even for
+    # the moment before the new agent's first readiness probe.
+    ready = {"exec": {"command": ["test", "-f", "ready"]}, "periodSeconds": 1}
+    script = "put('ready', ''); put('pid', str(os.getpid())); time.sleep(600)"
+    spec = deployment(application(services=[service(script=script, readinessProbe=ready)]))
+    first = backends()
+    await first.start()
+    await first.apply(spec)
+    await eventually(lambda: _registry(dirs).get("demo"), what="the ready instance listed")
+    listed = _registry(dirs)
+    await first.close()
+
+    second = backends()
+    await second.start()
+    assert second.observe()["demo"].status is AppStatus.RUNNING
+    assert _registry(dirs) == listed
+    # Its probe still decides: once it fails the instance leaves the registry.
+    [ready_file] = dirs.run.rglob("ready")
+    ready_file.unlink()
+    await eventually(lambda: _registry(dirs) == {}, what="the instance out of the registry")
+    assert second.observe()["demo"].status is AppStatus.PENDING
+    await second.remove("demo")
+
+
+def _registry(dirs: Dirs) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(dirs.registry.read_text())
+    return found
 
 
 async def test_apps_survive_the_agent_being_killed_and_are_adopted_once(dirs: Dirs) -> None:
