@@ -62,11 +62,6 @@ class Platform:
     needs: tuple[str, ...] = ()
     """Files (relative to the rootfs) a complete build has: checked before every use."""
 
-    @property
-    def boots(self) -> bool:
-        """Whether it has an init to boot (systemd), or runs as a plain container."""
-        return "systemd-sysv" in self.include
-
 
 def host_arch() -> str:
     """This machine's dpkg architecture (amd64, arm64, …)."""
@@ -308,11 +303,11 @@ def _disk_bytes(top: Path) -> int:
 
 
 async def _shell(platform: Platform) -> int:
-    from tools.platforms.container import Container  # noqa: PLC0415 - only this command boots
+    from tools.platforms.container import node_machine  # noqa: PLC0415 - only this command boots
 
     rootfs = ensure(platform)
     with tempfile.TemporaryDirectory(prefix="baetyl-rootfs-") as scratch:
-        container = Container(rootfs, Path(scratch), name="baetyl-shell", init=platform.boots)
+        container = node_machine(rootfs, Path(scratch), name="baetyl-shell")
         try:
             await container.boot()
             sys.stdout.write(f"booted; its PID 1 is {container.pid1} (exit the shell to stop it)\n")
