@@ -17,7 +17,7 @@ from agent.contracts.wire import WireModel
 from cloud.api.auth import caller_of
 from cloud.api.http import path_param, reply
 from cloud.api.keys import CONTEXT
-from cloud.api.routing import RouteTable
+from cloud.api.routing import BYTES, RouteTable
 from cloud.errors import NotFound
 from cloud.objects import presign
 from cloud.objects.store import ObjectInfo
@@ -81,7 +81,7 @@ def _source(request: web.Request) -> None:
         raise NotFound("object source", source)
 
 
-@routes.put(_OBJECT, "Upload an object (the body is its bytes)", response=ObjectView)
+@routes.put(_OBJECT, "Upload an object (the body is its bytes)", response=ObjectView, upload=BYTES)
 async def put_object(request: web.Request) -> web.Response:
     """Store the request body under `bucket/object`, replacing what the name held."""
     info = await objects.upload(

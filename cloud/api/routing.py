@@ -21,10 +21,31 @@ Access = Literal["anonymous", "read", "admin"]
 _PATH_PARAM = re.compile(r"\{(\w+)(?::[^{}]+)?\}")
 
 
+def file_field(name: str) -> dict[str, Any]:
+    """The OpenAPI `content` of a request body that is one file in multipart field `name`."""
+    return {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [name],
+                "properties": {name: {"type": "string", "format": "binary"}},
+            }
+        }
+    }
+
+
+BYTES: dict[str, Any] = {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+}
+"""The OpenAPI `content` of a request body that is raw bytes (an object's upload)."""
+
+
 class RouteOptions(TypedDict, total=False):
     """What a route may declare besides its method, path and summary (see `RouteTable.route`)."""
 
     body: type[BaseModel] | None
+    upload: dict[str, Any] | None
+    """A body that is not JSON: its OpenAPI `content` (`file_field`, `BYTES`)."""
     response: type[BaseModel] | None
     query: type[BaseModel] | None
     status: int
@@ -46,6 +67,7 @@ class Route:
     query: type[BaseModel] | None = None
     status: int = 200
     tags: tuple[str, ...] = ()
+    upload: dict[str, Any] | None = None
 
 
 @dataclass
@@ -77,6 +99,7 @@ class RouteTable:
                     query=options.get("query"),
                     status=options.get("status", 200),
                     tags=options.get("tags") or self.tags,
+                    upload=options.get("upload"),
                 )
             )
             return handler
@@ -154,6 +177,8 @@ def openapi_document(routes: list[Route], *, title: str, version: str) -> dict[s
                 "required": True,
                 "content": {"application/json": {"schema": _ref(route.body)}},
             }
+        elif route.upload is not None:
+            operation["requestBody"] = {"required": True, "content": route.upload}
         if route.access != "anonymous":
             operation["security"] = [{"bearer": []}]
             operation["responses"]["401"] = {"$ref": "#/components/responses/Error"}

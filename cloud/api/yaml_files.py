@@ -18,7 +18,7 @@ from cloud.api import yaml_apply, yaml_upload
 from cloud.api.auth import caller_of
 from cloud.api.http import reply
 from cloud.api.keys import CONTEXT
-from cloud.api.routing import RouteTable
+from cloud.api.routing import RouteTable, file_field
 
 TAGS = ("yaml",)
 routes = RouteTable(prefix="/v1", tags=TAGS)
@@ -48,10 +48,14 @@ class YamlDeleted(WireModel):
     results: list[YamlOutcome] = Field(default_factory=list)
 
 
+FILE = file_field(yaml_upload.FIELD)
+
+
 @routes.post(
     "/yaml",
     "Create the resources of a multi-document YAML file (multipart field 'file')",
     response=YamlApplied,
+    upload=FILE,
 )
 async def create_from_file(request: web.Request) -> web.Response:
     """Create every resource of the file; nothing is created when one already exists."""
@@ -62,6 +66,7 @@ async def create_from_file(request: web.Request) -> web.Response:
     "/yaml",
     "Create or replace the resources of a multi-document YAML file (multipart field 'file')",
     response=YamlApplied,
+    upload=FILE,
 )
 async def apply_file(request: web.Request) -> web.Response:
     """Create what is absent and replace what exists, as `kubectl apply` does."""
@@ -72,6 +77,7 @@ async def apply_file(request: web.Request) -> web.Response:
     "/yaml/delete",
     "Delete the resources of a multi-document YAML file (multipart field 'file')",
     response=YamlDeleted,
+    upload=FILE,
 )
 async def delete_file(request: web.Request) -> web.Response:
     """Delete every resource the file names, in the reverse order of their writes."""

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import yaml
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from cloud.api.http import MAX_BODY_BYTES
 from cloud.errors import Invalid
@@ -50,8 +51,8 @@ async def read_file(request: web.Request) -> bytes:
         form = await request.post()  # bounded by the app's client_max_size
     except web.HTTPRequestEntityTooLarge:
         raise Invalid(f"request body is larger than {MAX_BODY_BYTES} bytes") from None
-    except ValueError as exc:
-        raise Invalid(f"the multipart body cannot be read ({exc}); {_HOW}") from exc
+    except (ValueError, HttpProcessingError) as exc:  # a part's headers can be malformed too
+        raise Invalid(f"the multipart body cannot be read ({_said(exc)}); {_HOW}") from exc
     fields = form.getall(FIELD, [])
     if len(fields) != 1:
         given = "no field 'file'" if not fields else "the field 'file' more than once"
@@ -61,6 +62,13 @@ async def read_file(request: web.Request) -> bytes:
         data: bytes = field.file.read()
         return data
     return field.encode("utf-8") if isinstance(field, str) else bytes(field)
+
+
+def _said(exc: Exception) -> str:
+    """The parser's complaint on one line (aiohttp's header errors span two)."""
+    if isinstance(exc, HttpProcessingError):
+        return " ".join(str(exc.message).split())
+    return " ".join(str(exc).split())
 
 
 async def read_documents(request: web.Request) -> list[Document]:
