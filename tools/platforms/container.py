@@ -136,27 +136,15 @@ class Container:
             detail=self._console_tail,
         )
         last = Result(0, "")
-        if not self.init:
-
-            async def answers() -> bool:
-                nonlocal last
-                last = await self.run(["true"], limit=limit)
-                return last.code == 0
-
-            await eventually(
-                answers,
-                limit=limit,
-                poll=0.2,
-                what=f"a first command in {self.name}",
-                alive=lambda: nspawn_process.returncode is None,
-                detail=lambda: last.out + self._console_tail(),
-            )
-            return "running"
+        # Without an init, the first command that runs inside; with systemd, the end of its boot.
+        # Right after PID 1 appears its bus may not be up yet: asked again until it answers.
+        probe = ["systemctl", "is-system-running", "--wait"] if self.init else ["true"]
 
         async def settled() -> str | None:
-            # Right after PID 1 appears its bus may not be up yet: asked again until it answers.
             nonlocal last
-            last = await self.run(["systemctl", "is-system-running", "--wait"], limit=limit)
+            last = await self.run(probe, limit=limit)
+            if not self.init:
+                return "running" if last.code == 0 else None
             state = last.out.strip()
             return state if state in ("running", "degraded") else None
 
@@ -164,7 +152,7 @@ class Container:
             settled,
             limit=limit,
             poll=0.2,
-            what=f"the boot of {self.name} (systemctl is-system-running)",
+            what=f"the start of {self.name} ({' '.join(probe)})",
             alive=lambda: nspawn_process.returncode is None,
             detail=lambda: last.out + self._console_tail(),
         )
